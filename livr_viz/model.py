@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from .capture import install_capture
 from .errors import LIVRError
 from .families import Family, family_for
 from .images import load_image
@@ -203,6 +204,7 @@ class LIVRModel:
         self.config = config
         self.family = family
         self.tokenizer = processor.tokenizer
+        install_capture(self.base_model)  # same numerics; lets LatentAttention record rows on demand
         self.image_token_id = family.image_token_id(self.base_model.config, processor)
         if self.image_token_id >= self.base_model.config.get_text_config().vocab_size:
             raise LIVRError("the model's image token id is outside its vocabulary")
@@ -259,7 +261,8 @@ class LIVRModel:
         if not adapter.is_file():
             raise LIVRError(f"{path}: adapter_model.safetensors is missing")
         result = set_peft_model_state_dict(peft_model, load_file(str(adapter)))
-        missing = [k for k in result.missing_keys if "lora_" in k or "trainable_tokens" in k]
+        # a tied lm_head shares the embedding's token delta, so peft does not save it separately
+        missing = [k for k in result.missing_keys if "lora_" in k or ("trainable_tokens" in k and "lm_head" not in k)]
         if missing:
             raise LIVRError(f"{path}: adapter is missing {len(missing)} tensors (e.g. {missing[0]})")
         peft_model.eval()

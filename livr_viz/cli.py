@@ -1,0 +1,161 @@
+"""``livr-viz`` command line. Every command has ``--help``; user errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import LIVRError
+
+MODEL_HELP = "demo-livr, demo-latents-only, demo-sft, demo-base, a local directory or a hub id"
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _load(args):
+    from .model import load_model
+
+    return load_model(args.model, variant=getattr(args, "variant", None), n_latents=getattr(args, "n_latents", None),
+                      allow_pickle=getattr(args, "allow_pickle", False),
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
+def cmd_info(args) -> int:
+    lm = _load(args)
+    counts = lm.param_counts()
+    cfg = lm.config
+    info = {
+        "model": args.model,
+        "architecture": type(lm.base_model).__name__,
+        "family": cfg.family,
+        "backbone": cfg.backbone,
+        "variant": cfg.variant,
+        "n_latents": cfg.n_latents,
+        "stage1_fraction": cfg.stage1_fraction,
+        "trained_steps": cfg.trained_steps,
+        "latent_token_ids": f"{cfg.latent_token_ids[0]}..{cfg.latent_token_ids[-1]}" if cfg.latent_token_ids else "-",
+        "image_token_id": lm.image_token_id,
+        "lm_layers": lm.base_model.config.get_text_config().num_hidden_layers,
+        "lm_heads": lm.base_model.config.get_text_config().num_attention_heads,
+        "params_total": counts["total"],
+        "params_trainable": counts["trainable"],
+        "params_language_model": counts["language_model"],
+        "params_vision": counts["vision"],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value:,}" if isinstance(value, int) else f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Answer one question and save a latent heatmap grid (the pre-app demo)."""
+    from .analysis import analyze
+    from .images import load_image
+
+    lm = _load(args)
+    if args.image:
+        image, prompt = load_image(args.image), args.prompt
+        if prompt is None:
+            raise LIVRError("--prompt is required with --image")
+        evidence = None
+    else:
+        from .data import make_sample
+
+        sample = make_sample(args.task, "test", args.seed, 0)
+        image, prompt, evidence = sample.image, args.prompt or sample.prompt, sample.evidence
+        print(f"synthetic {args.task} sample (seed {args.seed}); truth: {sample.answer}")
+    report = analyze(lm, image, prompt, Path(args.out), stage=args.stage, evidence=evidence)
+    print(f"prompt: {prompt}")
+    print(f"answer: {report['answer']}")
+    if report.get("choice_probs"):
+        print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    for name, path in report["figures"].items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_build_demo(args) -> int:
+    """Recreate assets/demo-base (random init) and untrained variant directories."""
+    from .demo import ASSETS_DIR, DemoBackboneConfig, save_demo_backbone
+    from .model import LIVRModel
+
+    out = Path(args.out or ASSETS_DIR)
+    save_demo_backbone(out / "demo-base", DemoBackboneConfig(seed=args.seed))
+    if args.variants:
+        for variant, name in (("livr", "demo-livr"), ("latents_only", "demo-latents-only"), ("sft", "demo-sft")):
+            LIVRModel.from_backbone(str(out / "demo-base") if args.out else "demo-base", variant=variant).save(out / name)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livr-viz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p, variant=True):
+        p.add_argument("model", nargs="?", default="demo-livr", help=MODEL_HELP)
+        if variant:
+            p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default=None,
+                           help="variant when wrapping a plain VLM (default livr)")
+            p.add_argument("--n-latents", type=int, default=None, help="K latent tokens for a plain VLM (default 16)")
+        p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (.bin/.pt): unsafe")
+        p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repository")
+
+    p = sub.add_parser("info", help="architecture, K, variant and parameter counts of a model")
+    model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="answer a question and write a latent heatmap PNG")
+    model_args(p)
+    p.add_argument("--image", help="image file (default: a synthetic sample)")
+    p.add_argument("--prompt", help="question (default: the synthetic sample's)")
+    p.add_argument("--task", default="counting", help="synthetic task when no --image is given")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--out", default="livr-demo", help="output directory")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("build-demo", help="rebuild the demo backbone (random init) under assets/")
+    p.add_argument("--out", default=None, help="directory (default: the package's assets/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", action="store_true", help="also write untrained demo-livr/-latents-only/-sft")
+    p.set_defaults(func=cmd_build_demo)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_transformers()
+    try:
+        return int(args.func(args) or 0)
+    except LIVRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
