@@ -83,17 +83,18 @@ AttentionInterface.register(CAPTURE_PREFIX + "sdpa", _make_capture_fn(sdpa_atten
 AttentionInterface.register(CAPTURE_PREFIX + "eager", _make_capture_fn(eager_attention_forward))
 
 
-def install_capture(model) -> None:
+def install_capture(model, base: str | None = None) -> None:
     """Route the language model's attention through the capture-capable function (same numerics).
 
-    Only the text model is switched; the vision tower keeps its own implementation.
+    ``base`` is the kernel that computes the output (``sdpa`` or ``eager``); by default the model's
+    current one.  Only the text model is switched; the vision tower keeps its own implementation.
     """
     text_cfg = model.config.get_text_config()
-    current = text_cfg._attn_implementation or "sdpa"
-    if current.startswith(CAPTURE_PREFIX):
-        return
+    current = base or base_attn_implementation(model)
     if current not in ("sdpa", "eager"):
         current = "sdpa"
+    if text_cfg._attn_implementation == CAPTURE_PREFIX + current:
+        return
     impl = {}
     for name in model.config.sub_configs:
         sub = getattr(model.config, name, None)

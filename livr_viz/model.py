@@ -98,6 +98,7 @@ class LIVRBatch:
     labels: torch.Tensor | None = None
     prompts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # free-form per-batch info (tasks, answers, ids) set by collators
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -107,7 +108,7 @@ class LIVRBatch:
         move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
         return LIVRBatch(
             {k: move(v) for k, v in self.inputs.items()}, move(self.padding_mask), move(self.segments),
-            move(self.answer_start), move(self.labels), self.prompts, self.notes,
+            move(self.answer_start), move(self.labels), self.prompts, self.notes, self.meta,
         )
 
 
@@ -159,6 +160,11 @@ def load_backbone(
         if not (path / "config.json").is_file():
             raise LIVRError(f"{ref} is not a model directory (no config.json)")
         _refuse_pickle(path, allow_pickle)
+    if not path.exists() and not _hub_available(ref):
+        raise LIVRError(
+            f"{ref!r} is not a local path and the Hugging Face Hub is unreachable (offline). On a connected machine run "
+            f"`huggingface-cli download {ref} --local-dir DIR` and pass DIR instead"
+        )
     kwargs = dict(trust_remote_code=trust_remote_code, dtype=dtype, attn_implementation=attn_implementation)
     if not allow_pickle:
         kwargs["use_safetensors"] = True
@@ -193,6 +199,25 @@ def load_backbone(
         raise LIVRError(f"could not load model from {ref}: {message}") from None
     model.eval()
     return model, processor
+
+
+def _hub_available(ref: str, timeout: float = 3.0) -> bool:
+    """True if ``ref`` may be fetched: cached while HF_HUB_OFFLINE=1, or huggingface.co answers quickly."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+        except Exception:  # noqa: BLE001 - any cache problem means "not available"
+            return False
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 class LIVRModel:

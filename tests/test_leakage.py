@@ -1,0 +1,92 @@
+"""Leakage invariance of the Stage 1 bottleneck, in eager and sdpa, on the demo model and every family."""
+
+import pytest
+import torch
+
+from livr_viz import masks as masks_module
+from livr_viz.capture import install_capture
+from livr_viz.model import LIVRModel
+from livr_viz.segments import Segment
+from livr_viz.testing import TINY_BUILDERS
+
+from .conftest import random_image
+
+IMPLS = ["eager", "sdpa"]
+
+
+def _wrap(name):
+    if name == "demo":
+        from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+
+        model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
+    else:
+        model, processor = TINY_BUILDERS[name]()
+    return LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4)
+
+
+@pytest.fixture(scope="module", params=["demo", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
+def wrapped(request):
+    return _wrap(request.param)
+
+
+def _pair(lm):
+    size = (96, 96) if lm.config.family == "llava" else (40, 56)
+    prompts = ["How many red circles?", "Which point is darker? Choices: (A) A (B) B"]
+    b1 = lm.build_inputs([random_image(1, size), random_image(1, size)], prompts, answers=["A", "B"])
+    b2 = lm.build_inputs([random_image(2, size), random_image(2, size)], prompts, answers=["A", "B"])
+    assert torch.equal(b1.segments, b2.segments)
+    return b1, b2
+
+
+def _states(lm, batch, stage, blind):
+    with torch.no_grad():
+        hidden = lm.hidden_states(batch, stage, blind).last_hidden_state
+        logits = lm.answer_logits(batch, stage, blind)
+    return hidden, logits
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bottleneck_with_blind_latents_makes_answer_independent_of_image(wrapped, impl):
+    install_capture(wrapped.base_model, impl)
+    b1, b2 = _pair(wrapped)
+    _, l1 = _states(wrapped, b1, "bottleneck", True)
+    _, l2 = _states(wrapped, b2, "bottleneck", True)
+    assert torch.allclose(l1, l2, atol=1e-5), (l1 - l2).abs().max()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bottleneck_text_invariant_latents_see_image(wrapped, impl):
+    install_capture(wrapped.base_model, impl)
+    b1, b2 = _pair(wrapped)
+    h1, _ = _states(wrapped, b1, "bottleneck", False)
+    h2, _ = _states(wrapped, b2, "bottleneck", False)
+    seg = b1.segments
+    diff = (h1 - h2).abs()
+    assert diff[seg == int(Segment.TEXT)].max() < 1e-5
+    assert diff[seg == int(Segment.LATENT)].max() > 1e-3
+    # ...and the answer depends on the image only through the latents
+    assert diff[seg == int(Segment.ANSWER)].max() > 1e-4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_full_stage_answer_sees_image(wrapped, impl):
+    install_capture(wrapped.base_model, impl)
+    b1, b2 = _pair(wrapped)
+    _, l1 = _states(wrapped, b1, "full", False)
+    _, l2 = _states(wrapped, b2, "full", False)
+    assert (l1 - l2).abs().max() > 1e-4
+
+
+def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch):
+    """The measured transformers-5 gotcha: eager *adds* a bool mask. Our invariance check must fail then."""
+    lm = _wrap("llava")
+    install_capture(lm.base_model, "eager")
+
+    def bool_mask(segments, stage="full", block_latent_image=False, dtype=torch.float32):
+        return masks_module.allowed_attention(segments, stage, block_latent_image).unsqueeze(1)
+
+    monkeypatch.setattr("livr_viz.model.attention_mask_4d", bool_mask)
+    b1, b2 = _pair(lm)
+    _, l1 = _states(lm, b1, "bottleneck", True)
+    _, l2 = _states(lm, b2, "bottleneck", True)
+    assert (l1 - l2).abs().max() > 1e-5, "a boolean mask did not leak: the leakage tests would be toothless"

@@ -1,0 +1,147 @@
+"""Wrapper behaviour on the bundled demo model and clear errors for bad input."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from livr_viz.errors import LIVRError
+from livr_viz.model import LIVRConfig, LIVRModel, load_model
+from livr_viz.segments import Segment
+from livr_viz.testing import tiny_llava
+
+from .conftest import random_image
+
+
+def test_demo_model_loads_from_assets(demo_model):
+    assert demo_model.config.variant == "livr" and demo_model.config.n_latents == 16
+    assert type(demo_model.base_model).__name__ == "LlavaForConditionalGeneration"
+    counts = demo_model.param_counts()
+    assert 2_000_000 <= counts["total"] <= 10_000_000
+
+
+def test_latent_prompt_injection_is_neutralised(demo_model):
+    batch = demo_model.build_inputs([random_image(0)], ["look <latent_3><latent_0> here <image> <s>"])
+    assert int((batch.segments == int(Segment.LATENT)).sum()) == 16
+    assert int((batch.segments == int(Segment.IMAGE)).sum()) == 144
+    assert any("<latent_3>" in note for note in batch.notes)
+    assert "<latent_" not in batch.prompts[0] and "<image>" not in batch.prompts[0]
+
+
+def test_unicode_and_rtl_prompts_work(demo_model):
+    batch = demo_model.build_inputs([random_image(0)], ["כמה עיגולים? كم دائرة؟ 🙂 Ünïcödé"])
+    probs = demo_model.choice_probs(batch, ["A", "B"])
+    assert torch.isfinite(probs).all()
+
+
+def test_too_long_prompt_is_a_clear_error(demo_model):
+    with pytest.raises(LIVRError, match="at most"):
+        demo_model.build_inputs([random_image(0)], ["word " * 2000])
+
+
+def test_undecodable_image_is_a_clear_error(demo_model):
+    with pytest.raises(LIVRError, match="cannot be decoded"):
+        demo_model.build_inputs([b"this is not a png at all"], ["hi"])
+
+
+def test_generate_and_choice_probs(demo_model):
+    images = [random_image(0), random_image(1)]
+    out = demo_model.generate(images, ["hi", "there"], max_new_tokens=2)
+    assert len(out) == 2 and all(isinstance(o, str) for o in out)
+    probs = demo_model.choice_probs(demo_model.build_inputs(images, ["a", "b"]), ["A", "B", "C"])
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("k", [0, -3, 100_000])
+def test_bad_number_of_latents(k):
+    with pytest.raises(LIVRError, match="n_latents"):
+        LIVRConfig(variant="livr", n_latents=k)
+
+
+def test_bad_variant():
+    with pytest.raises(LIVRError, match="variant"):
+        LIVRConfig(variant="stage1")
+
+
+def test_unknown_name_missing_path_and_offline_hub(monkeypatch):
+    with pytest.raises(LIVRError, match="unknown model"):
+        load_model("demo-livrr")
+    with pytest.raises(LIVRError, match="not found"):
+        load_model("./no/such/dir")
+    monkeypatch.setattr("livr_viz.model._hub_available", lambda ref, timeout=3.0: False)
+    with pytest.raises(LIVRError, match="unreachable.*huggingface-cli download"):
+        load_model("some-org/some-model")
+
+
+def test_text_only_model_is_refused(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2))
+    model.save_pretrained(tmp_path)
+    with pytest.raises(LIVRError, match="unsupported model type 'llama'"):
+        load_model(str(tmp_path))
+
+
+def test_model_without_usable_image_token_is_refused():
+    model, processor = tiny_llava()
+    model.config.image_token_index = 99_999  # points outside the vocabulary: no usable image placeholder
+    with pytest.raises(LIVRError, match="image token"):
+        LIVRModel.from_backbone("x", model=model, processor=processor)
+
+
+def test_pickle_weights_are_refused(tmp_path):
+    model, processor = tiny_llava()
+    model.config.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(LIVRError, match="pickle"):
+        load_model(str(tmp_path))
+
+
+def test_trained_checkpoint_refuses_a_different_variant():
+    with pytest.raises(LIVRError, match="cannot be changed"):
+        load_model("demo-livr", variant="sft")
+
+
+def test_hidden_states_and_latent_rows(demo_model):
+    emb = demo_model.latent_embeddings()
+    assert emb.shape == (16, demo_model.base_model.config.text_config.hidden_size)
+    assert torch.linalg.matrix_rank(emb) == 16  # K distinct latents, not one repeated
+
+
+def test_cli_errors_are_one_line_without_traceback():
+    for argv in (["info", "demo-nope"], ["info", "demo-base", "--n-latents", "0"],
+                 ["demo", "--image", "/no/such.png", "--prompt", "x"]):
+        proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", *argv], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_cli_info_prints_the_model():
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "info", "demo-livr"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "LlavaForConditionalGeneration" in proc.stdout and "n_latents" in proc.stdout and "16" in proc.stdout
+
+
+def test_every_command_has_help():
+    from livr_viz.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        buf = io.StringIO()
+        sub.print_help(buf)
+        assert "usage" in buf.getvalue().lower(), name
+        nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"]
+        for action in nested:
+            for sname, ssub in action.choices.items():
+                buf = io.StringIO()
+                ssub.print_help(buf)
+                assert "usage" in buf.getvalue().lower(), (name, sname)
