@@ -45,7 +45,7 @@ DEMO_CHAT_TEMPLATE = (
 @dataclass
 class DemoBackboneConfig:
     image_size: int = 96  # pixels, square; synthetic tasks default to this size
-    patch_size: int = 8  # 12 x 12 = 144 image tokens (CLS dropped)
+    patch_size: int = 12  # 8 x 8 = 64 image tokens (CLS dropped)
     vision_hidden: int = 128
     vision_layers: int = 4
     vision_heads: int = 4
@@ -66,8 +66,26 @@ class DemoBackboneConfig:
                 raise ValueError(f"{name} must be divisible by its number of heads ({heads})")
 
 
+def demo_corpus(per_task: int = 30) -> list[str]:
+    """Prompts and answers of the task suite and the perception curriculum: the demo tokenizer's training text."""
+    from .data import make_sample, task_names
+    from .data.perception import KINDS, make_perception_sample
+
+    lines = []
+    for task in task_names():
+        for i in range(per_task):
+            s = make_sample(task, "train", 12345, i)
+            lines += [s.prompt, *s.choices]
+    for kind in KINDS:
+        for i in range(per_task):
+            s = make_perception_sample(kind, "train", 12345, i)
+            lines += [s.prompt, *s.choices]
+    return lines
+
+
 def build_demo_processor(cfg: DemoBackboneConfig) -> LlavaProcessor:
-    tokenizer = build_bpe_tokenizer(cfg.vocab_size, extra_special_tokens=("<image>",), chat_template=DEMO_CHAT_TEMPLATE)
+    tokenizer = build_bpe_tokenizer(cfg.vocab_size, extra_special_tokens=("<image>",), chat_template=DEMO_CHAT_TEMPLATE,
+                                    corpus=demo_corpus())
     image_processor = CLIPImageProcessorPil(
         size={"height": cfg.image_size, "width": cfg.image_size},
         crop_size={"height": cfg.image_size, "width": cfg.image_size},

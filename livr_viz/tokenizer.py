@@ -28,8 +28,8 @@ first second third fourth option letter choose select only respond single
 """.split()
 
 
-def _corpus(extra_special: Sequence[str]) -> list[str]:
-    lines = [" ".join(_CORPUS_WORDS)] * 4
+def _corpus(extra: Sequence[str] = ()) -> list[str]:
+    lines = [" ".join(_CORPUS_WORDS)] * 4 + list(extra)
     for w in _CORPUS_WORDS:
         lines += [w, " " + w, w.capitalize(), " " + w.capitalize()]
     for c in string.ascii_uppercase + string.digits:
@@ -45,8 +45,9 @@ def build_bpe_tokenizer(
     extra_special_tokens: Sequence[str] = ("<image>",),
     chat_template: str | None = None,
     bos_token: str | None = "<s>",
+    corpus: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on a fixed corpus (deterministic) and wrap it for transformers."""
+    """Train a byte-level BPE on a fixed corpus (+ ``corpus`` lines; deterministic) and wrap it for transformers."""
     specials = list(BASE_SPECIAL_TOKENS) + [t for t in extra_special_tokens if t not in BASE_SPECIAL_TOKENS]
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -57,7 +58,7 @@ def build_bpe_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(specials), trainer=trainer)
+    tok.train_from_iterator(_corpus(corpus), trainer=trainer)
     if bos_token is not None:
         bos_id = tok.token_to_id(bos_token)
         tok.post_processor = processors.TemplateProcessing(
