@@ -139,7 +139,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_demo)
 
     _data_commands(sub)
+    _train_commands(sub)
     return parser
+
+
+def cmd_train(args) -> int:
+    from .train import preset_config, train
+
+    cfg = preset_config(args.preset, pretrain=args.command == "pretrain", variant=getattr(args, "variant", None),
+                        tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                        grad_accum=args.grad_accum, precision=args.precision, seed=args.seed,
+                        n_latents=getattr(args, "n_latents", None),
+                        stage1_fraction=getattr(args, "stage1_fraction", None))
+    backbone = "demo-base" if args.model == "demo" else args.model
+    _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
+    print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
+    print(f"wrote {Path(args.out) / 'model'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data.dataset import RecordDataset, SyntheticTaskDataset
+    from .evaluate import evaluate
+
+    lm = _load(args)
+    data = Path(args.data)
+    if data.exists():
+        from .data.io import load_blink, load_jsonl
+
+        records = load_jsonl(data)[0] if (data.is_file() or (data / "samples.jsonl").is_file()) else load_blink(data)
+        items = RecordDataset(records)
+    else:
+        items = SyntheticTaskDataset(args.data, args.split, args.n, args.seed)
+    metrics = evaluate(lm, items, args.stage, progress=True)
+    for task, m in metrics["tasks"].items():
+        print(f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
+              f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}")
+    print(f"{'average':<27} acc {metrics['average']['accuracy']:.3f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
+                        pretrain_steps=args.pretrain_steps, steps=args.steps)
+    print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
+    return 0
+
+
+def _train_commands(sub) -> None:
+    def common(p):
+        p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
+        p.add_argument("--preset", default="demo", help="quick | demo | paper (pretrain: quick | demo)")
+        p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
+        p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
+        p.add_argument("--lr", type=float, default=None)
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--grad-accum", type=int, default=None)
+        p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+
+    p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
+    common(p)
+    p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default="livr")
+    p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
+    p.add_argument("--n-latents", type=int, default=None)
+    p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy per task with 95% CIs, chance and majority baselines")
+    p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
+    p.add_argument("--data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--json", default=None, help="write the metrics here")
+    p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
+
+    p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
+    p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
+    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n-test", type=int, default=200, help="test samples per task")
+    p.add_argument("--pretrain-steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
+    p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
+    p.set_defaults(func=cmd_reproduce)
 
 
 def cmd_data_export(args) -> int:

@@ -246,12 +246,17 @@ class LIVRModel:
         trust_remote_code: bool = False,
         model=None,
         processor=None,
+        lora: bool = True,
         **config_kwargs,
     ) -> "LIVRModel":
         """Fresh (untrained) LIVR model: add K latents, init their rows, attach LoRA.
 
         Pass ``model``/``processor`` to wrap objects already in memory (tests, notebooks).
+        ``lora=False`` (variant ``sft`` only) keeps the raw model with every parameter trainable: the
+        full-parameter pretraining of the demo backbone uses it.
         """
+        if not lora and variant != "sft":
+            raise LIVRError("lora=False (full-parameter training) is only available for variant 'sft'")
         config = LIVRConfig(variant=variant, n_latents=n_latents, backbone=backbone, **config_kwargs)
         if model is None or processor is None:
             model, processor = load_backbone(backbone, attn_implementation, allow_pickle, trust_remote_code)
@@ -260,6 +265,10 @@ class LIVRModel:
         family.image_token_id(model.config, processor)  # fail early, with a clear message
         if config.n_latents:
             config.latent_token_ids = _add_latent_tokens(model, processor, config)
+        if not lora:
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return cls(model, processor, config, family)
         return cls(_attach_lora(model, family, config), processor, config, family)
 
     @classmethod
