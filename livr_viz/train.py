@@ -122,6 +122,9 @@ def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConf
         values.update(variant="sft", tasks="perception", full_finetune=True)
     known = {f.name for f in fields(TrainConfig)}
     values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+    unknown = set(overrides) - known
+    if unknown:
+        raise LIVRError(f"unknown training setting(s): {sorted(unknown)}")
     return TrainConfig(**values)
 
 
@@ -396,9 +399,11 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
 def build_model_for_training(backbone: str, cfg: TrainConfig):
     from .model import LIVRModel
 
-    return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
-                                   latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                   lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction)
+    with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
+        torch.manual_seed(cfg.seed)
+        return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
+                                       latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                       lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction)
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

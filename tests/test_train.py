@@ -1,0 +1,93 @@
+"""Trainer: only LoRA + latent rows change, stage schedule, SIGKILL + --resume equals an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from livr_viz.errors import LIVRError
+from livr_viz.train import TrainConfig, Trainer, build_model_for_training, preset_config, sample_indices
+
+
+def test_schedule_is_four_six_with_a_warmup_and_cosine_per_stage():
+    cfg = TrainConfig(variant="livr", steps=100, lr=1.0, warmup_fraction=0.1)
+    stages = [cfg.stage_at(s) for s in range(100)]
+    assert stages.count("bottleneck") == 40 and stages[:40] == ["bottleneck"] * 40
+    assert cfg.lr_at(0) == pytest.approx(0.25) and cfg.lr_at(3) == pytest.approx(1.0)
+    assert cfg.lr_at(39) < 0.01 and cfg.lr_at(40) == pytest.approx(1 / 6)  # stage 2 restarts its warmup
+    for variant in ("latents_only", "sft"):
+        assert {TrainConfig(variant=variant, steps=10).stage_at(s) for s in range(10)} == {"full"}
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(LIVRError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(LIVRError, match="preset"):
+        preset_config("huge")
+
+
+def test_data_order_is_shared_and_endless():
+    a = sample_indices(10, 0, 0, 25)
+    assert sorted(a[:10]) == list(range(10)) and sorted(a[10:20]) == list(range(10))
+    assert sample_indices(10, 0, 7, 5) == a[7:12]
+
+
+@pytest.mark.slow
+def test_training_changes_only_lora_and_latent_rows(tmp_path):
+    cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", steps=6, eval_every=0, log_every=1,
+                        checkpoint_every=0, n_val_per_task=4)
+    lm = build_model_for_training("demo-base", cfg)
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    emb_before = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0])).detach().clone()
+    Trainer(lm, cfg, tmp_path, progress=False).run()
+    changed = {n for n, p in lm.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(("lora_" in n) or ("trainable_tokens" in n) for n in changed), sorted(changed)[:5]
+    assert any("trainable_tokens" in n for n in changed) and any("lora_B" in n for n in changed)
+    emb_after = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0]))
+    assert torch.equal(emb_before, emb_after)  # every non-latent row is bit-identical
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in log if "stage" in r} == {"bottleneck", "full"}
+    assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "stage1_model" / "livr_config.json").exists()
+
+
+def _train_cmd(out, *extra):
+    return [sys.executable, "-m", "livr_viz.cli", "train", "--variant", "livr", "--tasks", "counting,jigsaw",
+            "--preset", "quick", "--steps", "24", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    subprocess.run(_train_cmd(tmp_path / "straight"), check=True, capture_output=True, env=env, timeout=600)
+    proc = subprocess.Popen(_train_cmd(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    state = tmp_path / "killed" / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["step"] >= 8:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = json.loads(state.read_text())["step"]
+    assert 8 <= step < 24, "the run finished before it could be killed"
+    subprocess.run(_train_cmd(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
+    a = load_file(str(tmp_path / "straight" / "checkpoint" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoint" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
+             if "loss" in line]
+    assert steps == sorted(set(steps))  # no duplicated log lines after the resume
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    proc = subprocess.run(_train_cmd(tmp_path / "none", "--resume"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr
