@@ -75,8 +75,9 @@ def cmd_demo(args) -> int:
             raise LIVRError("--prompt is required with --image")
         evidence = None
     else:
-        from .data import make_sample
+        from .data import make_sample, resolve_tasks
 
+        resolve_tasks([args.task])
         sample = make_sample(args.task, "test", args.seed, 0)
         image, prompt, evidence = sample.image, args.prompt or sample.prompt, sample.evidence
         print(f"synthetic {args.task} sample (seed {args.seed}); truth: {sample.answer}")
@@ -140,7 +141,119 @@ def build_parser() -> argparse.ArgumentParser:
 
     _data_commands(sub)
     _train_commands(sub)
+    _engine_commands(sub)
     return parser
+
+
+def cmd_analyze(args) -> int:
+    from .analysis import analyze
+    from .images import load_image
+
+    lm = _load(args)
+    report = analyze(lm, load_image(args.image), args.prompt, Path(args.out), stage=args.stage,
+                     aggregation=args.aggregation, tokenmap=not args.no_tokenmap)
+    print(f"answer: {report['answer']}")
+    if report["choice_probs"]:
+        print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    print(f"wrote {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _probe_items(args):
+    from .data.dataset import RecordDataset, SyntheticTaskDataset
+
+    if args.data:
+        from .data.io import load_jsonl
+
+        return RecordDataset(load_jsonl(args.data)[0])
+    return None
+
+
+def cmd_probe(args) -> int:
+    from .data.dataset import SyntheticTaskDataset
+    from .probes import ConceptSpec, builtin_specs, run_probes
+
+    lm = _load(args)
+    names = builtin_specs() if args.concepts == "all" else args.concepts.split(",")
+    user_items = _probe_items(args)
+    summary = {}
+    for name in names:
+        spec = ConceptSpec.load(name)
+        items = user_items if user_items is not None else SyntheticTaskDataset(spec.tasks or "all", "train", args.n,
+                                                                                 args.seed)
+        report = run_probes(lm, spec, items, args.out, csv_path=args.csv, random_baseline=not args.no_random)
+        best = report.layers[report.best_layer]
+        summary[spec.name] = {"best_layer": report.best_layer, "accuracy": best["latent_pooled"]["accuracy"],
+                              "selectivity": best["selectivity"], "majority": report.majority}
+        print(f"{spec.name:<18} best layer {report.best_layer}: acc {best['latent_pooled']['accuracy']:.3f} "
+              f"(control {best['control']['accuracy']:.3f}, selectivity {best['selectivity']:+.3f}, "
+              f"image {best['image_pooled']['accuracy']:.3f}, majority {report.majority:.3f})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_faithfulness(args) -> int:
+    from .data import resolve_tasks
+    from .data.dataset import SyntheticTaskDataset
+    from .faithfulness import faithfulness_report, randomization_sanity
+
+    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed)
+    out = {}
+    for name in args.model.split(","):
+        args_one = argparse.Namespace(**{**vars(args), "model": name})
+        lm = _load(args_one)
+        report = faithfulness_report(lm, items, args.stage)
+        report["sanity"] = randomization_sanity(lm, [items[i] for i in range(min(len(items), args.sanity_n))])
+        out[name] = report
+        avg = report["average"]
+        print(f"{name}: mass in evidence {avg['mass_in_evidence']:.3f}, lift {avg['lift']:.2f}, pointing game "
+              f"{avg['pointing_game']:.3f}; randomisation rank correlation {report['sanity']['spearman_mean']:.3f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _engine_commands(sub) -> None:
+    def model_opts(p):
+        p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
+        p.set_defaults(allow_pickle=False, trust_remote_code=False)
+        p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (unsafe)")
+        p.add_argument("--trust-remote-code", action="store_true")
+
+    p = sub.add_parser("analyze", help="answer + latent heatmaps, answer→latent bars, mask, token map, report.json")
+    model_opts(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--aggregation", choices=["mean", "max", "rollout"], default="mean")
+    p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("probe", help="linear concept probes per layer with control tasks and baselines")
+    model_opts(p)
+    p.add_argument("--concepts", default="all", help="'all', or comma list of built-in spec names / spec paths")
+    p.add_argument("--data", default=None, help="user JSONL (default: synthetic samples of the spec's tasks)")
+    p.add_argument("--csv", default=None, help="CSV with an 'id' column for csv: concept sources")
+    p.add_argument("--n", type=int, default=200, help="synthetic samples per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-random", action="store_true", help="skip the random-model baseline")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("faithfulness", help="attention mass in evidence, lift, pointing game, randomisation check")
+    model_opts(p)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n", type=int, default=30, help="test samples per task")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_faithfulness)
 
 
 def cmd_train(args) -> int:
