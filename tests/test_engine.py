@@ -1,0 +1,164 @@
+"""Engine pieces on the demo model and tiny configs: analysis report, interventions, probes, token maps,
+attribution, faithfulness."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from livr_viz.analysis import parse_choices, run_analysis
+from livr_viz.data import make_sample
+from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.errors import LIVRError
+from livr_viz.faithfulness import evidence_on_grid, evidence_scores
+from livr_viz.interventions import LatentAblation, LatentPatching, replace_positions
+from livr_viz.probes import ConceptSpec, LinearProbe, builtin_specs, control_labels, read_concept_csv, run_probes
+from livr_viz.tokenmap import _CACHE, points_from_capture, project
+
+
+def test_parse_choices():
+    assert parse_choices("Q? Choices: (A) x (B) y (C) z") == ["A", "B", "C"]
+    assert parse_choices("no choices here") == []
+
+
+def test_analysis_rows_and_views(demo_model):
+    s = make_sample("counting", "test", 0, 0)
+    a = run_analysis(demo_model, s.image, s.prompt)
+    assert set(a.choice_probs) == set("ABCD") and abs(sum(a.choice_probs.values()) - 1) < 1e-5
+    maps = a.latent_maps()
+    assert maps.shape == (16, 8, 8) and maps.min() >= 0 and maps.max() <= 1
+    for aggregation in ("max", "rollout"):
+        assert a.latent_maps(layers=[0, 3], heads=[1], aggregation=aggregation).shape == (16, 8, 8)
+    bars = a.answer_latent_attention()
+    assert bars.shape == (16,) and (bars >= 0).all() and bars.sum() <= 1 + 1e-6
+    seg = a.segment_attention("latent")
+    total = [sum(seg[k][layer] for k in seg) for layer in range(4)]
+    assert np.allclose(total, 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="layers"):
+        a.latent_maps(layers=[9])
+
+
+def test_analyze_cli_writes_the_report(tmp_path):
+    s = make_sample("jigsaw", "test", 0, 0)
+    s.image.save(tmp_path / "in.png")
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "analyze", "--model", "demo-livr", "--image",
+                           str(tmp_path / "in.png"), "--prompt", s.prompt, "--stage", "bottleneck", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["answer"] in ("A", "B") and set(report["choice_probs"]) == {"A", "B"}
+    assert set(report["segment_attention"]) == {"image", "text", "latent", "answer"}
+    assert report["latent_image_attention_shape"] == [16, 8, 8]
+    for path in report["figures"].values():
+        assert (tmp_path / "out" / path.split("/")[-1]).stat().st_size > 1000
+
+
+def test_sft_analysis_uses_the_answer_row():
+    from livr_viz.model import load_model
+
+    lm = load_model("demo-sft")
+    s = make_sample("counting", "test", 0, 1)
+    a = run_analysis(lm, s.image, s.prompt)
+    assert a.latent_maps().shape == (1, 8, 8) and a.answer_latent_attention().size == 0
+    with pytest.raises(LIVRError, match="no latents"):
+        LatentAblation(lm)
+
+
+def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
+    s, s2 = make_sample("counting", "test", 0, 2), make_sample("counting", "test", 0, 3)
+    b, b2 = demo_model.build_inputs([s.image], [s.prompt]), demo_model.build_inputs([s2.image], [s2.prompt])
+    for mode in ("zero", "mean", "noise", "remove"):
+        r = LatentAblation(demo_model, mode).run(b, range(16), s.letters)
+        assert r.after.shape == (1, 4) and torch.allclose(r.after.sum(-1), torch.ones(1))
+        assert r.delta.abs().max() > 0
+    same = LatentPatching(demo_model, layer=1).run(b, b, s.letters)
+    assert torch.allclose(same.before, same.after, atol=1e-5)  # patching in your own latents changes nothing
+    with pytest.raises(LIVRError, match="latent indices"):
+        LatentAblation(demo_model).run(b, [99], s.letters)
+    layer = demo_model.family.language_model(demo_model.base_model).layers[0]
+    hooks_before = dict(layer._forward_hooks)  # transformers keeps its own output-capturing hooks here
+    with pytest.raises(RuntimeError):
+        with replace_positions(demo_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 192)):
+            raise RuntimeError("boom")
+    assert dict(layer._forward_hooks) == hooks_before
+
+
+def test_linear_probe_learns_a_planted_direction_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    X = rng.normal(size=(300, 20))
+    X[:, 0] += 3 * y
+    probe = LinearProbe(seed=0).fit(X, y)
+    assert probe.score(X, y) > 0.9
+    cv = probe.cross_validate(X, y)
+    assert cv["accuracy"] > 0.85 and cv["ci95"][0] < cv["accuracy"] < cv["ci95"][1]
+    control = probe.cross_validate(X, control_labels(y, 0))
+    assert control["accuracy"] < 0.5  # shuffled labels cannot be read off the features
+    probe.save(tmp_path / "p", {"layer": 2})
+    again = LinearProbe.load(tmp_path / "p")
+    assert np.allclose(again.predict_proba(X), probe.predict_proba(X))
+    assert again.meta_["layer"] == 2
+
+
+def test_builtin_specs_and_probe_run(demo_model, tmp_path):
+    assert {"count", "color", "shape", "quadrant", "brightness_order", "transform", "style"} <= set(builtin_specs())
+    items = SyntheticTaskDataset("counting", "train", 40, 0)
+    report = run_probes(demo_model, ConceptSpec.load("count"), items, tmp_path, random_baseline=True,
+                        per_latent=False)
+    assert len(report.layers) == 5 and report.n == 40
+    layer = report.layers[-1]
+    assert {"latent_pooled", "control", "selectivity", "image_pooled", "text_pooled", "random_model"} <= set(layer)
+    assert (tmp_path / "count_layer4.npz").exists() and (tmp_path / "count_curves.png").exists()
+    assert not list(tmp_path.glob("*.pkl"))
+
+
+def test_concept_csv_errors(tmp_path):
+    (tmp_path / "c.csv").write_text("id,size\na,1\n,2\n")
+    with pytest.raises(LIVRError, match="line 3: missing id"):
+        read_concept_csv(tmp_path / "c.csv", "size")
+    (tmp_path / "d.csv").write_text("id,size\nnot-an-id,1\n")
+    spec = ConceptSpec(name="size", source="csv:size")
+    from livr_viz.probes import labels_for
+
+    with pytest.raises(LIVRError, match="not in the data"):
+        labels_for(spec, SyntheticTaskDataset("counting", "train", 3, 0), tmp_path / "d.csv")
+    with pytest.raises(LIVRError, match="no column"):
+        read_concept_csv(tmp_path / "d.csv", "colour")
+
+
+def test_tokenmap_projection_is_cached_and_deterministic(demo_model):
+    s = make_sample("art_style", "test", 0, 0)
+    a = run_analysis(demo_model, s.image, s.prompt)
+    points = points_from_capture(a.capture, layer=4, index=0)
+    assert set(np.unique(points.segment)) == {1, 2, 3}
+    xy = project(points.vectors, "pca")
+    assert xy.shape == (len(points.vectors), 2)
+    n_cached = len(_CACHE)
+    assert project(points.vectors, "pca") is xy and len(_CACHE) == n_cached
+
+
+def test_evidence_scores_math():
+    evidence = np.zeros((8, 8), bool)
+    evidence[:4, :4] = True  # a quarter of the image
+    maps = np.zeros((2, 4, 4))
+    maps[0, 0, 0] = 1.0  # all mass inside
+    maps[1, 3, 3] = 1.0  # all mass outside
+    scores = evidence_scores(maps, evidence)
+    assert scores["evidence_area_fraction"] == pytest.approx(0.25)
+    assert scores["lift"] == pytest.approx([4.0, 0.0]) and scores["pointing_hit"] == [True, False]
+    assert evidence_on_grid(evidence, (2, 2)).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_attribution_reports_convergence_delta(demo_model):
+    from livr_viz.attribution import attribute
+
+    s = make_sample("counting", "test", 0, 4)
+    b = demo_model.build_inputs([s.image], [s.prompt])
+    ig = attribute(demo_model, b, "A", "integrated_gradients", n_steps=8, grid=(8, 8))
+    assert ig.pixels.shape == (96, 96) and ig.patches.shape == (8, 8) and ig.latents.shape == (16,)
+    assert ig.convergence_delta is not None and np.isfinite(ig.convergence_delta)
+    sal = attribute(demo_model, b, "B", "saliency")
+    assert sal.convergence_delta is None and sal.pixels.sum() > 0
