@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_commands(sub)
     _train_commands(sub)
     _engine_commands(sub)
+    p = sub.add_parser("app", help="start the Gradio app (python app.py)")
+    p.add_argument("app_args", nargs=argparse.REMAINDER, help="--model, --host, --port, --max-upload-mb")
+    p.set_defaults(func=lambda args: __import__("livr_viz.ui.app", fromlist=["main"]).main(args.app_args) or 0)
     return parser
 
 
