@@ -37,7 +37,8 @@ def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, bloc
         logits = lm.answer_logits(batch, stage, block_latent_image).float()
         for it, row in zip(chunk, logits):
             letters = list(LETTERS[: len(it.choices)])
-            probs = row[lm.choice_token_ids(letters)].softmax(-1)
+            options = getattr(it, "options", letters)  # letters, or option words for word-format questions
+            probs = row[lm.choice_token_ids(options)].softmax(-1)
             pred = letters[int(probs.argmax())]
             out.append({"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,
                         "correct": pred == it.answer, "probs": [round(float(p), 5) for p in probs]})

@@ -25,6 +25,7 @@ dithering choices answer question user assistant system image describe colour co
 red green blue yellow purple orange cyan white black gray pink brown quadrant upper lower
 what is the of a an to and or with on at for from by as it this that these those be has have
 first second third fourth option letter choose select only respond single
+topleft topright bottomleft bottomright yes no options word
 """.split()
 
 

@@ -108,8 +108,8 @@ PRESETS: dict[str, dict] = {
 PRETRAIN_PRESETS: dict[str, dict] = {
     "quick": dict(steps=16, batch_size=8, lr=2e-3, n_train_per_task=100_000, n_val_per_task=8, eval_every=8,
                   checkpoint_every=8, log_every=4, warmup_fraction=0.1),
-    "demo": dict(steps=2000, batch_size=32, lr=1.5e-3, n_train_per_task=10_000_000, n_val_per_task=25,
-                 eval_every=500, checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
+    "demo": dict(steps=2000, batch_size=32, lr=1e-3, n_train_per_task=10_000_000, n_val_per_task=25,
+                 eval_every=250, checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
 }
 
 
@@ -254,7 +254,7 @@ class Trainer:
         global_batch = cfg.batch_size * world
         start = (step * cfg.grad_accum + micro) * global_batch + rank * cfg.batch_size
         items = [self.train_set[i] for i in sample_indices(len(self.train_set), cfg.data_seed, start, cfg.batch_size)]
-        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.answer for it in items])
+        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
 
     def _evaluate(self, step: int) -> dict | None:
         if not self.state.is_main_process:

@@ -47,6 +47,14 @@ class Record:
         return format_prompt(self.question, self.choices)
 
     @property
+    def target(self) -> str:
+        return self.answer
+
+    @property
+    def options(self) -> list[str]:
+        return list(LETTERS[: len(self.choices)])
+
+    @property
     def image(self) -> Image.Image:
         return self.image_obj if self.image_obj is not None else load_image(self.image_path)
 

@@ -14,9 +14,10 @@ from PIL import Image, ImageDraw
 from . import draw as D
 from .tasks import LETTERS, SPLITS, Sample
 
+WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape")
 KINDS = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "box_contains", "same_shape")
 _CODES = {k: 7919 * (i + 1) for i, k in enumerate(KINDS)}
-QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
+QUADRANTS = ("topleft", "topright", "bottomleft", "bottomright")
 
 
 def _rng(kind, split, seed, index):
@@ -121,8 +122,12 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         evidence |= D.disc_mask(img.size, size * 0.25, size / 2, r) | D.disc_mask(img.size, size * 0.75, size / 2, r)
         question, choices, answer = "Do the two objects have the same shape?", ["yes", "no"], "A" if same else "B"
         concepts.update(same=same)
+    # colour / shape / position / count / same-shape are answered with the word itself (no letter binding to
+    # learn); the label-reading questions keep letters, because the letters are drawn in the image.
+    fmt = "word" if kind in WORD_ANSWERS else "letter"
     return Sample(id=f"perception-{kind}-{split}-{seed}-{index}", task=f"perception_{kind}", image=img,
-                  question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts)
+                  question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts,
+                  answer_format=fmt)
 
 
 class PerceptionDataset:

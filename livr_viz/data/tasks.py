@@ -36,6 +36,7 @@ class Sample:
     evidence: np.ndarray  # bool [H, W]: the pixels needed to answer
     concepts: dict  # flat dict of ground-truth concepts (JSON-serialisable scalars)
     panels: dict[str, Image.Image] = field(default_factory=dict)  # per-panel images of multi-panel tasks
+    answer_format: str = "letter"  # letter: answer "(A)…" choices by letter | word: answer with the option itself
 
     @property
     def n_choices(self) -> int:
@@ -43,15 +44,27 @@ class Sample:
 
     @property
     def prompt(self) -> str:
-        return format_prompt(self.question, self.choices)
+        return format_prompt(self.question, self.choices, self.answer_format)
+
+    @property
+    def target(self) -> str:
+        """The text the model is trained to produce: the letter, or the option word for ``word`` format."""
+        return self.answer if self.answer_format == "letter" else self.choices[LETTERS.index(self.answer)]
+
+    @property
+    def options(self) -> list[str]:
+        """What is scored at evaluation: the letters, or the option words."""
+        return self.letters if self.answer_format == "letter" else list(self.choices)
 
     @property
     def letters(self) -> list[str]:
         return list(LETTERS[: self.n_choices])
 
 
-def format_prompt(question: str, choices: list[str]) -> str:
-    """BLINK-style prompt: question, ``Choices: (A) … (B) …``, instruction."""
+def format_prompt(question: str, choices: list[str], answer_format: str = "letter") -> str:
+    """BLINK-style prompt: question, ``Choices: (A) … (B) …``, instruction (or word options for ``word``)."""
+    if answer_format == "word":
+        return f"{question}\nOptions: {', '.join(choices)}.\nAnswer with one word."
     opts = " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
     return f"{question}\nChoices: {opts}\nAnswer with the option's letter."
 
