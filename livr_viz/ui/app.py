@@ -11,6 +11,7 @@ import argparse
 import functools
 import os
 import traceback
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -71,7 +72,7 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
     lay, hd = _selection(model, layers, heads)
     tiles = S.heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
     bars = a.answer_latent_attention(lay, hd)
-    frame = pd.DataFrame({"latent": [str(i) for i in range(len(bars))], "attention": bars.astype(float)})
+    frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(bars))], "attention": bars.astype(float)})
     notes = "".join(f"\n\n> note: {n}" for n in a.notes)
     md = f"### Answer: **{a.answer}**  \n`{model}` · stage `{stage}` · K = {a.n_latents}{notes}"
     sample = S.synthetic_sample_for(image)
@@ -205,7 +206,7 @@ def on_attribution(model, image, prompt, stage, target, method):
 
     heat = np.asarray(Image.fromarray((pix * 255).astype(np.uint8)).resize(shown.size)) / 255.0
     picture = Image.fromarray(overlay(shown, heat, 0.6))
-    frame = pd.DataFrame({"latent": [str(i) for i in range(len(attr.latents if attr.latents is not None else []))],
+    frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(attr.latents if attr.latents is not None else []))],
                           "attribution": [float(v) for v in (attr.latents if attr.latents is not None else [])]})
     delta = "n/a (saliency)" if attr.convergence_delta is None else f"{attr.convergence_delta:.4f}"
     md = f"Attribution of the logit of **{target}** ({method}); IG convergence delta: {delta}"
@@ -235,7 +236,7 @@ def on_ablation(model, image, prompt, stage, latents, mode, layer):
     frame = pd.DataFrame({"choice": choices * 2, "probability": result.before[0].tolist() + result.after[0].tolist(),
                           "when": ["before"] * len(choices) + ["after"] * len(choices)})
     effects = per_latent_effects(lm, batch, choices, mode, layer, stage)
-    eff = pd.DataFrame({"latent": [str(i) for i in range(len(effects))], "change": effects})
+    eff = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(effects))], "change": effects})
     before, after = choices[int(result.before[0].argmax())], choices[int(result.after[0].argmax())]
     md = (f"Switching off latents {picks} ({mode}, layer {layer}): answer **{before} → {after}**; "
           f"largest probability change {float(result.delta.abs().max()):.3f}.")
@@ -276,6 +277,15 @@ def on_new_sample(task):
     return path, prompt
 
 
+PHOTO_PROMPT = "Is there a person in the image?\nChoices: (A) yes (B) no\nAnswer with the option's letter."
+
+
+def on_pick_example(evt: gr.SelectData):
+    path = S.ensure_examples()[evt.index]
+    sample = S.synthetic_sample_for(path)
+    return path, (sample.prompt if sample is not None else PHOTO_PROMPT)
+
+
 def on_template(task):
     return S.task_templates().get(task, "")
 
@@ -287,6 +297,9 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
 
     templates = S.task_templates()
     examples = S.ensure_examples()
+    lm = S.POOL.get(default_model)  # selector ranges come from the model's config, never hard-coded
+    n_layers = lm.base_model.config.get_text_config().num_hidden_layers
+    n_latents = max(1, lm.config.n_latents)
     with gr.Blocks(title="livr-viz") as demo:
         gr.Markdown("# livr-viz — where do the latent tokens look?")
         with gr.Row():
@@ -302,7 +315,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 prompt = gr.Textbox(label="prompt", lines=4, value=templates["counting"], elem_id="prompt")
                 stage = gr.Radio(["full", "bottleneck"], value="full", label="stage (mask at inference)")
                 run = gr.Button("Run", variant="primary", elem_id="run")
-                gr.Examples(examples=[[p] for p in examples], inputs=[image], label="examples")
+                example_gallery = gr.Gallery([(p, Path(p).stem) for p in examples], label="examples (click one)",
+                                             columns=4, height=260, allow_preview=False, elem_id="examples")
             with gr.Column(scale=2):
                 answer = gr.Markdown("Upload an image or press *new sample*, then **Run**.", elem_id="answer")
                 probs = gr.Label(label="choice probabilities", num_top_classes=8)
@@ -316,17 +330,18 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                             normalisation = gr.Radio(["per_latent", "global", "none"], value="per_latent",
                                                      label="normalisation")
                             opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="opacity")
-                        gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=8,
-                                             height="auto", elem_id="latent-gallery")
+                        gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=4,
+                                             height="auto", object_fit="contain", elem_id="latent-gallery")
                         bars = gr.BarPlot(x="latent", y="attention", title="answer → latent attention", height=220)
                     with gr.Tab("Compare", id="tab-compare"):
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
-                        compare_gallery = gr.Gallery(label="heatmaps per variant", columns=1, height="auto")
+                        compare_gallery = gr.Gallery(label="heatmaps per variant", columns=1, height="auto",
+                                                     object_fit="contain", elem_id="compare-gallery")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
                             method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
-                            tlayer = gr.Slider(0, 8, value=4, step=1, label="layer (0 = embeddings)")
+                            tlayer = gr.Slider(0, n_layers, value=n_layers, step=1, label="layer (0 = embeddings)")
                             scope = gr.Radio(["this image", "dataset"], value="this image", label="tokens of")
                         with gr.Row():
                             n_samples = gr.Slider(2, 60, value=12, step=1, label="dataset samples")
@@ -355,11 +370,11 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         attr_bars = gr.BarPlot(x="latent", y="attribution", title="attribution to latent embeddings",
                                                height=220)
                     with gr.Tab("Ablation", id="tab-ablation"):
-                        ablate_latents = gr.CheckboxGroup([str(i) for i in range(16)], value=["0"],
+                        ablate_latents = gr.CheckboxGroup([str(i) for i in range(n_latents)], value=["0"],
                                                           label="latents to switch off")
                         with gr.Row():
                             ablate_mode = gr.Radio(["zero", "mean", "noise", "remove"], value="zero", label="mode")
-                            ablate_layer = gr.Slider(-1, 7, value=-1, step=1, label="after layer (-1 = embeddings)")
+                            ablate_layer = gr.Slider(-1, n_layers - 1, value=-1, step=1, label="after layer (-1 = embeddings)")
                         ablate_btn = gr.Button("ablate", elem_id="ablate")
                         ablate_md = gr.Markdown()
                         ablate_plot = gr.BarPlot(x="choice", y="probability", color="when", title="before / after",
@@ -382,6 +397,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
             control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
         opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
         new.click(on_new_sample, [task], [image, prompt], api_name="new_sample")
+        example_gallery.select(on_pick_example, None, [image, prompt], api_name=False)
         template.change(on_template, [template], [prompt], api_name=False)
         compare_btn.click(on_compare, [image, prompt, stage, aggregation, opacity], [compare_table, compare_gallery],
                           api_name="compare", **MODEL_EVENTS)

@@ -1,0 +1,94 @@
+"""gradio_client tests against the launched app: every main endpoint, errors, and that it keeps serving."""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from livr_viz.data import make_sample
+
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0.png")
+PROMPT = make_sample("counting", "test", 0, 0).prompt
+VIEW = ("all", "mean", "mean", "per_latent", 0.55)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_analyze(client):
+    md, label, gallery, bars, preview = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW,
+                                                       api_name="/analyze")
+    assert "Answer:" in md and "ground truth **D**" in md
+    assert {c["label"] for c in label["confidences"]} == set("ABCD")
+    assert len(gallery) == 16 and all(Path(item["image"]).exists() for item in gallery)
+    assert gallery[3]["caption"] == "latent 3"
+    assert [row[0] for row in bars["data"]] == [str(i) for i in range(16)]
+
+
+def test_compare_shows_three_variants_and_evidence(client):
+    table, pictures = client.predict(handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55, api_name="/compare")
+    rows = table["data"]
+    assert [r[0] for r in rows] == ["demo-livr", "demo-latents-only", "demo-sft"]
+    assert "mass in evidence" in table["headers"] and "pointing game" in table["headers"]
+    assert len(pictures) == 4 and pictures[-1]["caption"] == "ground-truth evidence"
+
+
+def test_token_map_probes_attribution_ablation_mask(client):
+    plot = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 4, "this image", 12, "segment",
+                          api_name="/token_map")
+    assert plot["type"] == "plotly"
+    plot = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 2, "dataset", 4, "task",
+                          api_name="/token_map")
+    assert plot["type"] == "plotly"
+    md, curves, table, reading = client.predict("demo-livr", "count", handle_file(EXAMPLE), PROMPT, "full", False,
+                                                api_name="/probes")
+    assert "Best layer" in md and len(table["data"]) == 5 and reading["confidences"]
+    picture, latent_bars, attr_md = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "",
+                                                   "saliency", api_name="/attribution")
+    assert Path(picture).exists() and "saliency" in attr_md
+    ab_md, before_after, effects = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", ["0", "5"],
+                                                  "zero", -1, api_name="/ablation")
+    assert "Switching off latents [0, 5]" in ab_md
+    mask = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", api_name="/mask")
+    assert mask["type"] == "matplotlib"
+
+
+def test_export_zip_reproduces_the_settings(client):
+    path = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", "0,3", "1", "max", "global", 0.4,
+                          api_name="/export")
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert {"report.json", "settings.json", "latent_heatmaps.png", "image.png"} <= names
+        assert len([n for n in names if n.startswith("latents/")]) == 16
+        settings = __import__("json").loads(zf.read("settings.json"))
+        assert settings["stage"] == "bottleneck" and settings["layers"] == "0,3" and settings["aggregation"] == "max"
+
+
+def test_new_sample(client):
+    path, prompt = client.predict("jigsaw", api_name="/new_sample")
+    assert Path(path).name.startswith("jigsaw-test-777-") and "Choices:" in prompt
+
+
+def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="prompt is empty"):
+        client.predict("demo-livr", handle_file(EXAMPLE), "   ", "full", *VIEW, api_name="/analyze")
+    junk = tmp_path / "photo.png"
+    junk.write_bytes(b"definitely not an image")
+    with pytest.raises(AppError, match="cannot be decoded"):
+        client.predict("demo-livr", handle_file(str(junk)), PROMPT, "full", *VIEW, api_name="/analyze")
+    with pytest.raises(AppError, match="layers must be in 0..3"):
+        client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "7", "mean", "mean", "per_latent", 0.5,
+                       api_name="/analyze")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict("no-such-model", handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze")
+    with pytest.raises(AppError, match="no latents"):
+        client.predict("demo-sft", handle_file(EXAMPLE), PROMPT, "full", ["0"], "zero", -1, api_name="/ablation")
+    md, *_ = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze")
+    assert "Answer:" in md

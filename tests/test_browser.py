@@ -1,0 +1,81 @@
+"""A real browser (Debian chromium via Playwright) drives the app: upload, run, every tab, screenshots."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing in CI (scripts/test.sh installs it with apt-get)")
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(120_000)
+        pg.goto(app_url)
+        yield pg
+        browser.close()
+
+
+def test_upload_run_and_every_tab(page):
+    example = Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0.png"
+    page.locator("#image-input input[type=file]").set_input_files(str(example))
+    page.locator("#prompt textarea").fill(__import__("livr_viz.data", fromlist=["x"]).make_sample(
+        "counting", "test", 0, 0).prompt)
+    page.wait_for_timeout(1000)
+    page.locator("#run").click()
+    page.get_by_text("Answer:").wait_for()
+    page.locator("#latent-gallery img").first.wait_for()
+    assert page.locator("#latent-gallery img").count() >= 16
+    page.screenshot(path=str(ARTIFACTS / "01-latent-attention.png"), full_page=True)
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare").click()
+    page.locator("#compare-gallery img").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "02-compare.png"), full_page=True)
+
+    page.get_by_role("tab", name="Token map").click()
+    page.locator("#token-map").click()
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "03-token-map.png"), full_page=True)
+
+    page.get_by_role("tab", name="Probes").click()
+    page.locator("#probes").click()
+    page.get_by_text("Best layer").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "04-probes.png"), full_page=True)
+
+    page.get_by_role("tab", name="Attribution").click()
+    page.locator("#attribute").click()
+    page.get_by_text("Attribution of the logit").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "05-attribution.png"), full_page=True)
+
+    page.get_by_role("tab", name="Ablation").click()
+    page.locator("#ablate").click()
+    page.get_by_text("Switching off latents").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "06-ablation.png"), full_page=True)
+
+    page.get_by_role("tab", name="How it works").click()
+    page.locator("#mask").click()
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(ARTIFACTS / "07-how-it-works.png"), full_page=True)
+    page.locator("#examples img").nth(2).click()  # picking an example sets its image and question
+    page.wait_for_timeout(1500)
+    assert "darker" in page.locator("#prompt textarea").input_value()
+    for name in ("01-latent-attention", "02-compare", "03-token-map", "04-probes", "05-attribution", "06-ablation",
+                 "07-how-it-works"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
