@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_commands(sub)
     _train_commands(sub)
     _engine_commands(sub)
+    p = sub.add_parser("bench", help="benchmarks (ratios measured side by side); results for BENCHMARKS.md")
+    p.add_argument("--quick", action="store_true", help="small sizes and fewer repeats")
+    p.add_argument("--json", default=None, help="write results here")
+    p.add_argument("--plot", default=None, help="PNG of capture memory and time vs T")
+    p.set_defaults(func=lambda args: (__import__("livr_viz.bench", fromlist=["main"]).main(args.quick, args.json,
+                                                                                          args.plot), 0)[1])
+
     p = sub.add_parser("app", help="start the Gradio app (python app.py)")
     p.add_argument("app_args", nargs=argparse.REMAINDER, help="--model, --host, --port, --max-upload-mb")
     p.set_defaults(func=lambda args: __import__("livr_viz.ui.app", fromlist=["main"]).main(args.app_args) or 0)

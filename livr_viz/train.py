@@ -159,9 +159,20 @@ def _trainable(lm) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
-    """Atomic: write ``path.tmp`` completely, then rename it over ``path``."""
+    """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact."""
+    try:
+        _save_checkpoint(path, lm, optimizer, step, cfg)
+    except OSError as exc:
+        last = "none yet"
+        if (path / "trainer_state.json").is_file():
+            last = f"step {json.loads((path / 'trainer_state.json').read_text())['step']}"
+        raise LIVRError(f"could not write a checkpoint under {path.parent} ({exc.strerror or exc}); "
+                        f"the last complete checkpoint ({last}) is intact") from None
+
+
+def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
+    if tmp.is_dir():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     params = _trainable(lm)
@@ -266,6 +277,27 @@ class Trainer:
                    "eval_average": metrics["average"].get("accuracy")})
         return metrics
 
+    def train_step(self, batches: list, stage: str, autocast=None) -> tuple[float, float]:
+        """One optimizer step over ``batches`` (gradient accumulation): loss, all-reduce, clip, AdamW."""
+        import contextlib
+
+        loss_sum = 0.0
+        for batch in batches:
+            with autocast or contextlib.nullcontext():
+                loss = self.lm.loss(batch, stage) / len(batches)
+            loss.backward()
+            loss_sum += float(loss)
+        if self.state.num_processes > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.state.num_processes
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum, grad_norm
+
     # -- main
     def run(self, resume: bool = False) -> dict:
         cfg, lm = self.cfg, self.lm
@@ -297,23 +329,9 @@ class Trainer:
             lr = cfg.lr_at(step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = 0.0
-            for micro in range(cfg.grad_accum):
-                batch = self._micro_batch(step, micro)
-                tokens += int(batch.padding_mask.sum())
-                with autocast:
-                    loss = lm.loss(batch, stage) / cfg.grad_accum
-                loss.backward()
-                loss_sum += float(loss)
-            if self.state.num_processes > 1:
-                for p in self.params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= self.state.num_processes
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            batches = [self._micro_batch(step, micro) for micro in range(cfg.grad_accum)]
+            tokens += sum(int(b.padding_mask.sum()) for b in batches)
+            loss_sum, grad_norm = self.train_step(batches, stage, autocast)
             done = step + 1
             if bar is not None:
                 bar.update(1)

@@ -91,3 +91,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     proc = subprocess.run(_train_cmd(tmp_path / "none", "--resume"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path):
+    cfg = preset_config("quick", variant="sft", tasks="counting", steps=4, eval_every=0, checkpoint_every=2,
+                        n_val_per_task=2)
+    lm = build_model_for_training("demo-base", cfg)
+    trainer = Trainer(lm, cfg, tmp_path, progress=False)
+    trainer.run()
+    before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
+    (tmp_path / "checkpoint.tmp").write_text("a file where the temp dir must go: writing fails like a full disk")
+    with pytest.raises(LIVRError, match="last complete checkpoint \\(step 4\\) is intact"):
+        from livr_viz.train import save_checkpoint
+
+        save_checkpoint(tmp_path / "checkpoint", lm, trainer.optimizer, 6, cfg)
+    assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
