@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("app", help="start the Gradio app (python app.py)")
     p.add_argument("app_args", nargs=argparse.REMAINDER, help="--model, --host, --port, --max-upload-mb")
-    p.set_defaults(func=lambda args: __import__("livr_viz.ui.app", fromlist=["main"]).main(args.app_args) or 0)
+    p.set_defaults(func=lambda args: __import__("livr_viz.ui.app", fromlist=["main"]).main(
+        [a for a in args.app_args if a != "--"]) or 0)
     return parser
 
 

@@ -86,3 +86,26 @@ def test_variants_on_llava(variant, tmp_path):
     expected = 0 if variant == "sft" else 6
     assert int((batch.segments == int(Segment.LATENT)).sum()) == expected
     assert lm.config.stage1_fraction == 0.0
+
+
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "qwen2_5_vl"])
+def test_patch_grid_covers_every_image_token(name):
+    model, processor = TINY_BUILDERS[name]()
+    lm = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=2)
+    batch = lm.build_inputs([random_image(0, (56, 84)), random_image(1, (40, 40))], ["a", "b"])
+    for b in range(2):
+        rows, cols = lm.family.patch_grid(lm.base_model, batch.inputs, b)
+        assert rows * cols == int((batch.segments[b] == int(Segment.IMAGE)).sum())
+    if name != "llava":  # dynamic grid: the tall image (56 wide, 84 high) gets more rows than columns
+        rows, cols = lm.family.patch_grid(lm.base_model, batch.inputs, 0)
+        assert rows > cols
+
+
+def test_unsupported_layout_is_a_clear_error():
+    from livr_viz.errors import LIVRError
+
+    model, processor = TINY_BUILDERS["idefics3"]()
+    lm = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=2)
+    batch = lm.build_inputs([random_image(0)], ["a"])
+    with pytest.raises(LIVRError, match="not supported yet"):
+        lm.family.patch_grid(lm.base_model, batch.inputs, 0)

@@ -433,6 +433,12 @@ def main(argv=None) -> None:
         S.POOL.get(args.model)  # load once, before serving
     except LIVRError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if os.environ.get("LIVR_VIZ_WARM_UMAP", "1") != "0":  # numba compiles UMAP once: do it off the request path
+        import threading
+
+        from livr_viz.tokenmap import warm_up_umap
+
+        threading.Thread(target=warm_up_umap, daemon=True).start()
     demo = build_app(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
