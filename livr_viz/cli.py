@@ -146,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes and fewer repeats")
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--plot", default=None, help="PNG of capture memory and time vs T")
-    p.set_defaults(func=lambda args: (__import__("livr_viz.bench", fromlist=["main"]).main(args.quick, args.json,
-                                                                                          args.plot), 0)[1])
+    p.add_argument("--markdown", default=None, help="write a BENCHMARKS.md table here")
+    p.set_defaults(func=lambda args: (__import__("livr_viz.bench", fromlist=["main"]).main(
+        args.quick, args.json, args.plot, args.markdown), 0)[1])
 
     p = sub.add_parser("app", help="start the Gradio app (python app.py)")
     p.add_argument("app_args", nargs=argparse.REMAINDER, help="--model, --host, --port, --max-upload-mb")
