@@ -172,7 +172,7 @@ def cmd_analyze(args) -> int:
 
 
 def _probe_items(args):
-    from .data.dataset import RecordDataset, SyntheticTaskDataset
+    from .data.dataset import RecordDataset
 
     if args.data:
         from .data.io import load_jsonl

@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -429,7 +429,3 @@ def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = F
     lm = build_model_for_training(backbone, cfg)
     metrics = Trainer(lm, cfg, out_dir, progress).run(resume=resume)
     return lm, metrics
-
-
-def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:
-    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})

@@ -1,7 +1,6 @@
 """A real browser (Debian chromium via Playwright) drives the app: upload, run, every tab, screenshots."""
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest

@@ -1,7 +1,6 @@
 """The synthetic suite: determinism, answers verified from pixels, evidence, splits, balance, loaders."""
 
 import json
-import math
 import subprocess
 import sys
 from collections import Counter

@@ -69,12 +69,15 @@ def test_sft_analysis_uses_the_answer_row():
 
 def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
     s, s2 = make_sample("counting", "test", 0, 2), make_sample("counting", "test", 0, 3)
-    b, b2 = demo_model.build_inputs([s.image], [s.prompt]), demo_model.build_inputs([s2.image], [s2.prompt])
+    b = demo_model.build_inputs([s.image], [s.prompt])
+    b2 = demo_model.build_inputs([s2.image], [s2.prompt])
     for mode in ("zero", "mean", "noise", "remove"):
         r = LatentAblation(demo_model, mode).run(b, range(16), s.letters)
         assert r.after.shape == (1, 4) and torch.allclose(r.after.sum(-1), torch.ones(1))
         assert r.delta.abs().max() > 0
     same = LatentPatching(demo_model, layer=1).run(b, b, s.letters)
+    other = LatentPatching(demo_model, layer=1).run(b, b2, s.letters)
+    assert other.after.shape == (1, 4)
     assert torch.allclose(same.before, same.after, atol=1e-5)  # patching in your own latents changes nothing
     with pytest.raises(LIVRError, match="latent indices"):
         LatentAblation(demo_model).run(b, [99], s.letters)
@@ -162,3 +165,15 @@ def test_attribution_reports_convergence_delta(demo_model):
     assert ig.convergence_delta is not None and np.isfinite(ig.convergence_delta)
     sal = attribute(demo_model, b, "B", "saliency")
     assert sal.convergence_delta is None and sal.pixels.sum() > 0
+
+
+def test_collator_builds_training_batches(demo_model):
+    from livr_viz.data.dataset import LIVRCollator
+    from livr_viz.segments import Segment
+
+    items = [SyntheticTaskDataset("all", "train", 2, 0)[i] for i in range(4)]
+    batch = LIVRCollator(demo_model)(items)
+    assert batch.meta["tasks"] == [it.task for it in items]
+    answers = batch.labels[batch.labels != -100]
+    assert len(answers) == 2 * len(items)  # the letter and the end-of-sequence token per item
+    assert (batch.segments == int(Segment.ANSWER)).sum() == 2 * len(items)

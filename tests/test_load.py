@@ -1,8 +1,6 @@
 """20 concurrent sessions: all succeed, each equals the sequential result (no cross-talk), memory bounded."""
 
 import threading
-from pathlib import Path
-
 import psutil
 import pytest
 from gradio_client import Client, handle_file

@@ -106,3 +106,17 @@ def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path)
 
         save_checkpoint(tmp_path / "checkpoint", lm, trainer.optimizer, 6, cfg)
     assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch_with_accelerate(tmp_path):
+    """The same trainer under `accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 writes."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "livr_viz.cli", "train", "--variant", "livr",
+           "--tasks", "counting", "--preset", "quick", "--steps", "4", "--batch-size", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "model" / "adapter_model.safetensors").exists()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r][-1] == 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from torch.utils.data import Dataset
 
 from .tasks import DEFAULT_SIZE, make_sample, resolve_tasks
@@ -64,7 +63,3 @@ class LIVRCollator:
         batch.meta = {"tasks": [it.task for it in items], "answers": [it.answer for it in items],
                       "n_choices": [len(it.choices) for it in items], "ids": [it.id for it in items]}
         return batch
-
-
-def letter_targets(answers: Sequence[str]) -> torch.Tensor:
-    return torch.tensor(["ABCDEFGH".index(a) for a in answers])
