@@ -229,6 +229,37 @@ def cmd_faithfulness(args) -> int:
     return 0
 
 
+def cmd_tokenmap(args) -> int:
+    import numpy as np
+
+    from .capture import LatentAttention
+    from .data import make_sample, resolve_tasks
+    from .tokenmap import TokenPoints, points_from_capture, project, tokenmap_figure, tokenmap_figure_plotly
+
+    lm = _load(args)
+    tasks = resolve_tasks(args.tasks)
+    items = [make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks)) for i in range(args.n)]
+    parts = []
+    for start in range(0, len(items), 8):
+        chunk = items[start:start + 8]
+        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+        cap = LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(batch, args.stage)
+        extra = {"task": [it.task for it in chunk]}
+        if args.color_by not in ("segment", "task"):
+            extra[args.color_by] = [it.concepts.get(args.color_by, "-") for it in chunk]
+        parts.append(points_from_capture(cap, args.layer, None, extra))
+    points = TokenPoints(np.concatenate([p.vectors for p in parts]), np.concatenate([p.segment for p in parts]),
+                         {k: sum((list(p.labels[k]) for p in parts), []) for k in parts[0].labels})
+    xy = project(points.vectors, args.method, cache_dir=Path(args.out).parent / ".projection-cache")
+    title = f"{args.method} of layer {args.layer} hidden states, {args.n} samples"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tokenmap_figure(points, xy, args.color_by, title).savefig(out.with_suffix(".png"), dpi=110)
+    tokenmap_figure_plotly(points, xy, args.color_by, title).write_html(out.with_suffix(".html"))
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.html')}")
+    return 0
+
+
 def _engine_commands(sub) -> None:
     def model_opts(p):
         p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
@@ -245,6 +276,18 @@ def _engine_commands(sub) -> None:
     p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("tokenmap", help="t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)")
+    model_opts(p)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n", type=int, default=27, help="samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
+    p.add_argument("--method", choices=["tsne", "umap", "pca"], default="tsne")
+    p.add_argument("--color-by", default="segment", help="segment, task or a concept key")
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--out", required=True, help="output path (PNG and HTML are written)")
+    p.set_defaults(func=cmd_tokenmap)
 
     p = sub.add_parser("probe", help="linear concept probes per layer with control tasks and baselines")
     model_opts(p)

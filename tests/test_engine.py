@@ -177,3 +177,11 @@ def test_collator_builds_training_batches(demo_model):
     answers = batch.labels[batch.labels != -100]
     assert len(answers) == 2 * len(items)  # the letter and the end-of-sequence token per item
     assert (batch.segments == int(Segment.ANSWER)).sum() == 2 * len(items)
+
+
+def test_tokenmap_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "tokenmap", "--model", "demo-livr", "--n", "6",
+                           "--method", "pca", "--color-by", "task", "--out", str(tmp_path / "map")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
