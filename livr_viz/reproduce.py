@@ -86,8 +86,22 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     write_results_md(results, out / "RESULTS.md", out)
     if install:
         install_demo_models(out)
-        shutil.copy(out / "RESULTS.md", Path(__file__).resolve().parent.parent / "RESULTS.md")
+        publish_results(out)
     return results
+
+
+def publish_results(out: Path) -> None:
+    """Copy RESULTS.md to the repository root and its plots to docs/ (links rewritten)."""
+    root = Path(__file__).resolve().parent.parent
+    (root / "docs").mkdir(exist_ok=True)
+    text = (out / "RESULTS.md").read_text()
+    for name in ("results.png",):
+        shutil.copy(out / name, root / "docs" / name)
+        text = text.replace(f"]({name})", f"](docs/{name})")
+    for variant in VARIANTS:
+        if (out / variant / "training.png").is_file():
+            shutil.copy(out / variant / "training.png", root / "docs" / f"training-{variant}.png")
+    (root / "RESULTS.md").write_text(text)
 
 
 def install_demo_models(out: Path) -> None:
