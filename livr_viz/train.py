@@ -286,7 +286,7 @@ class Trainer:
             with autocast or contextlib.nullcontext():
                 loss = self.lm.loss(batch, stage) / len(batches)
             loss.backward()
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
         if self.state.num_processes > 1:
             for p in self.params:
                 if p.grad is None:
