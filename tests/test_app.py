@@ -27,7 +27,7 @@ def test_analyze(client):
     assert {c["label"] for c in label["confidences"]} == set("ABCD")
     assert len(gallery) == 16 and all(Path(item["image"]).exists() for item in gallery)
     assert gallery[3]["caption"] == "latent 3"
-    assert [row[0] for row in bars["data"]] == [str(i) for i in range(16)]
+    assert [row[0] for row in bars["data"]] == [f"{i:02d}" for i in range(16)]
 
 
 def test_compare_shows_three_variants_and_evidence(client):

@@ -34,11 +34,15 @@ def test_capture_matches_output_attentions(name, stage):
         model, processor = TINY_BUILDERS[name]()
         lm, size = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=4), (40, 56)
     batch = lm.build_inputs([random_image(1, size), random_image(2, size)], ["How many?", "Which one is darker?"])
-    install_capture(lm.base_model, "sdpa")
+    install_capture(lm.base_model, "eager")  # same kernel as the reference upstream of every layer
     result = LatentAttention(lm).run(batch, stage)
+    install_capture(lm.base_model, "sdpa")
+    result_sdpa = LatentAttention(lm).run(batch, stage)
     reference = _reference_rows(lm, batch, stage, result.rows)
     assert result.attention.shape == reference.shape
     assert (result.attention - reference).abs().max() < 1e-5
+    # under sdpa the earlier layers' outputs differ from eager by float rounding only
+    assert (result_sdpa.attention - reference).abs().max() < 1e-4
     with torch.no_grad():  # capture does not change the model's output
         plain = lm.answer_logits(batch, stage)
     assert torch.allclose(plain.float(), result.answer_logits, atol=1e-5)

@@ -160,8 +160,8 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
     spec = ConceptSpec.load(concept)
     bundled = PROBES_DIR / model
     cache = S.scratch_dir() / "probes" / model
-    report_path = next((d / f"{spec.name}_report.json" for d in (cache, bundled)
-                        if (d / f"{spec.name}_report.json").is_file()), None)
+    found = [d / f"{spec.name}_report.json" for d in (bundled, cache) if (d / f"{spec.name}_report.json").is_file()]
+    report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
     if retrain or report_path is None:
         lm = S.POOL.get(model)
         items = SyntheticTaskDataset(spec.tasks or "all", "train", 120, 0)
@@ -233,7 +233,8 @@ def on_ablation(model, image, prompt, stage, latents, mode, layer):
     if not -1 <= layer < n_layers:
         raise LIVRError(f"layer must be -1 (embeddings) .. {n_layers - 1}")
     result = LatentAblation(lm, mode, layer).run(batch, picks, choices, stage)
-    frame = pd.DataFrame({"choice": choices * 2, "probability": result.before[0].tolist() + result.after[0].tolist(),
+    frame = pd.DataFrame({"choice": [f"{c} {w}" for w in ("1 before", "2 after") for c in choices],
+                          "probability": result.before[0].tolist() + result.after[0].tolist(),
                           "when": ["before"] * len(choices) + ["after"] * len(choices)})
     effects = per_latent_effects(lm, batch, choices, mode, layer, stage)
     eff = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(effects))], "change": effects})
