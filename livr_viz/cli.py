@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     try:
         return int(args.func(args) or 0)
-    except LIVRError as exc:
+    except (LIVRError, ValueError) as exc:  # engine validation errors are user errors: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

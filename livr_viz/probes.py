@@ -197,13 +197,16 @@ class LinearProbe:
         from scipy import stats
         from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-        y = np.asarray(y)
-        counts = np.unique(y, return_counts=True)[1]
+        X, y = np.asarray(X), np.asarray(y)
+        values, counts = np.unique(y, return_counts=True)
+        keep = np.isin(y, values[counts >= 2])  # a class seen once cannot be both trained on and tested
+        X, y = X[keep], y[keep]
+        counts = counts[counts >= 2]
         splits = int(min(self.n_splits, counts.min())) if len(counts) > 1 else 0
         if splits < 2:
             return {"accuracy": float("nan"), "ci95": [float("nan")] * 2, "folds": [], "note": "too few per class"}
         cv = StratifiedKFold(splits, shuffle=True, random_state=self.seed)
-        scores = cross_val_score(self._estimator(), np.asarray(X), y, cv=cv)
+        scores = cross_val_score(self._estimator(), X, y, cv=cv)
         half = stats.t.ppf(0.975, len(scores) - 1) * scores.std(ddof=1) / np.sqrt(len(scores))
         return {"accuracy": float(scores.mean()), "ci95": [float(scores.mean() - half), float(scores.mean() + half)],
                 "folds": [float(s) for s in scores]}
@@ -268,13 +271,16 @@ def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | Non
         if per_latent:
             per = [probe.cross_validate(feats.latent[layer][:, k], y)["accuracy"] for k in range(feats.latent.shape[2])]
             row["latent_per_index"] = per
-            row["latent_best_index"] = int(np.nanargmax(per))
+            row["latent_best_index"] = None if np.all(np.isnan(per)) else int(np.nanargmax(per))
         row["image_pooled"] = probe.cross_validate(feats.image[layer], y)
         row["text_pooled"] = probe.cross_validate(feats.text[layer], y)
         if rand is not None:
             row["random_model"] = probe.cross_validate(rand.latent[layer].mean(1), y)
         layers.append(row)
-    best = int(np.nanargmax([r["latent_pooled"]["accuracy"] for r in layers]))
+    pooled = [r["latent_pooled"]["accuracy"] for r in layers]
+    if np.all(np.isnan(pooled)):
+        raise LIVRError(f"concept {spec.name!r}: too few samples per class to cross-validate; use more samples")
+    best = int(np.nanargmax(pooled))
     values, counts = np.unique(y, return_counts=True)
     report = ProbeReport(spec.name, len(y), [str(v) for v in values], float(counts.max() / len(y)), layers, best)
     if out_dir is not None:

@@ -185,3 +185,23 @@ def test_tokenmap_cli(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
+
+
+def test_probe_and_faithfulness_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "probe", "--model", "demo-livr", "--concepts", "count",
+                           "--n", "25", "--no-random", "--out", str(tmp_path / "p")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "p" / "count_report.json").read_text())
+    assert report["concept"] == "count" and len(report["layers"]) == 5
+    assert (tmp_path / "p" / "count_curves.png").exists() and (tmp_path / "p" / "summary.json").exists()
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "faithfulness", "--model", "demo-livr,demo-sft",
+                           "--tasks", "counting,jigsaw", "--n", "3", "--sanity-n", "3", "--json",
+                           str(tmp_path / "f.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    faith = json.loads((tmp_path / "f.json").read_text())
+    assert set(faith) == {"demo-livr", "demo-sft"}
+    for report in faith.values():
+        assert set(report["tasks"]) == {"counting", "jigsaw"}
+        assert {"mass_in_evidence", "lift", "pointing_game"} <= set(report["average"])
+        assert -1.0 <= report["sanity"]["spearman_mean"] <= 1.0

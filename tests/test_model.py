@@ -147,3 +147,11 @@ def test_every_command_has_help():
                 buf = io.StringIO()
                 ssub.print_help(buf)
                 assert "usage" in buf.getvalue().lower(), (name, sname)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (8000, 100), (100, 8000)])
+def test_extreme_image_sizes_run_through_the_model(demo_model, size):
+    from PIL import Image
+
+    batch = demo_model.build_inputs([Image.new("RGB", size, (200, 30, 30))], ["What colour is it?"])
+    assert torch.isfinite(demo_model.choice_probs(batch, ["A", "B"])).all()

@@ -120,3 +120,15 @@ def test_two_process_cpu_launch_with_accelerate(tmp_path):
     assert (tmp_path / "model" / "adapter_model.safetensors").exists()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r][-1] == 4
+
+
+@pytest.mark.slow
+def test_reproduce_quick_preset_writes_results(tmp_path):
+    from livr_viz.reproduce import reproduce
+
+    results = reproduce(tmp_path, preset="quick", tasks="counting,jigsaw", n_test=8, log=lambda *a: None)
+    assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| counting |" in text and "## Targets" in text and (tmp_path / "results.png").stat().st_size > 0
+    again = reproduce(tmp_path, preset="quick", tasks="counting,jigsaw", n_test=8, log=lambda *a: None)
+    assert again["seconds"]["pretrain"] == 0.0  # finished phases are not re-run
