@@ -224,11 +224,7 @@ class LatentAttention:
         lm = self.model
         with record(rows) as rec:
             out = lm.hidden_states(batch, stage, block_latent_image, output_hidden_states=self.hidden_states)
-        hidden = out.last_hidden_state
-        index = torch.arange(hidden.shape[0])
-        logits = lm.base_model.lm_head(hidden[index, batch.answer_start - 1]).float()
-        if lm.latent_token_ids:
-            logits[:, lm.latent_token_ids] = torch.finfo(logits.dtype).min
+        logits = lm.logits_at_answer(out.last_hidden_state, batch.answer_start).float()
         layers = sorted(rec.attention)
         if not layers:
             raise RuntimeError("no attention was captured: is the capture attention function installed?")

@@ -230,26 +230,14 @@ def cmd_faithfulness(args) -> int:
 
 
 def cmd_tokenmap(args) -> int:
-    import numpy as np
-
-    from .capture import LatentAttention
     from .data import make_sample, resolve_tasks
-    from .tokenmap import TokenPoints, points_from_capture, project, tokenmap_figure, tokenmap_figure_plotly
+    from .tokenmap import dataset_points, project, tokenmap_figure, tokenmap_figure_plotly
 
     lm = _load(args)
     tasks = resolve_tasks(args.tasks)
     items = [make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks)) for i in range(args.n)]
-    parts = []
-    for start in range(0, len(items), 8):
-        chunk = items[start:start + 8]
-        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
-        cap = LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(batch, args.stage)
-        extra = {"task": [it.task for it in chunk]}
-        if args.color_by not in ("segment", "task"):
-            extra[args.color_by] = [it.concepts.get(args.color_by, "-") for it in chunk]
-        parts.append(points_from_capture(cap, args.layer, None, extra))
-    points = TokenPoints(np.concatenate([p.vectors for p in parts]), np.concatenate([p.segment for p in parts]),
-                         {k: sum((list(p.labels[k]) for p in parts), []) for k in parts[0].labels})
+    keys = [] if args.color_by in ("segment", "task") else [args.color_by]
+    points = dataset_points(lm, items, args.layer, args.stage, keys)
     xy = project(points.vectors, args.method, cache_dir=Path(args.out).parent / ".projection-cache")
     title = f"{args.method} of layer {args.layer} hidden states, {args.n} samples"
     out = Path(args.out)

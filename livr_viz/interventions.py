@@ -133,12 +133,7 @@ def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> to
             later = torch.arange(p + 1, T)
             mask[b, 0, later, p] = minimum
     kwargs["attention_mask"] = mask
-    hidden = lm.base_model.model(**kwargs).last_hidden_state
-    rows = torch.arange(hidden.shape[0])
-    logits = lm.base_model.lm_head(hidden[rows, batch.answer_start - 1])
-    if lm.latent_token_ids:
-        logits[:, lm.latent_token_ids] = torch.finfo(logits.dtype).min
-    return logits
+    return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
 
 
 class LatentPatching:

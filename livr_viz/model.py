@@ -482,8 +482,12 @@ class LIVRModel:
     def answer_logits(self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False) -> torch.Tensor:
         """``[B, V]`` logits predicting the first answer token (read at ``answer_start - 1``)."""
         hidden = self.hidden_states(batch, stage, block_latent_image).last_hidden_state  # [B, T, D]
+        return self.logits_at_answer(hidden, batch.answer_start)
+
+    def logits_at_answer(self, hidden: torch.Tensor, answer_start: torch.Tensor) -> torch.Tensor:
+        """``[B, V]`` from final hidden states ``[B, T, D]``: lm_head at ``answer_start - 1``, latents excluded."""
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        logits = self.base_model.lm_head(hidden[rows, batch.answer_start - 1])  # [B, V]
+        logits = self.base_model.lm_head(hidden[rows, answer_start - 1])  # [B, V]
         if self.latent_token_ids:
             logits[:, self.latent_token_ids] = torch.finfo(logits.dtype).min
         return logits

@@ -58,6 +58,30 @@ def points_from_capture(result, layer: int, index: int | None = None, extra: dic
     return TokenPoints(np.concatenate(vecs), np.concatenate(segs), labels)
 
 
+def dataset_points(lm, items, layer: int, stage: str = "full", concept_keys=None, batch_size: int = 8,
+                   progress=None) -> TokenPoints:
+    """Tokens of many samples at ``layer``, labelled by sample, position, task and concept keys (``"-"`` if absent).
+
+    ``concept_keys=None`` labels every key any item carries.
+    """
+    from .capture import LatentAttention
+
+    keys = sorted({k for it in items for k in getattr(it, "concepts", {})}) if concept_keys is None else concept_keys
+    parts = []
+    starts = range(0, len(items), batch_size)
+    for start in (progress(starts) if progress else starts):
+        chunk = [items[i] for i in range(start, min(len(items), start + batch_size))]
+        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+        capture = LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(batch, stage)
+        extra = {"task": [it.task for it in chunk]}
+        extra.update({k: [getattr(it, "concepts", {}).get(k, "-") for it in chunk] for k in keys if k != "task"})
+        points = points_from_capture(capture, layer, None, extra)
+        points.labels["sample"] = [start + s for s in points.labels["sample"]]
+        parts.append(points)
+    return TokenPoints(np.concatenate([p.vectors for p in parts]), np.concatenate([p.segment for p in parts]),
+                       {k: sum((list(p.labels[k]) for p in parts), []) for k in parts[0].labels})
+
+
 def _key(x: np.ndarray, method: str, seed: int, perplexity: float, n_neighbors: int) -> str:
     h = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     h.update(f"{x.shape}|{method}|{seed}|{perplexity}|{n_neighbors}".encode())

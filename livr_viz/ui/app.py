@@ -107,7 +107,7 @@ def on_compare(image, prompt, stage, aggregation, opacity):
 
 @user_errors
 def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, color_by, progress=gr.Progress()):
-    from livr_viz.tokenmap import TokenPoints, points_from_capture, project, tokenmap_figure_plotly
+    from livr_viz.tokenmap import dataset_points, points_from_capture, project, tokenmap_figure_plotly
 
     n_layers, _ = _lm_dims(model)
     layer = int(layer)
@@ -119,31 +119,18 @@ def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, c
         if color_by not in ("segment",):
             color_by = "segment"
     else:
-        from livr_viz.capture import LatentAttention
         from livr_viz.data import make_sample, task_names
 
-        lm = S.POOL.get(model)
         tasks = task_names()
         n = int(n_samples)
         if not 2 <= n <= 60:
             raise LIVRError("dataset size must be between 2 and 60 samples")
         items = [make_sample(tasks[i % len(tasks)], "test", 0, i // len(tasks)) for i in range(n)]
-        parts = []
-        for start in progress.tqdm(range(0, n, 8), desc="capturing hidden states"):
-            chunk = items[start:start + 8]
-            batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
-            rows = "latent" if lm.config.n_latents else "answer"
-            cap = LatentAttention(lm, rows=rows).run(batch, stage)
-            extra = {"task": [it.task for it in chunk]}
-            for key in {k for it in chunk for k in it.concepts}:
-                extra[key] = [it.concepts.get(key, "-") for it in chunk]
-            parts.append(points_from_capture(cap, layer, None, extra))
-        keys = set.intersection(*(set(p.labels) for p in parts))
-        points = TokenPoints(np.concatenate([p.vectors for p in parts]), np.concatenate([p.segment for p in parts]),
-                             {k: sum((list(p.labels[k]) for p in parts), []) for k in keys})
+        points = dataset_points(S.POOL.get(model), items, layer, stage,
+                                progress=lambda it: progress.tqdm(it, desc="capturing hidden states"))
         if color_by != "segment" and color_by not in points.labels:
-            raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or "
-                            f"{', '.join(sorted(k for k in keys if k not in ('sample', 'position', 'task'))[:6])}")
+            keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
+            raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or {', '.join(keys[:6])}")
     xy = project(points.vectors, method, cache_dir=S.scratch_dir() / "projections")
     return tokenmap_figure_plotly(points, xy, color_by, f"{method} of layer {layer} hidden states ({scope})")
 
