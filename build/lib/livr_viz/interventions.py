@@ -1,0 +1,177 @@
+"""Interventions on latents: ablation (zero / mean / noise / remove) and activation patching.
+
+All hooks live inside ``with`` blocks and are removed in ``finally`` (also when the forward raises).
+Hook points are the outputs of decoder layers (``layers.{i}.resid_post``, ``[batch, pos, d_model]``);
+``layer=-1`` means the input embeddings (``embed``), i.e. before the first layer.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from .capture import rows_of_segment
+from .errors import LIVRError
+from .segments import Segment
+
+ABLATIONS = ("zero", "mean", "noise", "remove")
+
+
+def _layers(lm) -> torch.nn.ModuleList:
+    return lm.family.language_model(lm.base_model).layers
+
+
+@contextmanager
+def replace_positions(lm, layer: int, positions: torch.Tensor, values: torch.Tensor) -> Iterator[None]:
+    """Overwrite the residual stream at ``positions`` ([B, R]) after ``layer`` with ``values`` ([B, R, D])."""
+    if layer == -1:
+        module = lm.family.language_model(lm.base_model).embed_tokens
+    else:
+        layers = _layers(lm)
+        if not -len(layers) <= layer < len(layers):
+            raise LIVRError(f"layer must be -1 (embeddings) or 0..{len(layers) - 1}; got {layer}")
+        module = layers[layer]
+
+    def hook(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden.clone()
+        index = positions.to(hidden.device)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        hidden[rows, index] = values.to(hidden.dtype).to(hidden.device)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def residual_at(lm, batch, layer: int, positions: torch.Tensor, stage: str = "full") -> torch.Tensor:
+    """``[B, R, D]`` residual stream after ``layer`` (-1 = embeddings) at ``positions``."""
+    out = lm.hidden_states(batch, stage, output_hidden_states=True)
+    hidden = out.hidden_states[layer + 1]  # hidden_states[0] is the embedding output
+    rows = torch.arange(hidden.shape[0])[:, None]
+    return hidden[rows, positions]
+
+
+@dataclass
+class InterventionResult:
+    """Answer probabilities before / after an intervention, for one batch."""
+
+    choices: list[str]
+    before: torch.Tensor  # [B, n_choices]
+    after: torch.Tensor  # [B, n_choices]
+    description: dict = field(default_factory=dict)
+
+    @property
+    def delta(self) -> torch.Tensor:
+        return self.after - self.before
+
+    def to_dict(self) -> dict:
+        return {"choices": self.choices, "before": self.before.tolist(), "after": self.after.tolist(),
+                "delta": self.delta.tolist(), **self.description}
+
+
+class LatentAblation:
+    """Switch latents off and watch the answer move.
+
+    ``mode``: ``zero`` / ``mean`` / ``noise`` replace the latents' residual stream after ``layer`` (mean: the
+    mean over the K latents of this input; noise: Gaussian with the latents' per-dimension std, seeded);
+    ``remove`` blocks every later query from attending to the chosen latents (as if they were not there).
+    """
+
+    def __init__(self, lm, mode: str = "zero", layer: int = -1, seed: int = 0):
+        if mode not in ABLATIONS:
+            raise LIVRError(f"ablation mode must be one of {', '.join(ABLATIONS)}; got {mode!r}")
+        if not lm.config.n_latents:
+            raise LIVRError("this model has no latents to ablate (variant sft)")
+        self.lm, self.mode, self.layer, self.seed = lm, mode, layer, seed
+
+    @torch.no_grad()
+    def run(self, batch, latents: Sequence[int], choices: Sequence[str], stage: str = "full") -> InterventionResult:
+        lm = self.lm
+        k = lm.config.n_latents
+        latents = sorted(set(int(i) for i in latents))
+        if not latents or any(not 0 <= i < k for i in latents):
+            raise LIVRError(f"latent indices must be in 0..{k - 1}; got {list(latents)}")
+        ids = lm.choice_token_ids(choices)
+        before = lm.answer_logits(batch, stage)[:, ids].float().softmax(-1)
+        positions = rows_of_segment(batch.segments, Segment.LATENT)[:, latents]  # [B, R]
+        if self.mode == "remove":
+            after_logits = _answer_logits_without(lm, batch, positions, stage)
+        else:
+            all_latents = rows_of_segment(batch.segments, Segment.LATENT)
+            current = residual_at(lm, batch, self.layer, all_latents, stage)  # [B, K, D]
+            chosen = current[:, latents]
+            if self.mode == "zero":
+                values = torch.zeros_like(chosen)
+            elif self.mode == "mean":
+                values = current.mean(1, keepdim=True).expand_as(chosen)
+            else:
+                gen = torch.Generator().manual_seed(self.seed)
+                std = current.float().std(dim=(0, 1), keepdim=True)
+                values = torch.randn(chosen.shape, generator=gen) * std
+            with replace_positions(lm, self.layer, positions, values):
+                after_logits = lm.answer_logits(batch, stage)
+        after = after_logits[:, ids].float().softmax(-1)
+        return InterventionResult(list(choices), before, after,
+                                  {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage})
+
+
+def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
+    kwargs = lm.model_kwargs(batch, stage)
+    mask = kwargs["attention_mask"].clone()  # [B, 1, T, T]
+    minimum = torch.finfo(mask.dtype).min
+    T = mask.shape[-1]
+    for b in range(mask.shape[0]):
+        for p in positions[b].tolist():
+            later = torch.arange(p + 1, T)
+            mask[b, 0, later, p] = minimum
+    kwargs["attention_mask"] = mask
+    return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
+
+
+class LatentPatching:
+    """Activation patching: put the latents computed on a *source* input into the *target* run."""
+
+    def __init__(self, lm, layer: int = 0):
+        if not lm.config.n_latents:
+            raise LIVRError("this model has no latents to patch (variant sft)")
+        self.lm, self.layer = lm, layer
+
+    @torch.no_grad()
+    def run(self, target_batch, source_batch, choices: Sequence[str], latents: Sequence[int] | None = None,
+            stage: str = "full") -> InterventionResult:
+        lm = self.lm
+        if target_batch.input_ids.shape[0] != source_batch.input_ids.shape[0]:
+            raise LIVRError("source and target batches must have the same size")
+        k = lm.config.n_latents
+        latents = list(range(k)) if latents is None else sorted(set(int(i) for i in latents))
+        ids = lm.choice_token_ids(choices)
+        before = lm.answer_logits(target_batch, stage)[:, ids].float().softmax(-1)
+        src_pos = rows_of_segment(source_batch.segments, Segment.LATENT)[:, latents]
+        values = residual_at(lm, source_batch, self.layer, src_pos, stage)
+        tgt_pos = rows_of_segment(target_batch.segments, Segment.LATENT)[:, latents]
+        with replace_positions(lm, self.layer, tgt_pos, values):
+            after = lm.answer_logits(target_batch, stage)[:, ids].float().softmax(-1)
+        return InterventionResult(list(choices), before, after,
+                                  {"mode": "patch", "layer": self.layer, "latents": latents, "stage": stage})
+
+
+def per_latent_effects(lm, batch, choices: Sequence[str], mode: str = "zero", layer: int = -1,
+                       stage: str = "full") -> list[float]:
+    """Change of the predicted choice's probability when each latent alone is ablated (batch row 0)."""
+    ablation = LatentAblation(lm, mode, layer)
+    base = None
+    effects = []
+    for i in range(lm.config.n_latents):
+        result = ablation.run(batch, [i], choices, stage)
+        if base is None:
+            base = int(result.before[0].argmax())
+        effects.append(float(result.delta[0, base]))
+    return effects

@@ -1,0 +1,226 @@
+"""UI-free service layer the app composes: a shared model pool, a per-input cache and view builders.
+
+Models are loaded once per process and shared read-only.  Every function here takes plain values (paths,
+strings, numbers) and returns plain values (PIL images, dicts, figures), so it is testable without Gradio and
+the app stays a thin layout.  Results are cached per (model, image bytes, prompt, stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .errors import LIVRError
+from .heatmaps import overlay
+from .images import load_image
+
+DEMO_MODELS = ("demo-livr", "demo-latents-only", "demo-sft")
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+_SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)$")
+
+
+class ModelPool:
+    """Load each model once per process; afterwards shared read-only by every session."""
+
+    def __init__(self):
+        self._models: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str):
+        name = (name or "demo-livr").strip()
+        with self._lock:
+            if name not in self._models:
+                from .model import load_model
+
+                self._models[name] = load_model(name)
+            return self._models[name]
+
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+
+class LRU:
+    def __init__(self, size: int = 64):
+        self.size, self._data, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
+    def put(self, key, value):
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+POOL = ModelPool()
+ANALYSES = LRU(64)
+
+
+def image_digest(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def synthetic_sample_for(path: str | Path | None):
+    """The synthetic sample behind an example/new-sample file (``<task>-<split>-<seed>-<index>.png``), or None."""
+    if not path:
+        return None
+    match = _SAMPLE_ID.match(Path(path).stem)
+    if not match:
+        return None
+    from .data import TASKS, make_sample
+
+    task, split, seed, index = match.groups()
+    if task not in TASKS:
+        return None
+    return make_sample(task, split, int(seed), int(index))
+
+
+def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
+    """Cached :func:`~livr_viz.analysis.run_analysis` for this input."""
+    from .analysis import run_analysis
+
+    if not image_path:
+        raise LIVRError("upload an image (or pick an example / press 'new sample') first")
+    if prompt is None or not prompt.strip():
+        raise LIVRError("the prompt is empty: type a question (task templates are in the menu)")
+    key = (model_name, image_digest(image_path), prompt, stage)
+    cached = ANALYSES.get(key)
+    if cached is not None:
+        return cached
+    lm = POOL.get(model_name)
+    return ANALYSES.put(key, run_analysis(lm, load_image(image_path), prompt, stage))
+
+
+def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:
+    """'all' / '' → None; '0,2-4' → [0, 2, 3, 4] with range checks."""
+    if text is None or str(text).strip().lower() in ("", "all", "mean"):
+        return None
+    picks: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                picks += list(range(lo, hi + 1))
+            else:
+                picks.append(int(part))
+        except ValueError:
+            raise LIVRError(f"{name}: {text!r} is not 'all' or a list like 0,2-3") from None
+    bad = [p for p in picks if not 0 <= p < size]
+    if bad:
+        raise LIVRError(f"{name} must be in 0..{size - 1}; got {bad}")
+    return sorted(set(picks))
+
+
+def display_image(image: Image.Image, size: int = 192) -> Image.Image:
+    scale = max(1, size // max(image.size)) if max(image.size) < size else 1
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
+
+
+def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normalisation="per_latent",
+                  opacity: float = 0.55) -> list[tuple[Image.Image, str]]:
+    """(overlay image, caption) per latent (or the answer row for sft)."""
+    maps = analysis.latent_maps(layers, heads, aggregation, normalisation)
+    base = display_image(analysis.image)
+    label = "latent" if analysis.n_latents else "answer row"
+    return [(Image.fromarray(overlay(base, m, opacity)), f"{label} {i}") for i, m in enumerate(maps)]
+
+
+def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "") -> Image.Image:
+    """One image of labelled tiles (for side-by-side comparison and export)."""
+    rows = -(-len(tiles) // columns)
+    head = 14 if title else 0
+    sheet = Image.new("RGB", (columns * tile, head + rows * (tile + 12)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((3, 1), title, fill=(0, 0, 0))
+    for i, (img, caption) in enumerate(tiles):
+        x, y = (i % columns) * tile, head + (i // columns) * (tile + 12)
+        sheet.paste(img.resize((tile - 2, tile - 2)), (x + 1, y + 12))
+        draw.text((x + 2, y), caption, fill=(0, 0, 0))
+    return sheet
+
+
+def evidence_overlay(image: Image.Image, evidence: np.ndarray) -> Image.Image:
+    base = display_image(image)
+    return Image.fromarray(overlay(base, evidence.astype(float), 0.45, cmap="Greens"))
+
+
+def new_sample(task: str, out_dir: str | Path, index: int | None = None):
+    """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
+    from .data import make_sample, resolve_tasks
+
+    resolve_tasks([task])
+    index = int(time.time_ns() % 1_000_000) if index is None else index
+    sample = make_sample(task, "test", 777, index)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{sample.id}.png"
+    sample.image.save(path)
+    return str(path), sample.prompt
+
+
+def task_templates() -> dict[str, str]:
+    """A prompt template per task (the question of its first test sample, with choices)."""
+    from .data import make_sample, task_names
+
+    return {t: make_sample(t, "test", 0, 0).prompt for t in task_names()}
+
+
+def ensure_examples() -> list[str]:
+    """Example gallery files: one synthetic sample per task plus bundled real photos (created on first use)."""
+    from .data import make_sample, task_names
+
+    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in task_names():
+        s = make_sample(task, "test", 0, 0)
+        path = EXAMPLES_DIR / f"{s.id}.png"
+        if not path.exists():
+            s.image.save(path)
+        paths.append(str(path))
+    paths += [str(p) for p in sorted(EXAMPLES_DIR.glob("photo-*.jpg"))]
+    return paths
+
+
+def export_zip(files: dict[str, Image.Image | str | bytes], report: dict, settings: dict, out_dir: str | Path) -> str:
+    """Zip of figures, ``report.json`` and ``settings.json``; returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"livr-viz-export-{int(time.time() * 1000)}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, value in files.items():
+            if isinstance(value, Image.Image):
+                buf = io.BytesIO()
+                value.save(buf, format="PNG")
+                zf.writestr(name, buf.getvalue())
+            elif isinstance(value, bytes):
+                zf.writestr(name, value)
+            else:
+                zf.write(value, name)
+        zf.writestr("report.json", json.dumps(report, indent=2, default=str))
+        zf.writestr("settings.json", json.dumps(settings, indent=2, default=str))
+    return str(path)
+
+
+def scratch_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "livr-viz"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

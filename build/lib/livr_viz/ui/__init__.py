@@ -1,0 +1,1 @@
+"""Gradio UI (the only part of livr_viz that imports gradio)."""
