@@ -1,1 +1,0 @@
-"""Gradio UI (the only part of livr_viz that imports gradio)."""
