@@ -29,28 +29,21 @@ class Attribution:
 
 
 def _answer_logit_fn(lm, batch, stage, target_id):
-    rows = torch.arange(batch.input_ids.shape[0])
+    """``f(pixel_values=…)`` or ``f(inputs_embeds=…)`` → the target logit; accepts captum's expanded batches."""
+    B = batch.input_ids.shape[0]
 
     def logit(pixel_values=None, inputs_embeds=None):
         kwargs = lm.model_kwargs(batch, stage)
-        if pixel_values is not None:
-            n = pixel_values.shape[0] // batch.input_ids.shape[0]
-            kwargs = {**kwargs, "pixel_values": pixel_values}
-            if n > 1:  # captum expands the batch for IG steps: repeat everything else
-                kwargs = {k: (v.repeat_interleave(n, 0) if isinstance(v, torch.Tensor) and k != "pixel_values"
-                              and v.dim() >= 1 and v.shape[0] == batch.input_ids.shape[0] else v)
-                          for k, v in kwargs.items()}
         if inputs_embeds is not None:
-            kwargs = {k: v for k, v in kwargs.items() if k != "input_ids"}
-            kwargs["inputs_embeds"] = inputs_embeds
-            n = inputs_embeds.shape[0] // batch.input_ids.shape[0]
-            if n > 1:
-                kwargs = {k: (v.repeat_interleave(n, 0) if isinstance(v, torch.Tensor) and k != "inputs_embeds"
-                              and v.dim() >= 1 and v.shape[0] == batch.input_ids.shape[0] else v)
-                          for k, v in kwargs.items()}
+            kwargs.pop("input_ids")
+        override = {"pixel_values": pixel_values} if pixel_values is not None else {"inputs_embeds": inputs_embeds}
+        n = next(iter(override.values())).shape[0] // B  # captum stacks n integration steps along the batch
+        if n > 1:  # repeat every other per-sample tensor to match
+            kwargs = {k: (v.repeat_interleave(n, 0) if isinstance(v, torch.Tensor) and v.dim() >= 1
+                          and v.shape[0] == B else v) for k, v in kwargs.items()}
+        kwargs.update(override)
         hidden = lm.base_model.model(**kwargs).last_hidden_state
-        pos = (batch.answer_start - 1).repeat_interleave(hidden.shape[0] // len(rows))
-        return lm.base_model.lm_head(hidden[torch.arange(hidden.shape[0]), pos])[:, target_id]
+        return lm.logits_at_answer(hidden, batch.answer_start.repeat_interleave(n))[:, target_id]
 
     return logit
 

@@ -70,10 +70,9 @@ def _batch_of_length(lm, T: int):
 def bench_capture(lm, T: int, repeats: int) -> dict:
     batch = _batch_of_length(lm, T)
     install_capture(lm.base_model, "sdpa")
-    plain = lambda: lm.hidden_states(batch, "full")  # noqa: E731
     capture = LatentAttention(lm, hidden_states=False)
     with torch.no_grad():
-        t_plain, t_capture = _paired(lambda: torch.no_grad()(plain)(), lambda: capture.run(batch), repeats)
+        t_plain, t_capture = _paired(lambda: lm.hidden_states(batch, "full"), lambda: capture.run(batch), repeats)
         result = capture.run(batch)
     captured_bytes = result.attention.numel() * result.attention.element_size()
     # reference: eager + output_attentions, which materialises [B, H, T, T] per layer

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from .capture import install_capture
 from .errors import LIVRError
 from .families import Family, family_for
+from .fsutil import fresh_tmp_dir, replace_dir
 from .images import load_image
 from .masks import STAGES, attention_mask_4d
 from .segments import Segment, segment_ids
@@ -307,24 +308,14 @@ class LIVRModel:
         from peft import get_peft_model_state_dict
 
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp = fresh_tmp_dir(path)
         state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
         save_file(state, str(tmp / "adapter_model.safetensors"))
         self.model.peft_config["default"].save_pretrained(str(tmp))
         if self.config.n_latents:
             save_file({"latent_embeddings": self.latent_embeddings().contiguous().cpu()}, str(tmp / LATENTS_NAME))
         (tmp / CONFIG_NAME).write_text(self.config.to_json())
-        if path.exists():
-            old = path.with_name(path.name + ".old")
-            if old.exists():
-                _rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _rmtree(old)
-        else:
-            os.replace(tmp, path)
-        return path
+        return replace_dir(tmp, path)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -547,12 +538,6 @@ def latent_token(i: int) -> str:
 
 def _is_adapter_name(name: str) -> bool:
     return "lora_" in name or "trainable_tokens" in name
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _add_latent_tokens(model, processor, config: LIVRConfig) -> list[int]:

@@ -107,19 +107,16 @@ def publish_results(out: Path) -> None:
 def install_demo_models(out: Path) -> None:
     """Copy the pretrained backbone and the three adapters into assets/ under the demo names."""
     from .demo import ASSETS_DIR
+    from .fsutil import fresh_tmp_dir, replace_dir
 
-    def replace_dir(src: Path, dst: Path):
-        tmp = dst.with_name(dst.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        shutil.copytree(src, tmp)
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
+    def install(src: Path, dst: Path):
+        tmp = fresh_tmp_dir(dst)
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        replace_dir(tmp, dst)
 
-    replace_dir(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
+    install(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
     for variant, name in (("livr", "demo-livr"), ("latents_only", "demo-latents-only"), ("sft", "demo-sft")):
-        replace_dir(out / variant / "model", ASSETS_DIR / name)
+        install(out / variant / "model", ASSETS_DIR / name)
         cfg_path = ASSETS_DIR / name / "livr_config.json"
         cfg = json.loads(cfg_path.read_text())
         cfg["backbone"] = "demo-base"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import LIVRError
 from .evaluate import evaluate
+from .fsutil import fresh_tmp_dir, replace_dir
 
 STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
 
@@ -171,10 +170,7 @@ def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> N
 
 
 def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = fresh_tmp_dir(path)
     params = _trainable(lm)
     save_file({n: p.detach().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
     names = list(params)
@@ -193,14 +189,7 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "scalars": scalars, "config": asdict(cfg)},
                                                        indent=2))
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(tmp, path)
 
 
 def load_checkpoint(path: Path, lm, optimizer) -> int:
@@ -364,15 +353,10 @@ class Trainer:
         lm.config.trained_steps = cfg.steps
         lm.config.training = {k: v for k, v in asdict(cfg).items() if k != "knobs"}
         if cfg.full_finetune:
-            target = self.out / "model"
-            tmp = self.out / "model.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            tmp = fresh_tmp_dir(self.out / "model")
             lm.base_model.save_pretrained(tmp, safe_serialization=True)
             lm.processor.save_pretrained(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            replace_dir(tmp, self.out / "model")
         else:
             lm.save(self.out / "model")
 
