@@ -19,7 +19,7 @@ from PIL import Image
 
 from .capture import CaptureResult, LatentAttention, rows_of_segment
 from .errors import LIVRError
-from .heatmaps import image_attention_maps, latent_grid_figure, overlay, top_regions
+from .heatmaps import display_image, image_attention_maps, latent_grid_figure, overlay, top_regions
 from .images import load_image
 from .segments import Segment
 
@@ -156,7 +156,7 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
         "answer_segment_attention": a.segment_attention("answer"),
         "latent_image_attention_shape": None, "figures": {},
     }
-    shown = a.image if min(a.image.size) >= 96 else a.image.resize((max(96, a.image.width), max(96, a.image.height)))
+    shown = display_image(a.image)
     if a.grid is not None:
         maps = a.latent_maps(layers, heads, aggregation)
         report["latent_image_attention_shape"] = list(maps.shape)

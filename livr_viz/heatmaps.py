@@ -99,6 +99,12 @@ def top_regions(maps: np.ndarray, k: int = 3) -> list[list[tuple[int, int, float
     return out
 
 
+def display_image(image: Image.Image, size: int = 192) -> Image.Image:
+    """Upscale small images by an integer factor (nearest) so overlays stay crisp; large ones pass through."""
+    scale = max(1, size // max(image.size)) if max(image.size) < size else 1
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
+
+
 def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.55, cmap: str = "inferno") -> np.ndarray:
     """RGB uint8 array of ``image`` with ``heat`` (values in [0, 1], any grid) upsampled and blended."""
     base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

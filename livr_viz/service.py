@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import LIVRError
-from .heatmaps import overlay
+from .heatmaps import display_image, overlay  # noqa: F401 - display_image is part of the service API
 from .images import load_image
 
 DEMO_MODELS = ("demo-livr", "demo-latents-only", "demo-sft")
@@ -127,11 +127,6 @@ def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:
     if bad:
         raise LIVRError(f"{name} must be in 0..{size - 1}; got {bad}")
     return sorted(set(picks))
-
-
-def display_image(image: Image.Image, size: int = 192) -> Image.Image:
-    scale = max(1, size // max(image.size)) if max(image.size) < size else 1
-    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
 
 
 def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normalisation="per_latent",
