@@ -314,6 +314,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_pretrain_vision(args) -> int:
+    from .vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
+
+    if not Path(args.model).is_dir():
+        raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
+    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in (("steps", args.steps), ("lr", args.lr),
+                                                                     ("batch_size", args.batch_size)) if v is not None}}
+    pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
+    print(f"wrote {Path(args.out) / 'model'}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .data.dataset import RecordDataset, SyntheticTaskDataset
     from .evaluate import evaluate
@@ -372,6 +384,15 @@ def _train_commands(sub) -> None:
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain-vision", help="stage 0: train a LLaVA backbone's vision tower on dense patch labels")
+    p.add_argument("--model", required=True, help="backbone directory (e.g. a fresh one from `livr-viz build-demo`)")
+    p.add_argument("--out", required=True, help="run directory (log.jsonl, model/)")
+    p.add_argument("--preset", default="demo", choices=["quick", "demo"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.set_defaults(func=cmd_pretrain_vision)
 
     p = sub.add_parser("eval", help="accuracy per task with 95% CIs, chance and majority baselines")
     p.add_argument("--model", default="demo-livr", help=MODEL_HELP)

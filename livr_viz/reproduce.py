@@ -17,6 +17,7 @@ VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
 # The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
+WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
 
@@ -43,8 +44,12 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     from .data.dataset import SyntheticTaskDataset
     from .evaluate import evaluate
     from .model import load_model
+    from .errors import LIVRError
     from .train import preset_config
+    from .vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
+    if preset not in VISION_PRESETS:
+        raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -54,8 +59,21 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     init = out / "init"
     if not (init / "config.json").is_file():  # the randomly initialised backbone (seed 0) everything starts from
         save_demo_backbone(init, DemoBackboneConfig(seed=0))
+    # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
+    vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
+    timings["vision"] = 0.0
+    if _phase_done(out / "vision"):
+        log("vision: already trained, skipping")
+    else:
+        t0 = time.perf_counter()
+        pretrain_vision(init, vision_cfg, out / "vision", log=log)
+        timings["vision"] = time.perf_counter() - t0
+    # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
+    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset])
+    timings["pretrain_colour"] = run_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour", log)
+    # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
-    timings["pretrain"] = run_phase(str(init), pre_cfg, out / "pretrain", log)
+    timings["pretrain"] = run_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain", log)
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
@@ -66,7 +84,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED)
     results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
                      "configs": {v: asdict(c) for v, c in configs.items()},
-                     "pretrain_config": asdict(pre_cfg), "eval": {}}
+                     "pretrain_config": asdict(pre_cfg), "warm_start_config": asdict(warm_cfg),
+                     "vision_config": asdict(vision_cfg), "eval": {}}
     for variant in VARIANTS:
         lm = load_model(str(out / variant / "model"))
         results["eval"][variant] = {"full": evaluate(lm, test, "full", progress=True)}
@@ -206,7 +225,12 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     pre = results["pretrain_config"]
     cfg = results["configs"]["livr"]
     secs = results["seconds"]
-    lines += [f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, batch {pre['batch_size']}, "
+    vis, warm = results["vision_config"], results["warm_start_config"]
+    lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/vision_pretrain.py`): {vis['steps']} steps, "
+              f"batch {vis['batch_size']} images, lr {vis['lr']}, {secs.get('vision', 0) / 60:.1f} min.",
+              f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
+              f"{warm['batch_size']}, lr {warm['lr']}, {secs.get('pretrain_colour', 0) / 60:.1f} min.",
+              f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, batch {pre['batch_size']}, "
               f"lr {pre['lr']}, {secs.get('pretrain', 0) / 60:.1f} min.",
               f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
               f"steps each, batch {cfg['batch_size']}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "

@@ -131,4 +131,6 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| counting |" in text and "## Targets" in text and (tmp_path / "results.png").stat().st_size > 0
     again = reproduce(tmp_path, preset="quick", tasks="counting,jigsaw", n_test=8, log=lambda *a: None)
-    assert again["seconds"]["pretrain"] == 0.0  # finished phases are not re-run
+    assert again["seconds"]["vision"] == again["seconds"]["pretrain_colour"] == again["seconds"]["pretrain"] == 0.0
+    assert (tmp_path / "vision" / "model").is_dir() and (tmp_path / "pretrain-colour" / "model").is_dir()
+    assert "Vision-tower pretraining" in text

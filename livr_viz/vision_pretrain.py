@@ -1,0 +1,228 @@
+"""Stage 0 of the demo backbone: dense supervised pretraining of the vision tower.
+
+LLaVA starts from a CLIP vision tower trained on 400 M image-text pairs; ours starts from random weights, and the
+language model then needs thousands of answers per skill before the image tokens say anything it can use
+(RESULTS.md).  Our images are synthetic, so every patch of every image has labels we can compute from its pixels,
+and one image gives 64 supervised targets instead of one answer.  Per patch, linear heads on the tower's selected
+layer (the features LLaVA's projector reads) predict:
+
+* ``colour``: background, other (markers, grey decoys, text, textures), or one of the 8 palette colours — the majority
+  among the patch's non-background pixels (exact: the generators draw without anti-aliasing);
+* ``luminance``: the mean grey level of a 4 x 4 grid of sub-cells (fine layout: edges, seams, reflectance);
+* ``row`` / ``col``: where the patch is (so position is linearly readable from each image token);
+* ``shape``: the shape class on patches covered by the one coloured shape of the perception questions about a
+  single object (ignored elsewhere).
+
+Images alternate between the perception curriculum and the nine tasks' train split.  The heads are thrown away;
+the tower's weights are saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a
+square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import LIVRError
+from .fsutil import fresh_tmp_dir, replace_dir
+
+N_COLOUR_CLASSES = 10  # background, other, 8 palette colours
+SUBGRID = 4  # luminance sub-cells per patch side
+SINGLE_OBJECT_KINDS = ("colour", "shape", "quadrant")
+MIN_PIXELS = 1 / 12  # share of a patch's pixels a colour needs to count as present
+
+
+@dataclass
+class VisionPretrainConfig:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    max_grad_norm: float = 1.0
+    seed: int = 0  # head initialisation
+    data_seed: int = 0  # train split seed of the synthetic images
+    log_every: int = 25
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise LIVRError(f"invalid vision pretraining setting {name}={getattr(self, name)!r}")
+        if self.lr <= 0:
+            raise LIVRError(f"invalid vision pretraining setting lr={self.lr!r}")
+
+
+VISION_PRESETS = {"quick": dict(steps=6, batch_size=8, warmup_steps=2, log_every=2), "demo": dict()}
+
+
+def patch_targets(image, grid: int, concepts: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-patch labels of a square RGB image whose side is a multiple of ``grid``: see the module docstring."""
+    from .data import draw as D
+
+    a = np.asarray(image.convert("RGB"), dtype=np.int32)
+    side = a.shape[0]
+    if a.shape[0] != a.shape[1] or side % (grid * SUBGRID):
+        raise LIVRError(f"patch targets need a square image whose side divides into {grid}x{SUBGRID} cells; "
+                        f"got {a.shape[1]}x{a.shape[0]}")
+    p = side // grid
+    palette = np.array(list(D.PALETTE.values()), dtype=np.int32)
+    cls = np.ones(a.shape[:2], dtype=np.int64)  # other: anything off the palette
+    exact = (a[:, :, None, :] == palette[None, None]).all(-1)  # [H, W, 8]
+    cls[exact.any(-1)] = 2 + exact.argmax(-1)[exact.any(-1)]
+    cls[(a == np.array(D.BACKGROUND)).all(-1)] = 0
+    per_patch = cls.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid * grid, p * p)
+    counts = np.stack([np.bincount(row, minlength=N_COLOUR_CLASSES) for row in per_patch])  # [N, 10]
+    need = max(1, round(MIN_PIXELS * p * p))
+    colour = np.where(counts[:, 2:].max(1) >= need, 2 + counts[:, 2:].argmax(1),
+                      np.where(counts[:, 1:].sum(1) >= need, 1, 0))
+    lum = a.mean(-1) / 255.0
+    c = p // SUBGRID
+    sub = lum.reshape(grid, SUBGRID, c, grid, SUBGRID, c).mean((2, 5)).transpose(0, 2, 1, 3)
+    shape = np.full(grid * grid, -100, dtype=np.int64)
+    concepts = concepts or {}
+    if concepts.get("kind") in SINGLE_OBJECT_KINDS and concepts.get("shape") in D.SHAPES:
+        ci = 2 + list(D.PALETTE).index(concepts["colour"])
+        shape[counts[:, ci] >= need] = D.SHAPES.index(concepts["shape"])
+    return {"colour": colour, "luminance": sub.reshape(grid * grid, SUBGRID * SUBGRID).astype(np.float32),
+            "shape": shape}
+
+
+class PatchHeads(torch.nn.Module):
+    def __init__(self, dim: int, grid: int):
+        from .data import draw as D
+
+        super().__init__()
+        self.colour = torch.nn.Linear(dim, N_COLOUR_CLASSES)
+        self.luminance = torch.nn.Linear(dim, SUBGRID * SUBGRID)
+        self.shape = torch.nn.Linear(dim, len(D.SHAPES))
+        self.row = torch.nn.Linear(dim, grid)
+        self.col = torch.nn.Linear(dim, grid)
+        self.register_buffer("rows", torch.arange(grid).repeat_interleave(grid), persistent=False)
+        self.register_buffer("cols", torch.arange(grid).repeat(grid), persistent=False)
+
+    def forward(self, h: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        b = h.shape[0]
+        parts = {
+            "colour": F.cross_entropy(self.colour(h).flatten(0, 1), targets["colour"].flatten()),
+            "luminance": 10 * F.mse_loss(self.luminance(h), targets["luminance"]),
+            "position": F.cross_entropy(self.row(h).flatten(0, 1), self.rows.repeat(b))
+            + F.cross_entropy(self.col(h).flatten(0, 1), self.cols.repeat(b)),
+        }
+        known = targets["shape"] >= 0
+        if known.any():
+            parts["shape"] = F.cross_entropy(self.shape(h)[known], targets["shape"][known])
+        with torch.no_grad():
+            metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
+            metrics["acc_colour"] = float((self.colour(h).argmax(-1) == targets["colour"]).float().mean())
+            metrics["acc_position"] = float(((self.row(h).argmax(-1) == self.rows) & (self.col(h).argmax(-1) == self.cols))
+                                            .float().mean())
+            if known.any():
+                metrics["acc_shape"] = float((self.shape(h)[known].argmax(-1) == targets["shape"][known]).float().mean())
+        return sum(parts.values()), metrics
+
+
+def image_stream(data_seed: int, image_size: int):
+    """Endless deterministic stream of (image, concepts): perception kinds and suite tasks, alternating."""
+    from .data import make_sample, task_names
+    from .data.perception import KINDS, make_perception_sample
+
+    tasks = task_names()
+    i = 0
+    while True:
+        k = i // 2
+        if i % 2 == 0:
+            s = make_perception_sample(KINDS[k % len(KINDS)], "train", data_seed, k // len(KINDS), image_size)
+        else:
+            s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size)
+        yield s.image, s.concepts
+        i += 1
+
+
+def _vision_geometry(model) -> tuple[int, int]:
+    cfg = getattr(model.config, "vision_config", None)
+    if model.config.model_type != "llava" or cfg is None or not hasattr(cfg, "patch_size"):
+        raise LIVRError(f"vision pretraining supports LLaVA-family backbones only; got {model.config.model_type!r}")
+    size, patch = cfg.image_size, cfg.patch_size
+    if size % patch or patch % SUBGRID:
+        raise LIVRError(f"vision pretraining needs image_size % patch_size == 0 and patch_size % {SUBGRID} == 0; "
+                        f"got {size} / {patch}")
+    return size, size // patch
+
+
+def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: str | Path, progress: bool = True,
+                    log=print) -> dict:
+    """Train ``backbone``'s vision tower on dense patch targets; save the whole backbone to ``out_dir/model``."""
+    from .model import load_backbone
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, processor = load_backbone(str(backbone))
+    size, grid = _vision_geometry(model)
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    if not isinstance(layer, int):
+        raise LIVRError("vision pretraining needs a single vision_feature_layer")
+    drop_cls = model.config.vision_feature_select_strategy == "default"
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        heads = PatchHeads(tower.config.hidden_size, grid)
+    params = [p for p in tower.parameters()] + list(heads.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stream = image_stream(cfg.data_seed, size)
+    log_path = out / "log.jsonl"
+    log_path.write_text("")
+    (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="pretrain vision", dynamic_ncols=True)
+    tower.train()
+    t0 = time.perf_counter()
+    metrics: dict = {}
+    for step in range(cfg.steps):
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        lr *= 0.5 * (1 + math.cos(math.pi * max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        images, labels = zip(*(next(stream) for _ in range(cfg.batch_size)))
+        t = [patch_targets(im, grid, c) for im, c in zip(images, labels)]
+        targets = {k: torch.from_numpy(np.stack([x[k] for x in t])) for k in t[0]}
+        pixels = processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+        hidden = tower(pixels, output_hidden_states=True).hidden_states[layer]
+        loss, metrics = heads(hidden[:, 1:] if drop_cls else hidden, targets)
+        loss.backward()
+        loss = float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": step + 1, "loss": loss, "lr": lr, **metrics,
+                                     "seconds": time.perf_counter() - t0}) + "\n")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tmp = fresh_tmp_dir(out / "model")
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    for extra in ("demo_backbone.json",):
+        if (Path(backbone) / extra).is_file():
+            (tmp / extra).write_text((Path(backbone) / extra).read_text())
+    replace_dir(tmp, out / "model")
+    log(f"vision pretraining: {cfg.steps} steps in {time.perf_counter() - t0:.0f} s; last batch {metrics}")
+    return metrics

@@ -1,0 +1,84 @@
+"""Stage-0 vision pretraining: pixel-exact patch labels, only the tower changes, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from livr_viz.data import draw as D
+from livr_viz.data.perception import make_perception_sample
+from livr_viz.errors import LIVRError
+from livr_viz.train import TrainConfig, build_datasets
+from livr_viz.vision_pretrain import VisionPretrainConfig, patch_targets, pretrain_vision
+
+
+def test_patch_labels_come_from_the_pixels():
+    img = Image.new("RGB", (96, 96), D.BACKGROUND)
+    img.paste(D.PALETTE["blue"], (24, 36, 48, 48))  # exactly patches (row 3, cols 2-3)
+    img.paste((0, 0, 0), (84, 0, 96, 12))  # a black patch, top right
+    t = patch_targets(img, 8, {"kind": "shape", "shape": "square", "colour": "blue"})
+    colour = t["colour"].reshape(8, 8)
+    blue = 2 + list(D.PALETTE).index("blue")
+    assert colour[3, 2] == colour[3, 3] == blue and colour[0, 7] == 1
+    assert (colour == blue).sum() == 2 and (colour == 1).sum() == 1 and (colour == 0).sum() == 61
+    shape = t["shape"].reshape(8, 8)
+    assert shape[3, 2] == D.SHAPES.index("square") and (shape >= 0).sum() == 2  # only on the coloured object
+    lum = t["luminance"].reshape(8, 8, 4, 4)
+    assert lum[0, 7].max() == 0.0 and lum[0, 0].min() == pytest.approx(np.mean(D.BACKGROUND) / 255)
+
+
+def test_patch_labels_of_a_generated_question_cover_its_object():
+    s = make_perception_sample("shape", "train", 0, 3)
+    t = patch_targets(s.image, 8, s.concepts)
+    assert (t["shape"] == D.SHAPES.index(s.concepts["shape"])).sum() >= 2
+    no_shape = patch_targets(make_perception_sample("count", "train", 0, 3).image, 8, {"kind": "count"})
+    assert (no_shape["shape"] < 0).all()  # several objects: no shape label
+
+
+def test_patch_labels_reject_images_that_do_not_tile():
+    with pytest.raises(LIVRError, match="square image"):
+        patch_targets(Image.new("RGB", (96, 80)), 8)
+    with pytest.raises(LIVRError, match="square image"):
+        patch_targets(Image.new("RGB", (90, 90)), 8)
+
+
+def test_only_the_vision_tower_changes(tmp_path):
+    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
+
+    init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
+    metrics = pretrain_vision(init, VisionPretrainConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1),
+                              tmp_path / "vision", progress=False, log=lambda *a: None)
+    assert {"loss_colour", "loss_luminance", "loss_position", "acc_colour"} <= set(metrics)
+    before = load_file(init / "model.safetensors")
+    after = load_file(tmp_path / "vision" / "model" / "model.safetensors")
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("vision_tower" in k for k in changed)
+    assert any("encoder.layers.0" in k for k in changed)
+    log = [json.loads(line) for line in (tmp_path / "vision" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    from livr_viz.model import LIVRModel
+
+    LIVRModel.from_backbone(str(tmp_path / "vision" / "model"), variant="sft")  # loads as a backbone
+
+
+def test_non_llava_backbones_are_refused(tmp_path):
+    from livr_viz.testing import tiny_qwen2_vl
+
+    model, processor = tiny_qwen2_vl()
+    model.save_pretrained(tmp_path / "qwen")
+    processor.save_pretrained(tmp_path / "qwen")
+    with pytest.raises(LIVRError, match="LLaVA-family"):
+        pretrain_vision(tmp_path / "qwen", VisionPretrainConfig(steps=1), tmp_path / "out", progress=False)
+    with pytest.raises(LIVRError, match="steps"):
+        VisionPretrainConfig(steps=0)
+
+
+def test_perception_kind_subsets():
+    train, val = build_datasets(TrainConfig(variant="sft", tasks="perception:colour,count", n_val_per_task=3))
+    assert {train[i].task for i in range(8)} == {"perception_colour", "perception_count"} and len(val) == 6
+    with pytest.raises(LIVRError, match="unknown perception kind"):
+        TrainConfig(variant="sft", tasks="perception:colour,smell")
