@@ -306,7 +306,8 @@ def cmd_train(args) -> int:
                         tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                         grad_accum=args.grad_accum, precision=args.precision, seed=args.seed,
                         n_latents=getattr(args, "n_latents", None),
-                        stage1_fraction=getattr(args, "stage1_fraction", None))
+                        stage1_fraction=getattr(args, "stage1_fraction", None),
+                        warmup_fraction=args.warmup_fraction)
     backbone = "demo-base" if args.model == "demo" else args.model
     _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
     print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
@@ -371,6 +372,7 @@ def _train_commands(sub) -> None:
         p.add_argument("--grad-accum", type=int, default=None)
         p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
         p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 
     p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
@@ -383,6 +385,7 @@ def _train_commands(sub) -> None:
 
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
     common(p)
+    p.add_argument("--tasks", default="perception", help="'perception' or 'perception:kind,kind' (e.g. colour)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain-vision", help="stage 0: train a LLaVA backbone's vision tower on dense patch labels")

@@ -17,6 +17,8 @@ VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
 # The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
+PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
+          **{v: v for v in VARIANTS}}  # timing key -> phase folder
 WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
@@ -25,18 +27,32 @@ def _phase_done(path: Path) -> bool:
     return (path / "model").is_dir()
 
 
-def run_phase(backbone: str, cfg, out: Path, log) -> float:
-    from .train import Trainer, build_model_for_training
-
+def run_phase(out: Path, train_fn, log) -> float:
+    """Run ``train_fn()`` unless ``out/model`` exists; its wall time is kept in ``out/time.json``."""
     if _phase_done(out):
         log(f"{out.name}: already trained, skipping")
         return 0.0
     t0 = time.perf_counter()
-    lm = build_model_for_training(backbone, cfg)
-    Trainer(lm, cfg, out).run(resume=(out / "checkpoint").is_dir())
+    train_fn()
     seconds = time.perf_counter() - t0
     (out / "time.json").write_text(json.dumps({"seconds": seconds}))
     return seconds
+
+
+def phase_seconds(out: Path) -> float | None:
+    """Wall time of the run that trained the phase in ``out`` (None if unknown)."""
+    try:
+        return float(json.loads((out / "time.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _trainer_phase(backbone: str, cfg, out: Path):
+    def run():
+        from .train import Trainer, build_model_for_training
+
+        Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
+    return run
 
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
@@ -61,26 +77,27 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         save_demo_backbone(init, DemoBackboneConfig(seed=0))
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
-    timings["vision"] = 0.0
-    if _phase_done(out / "vision"):
-        log("vision: already trained, skipping")
-    else:
-        t0 = time.perf_counter()
-        pretrain_vision(init, vision_cfg, out / "vision", log=log)
-        timings["vision"] = time.perf_counter() - t0
+    timings["vision"] = run_phase(out / "vision", lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log),
+                                  log)
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
-    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset])
-    timings["pretrain_colour"] = run_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour", log)
+    # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
+    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
+                             warmup_fraction=1 / 3)
+    timings["pretrain_colour"] = run_phase(out / "pretrain-colour",
+                                           _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
+                                           log)
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
-    timings["pretrain"] = run_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain", log)
+    timings["pretrain"] = run_phase(out / "pretrain",
+                                    _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
         cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps)
         configs[variant] = cfg
-        timings[variant] = run_phase(backbone, cfg, out / variant, log)
+        timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log)
 
+    t_eval = time.perf_counter()
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED)
     results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
                      "configs": {v: asdict(c) for v, c in configs.items()},
@@ -98,8 +115,10 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         lm = load_model(str(stage1))
         results["eval"]["livr_stage1_only"] = {"bottleneck": evaluate(lm, test, "bottleneck"),
                                                "full": evaluate(lm, test, "full")}
+    timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
-    results["seconds"] = timings
+    results["seconds"] = timings  # this invocation (phases already trained count 0)
+    results["phase_seconds"] = {name: phase_seconds(out / folder) for name, folder in PHASES.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_results(results, out / "results.png")
     write_results_md(results, out / "RESULTS.md", out)
@@ -120,6 +139,9 @@ def publish_results(out: Path) -> None:
     for variant in VARIANTS:
         if (out / variant / "training.png").is_file():
             shutil.copy(out / variant / "training.png", root / "docs" / f"training-{variant}.png")
+    notes = root / "docs" / "results-notes.md"  # hand-written analysis of the shipped run, kept across re-runs
+    if notes.is_file():
+        text = text.rstrip("\n") + "\n\n" + notes.read_text()
     (root / "RESULTS.md").write_text(text)
 
 
@@ -178,6 +200,44 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
+def _evals(log_path: Path) -> list[dict]:
+    if not log_path.is_file():
+        return []
+    return [r for r in map(json.loads, filter(str.strip, log_path.read_text().splitlines())) if "eval" in r]
+
+
+def backbone_section(out: Path) -> list[str]:
+    """What the pretraining phases taught the backbone, from their logs (validation split, per kind)."""
+    lines = ["", "## The backbone: what pretraining taught it", ""]
+    vision = [json.loads(x) for x in (out / "vision" / "log.jsonl").read_text().splitlines() if x.strip()] \
+        if (out / "vision" / "log.jsonl").is_file() else []
+    if vision:  # mean over the last four logged batches (the shape accuracy of one batch rests on few patches)
+        tail = vision[-4:]
+        last = {k: sum(r[k] for r in tail if k in r) / max(1, sum(k in r for r in tail)) for k in tail[-1]}
+        lines.append(f"- Vision tower, last {len(tail)} logged training batches: patch colour class {_pct(last['acc_colour'])} %, patch "
+                     f"position {_pct(last['acc_position'])} %"
+                     + (f", shape under the patch {_pct(last['acc_shape'])} %" if "acc_shape" in last else "")
+                     + f"; luminance-grid MSE loss {last['loss_luminance'] / 10:.4f}.")
+    warm = _evals(out / "pretrain-colour" / "log.jsonl")
+    if warm:
+        lines.append(f"- Colour warm start: validation colour accuracy {_pct(warm[-1]['eval_average'])} % "
+                     f"after {warm[-1]['step']} steps.")
+    evals = _evals(out / "pretrain" / "log.jsonl")
+    if evals:
+        kinds = list(evals[-1]["eval"])
+        lines += ["", "Perception curriculum, validation accuracy per question kind (%):", "",
+                  "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
+                  "|---" * (len(kinds) + 2) + "|"]
+        for r in evals:
+            lines.append(f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds)
+                         + f" | {_pct(r['eval_average'])} |")
+        from .data.perception import make_perception_sample
+
+        chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
+        lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
+    return lines
+
+
 def write_results_md(results: dict, path: Path, out: Path) -> Path:
     tasks = results["tasks"]
     ev = results["eval"]
@@ -209,6 +269,7 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
         lines.append(f"- Stage-1-only sanity (LIVR checkpoint at the stage switch, evaluated with the bottleneck mask): "
                      f"{_pct(s1['bottleneck']['average']['accuracy'])} vs chance {_pct(s1['bottleneck']['average']['chance'])}"
                      f" (full mask: {_pct(s1['full']['average']['accuracy'])})")
+    lines += backbone_section(out)
     lines += ["", "## Are the latents used? (the paper's localization probe, here over all tasks)", "",
               "| test | latents-only | LIVR |", "|---|---|---|"]
     for key, label in (("full", "standard evaluation"), ("bottleneck", "bottleneck mask at test time"),
@@ -224,18 +285,26 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
               "is comparable.", "", "## Settings", ""]
     pre = results["pretrain_config"]
     cfg = results["configs"]["livr"]
-    secs = results["seconds"]
+    phase = results.get("phase_seconds", {})
+
+    def took(name: str) -> str:
+        return f"{phase[name] / 60:.1f} min" if phase.get(name) is not None else "time not recorded"
+
+    known = [v for v in phase.values() if v is not None]
+    evaluation = results["seconds"].get("eval", 0.0)
     vis, warm = results["vision_config"], results["warm_start_config"]
     lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/vision_pretrain.py`): {vis['steps']} steps, "
-              f"batch {vis['batch_size']} images, lr {vis['lr']}, {secs.get('vision', 0) / 60:.1f} min.",
+              f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
               f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
-              f"{warm['batch_size']}, lr {warm['lr']}, {secs.get('pretrain_colour', 0) / 60:.1f} min.",
+              f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, {took('pretrain_colour')}.",
               f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, batch {pre['batch_size']}, "
-              f"lr {pre['lr']}, {secs.get('pretrain', 0) / 60:.1f} min.",
+              f"lr {pre['lr']}, {took('pretrain')}.",
               f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
               f"steps each, batch {cfg['batch_size']}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
-              f"steps; {', '.join(f'{v} {secs.get(v, 0) / 60:.1f} min' for v in VARIANTS)}.",
-              f"- Total wall time of this run: {secs['total'] / 60:.1f} min (phases already done are not re-run).",
+              f"steps; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
+              f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
+              f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
+              "counts only its last stretch).",
               "- Task difficulty: the defaults of each task's knob dataclass in `livr_viz/data/tasks.py` "
               "(no task was made easier for these numbers).", ""]
     path.write_text("\n".join(lines))

@@ -82,3 +82,16 @@ def test_perception_kind_subsets():
     assert {train[i].task for i in range(8)} == {"perception_colour", "perception_count"} and len(val) == 6
     with pytest.raises(LIVRError, match="unknown perception kind"):
         TrainConfig(variant="sft", tasks="perception:colour,smell")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pretrain-vision", "--model", "/no/such/dir", "--out", "x"], "backbone directory"),
+    (["pretrain", "--model", "demo", "--tasks", "perception:smell", "--out", "x"], "unknown perception kind"),
+])
+def test_cli_pretraining_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    from livr_viz.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,71 @@
+"""How fast does a backbone learn the perception questions?  The experiments behind RESULTS.md's "what we tried".
+
+A minimal full-parameter loop (AdamW, warmup + cosine, answer-only loss; no checkpoints) that samples perception
+questions at random, optionally in phases of kinds, and prints validation accuracy per kind.  Examples:
+
+    python bench/perception_curves.py --init runs/demo/init --kinds colour --steps 300
+    python bench/perception_curves.py --init runs/demo/vision/model --kinds quadrant --steps 250
+    python bench/perception_curves.py --init runs/demo/vision/model \\
+        --phases "colour:150;colour+shape+quadrant+count+brighter+label_on+box_contains+same_shape:1650" --steps 1650
+"""
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+from livr_viz.data.perception import KINDS, PerceptionDataset, make_perception_sample
+from livr_viz.evaluate import evaluate
+from livr_viz.model import LIVRModel
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--init", required=True, help="backbone directory to start from")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="kinds sampled (and validated) when --phases is empty")
+    ap.add_argument("--phases", default="", help='"k1+k2:until_step;k3:until_step" (kinds per phase)')
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
+    a = ap.parse_args(argv)
+    phases = [(p.split(":")[0].split("+"), int(p.split(":")[1])) for p in a.phases.split(";")] if a.phases else []
+    kinds = sorted({k for ks, _ in phases for k in ks}) if phases else a.kinds.split(",")
+    torch.manual_seed(0)
+    lm = LIVRModel.from_backbone(a.init, variant="sft", lora=False)
+    val = PerceptionDataset("val", a.n_val * len(kinds), 0, 96, kinds)
+    params = [p for p in lm.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    rng = np.random.default_rng(0)
+    t0 = time.time()
+    lm.model.train()
+    for step in range(a.steps):
+        lr = a.lr * min(1, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * max(0, step - a.warmup)
+                                                                            / max(1, a.steps - a.warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds
+        items = [make_perception_sample(now[int(rng.integers(len(now)))], "train", 0, int(rng.integers(10**7)))
+                 for _ in range(a.batch_size)]
+        batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
+        loss = lm.loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        if (step + 1) % 25 == 0:
+            print(f"step {step + 1} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
+        if (step + 1) % a.eval_every == 0 or step + 1 == a.steps:
+            lm.model.eval()
+            m = evaluate(lm, val, "full", batch_size=64)
+            lm.model.train()
+            print("EVAL", step + 1, {k.removeprefix("perception_"): round(v["accuracy"], 2)
+                                     for k, v in m["tasks"].items()}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
