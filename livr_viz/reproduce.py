@@ -16,10 +16,10 @@ from pathlib import Path
 VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
-# The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
 PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
           **{v: v for v in VARIANTS}}  # timing key -> phase folder
 WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
+# The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
 
@@ -59,8 +59,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
               pretrain_steps: int | None = None, steps: int | None = None, log=print) -> dict:
     from .data.dataset import SyntheticTaskDataset
     from .evaluate import evaluate
-    from .model import load_model
     from .errors import LIVRError
+    from .model import load_model
     from .train import preset_config
     from .vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
@@ -83,13 +83,12 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
     warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
                              warmup_fraction=1 / 3)
-    timings["pretrain_colour"] = run_phase(out / "pretrain-colour",
-                                           _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
-                                           log)
+    timings["pretrain_colour"] = run_phase(
+        out / "pretrain-colour", _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"), log)
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
-    timings["pretrain"] = run_phase(out / "pretrain",
-                                    _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
+    timings["pretrain"] = run_phase(
+        out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
@@ -158,10 +157,12 @@ def install_demo_models(out: Path) -> None:
     install(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
     for variant, name in (("livr", "demo-livr"), ("latents_only", "demo-latents-only"), ("sft", "demo-sft")):
         install(out / variant / "model", ASSETS_DIR / name)
-        cfg_path = ASSETS_DIR / name / "livr_config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["backbone"] = "demo-base"
-        cfg_path.write_text(json.dumps(cfg, indent=2))
+        for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
+            path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path
+            if path.is_file():
+                cfg = json.loads(path.read_text())
+                cfg[key] = "demo-base"
+                path.write_text(json.dumps(cfg, indent=2))
 
 
 def plot_results(results: dict, path: Path) -> Path:
@@ -200,22 +201,25 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def _evals(log_path: Path) -> list[dict]:
+def _records(log_path: Path) -> list[dict]:
     if not log_path.is_file():
         return []
-    return [r for r in map(json.loads, filter(str.strip, log_path.read_text().splitlines())) if "eval" in r]
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+
+def _evals(log_path: Path) -> list[dict]:
+    return [r for r in _records(log_path) if "eval" in r]
 
 
 def backbone_section(out: Path) -> list[str]:
     """What the pretraining phases taught the backbone, from their logs (validation split, per kind)."""
     lines = ["", "## The backbone: what pretraining taught it", ""]
-    vision = [json.loads(x) for x in (out / "vision" / "log.jsonl").read_text().splitlines() if x.strip()] \
-        if (out / "vision" / "log.jsonl").is_file() else []
+    vision = _records(out / "vision" / "log.jsonl")
     if vision:  # mean over the last four logged batches (the shape accuracy of one batch rests on few patches)
         tail = vision[-4:]
         last = {k: sum(r[k] for r in tail if k in r) / max(1, sum(k in r for r in tail)) for k in tail[-1]}
-        lines.append(f"- Vision tower, last {len(tail)} logged training batches: patch colour class {_pct(last['acc_colour'])} %, patch "
-                     f"position {_pct(last['acc_position'])} %"
+        lines.append(f"- Vision tower, last {len(tail)} logged training batches: patch colour class "
+                     f"{_pct(last['acc_colour'])} %, patch position {_pct(last['acc_position'])} %"
                      + (f", shape under the patch {_pct(last['acc_shape'])} %" if "acc_shape" in last else "")
                      + f"; luminance-grid MSE loss {last['loss_luminance'] / 10:.4f}.")
     warm = _evals(out / "pretrain-colour" / "log.jsonl")

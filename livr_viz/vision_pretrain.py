@@ -120,11 +120,13 @@ class PatchHeads(torch.nn.Module):
             parts["shape"] = F.cross_entropy(self.shape(h)[known], targets["shape"][known])
         with torch.no_grad():
             metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
-            metrics["acc_colour"] = float((self.colour(h).argmax(-1) == targets["colour"]).float().mean())
-            metrics["acc_position"] = float(((self.row(h).argmax(-1) == self.rows) & (self.col(h).argmax(-1) == self.cols))
-                                            .float().mean())
+            hit = self.colour(h).argmax(-1) == targets["colour"]
+            metrics["acc_colour"] = float(hit.float().mean())
+            hit = (self.row(h).argmax(-1) == self.rows) & (self.col(h).argmax(-1) == self.cols)
+            metrics["acc_position"] = float(hit.float().mean())
             if known.any():
-                metrics["acc_shape"] = float((self.shape(h)[known].argmax(-1) == targets["shape"][known]).float().mean())
+                hit = self.shape(h)[known].argmax(-1) == targets["shape"][known]
+                metrics["acc_shape"] = float(hit.float().mean())
         return sum(parts.values()), metrics
 
 
