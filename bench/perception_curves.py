@@ -10,7 +10,6 @@ questions at random, optionally in phases of kinds, and prints validation accura
 """
 
 import argparse
-import math
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from livr_viz.data.perception import KINDS, PerceptionDataset, make_perception_sample
 from livr_viz.evaluate import evaluate
 from livr_viz.model import LIVRModel
+from livr_viz.train import warmup_cosine
 
 
 def main(argv=None):
@@ -44,8 +44,7 @@ def main(argv=None):
     t0 = time.time()
     lm.model.train()
     for step in range(a.steps):
-        lr = a.lr * min(1, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * max(0, step - a.warmup)
-                                                                            / max(1, a.steps - a.warmup)))
+        lr = warmup_cosine(step, a.steps, max(1, a.warmup), a.lr)
         for g in opt.param_groups:
             g["lr"] = lr
         now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds

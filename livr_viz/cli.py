@@ -320,8 +320,8 @@ def cmd_pretrain_vision(args) -> int:
 
     if not Path(args.model).is_dir():
         raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
-    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in (("steps", args.steps), ("lr", args.lr),
-                                                                     ("batch_size", args.batch_size)) if v is not None}}
+    overrides = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size}
+    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None}}
     pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
     print(f"wrote {Path(args.out) / 'model'}")
     return 0

@@ -31,3 +31,11 @@ def replace_dir(tmp: str | Path, target: str | Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return target
+
+
+def save_backbone(model, processor, target: str | Path) -> Path:
+    """``save_pretrained`` of a HF model and its processor into ``target``, atomically (safetensors)."""
+    tmp = fresh_tmp_dir(target)
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    return replace_dir(tmp, target)

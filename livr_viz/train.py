@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import LIVRError
 from .evaluate import evaluate
-from .fsutil import fresh_tmp_dir, replace_dir
+from .fsutil import fresh_tmp_dir, replace_dir, save_backbone
 
 STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
 
@@ -88,11 +88,14 @@ class TrainConfig:
         """Warmup + cosine within the stage that ``step`` belongs to."""
         start, length = (0, self.stage1_steps) if step < self.stage1_steps else (
             self.stage1_steps, self.steps - self.stage1_steps)
-        i = step - start
-        warm = max(1, round(length * self.warmup_fraction))
-        if i < warm:
-            return self.lr * (i + 1) / warm
-        return self.lr * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, length - warm)))
+        return warmup_cosine(step - start, length, max(1, round(length * self.warmup_fraction)), self.lr)
+
+
+def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
+    """Learning rate at step ``i`` of ``length``: linear warmup over ``warm`` steps to ``peak``, then cosine to 0."""
+    if i < warm:
+        return peak * (i + 1) / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, length - warm)))
 
 
 PRESETS: dict[str, dict] = {
@@ -375,10 +378,7 @@ class Trainer:
         lm.config.trained_steps = cfg.steps
         lm.config.training = {k: v for k, v in asdict(cfg).items() if k != "knobs"}
         if cfg.full_finetune:
-            tmp = fresh_tmp_dir(self.out / "model")
-            lm.base_model.save_pretrained(tmp, safe_serialization=True)
-            lm.processor.save_pretrained(tmp)
-            replace_dir(tmp, self.out / "model")
+            save_backbone(lm.base_model, lm.processor, self.out / "model")
         else:
             lm.save(self.out / "model")
 

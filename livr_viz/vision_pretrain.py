@@ -21,7 +21,6 @@ square patch grid are supported.  The phase is short (a few minutes) and restart
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LIVRError
-from .fsutil import fresh_tmp_dir, replace_dir
+from .fsutil import save_backbone
 
 N_COLOUR_CLASSES = 10  # background, other, 8 palette colours
 SUBGRID = 4  # luminance sub-cells per patch side
@@ -162,6 +161,7 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
                     log=print) -> dict:
     """Train ``backbone``'s vision tower on dense patch targets; save the whole backbone to ``out_dir/model``."""
     from .model import load_backbone
+    from .train import warmup_cosine
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,8 +192,7 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     t0 = time.perf_counter()
     metrics: dict = {}
     for step in range(cfg.steps):
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        lr *= 0.5 * (1 + math.cos(math.pi * max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
+        lr = warmup_cosine(step, cfg.steps, max(1, cfg.warmup_steps), cfg.lr)
         for g in opt.param_groups:
             g["lr"] = lr
         images, labels = zip(*(next(stream) for _ in range(cfg.batch_size)))
@@ -219,12 +218,6 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    tmp = fresh_tmp_dir(out / "model")
-    model.save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
-    for extra in ("demo_backbone.json",):
-        if (Path(backbone) / extra).is_file():
-            (tmp / extra).write_text((Path(backbone) / extra).read_text())
-    replace_dir(tmp, out / "model")
+    save_backbone(model, processor, out / "model")
     log(f"vision pretraining: {cfg.steps} steps in {time.perf_counter() - t0:.0f} s; last batch {metrics}")
     return metrics
