@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from livr_viz.data.perception import KINDS, PerceptionDataset, make_perception_sample
+from livr_viz.data.perception import CURRICULUM, PerceptionDataset, make_perception_sample
 from livr_viz.evaluate import evaluate
 from livr_viz.model import LIVRModel
 from livr_viz.train import warmup_cosine
@@ -24,7 +24,7 @@ from livr_viz.train import warmup_cosine
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", required=True, help="backbone directory to start from")
-    ap.add_argument("--kinds", default=",".join(KINDS), help="kinds sampled (and validated) when --phases is empty")
+    ap.add_argument("--kinds", default=",".join(CURRICULUM), help="kinds sampled (and validated) when --phases is empty")
     ap.add_argument("--phases", default="", help='"k1+k2:until_step;k3:until_step" (kinds per phase)')
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)

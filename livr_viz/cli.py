@@ -321,7 +321,8 @@ def cmd_pretrain_vision(args) -> int:
     if not Path(args.model).is_dir():
         raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
     overrides = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size}
-    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None}}
+    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None},
+                "letters": args.letters}
     pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
@@ -395,6 +396,8 @@ def _train_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--letters", action="store_true",
+                   help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)")
     p.set_defaults(func=cmd_pretrain_vision)
 
     p = sub.add_parser("eval", help="accuracy per task with 95% CIs, chance and majority baselines")

@@ -69,14 +69,14 @@ class DemoBackboneConfig:
 def demo_corpus(per_task: int = 30) -> list[str]:
     """Prompts and answers of the task suite and the perception curriculum: the demo tokenizer's training text."""
     from .data import make_sample, task_names
-    from .data.perception import KINDS, make_perception_sample
+    from .data.perception import CURRICULUM, make_perception_sample
 
     lines = []
     for task in task_names():
         for i in range(per_task):
             s = make_sample(task, "train", 12345, i)
             lines += [s.prompt, *s.choices]
-    for kind in KINDS:
+    for kind in CURRICULUM:  # (the diagnostic kinds' few extra words are split into known pieces)
         for i in range(per_task):
             s = make_perception_sample(kind, "train", 12345, i)
             lines += [s.prompt, *s.choices]

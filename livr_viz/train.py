@@ -134,12 +134,13 @@ def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConf
 
 # --------------------------------------------------------------------------------------------- data
 def perception_kinds(tasks: str) -> tuple[str, ...] | None:
-    """``"perception"`` → all kinds, ``"perception:colour,shape"`` → those; None for the task suite."""
-    from .data.perception import KINDS
+    """``"perception"`` → the curriculum's kinds, ``"perception:colour,read_letter"`` → those (any kind, including
+    the diagnostic ones); None for the task suite."""
+    from .data.perception import CURRICULUM, KINDS
 
     if tasks != "perception" and not tasks.startswith("perception:"):
         return None
-    kinds = tuple(k.strip() for k in tasks.partition(":")[2].split(",") if k.strip()) or KINDS
+    kinds = tuple(k.strip() for k in tasks.partition(":")[2].split(",") if k.strip()) or CURRICULUM
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise LIVRError(f"unknown perception kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")

@@ -11,9 +11,15 @@ layer (the features LLaVA's projector reads) predict:
 * ``luminance``: the mean grey level of a 4 x 4 grid of sub-cells (fine layout: edges, seams, reflectance);
 * ``row`` / ``col``: where the patch is (so position is linearly readable from each image token);
 * ``shape``: the shape class on patches covered by the one coloured shape of the perception questions about a
-  single object (ignored elsewhere).
+  single object (ignored elsewhere);
+* ``glyph`` (with ``letters=True``): which letter (none, A, B, C, D) is drawn in the patch.  The nine tasks name points, boxes and
+  candidates with small drawn letters, so the tower must tell them apart.  Perception images without letters of
+  their own get 0–6 letters drawn at random places, in the tasks' fonts and colours; the ink of each letter is
+  drawn into a mask too, so the label is exact: the patch holding most of a letter's ink is labelled with it,
+  patches with only fragments of a letter are ignored.  (Images that bring their own letters are ignored too.)
 
-Images alternate between the perception curriculum and the nine tasks' train split.  The heads are thrown away;
+Images alternate between the perception curriculum and the nine tasks' train split (with ``letters``, a third are
+letter sheets).  The heads are thrown away;
 the tower's weights are saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a
 square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
 """
@@ -36,6 +42,9 @@ N_COLOUR_CLASSES = 10  # background, other, 8 palette colours
 SUBGRID = 4  # luminance sub-cells per patch side
 SINGLE_OBJECT_KINDS = ("colour", "shape", "quadrant")
 MIN_PIXELS = 1 / 12  # share of a patch's pixels a colour needs to count as present
+GLYPHS = "ABCD"  # the letters the glyph head tells apart (class 0: no letter)
+MIN_INK = 4  # ink pixels of a letter that make it the patch's glyph label
+LETTER_WEIGHT = 3.0  # letter identity is learnt late and from few patches (measured: ~800 steps alone to move)
 
 
 @dataclass
@@ -49,6 +58,7 @@ class VisionPretrainConfig:
     seed: int = 0  # head initialisation
     data_seed: int = 0  # train split seed of the synthetic images
     log_every: int = 25
+    letters: bool = False  # also learn to read drawn letters (glyph head, letter sheets; more steps: ~1200)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -61,8 +71,55 @@ class VisionPretrainConfig:
 VISION_PRESETS = {"quick": dict(steps=6, batch_size=8, warmup_steps=2, log_every=2), "demo": dict()}
 
 
-def patch_targets(image, grid: int, concepts: dict | None = None) -> dict[str, np.ndarray]:
-    """Per-patch labels of a square RGB image whose side is a multiple of ``grid``: see the module docstring."""
+def draw_glyphs(image, rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[int]]:
+    """Draw ``n`` random letters of :data:`GLYPHS` onto ``image`` (in place).  Returns the ink map ``[H, W]``
+    (0 where no letter is visible, else 1 + the index of the letter drawn there, a later one covering an earlier
+    one) and each drawn letter's index into :data:`GLYPHS`."""
+    from PIL import Image, ImageDraw
+
+    from .data import draw as D
+    from .data.perception import GLYPH_COLOURS
+
+    w, h = image.size
+    ink = np.zeros((h, w), dtype=np.int64)
+    letters = []
+    draw = ImageDraw.Draw(image)
+    for i in range(n):
+        k = int(rng.integers(len(GLYPHS)))
+        x, y = float(rng.uniform(-1, w - 7)), float(rng.uniform(-3, h - 9))
+        fill = GLYPH_COLOURS[int(rng.integers(len(GLYPH_COLOURS)))]
+        if fill == (255, 255, 255) or rng.random() < 0.15:  # on a dark / coloured tile, as on the tasks' surfaces
+            tile = (40, 40, 40) if fill == (255, 255, 255) else tuple(int(v) for v in rng.integers(0, 256, 3))
+            draw.rectangle((x - 2, y - 1, x + 9, y + 11), fill=tile)
+            ink[D.box_mask((w, h), (x - 2, y - 1, x + 9, y + 11))] = 0
+        f = D.font(int(rng.choice([8, 9])))
+        draw.text((x, y), GLYPHS[k], font=f, fill=fill)
+        mask = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(mask).text((x, y), GLYPHS[k], font=f, fill=255)
+        ink[np.asarray(mask) > 0] = 1 + i
+        letters.append(k)
+    return ink, letters
+
+
+def glyph_labels(ink: np.ndarray, letters: list[int], grid: int) -> np.ndarray:
+    """Per patch: 1 + the letter index on the patch that holds most of a drawn letter's visible ink (at least
+    :data:`MIN_INK` pixels), 0 on patches without ink, -100 (ignored) on patches with only fragments."""
+    side = ink.shape[0]
+    p = side // grid
+    per_patch = ink.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid * grid, p * p)
+    counts = np.stack([np.bincount(row, minlength=1 + len(letters)) for row in per_patch])[:, 1:]  # [N, n]
+    labels = np.where(counts.sum(1) > 0, -100, 0)
+    for i, k in enumerate(letters):
+        best = int(counts[:, i].argmax())
+        if counts[best, i] >= MIN_INK:
+            labels[best] = 1 + k
+    return labels
+
+
+def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple | None = None
+                  ) -> dict[str, np.ndarray]:
+    """Per-patch labels of a square RGB image whose side is a multiple of ``grid``: see the module docstring.
+    ``glyphs`` is what :func:`draw_glyphs` returned for the image; without it the glyph labels are unknown (-100)."""
     from .data import draw as D
 
     a = np.asarray(image.convert("RGB"), dtype=np.int32)
@@ -89,8 +146,9 @@ def patch_targets(image, grid: int, concepts: dict | None = None) -> dict[str, n
     if concepts.get("kind") in SINGLE_OBJECT_KINDS and concepts.get("shape") in D.SHAPES:
         ci = 2 + list(D.PALETTE).index(concepts["colour"])
         shape[counts[:, ci] >= need] = D.SHAPES.index(concepts["shape"])
+    glyph = np.full(grid * grid, -100, dtype=np.int64) if glyphs is None else glyph_labels(*glyphs, grid)
     return {"colour": colour, "luminance": sub.reshape(grid * grid, SUBGRID * SUBGRID).astype(np.float32),
-            "shape": shape}
+            "shape": shape, "glyph": glyph}
 
 
 class PatchHeads(torch.nn.Module):
@@ -103,6 +161,7 @@ class PatchHeads(torch.nn.Module):
         self.shape = torch.nn.Linear(dim, len(D.SHAPES))
         self.row = torch.nn.Linear(dim, grid)
         self.col = torch.nn.Linear(dim, grid)
+        self.glyph = torch.nn.Linear(dim, 1 + len(GLYPHS))  # created last: the other heads' init is unchanged
         self.register_buffer("rows", torch.arange(grid).repeat_interleave(grid), persistent=False)
         self.register_buffer("cols", torch.arange(grid).repeat(grid), persistent=False)
 
@@ -117,6 +176,11 @@ class PatchHeads(torch.nn.Module):
         known = targets["shape"] >= 0
         if known.any():
             parts["shape"] = F.cross_entropy(self.shape(h)[known], targets["shape"][known])
+        seen, letter = targets["glyph"] >= 0, targets["glyph"] > 0
+        if seen.any():  # letter or not, on every labelled patch ...
+            parts["glyph"] = F.cross_entropy(self.glyph(h)[seen], targets["glyph"][seen])
+        if letter.any():  # ... and which letter, on the few patches that hold one (else "none" swamps it)
+            parts["letter"] = LETTER_WEIGHT * F.cross_entropy(self.glyph(h)[letter][:, 1:], targets["glyph"][letter] - 1)
         with torch.no_grad():
             metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
             hit = self.colour(h).argmax(-1) == targets["colour"]
@@ -126,23 +190,52 @@ class PatchHeads(torch.nn.Module):
             if known.any():
                 hit = self.shape(h)[known].argmax(-1) == targets["shape"][known]
                 metrics["acc_shape"] = float(hit.float().mean())
+            if letter.any():  # which letter, on the patches that hold one
+                hit = self.glyph(h)[letter][:, 1:].argmax(-1) == targets["glyph"][letter] - 1
+                metrics["acc_glyph"] = float(hit.float().mean())
         return sum(parts.values()), metrics
 
 
-def image_stream(data_seed: int, image_size: int):
-    """Endless deterministic stream of (image, concepts): perception kinds and suite tasks, alternating."""
+def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
+    """A letter-reading image: 0–2 small coloured shapes and 4–8 letters on the background."""
+    from PIL import Image, ImageDraw
+
+    from .data import draw as D
+
+    image = Image.new("RGB", (size, size), D.BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(0, 3))):
+        r = float(rng.uniform(0.05, 0.12)) * size
+        (x, y), = D.place_disjoint(rng, 1, image.size, r, margin=2)
+        D.draw_shape(draw, str(rng.choice(D.SHAPES)), x, y, r, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
+    return image, draw_glyphs(image, rng, int(rng.integers(4, 9)))
+
+
+def image_stream(data_seed: int, image_size: int, letters: bool = False):
+    """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
+    the nine tasks' train split, alternating.  With ``letters``: in thirds, perception questions (those without
+    letters of their own get 0–6 random letters), tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
+    what :func:`draw_glyphs` returned, None for images whose letters are unknown."""
     from .data import make_sample, task_names
-    from .data.perception import KINDS, make_perception_sample
+    from .data.perception import CURRICULUM, LETTER_FREE, make_perception_sample
 
     tasks = task_names()
+    rng = np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
+    parts = 3 if letters else 2
     i = 0
     while True:
-        k = i // 2
-        if i % 2 == 0:
-            s = make_perception_sample(KINDS[k % len(KINDS)], "train", data_seed, k // len(KINDS), image_size)
-        else:
+        k, part = divmod(i, parts)
+        if part == 0:
+            kind = CURRICULUM[k % len(CURRICULUM)]
+            s = make_perception_sample(kind, "train", data_seed, k // len(CURRICULUM), image_size)
+            glyphs = draw_glyphs(s.image, rng, int(rng.integers(0, 7))) if letters and kind in LETTER_FREE else None
+            yield s.image, s.concepts, glyphs
+        elif part == 1:
             s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size)
-        yield s.image, s.concepts
+            yield s.image, s.concepts, None
+        else:
+            image, glyphs = glyph_sheet(rng, image_size)
+            yield image, {"kind": "glyphs"}, glyphs
         i += 1
 
 
@@ -179,7 +272,7 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = image_stream(cfg.data_seed, size)
+    stream = image_stream(cfg.data_seed, size, cfg.letters)
     log_path = out / "log.jsonl"
     log_path.write_text("")
     (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -195,8 +288,8 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
         lr = warmup_cosine(step, cfg.steps, max(1, cfg.warmup_steps), cfg.lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        images, labels = zip(*(next(stream) for _ in range(cfg.batch_size)))
-        t = [patch_targets(im, grid, c) for im, c in zip(images, labels)]
+        images, labels, glyphs = zip(*(next(stream) for _ in range(cfg.batch_size)))
+        t = [patch_targets(im, grid, c, g) for im, c, g in zip(images, labels, glyphs)]
         targets = {k: torch.from_numpy(np.stack([x[k] for x in t])) for k in t[0]}
         pixels = processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
         hidden = tower(pixels, output_hidden_states=True).hidden_states[layer]

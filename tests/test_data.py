@@ -225,3 +225,24 @@ def test_cli_export_and_preview(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "nope", "--out",
                           str(out)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown task" in bad.stderr
+
+
+def test_diagnostic_perception_kinds():
+    from livr_viz.data.perception import CURRICULUM, DIAGNOSTIC, PerceptionDataset, make_perception_sample
+
+    assert PerceptionDataset("train", 20).tasks == [f"perception_{k}" for k in CURRICULUM]  # opt-in only
+    for i in range(12):
+        s = make_perception_sample("pick_option", "train", 0, i)
+        assert s.target == s.answer and s.choices[LETTERS.index(s.answer)] == s.concepts["word"]
+        assert s.question == f"Which option is {s.concepts['word']}?" and len(set(s.choices)) == 4
+        r = make_perception_sample("read_letter", "train", 0, i)
+        assert r.target == r.concepts["letter"] and r.choices == list("ABCD")
+        a = np.asarray(r.image)
+        ink = (a != np.array(D.BACKGROUND)).any(-1) & ~np.isin(a.reshape(-1, 3) @ [1, 256, 65536],
+                                                               [c[0] + 256 * c[1] + 65536 * c[2]
+                                                                for c in D.PALETTE.values()]).reshape(a.shape[:2])
+        assert (ink & r.evidence).sum() >= 0.5 * (ink & ~r.evidence).sum()  # the letter lies in its evidence box
+        c = make_perception_sample("count_letter", "train", 0, i)
+        assert c.answer_format == "letter" and c.choices[LETTERS.index(c.answer)] == str(c.concepts["count"])
+    assert {make_perception_sample("read_letter", "train", 0, i).answer for i in range(40)} == set("ABCD")
+    assert set(DIAGNOSTIC).isdisjoint(CURRICULUM)

@@ -12,7 +12,8 @@ from livr_viz.data import draw as D
 from livr_viz.data.perception import make_perception_sample
 from livr_viz.errors import LIVRError
 from livr_viz.train import TrainConfig, build_datasets
-from livr_viz.vision_pretrain import VisionPretrainConfig, patch_targets, pretrain_vision
+from livr_viz.vision_pretrain import (GLYPHS, VisionPretrainConfig, draw_glyphs, glyph_labels, image_stream,
+                                     patch_targets, pretrain_vision)
 
 
 def test_patch_labels_come_from_the_pixels():
@@ -36,6 +37,44 @@ def test_patch_labels_of_a_generated_question_cover_its_object():
     assert (t["shape"] == D.SHAPES.index(s.concepts["shape"])).sum() >= 2
     no_shape = patch_targets(make_perception_sample("count", "train", 0, 3).image, 8, {"kind": "count"})
     assert (no_shape["shape"] < 0).all()  # several objects: no shape label
+
+
+def test_glyph_labels_mark_the_patch_holding_each_letter():
+    img = Image.new("RGB", (96, 96), D.BACKGROUND)
+    ink, letters = draw_glyphs(img, np.random.default_rng(3), 3)
+    assert len(letters) == 3 and ink.max() <= 3
+    drawn = np.asarray(img.convert("RGB")) != np.array(D.BACKGROUND)
+    assert not (ink > 0)[~drawn.any(-1)].any()  # ink only where pixels changed
+    labels = glyph_labels(ink, letters, 8)
+    visible = [i for i in range(3) if (ink == i + 1).sum() >= 4]
+    assert sorted(labels[labels > 0] - 1) == sorted(letters[i] for i in visible)
+    for i in visible:  # the labelled patch holds more of the letter than any other patch
+        per_patch = (ink == i + 1).reshape(8, 12, 8, 12).sum((1, 3)).ravel()
+        assert labels[per_patch.argmax()] == 1 + letters[i]
+    inked = (ink.reshape(8, 12, 8, 12) > 0).any((1, 3)).ravel()
+    assert (labels[~inked] == 0).all()  # no ink: "no letter"
+    assert ((labels[inked] == -100) | (labels[inked] > 0)).all()  # fragments: ignored
+    t = patch_targets(img, 8, {"kind": "colour"}, (ink, letters))
+    assert (t["glyph"] == labels).all()
+    assert (patch_targets(img, 8, {"kind": "colour"})["glyph"] == -100).all()  # no glyph map: unknown
+
+
+def test_image_stream_draws_letters_only_on_letter_free_images():
+    from livr_viz.data.perception import LETTER_FREE
+
+    plain = image_stream(0, 96)
+    assert all(next(plain)[2] is None for _ in range(20))  # letters are opt-in
+    stream = image_stream(0, 96, letters=True)
+    seen = 0
+    for _ in range(60):
+        image, concepts, glyphs = next(stream)
+        kind = concepts.get("kind")
+        if glyphs is not None:
+            assert kind in LETTER_FREE + ("glyphs",)
+            seen += len(glyphs[1])
+        else:
+            assert kind not in LETTER_FREE
+    assert seen > 0
 
 
 def test_patch_labels_reject_images_that_do_not_tile():
@@ -63,6 +102,16 @@ def test_only_the_vision_tower_changes(tmp_path):
     from livr_viz.model import LIVRModel
 
     LIVRModel.from_backbone(str(tmp_path / "vision" / "model"), variant="sft")  # loads as a backbone
+
+
+def test_letter_reading_adds_the_glyph_losses(tmp_path):
+    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
+
+    init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
+    cfg = VisionPretrainConfig(steps=2, batch_size=6, warmup_steps=1, log_every=1, letters=True)
+    metrics = pretrain_vision(init, cfg, tmp_path / "vision", progress=False, log=lambda *a: None)
+    assert {"loss_glyph", "loss_letter", "acc_glyph"} <= set(metrics) and 0 <= metrics["acc_glyph"] <= 1
+    assert json.loads((tmp_path / "vision" / "vision_config.json").read_text())["letters"] is True
 
 
 def test_non_llava_backbones_are_refused(tmp_path):

@@ -15,7 +15,16 @@ from . import draw as D
 from .tasks import LETTERS, SPLITS, Sample
 
 WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape")
-KINDS = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "box_contains", "same_shape")
+# the curriculum the shipped backbone was trained on ("perception"), in round-robin order
+CURRICULUM = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "box_contains", "same_shape")
+# diagnostic kinds that isolate one skill of the nine tasks' answer format (RESULTS.md), on request:
+# read_letter (name a drawn letter), count_letter (count, answer by option letter), pick_option (a text-only
+# option lookup: "Which option is 7?")
+DIAGNOSTIC = ("read_letter", "count_letter", "pick_option")
+KINDS = CURRICULUM + DIAGNOSTIC
+# kinds whose images carry no drawn letters (stage-0 vision pretraining draws its own letters on them)
+LETTER_FREE = ("colour", "shape", "quadrant", "count", "same_shape", "count_letter", "pick_option")
+GLYPH_COLOURS = ((0, 0, 0), (255, 255, 255), (255, 0, 0), *D.PALETTE.values())
 _CODES = {k: 7919 * (i + 1) for i, k in enumerate(KINDS)}
 QUADRANTS = ("topleft", "topright", "bottomleft", "bottomright")
 
@@ -55,7 +64,7 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
             question, (choices, answer) = f"What shape is the {colour} object?", _options(rng, shape, D.SHAPES)
         else:
             question, (choices, answer) = f"Where is the {colour} {shape}?", _options(rng, quadrant, QUADRANTS)
-    elif kind == "count":
+    elif kind in ("count", "count_letter"):
         colour = str(rng.choice(D.COLOR_NAMES))
         n = int(rng.integers(1, 7))
         n_other = int(rng.integers(0, 4))
@@ -113,6 +122,28 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
             evidence |= D.box_mask(img.size, (x - 14, y - 14, x + 14, y + 14))
         question, choices, answer = f"Which box contains the {shapes[target]}?", ["box A", "box B"], "AB"[target]
         concepts.update(shape=str(shapes[target]))
+    elif kind == "read_letter":
+        for _ in range(int(rng.integers(0, 3))):  # decoy shapes
+            (ox, oy), = D.place_disjoint(rng, 1, img.size, r * 0.6, margin=2)
+            D.draw_shape(draw, str(rng.choice(D.SHAPES)), ox, oy, r * 0.6, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
+        target = int(rng.integers(4))
+        x, y = rng.uniform(2, size - 10, 2)
+        fill = GLYPH_COLOURS[int(rng.integers(len(GLYPH_COLOURS)))]
+        if fill == (255, 255, 255):  # white letters on a dark tile, as on dark surfaces in the tasks
+            draw.rectangle((x - 2, y - 1, x + 9, y + 11), fill=(40, 40, 40))
+        draw.text((x, y), LETTERS[target], font=D.font(int(rng.choice([8, 9]))), fill=fill)
+        evidence |= D.box_mask(img.size, (x - 1, y, x + 8, y + 10))
+        concepts.update(letter=LETTERS[target])
+        question, choices, answer = "Which letter is written in the image?", list("ABCD"), LETTERS[target]
+    elif kind == "pick_option":  # text only: find the option in the list (the image is a distraction)
+        for _ in range(int(rng.integers(0, 3))):
+            (ox, oy), = D.place_disjoint(rng, 1, img.size, r * 0.6, margin=2)
+            D.draw_shape(draw, str(rng.choice(D.SHAPES)), ox, oy, r * 0.6, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
+        pool = [(str(v) for v in range(9)), D.COLOR_NAMES, D.SHAPES, QUADRANTS][int(rng.integers(4))]
+        pool = list(pool)
+        word = str(rng.choice(pool))
+        question, (choices, answer) = f"Which option is {word}?", _options(rng, word, pool)
+        concepts.update(word=word)
     else:  # same_shape: left and right halves
         a = str(rng.choice(D.SHAPES))
         same = bool(rng.integers(2))
@@ -123,7 +154,9 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         question, choices, answer = "Do the two objects have the same shape?", ["yes", "no"], "A" if same else "B"
         concepts.update(same=same)
     # colour / shape / position / count / same-shape are answered with the word itself (no letter binding to
-    # learn); the label-reading questions keep letters, because the letters are drawn in the image.
+    # learn); the label-reading questions keep letters, because the letters are drawn in the image; count_letter
+    # asks the count question with lettered options, the binding the nine tasks' option lists need, and
+    # pick_option teaches that binding on its own (a text lookup: "Which option is 7?").
     fmt = "word" if kind in WORD_ANSWERS else "letter"
     return Sample(id=f"perception-{kind}-{split}-{seed}-{index}", task=f"perception_{kind}", image=img,
                   question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts,
@@ -131,9 +164,9 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
 
 
 class PerceptionDataset:
-    """Round-robin over the perception kinds (item i is kind ``i % 8``, index ``i // 8``)."""
+    """Round-robin over the perception kinds (item i is kind ``i % len(kinds)``, index ``i // len(kinds)``)."""
 
-    def __init__(self, split: str = "train", n: int = 100_000, seed: int = 0, size: int = 96, kinds=KINDS):
+    def __init__(self, split: str = "train", n: int = 100_000, seed: int = 0, size: int = 96, kinds=CURRICULUM):
         self.split, self.n, self.seed, self.size, self.kinds = split, n, seed, size, tuple(kinds)
         self.tasks = [f"perception_{k}" for k in self.kinds]
 
