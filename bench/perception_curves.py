@@ -7,6 +7,10 @@ questions at random, optionally in phases of kinds, and prints validation accura
     python bench/perception_curves.py --init runs/demo/vision/model --kinds quadrant --steps 250
     python bench/perception_curves.py --init runs/demo/vision/model \\
         --phases "colour:150;colour+shape+quadrant+count+brighter+label_on+box_contains+same_shape:1650" --steps 1650
+    python bench/perception_curves.py --init runs/demo/pretrain/model --kinds task:counting --word-answers
+
+Kinds are perception kinds or, as ``task:NAME``, tasks of the suite (``--word-answers``: scored and trained on the
+option text instead of its letter, the "cloze" formulation).
 """
 
 import argparse
@@ -15,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from livr_viz.data.perception import CURRICULUM, PerceptionDataset, make_perception_sample
+from livr_viz.data import make_sample
+from livr_viz.data.perception import CURRICULUM, make_perception_sample
 from livr_viz.evaluate import evaluate
 from livr_viz.model import LIVRModel
 from livr_viz.train import warmup_cosine
@@ -32,12 +37,22 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
+    ap.add_argument("--word-answers", action="store_true", help="suite tasks answer with the option text")
+    ap.add_argument("--save", default=None, help="save the trained backbone here at the end")
     a = ap.parse_args(argv)
+
+    def item(kind: str, split: str, index: int):
+        if not kind.startswith("task:"):
+            return make_perception_sample(kind, split, 0, index)
+        s = make_sample(kind.removeprefix("task:"), split, 0, index)
+        s.answer_format = "word" if a.word_answers else "letter"
+        return s
+
     phases = [(p.split(":")[0].split("+"), int(p.split(":")[1])) for p in a.phases.split(";")] if a.phases else []
     kinds = sorted({k for ks, _ in phases for k in ks}) if phases else a.kinds.split(",")
     torch.manual_seed(0)
     lm = LIVRModel.from_backbone(a.init, variant="sft", lora=False)
-    val = PerceptionDataset("val", a.n_val * len(kinds), 0, 96, kinds)
+    val = [item(k, "val", i) for i in range(a.n_val) for k in kinds]
     params = [p for p in lm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     rng = np.random.default_rng(0)
@@ -48,8 +63,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds
-        items = [make_perception_sample(now[int(rng.integers(len(now)))], "train", 0, int(rng.integers(10**7)))
-                 for _ in range(a.batch_size)]
+        items = [item(now[int(rng.integers(len(now)))], "train", int(rng.integers(10**7))) for _ in range(a.batch_size)]
         batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
         loss = lm.loss(batch)
         loss.backward()
@@ -64,6 +78,13 @@ def main(argv=None):
             lm.model.train()
             print("EVAL", step + 1, {k.removeprefix("perception_"): round(v["accuracy"], 2)
                                      for k, v in m["tasks"].items()}, flush=True)
+
+    if a.save:
+        from livr_viz.fsutil import save_backbone
+
+        lm.model.eval()
+        save_backbone(lm.model, lm.processor, a.save)
+        print("saved", a.save)
 
 
 if __name__ == "__main__":
