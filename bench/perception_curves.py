@@ -29,7 +29,8 @@ from livr_viz.train import warmup_cosine
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", required=True, help="backbone directory to start from")
-    ap.add_argument("--kinds", default=",".join(CURRICULUM), help="kinds sampled (and validated) when --phases is empty")
+    ap.add_argument("--kinds", default=",".join(CURRICULUM),
+                    help="kinds sampled (and validated) when --phases is empty")
     ap.add_argument("--phases", default="", help='"k1+k2:until_step;k3:until_step" (kinds per phase)')
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)

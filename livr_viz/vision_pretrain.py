@@ -12,16 +12,15 @@ layer (the features LLaVA's projector reads) predict:
 * ``row`` / ``col``: where the patch is (so position is linearly readable from each image token);
 * ``shape``: the shape class on patches covered by the one coloured shape of the perception questions about a
   single object (ignored elsewhere);
-* ``glyph`` (with ``letters=True``): which letter (none, A, B, C, D) is drawn in the patch.  The nine tasks name points, boxes and
-  candidates with small drawn letters, so the tower must tell them apart.  Perception images without letters of
+* ``glyph`` (with ``letters=True``): which letter (none, A, B, C, D) is drawn in the patch.  The nine tasks name
+  points, boxes and candidates with small drawn letters, so the tower must tell them apart.  Perception images without letters of
   their own get 0–6 letters drawn at random places, in the tasks' fonts and colours; the ink of each letter is
   drawn into a mask too, so the label is exact: the patch holding most of a letter's ink is labelled with it,
   patches with only fragments of a letter are ignored.  (Images that bring their own letters are ignored too.)
 
 Images alternate between the perception curriculum and the nine tasks' train split (with ``letters``, a third are
-letter sheets).  The heads are thrown away;
-the tower's weights are saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a
-square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
+letter sheets).  The heads are thrown away; the tower's weights are saved with the rest of the (untouched)
+backbone.  Only LLaVA-family backbones with a square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
 """
 
 from __future__ import annotations
@@ -180,7 +179,8 @@ class PatchHeads(torch.nn.Module):
         if seen.any():  # letter or not, on every labelled patch ...
             parts["glyph"] = F.cross_entropy(self.glyph(h)[seen], targets["glyph"][seen])
         if letter.any():  # ... and which letter, on the few patches that hold one (else "none" swamps it)
-            parts["letter"] = LETTER_WEIGHT * F.cross_entropy(self.glyph(h)[letter][:, 1:], targets["glyph"][letter] - 1)
+            which = F.cross_entropy(self.glyph(h)[letter][:, 1:], targets["glyph"][letter] - 1)
+            parts["letter"] = LETTER_WEIGHT * which
         with torch.no_grad():
             metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
             hit = self.colour(h).argmax(-1) == targets["colour"]
