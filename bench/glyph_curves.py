@@ -11,12 +11,11 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from livr_viz.data import draw as D
 from livr_viz.model import load_backbone
-from livr_viz.vision_pretrain import GLYPHS, draw_glyphs, glyph_labels
+from livr_viz.vision_pretrain import GLYPHS, draw_glyphs, glyph_labels, glyph_losses, letter_accuracy
 
 
 def main(argv=None):
@@ -46,17 +45,14 @@ def main(argv=None):
         y = torch.from_numpy(np.stack(labels))
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         logits = head(tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:])
-        letter = y > 0
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100) + \
-            F.cross_entropy(logits[letter][:, 1:], y[letter] - 1)
+        loss = sum(glyph_losses(logits, y, letter_weight=1.0).values())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
         if step % a.every == 0 or step + 1 == a.steps:
-            acc = (logits[letter][:, 1:].argmax(-1) == y[letter] - 1).float().mean()
-            print(f"step {step} loss {loss.item():.3f} letter accuracy {acc.item():.3f} ({int(letter.sum())} patches)",
-                  flush=True)
+            print(f"step {step} loss {loss.item():.3f} letter accuracy {letter_accuracy(logits.detach(), y):.3f} "
+                  f"({int((y > 0).sum())} patches)", flush=True)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,6 @@ def draw_glyphs(image, rng: np.random.Generator, n: int) -> tuple[np.ndarray, li
     from PIL import Image, ImageDraw
 
     from .data import draw as D
-    from .data.perception import GLYPH_COLOURS
 
     w, h = image.size
     ink = np.zeros((h, w), dtype=np.int64)
@@ -86,11 +85,11 @@ def draw_glyphs(image, rng: np.random.Generator, n: int) -> tuple[np.ndarray, li
     for i in range(n):
         k = int(rng.integers(len(GLYPHS)))
         x, y = float(rng.uniform(-1, w - 7)), float(rng.uniform(-3, h - 9))
-        fill = GLYPH_COLOURS[int(rng.integers(len(GLYPH_COLOURS)))]
+        fill = D.LETTER_COLOURS[int(rng.integers(len(D.LETTER_COLOURS)))]
         if fill == (255, 255, 255) or rng.random() < 0.15:  # on a dark / coloured tile, as on the tasks' surfaces
             tile = (40, 40, 40) if fill == (255, 255, 255) else tuple(int(v) for v in rng.integers(0, 256, 3))
-            draw.rectangle((x - 2, y - 1, x + 9, y + 11), fill=tile)
-            ink[D.box_mask((w, h), (x - 2, y - 1, x + 9, y + 11))] = 0
+            draw.rectangle(D.letter_tile(x, y), fill=tile)
+            ink[D.box_mask((w, h), D.letter_tile(x, y))] = 0
         f = D.font(int(rng.choice([8, 9])))
         draw.text((x, y), GLYPHS[k], font=f, fill=fill)
         mask = Image.new("L", (w, h), 0)
@@ -150,6 +149,26 @@ def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple 
             "shape": shape, "glyph": glyph}
 
 
+def glyph_losses(logits: torch.Tensor, glyph: torch.Tensor, letter_weight: float = LETTER_WEIGHT) -> dict:
+    """Losses of a glyph head (``logits [..., 1 + len(GLYPHS)]`` against :func:`glyph_labels`): letter or not on
+    every labelled patch, and which letter on the few patches that hold one (else "none" swamps it)."""
+    parts = {}
+    seen, letter = glyph >= 0, glyph > 0
+    if seen.any():
+        parts["glyph"] = F.cross_entropy(logits[seen], glyph[seen])
+    if letter.any():
+        parts["letter"] = letter_weight * F.cross_entropy(logits[letter][:, 1:], glyph[letter] - 1)
+    return parts
+
+
+def letter_accuracy(logits: torch.Tensor, glyph: torch.Tensor) -> float | None:
+    """Which-letter accuracy on the patches that hold a letter (None if none does)."""
+    letter = glyph > 0
+    if not letter.any():
+        return None
+    return float((logits[letter][:, 1:].argmax(-1) == glyph[letter] - 1).float().mean())
+
+
 class PatchHeads(torch.nn.Module):
     def __init__(self, dim: int, grid: int):
         from .data import draw as D
@@ -175,12 +194,9 @@ class PatchHeads(torch.nn.Module):
         known = targets["shape"] >= 0
         if known.any():
             parts["shape"] = F.cross_entropy(self.shape(h)[known], targets["shape"][known])
-        seen, letter = targets["glyph"] >= 0, targets["glyph"] > 0
-        if seen.any():  # letter or not, on every labelled patch ...
-            parts["glyph"] = F.cross_entropy(self.glyph(h)[seen], targets["glyph"][seen])
-        if letter.any():  # ... and which letter, on the few patches that hold one (else "none" swamps it)
-            which = F.cross_entropy(self.glyph(h)[letter][:, 1:], targets["glyph"][letter] - 1)
-            parts["letter"] = LETTER_WEIGHT * which
+        glyph = self.glyph(h) if (targets["glyph"] >= 0).any() else None
+        if glyph is not None:
+            parts.update(glyph_losses(glyph, targets["glyph"]))
         with torch.no_grad():
             metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
             hit = self.colour(h).argmax(-1) == targets["colour"]
@@ -190,9 +206,8 @@ class PatchHeads(torch.nn.Module):
             if known.any():
                 hit = self.shape(h)[known].argmax(-1) == targets["shape"][known]
                 metrics["acc_shape"] = float(hit.float().mean())
-            if letter.any():  # which letter, on the patches that hold one
-                hit = self.glyph(h)[letter][:, 1:].argmax(-1) == targets["glyph"][letter] - 1
-                metrics["acc_glyph"] = float(hit.float().mean())
+            if glyph is not None and (acc := letter_accuracy(glyph, targets["glyph"])) is not None:
+                metrics["acc_glyph"] = acc
         return sum(parts.values()), metrics
 
 

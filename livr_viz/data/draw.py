@@ -28,6 +28,7 @@ SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
 FILL_RATIO = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5, "diamond": 0.5, "star": 0.38, "cross": 5 / 9}
 BACKGROUND = (245, 245, 240)
 MARKER = (0, 0, 0)
+LETTER_COLOURS = ((0, 0, 0), (255, 255, 255), (255, 0, 0), *PALETTE.values())  # drawn letters across the tasks
 
 
 @lru_cache(maxsize=8)
@@ -102,6 +103,11 @@ def box_mask(size: tuple[int, int], box) -> np.ndarray:
     m = np.zeros((h, w), dtype=bool)
     m[max(0, y0):min(h, y1 + 1), max(0, x0):min(w, x1 + 1)] = True
     return m
+
+
+def letter_tile(x: float, y: float) -> tuple[float, float, float, float]:
+    """The box of a tile behind a letter drawn at (x, y) with :func:`font` sizes 8–9 (white letters sit on one)."""
+    return (x - 2, y - 1, x + 9, y + 11)
 
 
 def draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, label: str, colour=MARKER, r: float = 3.0,

@@ -24,13 +24,19 @@ DIAGNOSTIC = ("read_letter", "count_letter", "pick_option")
 KINDS = CURRICULUM + DIAGNOSTIC
 # kinds whose images carry no drawn letters (stage-0 vision pretraining draws its own letters on them)
 LETTER_FREE = ("colour", "shape", "quadrant", "count", "same_shape", "count_letter", "pick_option")
-GLYPH_COLOURS = ((0, 0, 0), (255, 255, 255), (255, 0, 0), *D.PALETTE.values())
 _CODES = {k: 7919 * (i + 1) for i, k in enumerate(KINDS)}
 QUADRANTS = ("topleft", "topright", "bottomleft", "bottomright")
 
 
 def _rng(kind, split, seed, index):
     return np.random.default_rng(np.random.SeedSequence([_CODES[kind], SPLITS[split], seed, index, 0xBEEF]))
+
+
+def _decoys(rng, draw, size: tuple[int, int], r: float) -> None:
+    """0–2 small shapes in palette colours, unrelated to the question."""
+    for _ in range(int(rng.integers(0, 3))):
+        (x, y), = D.place_disjoint(rng, 1, size, r, margin=2)
+        D.draw_shape(draw, str(rng.choice(D.SHAPES)), x, y, r, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
 
 
 def _options(rng, correct: str, pool, n=4):
@@ -123,24 +129,19 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         question, choices, answer = f"Which box contains the {shapes[target]}?", ["box A", "box B"], "AB"[target]
         concepts.update(shape=str(shapes[target]))
     elif kind == "read_letter":
-        for _ in range(int(rng.integers(0, 3))):  # decoy shapes
-            (ox, oy), = D.place_disjoint(rng, 1, img.size, r * 0.6, margin=2)
-            D.draw_shape(draw, str(rng.choice(D.SHAPES)), ox, oy, r * 0.6, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
+        _decoys(rng, draw, img.size, r * 0.6)
         target = int(rng.integers(4))
         x, y = rng.uniform(2, size - 10, 2)
-        fill = GLYPH_COLOURS[int(rng.integers(len(GLYPH_COLOURS)))]
+        fill = D.LETTER_COLOURS[int(rng.integers(len(D.LETTER_COLOURS)))]
         if fill == (255, 255, 255):  # white letters on a dark tile, as on dark surfaces in the tasks
-            draw.rectangle((x - 2, y - 1, x + 9, y + 11), fill=(40, 40, 40))
+            draw.rectangle(D.letter_tile(x, y), fill=(40, 40, 40))
         draw.text((x, y), LETTERS[target], font=D.font(int(rng.choice([8, 9]))), fill=fill)
         evidence |= D.box_mask(img.size, (x - 1, y, x + 8, y + 10))
         concepts.update(letter=LETTERS[target])
         question, choices, answer = "Which letter is written in the image?", list("ABCD"), LETTERS[target]
     elif kind == "pick_option":  # text only: find the option in the list (the image is a distraction)
-        for _ in range(int(rng.integers(0, 3))):
-            (ox, oy), = D.place_disjoint(rng, 1, img.size, r * 0.6, margin=2)
-            D.draw_shape(draw, str(rng.choice(D.SHAPES)), ox, oy, r * 0.6, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
-        pool = [(str(v) for v in range(9)), D.COLOR_NAMES, D.SHAPES, QUADRANTS][int(rng.integers(4))]
-        pool = list(pool)
+        _decoys(rng, draw, img.size, r * 0.6)
+        pool = [[str(v) for v in range(9)], D.COLOR_NAMES, D.SHAPES, QUADRANTS][int(rng.integers(4))]
         word = str(rng.choice(pool))
         question, (choices, answer) = f"Which option is {word}?", _options(rng, word, pool)
         concepts.update(word=word)
