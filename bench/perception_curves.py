@@ -49,7 +49,8 @@ def main(argv=None):
         s.answer_format = "word" if a.word_answers else "letter"
         return s
 
-    phases = [(p.split(":")[0].split("+"), int(p.split(":")[1])) for p in a.phases.split(";")] if a.phases else []
+    # "kinds:until" with kinds like task:art_style, so split at the last colon
+    phases = [(p.rsplit(":", 1)[0].split("+"), int(p.rsplit(":", 1)[1])) for p in a.phases.split(";") if p]
     kinds = sorted({k for ks, _ in phases for k in ks}) if phases else a.kinds.split(",")
     torch.manual_seed(0)
     lm = LIVRModel.from_backbone(a.init, variant="sft", lora=False)

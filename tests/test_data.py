@@ -246,3 +246,20 @@ def test_diagnostic_perception_kinds():
         assert c.answer_format == "letter" and c.choices[LETTERS.index(c.answer)] == str(c.concepts["count"])
     assert {make_perception_sample("read_letter", "train", 0, i).answer for i in range(40)} == set("ABCD")
     assert set(DIAGNOSTIC).isdisjoint(CURRICULUM)
+
+
+def test_match_colour_answer_is_the_candidate_with_the_reference_colour():
+    from livr_viz.data.perception import make_perception_sample
+
+    answers = set()
+    for i in range(16):
+        s = make_perception_sample("match_colour", "val", 0, i)
+        a = np.asarray(s.image).reshape(-1, 3)
+        ref = D.PALETTE[s.concepts["colour"]]
+        # left half of the bottom row is candidate A, right half candidate B (the suite's ref_top layout)
+        rows = np.asarray(s.image)[60:, :, :]
+        has = [(rows[:, cols] == ref).all(-1).any() for cols in (slice(0, 48), slice(48, 96))]
+        assert has[LETTERS.index(s.answer)] and not has[1 - LETTERS.index(s.answer)]
+        assert s.choices == ["candidate A", "candidate B"] and (a == ref).all(-1).sum() > 0
+        answers.add(s.answer)
+    assert answers == {"A", "B"}

@@ -19,8 +19,9 @@ WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape")
 CURRICULUM = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "box_contains", "same_shape")
 # diagnostic kinds that isolate one skill of the nine tasks' answer format (RESULTS.md), on request:
 # read_letter (name a drawn letter), count_letter (count, answer by option letter), pick_option (a text-only
-# option lookup: "Which option is 7?")
-DIAGNOSTIC = ("read_letter", "count_letter", "pick_option")
+# option lookup: "Which option is 7?"), match_colour (the suite's reference-and-two-candidates layout with the
+# one visual skill the backbone has: which candidate has the reference's colour)
+DIAGNOSTIC = ("read_letter", "count_letter", "pick_option", "match_colour")
 KINDS = CURRICULUM + DIAGNOSTIC
 # kinds whose images carry no drawn letters (stage-0 vision pretraining draws its own letters on them)
 LETTER_FREE = ("colour", "shape", "quadrant", "count", "same_shape", "count_letter", "pick_option")
@@ -145,6 +146,23 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         word = str(rng.choice(pool))
         question, (choices, answer) = f"Which option is {word}?", _options(rng, word, pool)
         concepts.update(word=word)
+    elif kind == "match_colour":  # the layout of visual_similarity / art_style, compared by colour alone
+        side = (size - 24) // 2
+        ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
+        target = int(rng.integers(2))
+        panels = []
+        for colour in (ref, *((ref, other) if target == 0 else (other, ref))):
+            panel = Image.new("RGB", (side, side), D.BACKGROUND)
+            pr = side * rng.uniform(0.25, 0.45)
+            D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2, pr,
+                         D.PALETTE[str(colour)])
+            panels.append(panel)
+        img, boxes = D.compose_panels(panels, ["REF", "A", "B"], size, layout="ref_top")
+        for box in boxes:
+            evidence |= D.box_mask(img.size, box)
+        concepts.update(colour=str(ref))
+        question = "Which candidate has the same colour as the reference?"
+        choices, answer = ["candidate A", "candidate B"], "AB"[target]
     else:  # same_shape: left and right halves
         a = str(rng.choice(D.SHAPES))
         same = bool(rng.integers(2))
