@@ -73,22 +73,29 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     from .demo import DemoBackboneConfig, save_demo_backbone
 
     init = out / "init"
-    if not (init / "config.json").is_file():  # the randomly initialised backbone (seed 0) everything starts from
+    # the pretraining phases feed only the backbone: once it exists they are skipped, even if their models are gone
+    backbone_done = _phase_done(out / "pretrain")
+    if not backbone_done and not (init / "config.json").is_file():  # random init (seed 0), everything starts here
         save_demo_backbone(init, DemoBackboneConfig(seed=0))
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
-    timings["vision"] = run_phase(out / "vision", lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log),
-                                  log)
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
     warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
                              warmup_fraction=1 / 3)
-    timings["pretrain_colour"] = run_phase(
-        out / "pretrain-colour", _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"), log)
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
-    timings["pretrain"] = run_phase(
-        out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
+    if backbone_done:
+        log("pretrain: backbone already trained, skipping stages 0-1b")
+        timings.update(vision=0.0, pretrain_colour=0.0, pretrain=0.0)
+    else:
+        timings["vision"] = run_phase(out / "vision",
+                                      lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log), log)
+        timings["pretrain_colour"] = run_phase(
+            out / "pretrain-colour", _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
+            log)
+        timings["pretrain"] = run_phase(
+            out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
