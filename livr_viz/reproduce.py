@@ -277,8 +277,9 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
                  f"({_pct(avg[2]['accuracy'])} vs {_pct(avg[0]['accuracy'])}; latents-only {_pct(avg[1]['accuracy'])})")
     if "livr_stage1_only" in ev:
         s1 = ev["livr_stage1_only"]
-        lines.append(f"- Stage-1-only sanity (LIVR checkpoint at the stage switch, evaluated with the bottleneck mask): "
-                     f"{_pct(s1['bottleneck']['average']['accuracy'])} vs chance {_pct(s1['bottleneck']['average']['chance'])}"
+        bottleneck = s1["bottleneck"]["average"]
+        lines.append("- Stage-1-only sanity (LIVR checkpoint at the stage switch, evaluated with the bottleneck mask): "
+                     f"{_pct(bottleneck['accuracy'])} vs chance {_pct(bottleneck['chance'])}"
                      f" (full mask: {_pct(s1['full']['average']['accuracy'])})")
     lines += backbone_section(out)
     lines += ["", "## Are the latents used? (the paper's localization probe, here over all tasks)", "",
@@ -307,9 +308,10 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/vision_pretrain.py`): {vis['steps']} steps, "
               f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
               f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
-              f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, {took('pretrain_colour')}.",
-              f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, batch {pre['batch_size']}, "
-              f"lr {pre['lr']}, {took('pretrain')}.",
+              f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
+              f"{took('pretrain_colour')}.",
+              f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
+              f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}.",
               f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
               f"steps each, batch {cfg['batch_size']}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
               f"steps; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",

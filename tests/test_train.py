@@ -41,8 +41,8 @@ def test_data_order_is_shared_and_endless():
 
 @pytest.mark.slow
 def test_training_changes_only_lora_and_latent_rows(tmp_path):
-    cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", steps=6, eval_every=0, log_every=1,
-                        checkpoint_every=0, n_val_per_task=4)
+    cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", steps=6, eval_every=0,
+                        log_every=1, checkpoint_every=0, n_val_per_task=4)
     lm = build_model_for_training("demo-base", cfg)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     emb_before = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0])).detach().clone()
