@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import draw as D
-from .tasks import LETTERS, SPLITS, Sample
+from .tasks import LETTERS, SPLITS, Sample, _shuffle_into
 
 WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape")
 # the curriculum the shipped backbone was trained on ("perception"), in round-robin order
@@ -151,7 +151,7 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
         target = int(rng.integers(2))
         panels = []
-        for colour in (ref, *((ref, other) if target == 0 else (other, ref))):
+        for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
             panel = Image.new("RGB", (side, side), D.BACKGROUND)
             pr = side * rng.uniform(0.25, 0.45)
             D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2, pr,
