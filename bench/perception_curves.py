@@ -40,6 +40,9 @@ def main(argv=None):
     ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
     ap.add_argument("--word-answers", action="store_true", help="suite tasks answer with the option text")
     ap.add_argument("--save", default=None, help="save the trained backbone here at the end")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the sampling order and dropout")
+    ap.add_argument("--blocked", action="store_true",
+                    help="task-blocked batches: every batch holds one kind (round-robin) instead of a mix")
     a = ap.parse_args(argv)
 
     def item(kind: str, split: str, index: int):
@@ -52,12 +55,12 @@ def main(argv=None):
     # "kinds:until" with kinds like task:art_style, so split at the last colon
     phases = [(p.rsplit(":", 1)[0].split("+"), int(p.rsplit(":", 1)[1])) for p in a.phases.split(";") if p]
     kinds = sorted({k for ks, _ in phases for k in ks}) if phases else a.kinds.split(",")
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     lm = LIVRModel.from_backbone(a.init, variant="sft", lora=False)
     val = [item(k, "val", i) for i in range(a.n_val) for k in kinds]
     params = [p for p in lm.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(a.seed)
     t0 = time.time()
     lm.model.train()
     for step in range(a.steps):
@@ -65,7 +68,11 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds
-        items = [item(now[int(rng.integers(len(now)))], "train", int(rng.integers(10**7))) for _ in range(a.batch_size)]
+        if a.blocked:
+            items = [item(now[step % len(now)], "train", int(rng.integers(10**7))) for _ in range(a.batch_size)]
+        else:
+            items = [item(now[int(rng.integers(len(now)))], "train", int(rng.integers(10**7)))
+                     for _ in range(a.batch_size)]
         batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
         loss = lm.loss(batch)
         loss.backward()

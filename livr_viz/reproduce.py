@@ -27,8 +27,18 @@ def _phase_done(path: Path) -> bool:
     return (path / "model").is_dir()
 
 
-def run_phase(out: Path, train_fn, log) -> float:
-    """Run ``train_fn()`` unless ``out/model`` exists; its wall time is kept in ``out/time.json``."""
+def run_phase(out: Path, train_fn, log, cfg=None) -> float:
+    """Run ``train_fn()`` unless ``out/model`` exists; its wall time is kept in ``out/time.json``.
+
+    With ``cfg`` (a TrainConfig), a finished phase trained with other settings is an error, not a silent reuse."""
+    if _phase_done(out) and cfg is not None and (out / "train_config.json").is_file():
+        from .errors import LIVRError
+        from .train import config_differences
+
+        changed = config_differences(json.loads((out / "train_config.json").read_text()), cfg)
+        if changed:
+            raise LIVRError(f"{out} holds a model trained with other settings ({'; '.join(changed)}); "
+                            "use a fresh --out, or delete that folder to retrain it")
     if _phase_done(out):
         log(f"{out.name}: already trained, skipping")
         return 0.0
@@ -56,7 +66,11 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
-              pretrain_steps: int | None = None, steps: int | None = None, log=print) -> dict:
+              pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
+              log=print) -> dict:
+    """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
+    evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
+    latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0)."""
     from .data.dataset import SyntheticTaskDataset
     from .evaluate import evaluate
     from .errors import LIVRError
@@ -99,9 +113,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
-        cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps)
+        cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed)
         configs[variant] = cfg
-        timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log)
+        timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
 
     t_eval = time.perf_counter()
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED)
@@ -314,7 +328,7 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
               f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}.",
               f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
               f"steps each, batch {cfg['batch_size']}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
-              f"steps; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
+              f"steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
               f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
               f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
               "counts only its last stretch).",

@@ -218,6 +218,17 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
     replace_dir(tmp, path)
 
 
+# bookkeeping only: changing these does not change what a run trains
+_BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task")
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
+    new = asdict(cfg)
+    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in new.items()
+            if k not in _BOOKKEEPING and k in saved and saved[k] != v]
+
+
 def load_checkpoint(path: Path, lm, optimizer) -> int:
     """Restore trainable weights, optimizer moments and RNG; returns the step to continue from."""
     state = json.loads((path / "trainer_state.json").read_text())
@@ -321,6 +332,11 @@ class Trainer:
         if resume:
             if not self.checkpoint_dir.is_dir():
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
+            saved = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("config", {})
+            changed = config_differences(saved, cfg)
+            if changed:
+                raise LIVRError(f"--resume: the checkpoint in {self.out} was trained with other settings "
+                                f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer)
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
                 keep = [line for line in self.log_path.read_text().splitlines()

@@ -141,3 +141,47 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     assert again["seconds"]["livr"] == 0.0 and again["seconds"]["sft"] > 0
     assert not (tmp_path / "vision" / "model").exists()
     assert "Vision-tower pretraining" in (tmp_path / "RESULTS.md").read_text()  # the logs still describe them
+    # asking for other fine-tune settings in the same OUT is an error, not a silent reuse of the old models
+    with pytest.raises(LIVRError, match=r"trained with other settings \(tasks: 'counting,jigsaw' -> 'counting'"):
+        reproduce(tmp_path, preset="quick", tasks="counting", n_test=8, log=lambda *a: None)
+    assert (tmp_path / "sft" / "model").is_dir() and (tmp_path / "livr" / "model").is_dir()
+
+
+def test_resume_with_other_settings_is_a_clear_error(tmp_path):
+    cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
+                        n_val_per_task=2)
+    Trainer(build_model_for_training("demo-base", cfg), cfg, tmp_path, progress=False).run()
+    before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
+    changed = preset_config("quick", variant="sft", tasks="counting", steps=4, lr=1e-3, eval_every=5,
+                            checkpoint_every=1, n_val_per_task=2)  # eval_every is bookkeeping: not reported
+    with pytest.raises(LIVRError, match=r"other settings \(steps: 2 -> 4; lr: 0\.002 -> 0\.001\)"):
+        Trainer(build_model_for_training("demo-base", changed), changed, tmp_path, progress=False).run(resume=True)
+    assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
+    again = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=5, checkpoint_every=1,
+                          n_val_per_task=2)
+    Trainer(build_model_for_training("demo-base", again), again, tmp_path, progress=False).run(resume=True)
+
+
+def test_reproduce_seed_reaches_the_fine_tunes(tmp_path, monkeypatch):
+    """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw)."""
+    from livr_viz import reproduce as rep
+
+    class Evaluating(Exception):
+        pass
+
+    def fake_phase(backbone, cfg, out):
+        def run():
+            seen.append(cfg)
+            (out / "model").mkdir(parents=True)
+        return run
+
+    def stop(*args, **kwargs):
+        raise Evaluating
+
+    seen = []
+    monkeypatch.setattr(rep, "_trainer_phase", fake_phase)
+    monkeypatch.setattr("livr_viz.model.load_model", stop)
+    (tmp_path / "pretrain" / "model").mkdir(parents=True)
+    with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, log=lambda *a: None)
+    assert [(c.variant, c.seed, c.data_seed) for c in seen] == [(v, 7, 7) for v in rep.VARIANTS]
