@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from .bundled import DEMO_NAMES, DEMO_SETS
 from .errors import LIVRError
 
-MODEL_HELP = "demo-livr, demo-latents-only, demo-sft, demo-base, a local directory or a hub id"
+MODEL_HELP = f"a bundled name ({', '.join(DEMO_NAMES)}), a local directory or a hub id"
 
 
 def _quiet_transformers() -> None:
@@ -357,7 +358,8 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
-                        pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed)
+                        pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
+                        install_as=args.install_as)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
 
@@ -420,6 +422,9 @@ def _train_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
+    p.add_argument("--install-as", default="demo", choices=list(DEMO_SETS),
+                   help="with --install: the bundled set to ship as ('demo' ships backbone, adapters and RESULTS.md; "
+                        "any other set only its three adapters, fine-tuned on the bundled demo-base)")
     p.set_defaults(func=cmd_reproduce)
 
 

@@ -6,9 +6,11 @@ and saved under ``assets/demo-base`` so ``from_pretrained`` loads it offline.
 
 Bundled names:
     ``demo-base``           the backbone alone (no latents, no LoRA)
-    ``demo-livr``           LIVR fine-tune (Stage 1 bottleneck + Stage 2)
-    ``demo-latents-only``   latents added, Stage 2 only
-    ``demo-sft``            plain LoRA, no latents
+    ``demo-livr``           LIVR fine-tune (Stage 1 bottleneck + Stage 2), all nine tasks
+    ``demo-latents-only``   latents added, Stage 2 only, all nine tasks
+    ``demo-sft``            plain LoRA, no latents, all nine tasks
+    ``demo-art-style-*``    the same three variants fine-tuned on art style alone (the paper's single-task
+                            setting; the one task this backbone learns, see RESULTS.md)
 """
 
 from __future__ import annotations
@@ -20,15 +22,8 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from .bundled import ASSETS_DIR, DEMO_NAMES, DEMO_SETS  # noqa: F401 - re-exported: the demo names live here too
 from .tokenizer import build_bpe_tokenizer
-
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-DEMO_NAMES = {
-    "demo-base": "demo-base",
-    "demo-livr": "demo-livr",
-    "demo-latents-only": "demo-latents-only",
-    "demo-sft": "demo-sft",
-}
 
 DEMO_CHAT_TEMPLATE = (
     "{% for message in messages %}"

@@ -147,6 +147,8 @@ def load_backbone(
     """Load an HF VLM and its processor from a demo name, local path or hub id, with clear errors."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    from .bundled import DEMO_NAMES
+
     ref = resolve_reference(name)
     path = Path(ref).expanduser()
     looks_like_path = path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1
@@ -154,7 +156,7 @@ def load_backbone(
         raise LIVRError(f"model path not found: {ref}")
     if not looks_like_path and "/" not in ref:
         raise LIVRError(
-            f"unknown model {name!r}: not a bundled name (demo-livr, demo-latents-only, demo-sft, demo-base), "
+            f"unknown model {name!r}: not a bundled name ({', '.join(DEMO_NAMES)}), "
             "not an existing path, and not a hub id of the form org/name"
         )
     if path.exists():

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .bundled import ASSETS_DIR, DEMO_SETS
 
 VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
@@ -67,10 +68,12 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
-              log=print) -> dict:
+              install_as: str = "demo", log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
-    latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0)."""
+    latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
+    ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
+    ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     from .data.dataset import SyntheticTaskDataset
     from .evaluate import evaluate
     from .errors import LIVRError
@@ -80,6 +83,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
 
     if preset not in VISION_PRESETS:
         raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
+    if install_as not in DEMO_SETS:
+        raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -142,9 +147,11 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_results(results, out / "results.png")
     write_results_md(results, out / "RESULTS.md", out)
-    if install:
+    if install and install_as == "demo":
         install_demo_models(out)
         publish_results(out)
+    elif install:
+        install_demo_models(out, install_as)
     return results
 
 
@@ -165,18 +172,26 @@ def publish_results(out: Path) -> None:
     (root / "RESULTS.md").write_text(text)
 
 
-def install_demo_models(out: Path) -> None:
-    """Copy the pretrained backbone and the three adapters into assets/ under the demo names."""
-    from .demo import ASSETS_DIR
+def install_demo_models(out: Path, model_set: str = "demo") -> None:
+    """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
+    pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on that very backbone."""
+    from .errors import LIVRError
     from .fsutil import fresh_tmp_dir, replace_dir
+
+    weights = "model.safetensors"
+    if model_set != "demo" and (out / "pretrain" / "model" / weights).read_bytes() != \
+            (ASSETS_DIR / "demo-base" / weights).read_bytes():
+        raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled demo-base; only the "
+                        "default set (--install without --install-as) can ship a new backbone")
 
     def install(src: Path, dst: Path):
         tmp = fresh_tmp_dir(dst)
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         replace_dir(tmp, dst)
 
-    install(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
-    for variant, name in (("livr", "demo-livr"), ("latents_only", "demo-latents-only"), ("sft", "demo-sft")):
+    if model_set == "demo":
+        install(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
+    for variant, name in zip(("livr", "latents_only", "sft"), DEMO_SETS[model_set]):
         install(out / variant / "model", ASSETS_DIR / name)
         for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
             path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path

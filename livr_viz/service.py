@@ -21,13 +21,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .bundled import DEMO_SETS
 from .errors import LIVRError
 from .heatmaps import display_image, overlay  # noqa: F401 - display_image is part of the service API
 from .images import load_image
 
-DEMO_MODELS = ("demo-livr", "demo-latents-only", "demo-sft")
+DEMO_MODELS = tuple(name for names in DEMO_SETS.values() for name in names)  # the model menu, default set first
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 _SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)$")
+
+
+def compare_set(model: str | None) -> tuple[str, ...]:
+    """The bundled LIVR / latents-only / SFT trio that ``model`` belongs to (the multi-task trio otherwise)."""
+    name = (model or "").strip()
+    return next((names for names in DEMO_SETS.values() if name in names), DEMO_SETS["demo"])
 
 
 class ModelPool:

@@ -31,11 +31,21 @@ def test_analyze(client):
 
 
 def test_compare_shows_three_variants_and_evidence(client):
-    table, pictures = client.predict(handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55, api_name="/compare")
+    table, pictures = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55,
+                                     api_name="/compare")
     rows = table["data"]
     assert [r[0] for r in rows] == ["demo-livr", "demo-latents-only", "demo-sft"]
     assert "mass in evidence" in table["headers"] and "pointing game" in table["headers"]
     assert len(pictures) == 4 and pictures[-1]["caption"] == "ground-truth evidence"
+
+
+def test_compare_uses_the_set_of_the_selected_model(client):
+    sample = make_sample("art_style", "test", 0, 0)
+    table, pictures = client.predict("demo-art-style-sft", handle_file(EXAMPLE.replace("counting", "art_style")),
+                                     sample.prompt, "full", "mean", 0.55, api_name="/compare")
+    assert [r[0] for r in table["data"]] == ["demo-art-style-livr", "demo-art-style-latents-only",
+                                             "demo-art-style-sft"]
+    assert [r[table["headers"].index("truth")] for r in table["data"]] == [sample.answer] * 3
 
 
 def test_token_map_probes_attribution_ablation_mask(client):

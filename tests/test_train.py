@@ -185,3 +185,33 @@ def test_reproduce_seed_reaches_the_fine_tunes(tmp_path, monkeypatch):
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, log=lambda *a: None)
     assert [(c.variant, c.seed, c.data_seed) for c in seen] == [(v, 7, 7) for v in rep.VARIANTS]
+
+
+def test_bundled_art_style_models_carry_the_image_through_their_latents():
+    """The shipped single-task set (RESULTS.md: LIVR 71.5 %, SFT 68.5 % on 200 test questions, seed 2026)."""
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from livr_viz.evaluate import evaluate
+    from livr_viz.model import load_model
+    from livr_viz.service import compare_set
+
+    test = SyntheticTaskDataset("art_style", "test", 100, 2026)
+    livr = load_model("demo-art-style-livr")
+    assert livr.config.variant == "livr" and livr.config.training["tasks"] == "art_style"
+    assert evaluate(livr, test)["average"]["accuracy"] >= 0.6  # chance 0.5
+    blind = evaluate(livr, test, "bottleneck", block_latent_image=True)["average"]["accuracy"]
+    assert blind <= 0.55  # cut the latents off the image as well and the model is at chance
+    assert compare_set("demo-art-style-livr") == ("demo-art-style-livr", "demo-art-style-latents-only",
+                                                  "demo-art-style-sft")
+    assert load_model("demo-art-style-sft").config.variant == "sft"
+
+
+def test_installing_another_set_refuses_a_different_backbone(tmp_path):
+    from livr_viz.bundled import ASSETS_DIR
+    from livr_viz.reproduce import install_demo_models
+
+    (tmp_path / "pretrain" / "model").mkdir(parents=True)
+    (tmp_path / "pretrain" / "model" / "model.safetensors").write_bytes(b"another backbone")
+    before = (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(LIVRError, match="another backbone than the bundled demo-base"):
+        install_demo_models(tmp_path, "demo-art-style")
+    assert (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes() == before

@@ -82,12 +82,12 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
 
 
 @user_errors
-def on_compare(image, prompt, stage, aggregation, opacity):
+def on_compare(selected, image, prompt, stage, aggregation, opacity):
     sample = S.synthetic_sample_for(image)
     rows, pictures = [], []
     from livr_viz.faithfulness import evidence_scores
 
-    for model in S.DEMO_MODELS:
+    for model in S.compare_set(selected):
         a = S.analysis_for(model, image, prompt, stage)
         tiles = S.heatmap_tiles(a, None, None, aggregation, "per_latent", opacity)
         pictures.append((S.montage(tiles, columns=8 if len(tiles) > 1 else 1, title=model), model))
@@ -387,7 +387,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         new.click(on_new_sample, [task], [image, prompt], api_name="new_sample")
         example_gallery.select(on_pick_example, None, [image, prompt], api_name=False)
         template.change(on_template, [template], [prompt], api_name=False)
-        compare_btn.click(on_compare, [image, prompt, stage, aggregation, opacity], [compare_table, compare_gallery],
+        compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_gallery],
                           api_name="compare", **MODEL_EVENTS)
         token_event = token_btn.click(on_token_map, [model, image, prompt, stage, method, tlayer, scope, n_samples,
                                                      color_by], [token_plot], api_name="token_map", **MODEL_EVENTS)
