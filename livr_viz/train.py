@@ -339,8 +339,12 @@ class Trainer:
                                 f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer)
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
+                def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
+                    step = record.get("step", 0)  # only a finished run's final eval is logged again
+                    return step < start or (step == start and not (start >= cfg.steps and "eval" in record))
+
                 keep = [line for line in self.log_path.read_text().splitlines()
-                        if line.strip() and json.loads(line).get("step", 0) < start]
+                        if line.strip() and kept(json.loads(line))]
                 self.log_path.write_text("".join(k + "\n" for k in keep))
         else:
             torch.manual_seed(cfg.seed)  # dropout stream of this run (the trainer owns the process RNG)
@@ -430,7 +434,8 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
         ax2.set_ylabel("val accuracy (macro)")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="upper center", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # an empty log (resumed at its end, nothing trained) has none
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
