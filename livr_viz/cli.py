@@ -402,7 +402,7 @@ def _train_commands(sub) -> None:
                    help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)")
     p.set_defaults(func=cmd_pretrain_vision)
 
-    p = sub.add_parser("eval", help="accuracy per task with 95% CIs, chance and majority baselines")
+    p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")
     p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
     p.add_argument("--data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])

@@ -136,7 +136,10 @@ def test_every_command_has_help():
     from livr_viz.cli import build_parser
 
     parser = build_parser()
+    buf = io.StringIO()
+    parser.print_help(buf)  # the top level lists every command's help line (argparse %-formats them)
     commands = parser._subparsers._group_actions[0].choices
+    assert all(name in buf.getvalue() for name in commands)
     for name, sub in commands.items():
         buf = io.StringIO()
         sub.print_help(buf)
