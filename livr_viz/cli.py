@@ -230,6 +230,28 @@ def cmd_faithfulness(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from .data import resolve_tasks
+    from .data.dataset import SyntheticTaskDataset
+    from .interventions import ablation_accuracy
+
+    lm = _load(args)
+    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed)
+    out = {}
+    for stage in args.stage.split(","):
+        r = ablation_accuracy(lm, [items[i] for i in range(len(items))], args.mode, args.layer, stage.strip())
+        out[stage] = r
+        drops = ", ".join(f"{i}: {100 * d:+.1f}" for i, d in enumerate(r["per_latent_change"]))
+        print(f"stage {stage}: accuracy {100 * r['accuracy_intact']:.1f} % intact, "
+              f"{100 * r['accuracy_all_ablated']:.1f} % with all {lm.config.n_latents} latents ablated ({args.mode}); "
+              f"n = {r['n']}\n  each latent alone (points): {drops}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_tokenmap(args) -> int:
     from .data import make_sample, resolve_tasks
     from .tokenmap import dataset_points, project, tokenmap_figure, tokenmap_figure_plotly
@@ -298,6 +320,19 @@ def _engine_commands(sub) -> None:
     p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_faithfulness)
+
+    p = sub.add_parser("ablate", help="test accuracy with latents ablated: all at once and each alone")
+    model_opts(p)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n", type=int, default=100, help="test samples per task")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--mode", choices=["remove", "blind", "zero", "mean", "noise"], default="remove",
+                   help="remove: no later token may read the latent; blind: the latent may not read the image; "
+                        "zero / mean / noise: replace its residual")
+    p.add_argument("--layer", type=int, default=-1, help="for zero / mean / noise: after this layer (-1 = input)")
+    p.add_argument("--stage", default="full", help="full, bottleneck, or both: full,bottleneck")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_ablate)
 
 
 def cmd_train(args) -> int:

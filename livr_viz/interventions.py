@@ -17,7 +17,7 @@ from .capture import rows_of_segment
 from .errors import LIVRError
 from .segments import Segment
 
-ABLATIONS = ("zero", "mean", "noise", "remove")
+ABLATIONS = ("zero", "mean", "noise", "remove", "blind")
 
 
 def _layers(lm) -> torch.nn.ModuleList:
@@ -82,7 +82,9 @@ class LatentAblation:
 
     ``mode``: ``zero`` / ``mean`` / ``noise`` replace the latents' residual stream after ``layer`` (mean: the
     mean over the K latents of this input; noise: Gaussian with the latents' per-dimension std, seeded);
-    ``remove`` blocks every later query from attending to the chosen latents (as if they were not there).
+    ``remove`` blocks every later query from attending to the chosen latents (as if they were not there);
+    ``blind`` keeps them readable but blocks *their* attention to the image tokens (what they still carry came
+    from the text and the other latents). ``remove`` and ``blind`` edit the attention mask; ``layer`` is unused.
     """
 
     def __init__(self, lm, mode: str = "zero", layer: int = -1, seed: int = 0):
@@ -104,6 +106,8 @@ class LatentAblation:
         positions = rows_of_segment(batch.segments, Segment.LATENT)[:, latents]  # [B, R]
         if self.mode == "remove":
             after_logits = _answer_logits_without(lm, batch, positions, stage)
+        elif self.mode == "blind":
+            after_logits = _answer_logits_blind(lm, batch, positions, stage)
         else:
             all_latents = rows_of_segment(batch.segments, Segment.LATENT)
             current = residual_at(lm, batch, self.layer, all_latents, stage)  # [B, K, D]
@@ -132,6 +136,17 @@ def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> to
         for p in positions[b].tolist():
             later = torch.arange(p + 1, T)
             mask[b, 0, later, p] = minimum
+    kwargs["attention_mask"] = mask
+    return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
+
+
+def _answer_logits_blind(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
+    kwargs = lm.model_kwargs(batch, stage)
+    mask = kwargs["attention_mask"].clone()  # [B, 1, T, T]
+    image = batch.segments == int(Segment.IMAGE)  # [B, T]
+    for b in range(mask.shape[0]):
+        rows = positions[b]
+        mask[b, 0, rows[:, None], image[b].nonzero()[:, 0][None, :]] = torch.finfo(mask.dtype).min
     kwargs["attention_mask"] = mask
     return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
 
@@ -175,3 +190,44 @@ def per_latent_effects(lm, batch, choices: Sequence[str], mode: str = "zero", la
             base = int(result.before[0].argmax())
         effects.append(float(result.delta[0, base]))
     return effects
+
+
+@torch.no_grad()
+def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1, stage: str = "full",
+                      batch_size: int = 50, each: bool = True) -> dict:
+    """Accuracy over multiple-choice ``items`` with the latents intact, with all of them ablated, and (``each``)
+    with every latent alone ablated: which latents does the model's *accuracy* rely on, not one answer's?
+
+    The last latent's row is also the row that predicts the first answer token, so ``remove`` (nobody may read
+    the latents) never removes that row's own attention to the image: "all ablated" is not "no latents".
+    """
+    from .data.tasks import LETTERS
+
+    k = lm.config.n_latents
+    if not k:
+        raise LIVRError("this model has no latents to ablate (variant sft)")
+    if not len(items):
+        raise LIVRError("no items to evaluate")
+    ablation = LatentAblation(lm, mode, layer)
+    conditions = {"intact": None, "all": list(range(k)), **({f"latent {i}": [i] for i in range(k)} if each else {})}
+    correct = dict.fromkeys(conditions, 0)
+    by_choices: dict[int, list] = {}
+    for it in items:  # one choice list per batch
+        by_choices.setdefault(len(it.choices), []).append(it)
+    for n_choices, group in by_choices.items():
+        letters = list(LETTERS[:n_choices])
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+            truth = torch.tensor([letters.index(it.answer) for it in chunk])
+            for name, latents in conditions.items():
+                if latents is None:
+                    probs = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(letters)]
+                else:
+                    probs = ablation.run(batch, latents, letters, stage).after
+                correct[name] += int((probs.argmax(-1) == truth).sum())
+    n = sum(len(g) for g in by_choices.values())
+    accuracy = {name: c / n for name, c in correct.items()}
+    return {"n": n, "mode": mode, "layer": layer, "stage": stage, "accuracy_intact": accuracy["intact"],
+            "accuracy_all_ablated": accuracy["all"],
+            "per_latent_change": [accuracy[f"latent {i}"] - accuracy["intact"] for i in range(k)] if each else []}

@@ -71,10 +71,14 @@ def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
     s, s2 = make_sample("counting", "test", 0, 2), make_sample("counting", "test", 0, 3)
     b = demo_model.build_inputs([s.image], [s.prompt])
     b2 = demo_model.build_inputs([s2.image], [s2.prompt])
-    for mode in ("zero", "mean", "noise", "remove"):
+    for mode in ("zero", "mean", "noise", "remove", "blind"):
         r = LatentAblation(demo_model, mode).run(b, range(16), s.letters)
         assert r.after.shape == (1, 4) and torch.allclose(r.after.sum(-1), torch.ones(1))
         assert r.delta.abs().max() > 0
+    blind = LatentAblation(demo_model, "blind").run(b, range(16), s.letters, "bottleneck").after
+    masked = demo_model.answer_logits(b, "bottleneck", block_latent_image=True)[:, demo_model.choice_token_ids(
+        s.letters)].float().softmax(-1)
+    assert torch.allclose(blind, masked, atol=1e-5)  # blinding every latent == the mask's blind-latents option
     same = LatentPatching(demo_model, layer=1).run(b, b, s.letters)
     other = LatentPatching(demo_model, layer=1).run(b, b2, s.letters)
     assert other.after.shape == (1, 4)
@@ -205,3 +209,25 @@ def test_probe_and_faithfulness_cli(tmp_path):
         assert set(report["tasks"]) == {"counting", "jigsaw"}
         assert {"mass_in_evidence", "lift", "pointing_game"} <= set(report["average"])
         assert -1.0 <= report["sanity"]["spearman_mean"] <= 1.0
+
+
+def test_ablation_accuracy_over_a_dataset():
+    """Dataset-level ablation on the shipped art-style LIVR (RESULTS.md: blinding its last latent alone costs it
+    everything it gained over chance; blinding any other one costs nothing)."""
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from livr_viz.evaluate import evaluate
+    from livr_viz.interventions import ablation_accuracy
+    from livr_viz.model import load_model
+
+    lm = load_model("demo-art-style-livr")
+    items = SyntheticTaskDataset("art_style", "test", 40, 2026)
+    r = ablation_accuracy(lm, [items[i] for i in range(len(items))], "blind", stage="bottleneck", batch_size=16)
+    assert r["n"] == 40 and len(r["per_latent_change"]) == 16
+    assert r["accuracy_intact"] == evaluate(lm, items, "bottleneck")["average"]["accuracy"]
+    assert r["accuracy_all_ablated"] == evaluate(lm, items, "bottleneck", block_latent_image=True)["average"][
+        "accuracy"]
+    assert r["accuracy_intact"] + r["per_latent_change"][15] == pytest.approx(r["accuracy_all_ablated"])  # readout
+    with pytest.raises(LIVRError, match="no latents"):
+        ablation_accuracy(load_model("demo-sft"), [items[0]])
+    mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # 4 and 2 choices: grouped, not mixed
+    assert ablation_accuracy(lm, [mixed[i] for i in range(len(mixed))], "remove", each=False)["n"] == 6

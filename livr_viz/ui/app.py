@@ -361,7 +361,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         ablate_latents = gr.CheckboxGroup([str(i) for i in range(n_latents)], value=["0"],
                                                           label="latents to switch off")
                         with gr.Row():
-                            ablate_mode = gr.Radio(["zero", "mean", "noise", "remove"], value="zero", label="mode")
+                            ablate_mode = gr.Radio(["zero", "mean", "noise", "remove", "blind"], value="zero", label="mode")
                             ablate_layer = gr.Slider(-1, n_layers - 1, value=-1, step=1, label="after layer (-1 = embeddings)")
                         ablate_btn = gr.Button("ablate", elem_id="ablate")
                         ablate_md = gr.Markdown()
