@@ -342,6 +342,7 @@ def cmd_train(args) -> int:
                         tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                         grad_accum=args.grad_accum, precision=args.precision, seed=args.seed,
                         n_latents=getattr(args, "n_latents", None),
+                        latent_placement=getattr(args, "latent_placement", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
                         warmup_fraction=args.warmup_fraction)
     backbone = "demo-base" if args.model == "demo" else args.model
@@ -418,6 +419,9 @@ def _train_commands(sub) -> None:
     p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default="livr")
     p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
     p.add_argument("--n-latents", type=int, default=None)
+    p.add_argument("--latent-placement", choices=["before_answer", "end_of_prompt"], default=None,
+                   help="latents right before the answer (default; the last latent's row reads out) or at the end "
+                        "of the user turn, before the chat template's assistant marker")
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.set_defaults(func=cmd_train)
 

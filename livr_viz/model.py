@@ -38,6 +38,7 @@ MAX_LATENTS = 512
 CONFIG_NAME = "livr_config.json"
 LATENTS_NAME = "latents.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+LATENT_PLACEMENTS = ("before_answer", "end_of_prompt")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class LIVRConfig:
     lora_dropout: float = 0.05  # LoRA dropout (paper: 0.05)
     latent_init_seed: int = 0  # seed of the latent-row initialisation
     latent_token_ids: list[int] = field(default_factory=list)  # filled in when latents are added
+    # where the K latents go: "before_answer" = after the chat template's assistant marker, so the last latent's row
+    # predicts the first answer token (the paper's "right before the answer"); "end_of_prompt" = at the end of the
+    # user turn, before the template's assistant marker (whose row, blocked from the image in Stage 1, reads out)
+    latent_placement: str = "before_answer"
     trained_steps: int = 0  # optimizer steps this adapter has seen (0 = untrained)
     training: dict = field(default_factory=dict)  # free-form record of how it was trained
 
@@ -71,6 +76,9 @@ class LIVRConfig:
             raise LIVRError(f"stage1_fraction must be in [0, 1]; got {self.stage1_fraction}")
         if self.lora_r < 1:
             raise LIVRError(f"lora_r must be >= 1; got {self.lora_r}")
+        if self.latent_placement not in LATENT_PLACEMENTS:
+            raise LIVRError(f"latent_placement must be one of {', '.join(LATENT_PLACEMENTS)}; "
+                            f"got {self.latent_placement!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -382,14 +390,18 @@ class LIVRModel:
         return prompt, notes
 
     def prefix_text(self, prompt: str) -> str:
-        """Chat-templated text for one image + prompt, ending with the latent tokens (if any)."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        """Chat-templated text for one image + prompt, with the latent tokens (if any) where the config puts them:
+        at the very end (``before_answer``) or at the end of the user's text (``end_of_prompt``)."""
+        latents = "".join(self.latent_tokens)
+        in_prompt = self.config.latent_placement == "end_of_prompt"
+        user_text = prompt + latents if in_prompt else prompt
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
         template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
         if template:
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         else:
-            text = f"{self.processor.image_token}\n{prompt}\n"
-        return text + "".join(self.latent_tokens)
+            text = f"{self.processor.image_token}\n{user_text}\n"
+        return text if in_prompt else text + latents
 
     def build_inputs(self, images: Sequence, prompts: Sequence[str], answers: Sequence[str] | None = None) -> LIVRBatch:
         """Processor inputs + segments for a batch of (image, prompt[, answer]); right padding."""

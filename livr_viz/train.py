@@ -49,6 +49,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
     n_latents: int = 16  # K (ignored for sft)
+    latent_placement: str = "before_answer"  # before_answer | end_of_prompt (see LIVRConfig)
     n_train_per_task: int = 1000  # training examples per task (the paper: 1k)
     n_val_per_task: int = 50  # validation examples per task for periodic eval
     eval_every: int = 200  # steps between validation evals (0 = only at the end)
@@ -449,7 +450,8 @@ def build_model_for_training(backbone: str, cfg: TrainConfig):
         torch.manual_seed(cfg.seed)
         return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
                                        latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                       lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction)
+                                       lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction,
+                                       latent_placement=cfg.latent_placement)
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

@@ -90,3 +90,38 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
     _, l1 = _states(lm, b1, "bottleneck", True)
     _, l2 = _states(lm, b2, "bottleneck", True)
     assert (l1 - l2).abs().max() > 1e-5, "a boolean mask did not leak: the leakage tests would be toothless"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("family", ["demo", "llava", "qwen2_vl", "idefics3"])
+def test_latents_at_the_end_of_the_prompt_keep_the_bottleneck(family, impl):
+    """``latent_placement="end_of_prompt"``: the template's assistant marker (a blocked TEXT row) reads out."""
+    if family == "demo":
+        from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+
+        model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
+    else:
+        model, processor = TINY_BUILDERS[family]()
+    lm = LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4,
+                                 latent_placement="end_of_prompt")
+    install_capture(lm.base_model, impl)
+    b1, b2 = _pair(lm)
+    for row in range(2):
+        seg = b1.segments[row]
+        last_latent = int((seg == int(Segment.LATENT)).nonzero().max())
+        readout = int(b1.answer_start[row]) - 1
+        assert last_latent < readout and seg[readout] == int(Segment.TEXT)
+    _, l1 = _states(lm, b1, "bottleneck", True)
+    _, l2 = _states(lm, b2, "bottleneck", True)
+    assert torch.allclose(l1, l2, atol=1e-5), (l1 - l2).abs().max()  # blind latents: nothing reaches the answer
+    _, l1 = _states(lm, b1, "bottleneck", False)
+    _, l2 = _states(lm, b2, "bottleneck", False)
+    assert (l1 - l2).abs().max() > 1e-4  # through the latents it does
+
+
+def test_bad_latent_placement_is_a_clear_error():
+    from livr_viz.errors import LIVRError
+    from livr_viz.model import LIVRConfig
+
+    with pytest.raises(LIVRError, match="latent_placement must be one of before_answer, end_of_prompt"):
+        LIVRConfig(latent_placement="first")
