@@ -127,28 +127,33 @@ class LatentAblation:
                                   {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage})
 
 
-def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
+def _answer_logits_masked(lm, batch, stage: str, block) -> torch.Tensor:
+    """Answer logits under the stage mask with ``block(mask_row [T, T], b)`` further blocking entries in place."""
     kwargs = lm.model_kwargs(batch, stage)
     mask = kwargs["attention_mask"].clone()  # [B, 1, T, T]
-    minimum = torch.finfo(mask.dtype).min
-    T = mask.shape[-1]
     for b in range(mask.shape[0]):
-        for p in positions[b].tolist():
-            later = torch.arange(p + 1, T)
-            mask[b, 0, later, p] = minimum
+        block(mask[b, 0], b, torch.finfo(mask.dtype).min)
     kwargs["attention_mask"] = mask
     return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
+
+
+def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
+    """No later position may read the latents at ``positions`` [B, R]."""
+    def block(mask, b, minimum):
+        for p in positions[b].tolist():
+            mask[p + 1:, p] = minimum
+
+    return _answer_logits_masked(lm, batch, stage, block)
 
 
 def _answer_logits_blind(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
-    kwargs = lm.model_kwargs(batch, stage)
-    mask = kwargs["attention_mask"].clone()  # [B, 1, T, T]
+    """The latents at ``positions`` [B, R] may not read the image tokens."""
     image = batch.segments == int(Segment.IMAGE)  # [B, T]
-    for b in range(mask.shape[0]):
-        rows = positions[b]
-        mask[b, 0, rows[:, None], image[b].nonzero()[:, 0][None, :]] = torch.finfo(mask.dtype).min
-    kwargs["attention_mask"] = mask
-    return lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, batch.answer_start)
+
+    def block(mask, b, minimum):
+        mask[positions[b][:, None], image[b].nonzero()[:, 0][None, :]] = minimum
+
+    return _answer_logits_masked(lm, batch, stage, block)
 
 
 class LatentPatching:
