@@ -393,7 +393,8 @@ def cmd_eval(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
+    install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
+    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
                         install_as=args.install_as)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
@@ -462,7 +463,7 @@ def _train_commands(sub) -> None:
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
     p.add_argument("--install-as", default="demo", choices=list(DEMO_SETS),
-                   help="with --install: the bundled set to ship as ('demo' ships backbone, adapters and RESULTS.md; "
+                   help="the bundled set to install as (implies --install; 'demo' ships backbone, adapters and RESULTS.md; "
                         "any other set only its three adapters, fine-tuned on the bundled demo-base)")
     p.set_defaults(func=cmd_reproduce)
 

@@ -86,6 +86,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     if install_as not in DEMO_SETS:
         raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
     out = Path(out)
+    if install and install_as != "demo" and _phase_done(out / "pretrain") and not _on_bundled_backbone(out):
+        raise LIVRError(f"--install-as {install_as}: {out}/pretrain/model is not the bundled demo-base, so its "
+                        "fine-tunes could not be shipped; seed it with a copy of assets/demo-base")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -172,15 +175,18 @@ def publish_results(out: Path) -> None:
     (root / "RESULTS.md").write_text(text)
 
 
+def _on_bundled_backbone(out: Path) -> bool:
+    mine, bundled = out / "pretrain" / "model" / "model.safetensors", ASSETS_DIR / "demo-base" / "model.safetensors"
+    return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
+
+
 def install_demo_models(out: Path, model_set: str = "demo") -> None:
     """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
     pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on that very backbone."""
     from .errors import LIVRError
     from .fsutil import fresh_tmp_dir, replace_dir
 
-    weights = "model.safetensors"
-    if model_set != "demo" and (out / "pretrain" / "model" / weights).read_bytes() != \
-            (ASSETS_DIR / "demo-base" / weights).read_bytes():
+    if model_set != "demo" and not _on_bundled_backbone(out):
         raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled demo-base; only the "
                         "default set (--install without --install-as) can ship a new backbone")
 

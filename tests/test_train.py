@@ -216,4 +216,10 @@ def test_installing_another_set_refuses_a_different_backbone(tmp_path):
     before = (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes()
     with pytest.raises(LIVRError, match="another backbone than the bundled demo-base"):
         install_demo_models(tmp_path, "demo-art-style")
+    from livr_viz.reproduce import reproduce
+
+    with pytest.raises(LIVRError, match="not the bundled demo-base"):  # refused before any training
+        reproduce(tmp_path, preset="quick", install=True, install_as="demo-art-style", log=lambda *a: None)
+    with pytest.raises(LIVRError, match="another backbone"):  # no backbone file at all: same clear error
+        install_demo_models(tmp_path / "empty", "demo-art-style")
     assert (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes() == before
