@@ -53,8 +53,8 @@ def table(paths: list[str]) -> str:
     runs = load_runs(paths)
     seeds = [r["configs"]["sft"]["seed"] for r in runs]
     head = "| " + " | ".join([""] + [f"seed {s}" for s in seeds] + ["mean", "sd"]) + " |"
-    lines = [f"Test set: {runs[0]['n_test_per_task']} questions per task, seed {runs[0]['test_seed']}; "
-             f"runs: {', '.join(paths)}.", ""]
+    lines = [(f"Test set: {runs[0]['n_test_per_task']} questions per task, seed {runs[0]['test_seed']}; "
+              f"runs: {', '.join(paths)}."), ""]
     for task in runs[0]["tasks"]:
         chance = 100 * runs[0]["eval"]["sft"]["full"]["tasks"][task]["chance"]
         lines += [f"**{task}** (chance {chance:.1f} %)", "", head, "|" + "---|" * (len(seeds) + 3)]
