@@ -96,13 +96,23 @@ class LatentAblation:
 
     @torch.no_grad()
     def run(self, batch, latents: Sequence[int], choices: Sequence[str], stage: str = "full") -> InterventionResult:
-        lm = self.lm
-        k = lm.config.n_latents
+        latents = self._check(latents)
+        before = self.lm.answer_logits(batch, stage)[:, self.lm.choice_token_ids(choices)].float().softmax(-1)
+        return InterventionResult(list(choices), before, self.after(batch, latents, choices, stage),
+                                  {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage})
+
+    def _check(self, latents: Sequence[int]) -> list[int]:
+        k = self.lm.config.n_latents
         latents = sorted(set(int(i) for i in latents))
         if not latents or any(not 0 <= i < k for i in latents):
             raise LIVRError(f"latent indices must be in 0..{k - 1}; got {list(latents)}")
-        ids = lm.choice_token_ids(choices)
-        before = lm.answer_logits(batch, stage)[:, ids].float().softmax(-1)
+        return latents
+
+    @torch.no_grad()
+    def after(self, batch, latents: Sequence[int], choices: Sequence[str], stage: str = "full") -> torch.Tensor:
+        """``[B, n_choices]`` answer probabilities with ``latents`` ablated (no intact pass)."""
+        lm = self.lm
+        latents = self._check(latents)
         positions = rows_of_segment(batch.segments, Segment.LATENT)[:, latents]  # [B, R]
         if self.mode == "remove":
             after_logits = _answer_logits_without(lm, batch, positions, stage)
@@ -122,9 +132,7 @@ class LatentAblation:
                 values = torch.randn(chosen.shape, generator=gen) * std
             with replace_positions(lm, self.layer, positions, values):
                 after_logits = lm.answer_logits(batch, stage)
-        after = after_logits[:, ids].float().softmax(-1)
-        return InterventionResult(list(choices), before, after,
-                                  {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage})
+        return after_logits[:, lm.choice_token_ids(choices)].float().softmax(-1)
 
 
 def _answer_logits_masked(lm, batch, stage: str, block) -> torch.Tensor:
@@ -229,7 +237,7 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
                 if latents is None:
                     probs = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(letters)]
                 else:
-                    probs = ablation.run(batch, latents, letters, stage).after
+                    probs = ablation.after(batch, latents, letters, stage)
                 correct[name] += int((probs.argmax(-1) == truth).sum())
     n = sum(len(g) for g in by_choices.values())
     accuracy = {name: c / n for name, c in correct.items()}
