@@ -68,11 +68,9 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds
-        if a.blocked:
-            items = [item(now[step % len(now)], "train", int(rng.integers(10**7))) for _ in range(a.batch_size)]
-        else:
-            items = [item(now[int(rng.integers(len(now)))], "train", int(rng.integers(10**7)))
-                     for _ in range(a.batch_size)]
+        # blocked: this step's kind for the whole batch; mixed: a kind drawn per question
+        items = [item(now[step % len(now)] if a.blocked else now[int(rng.integers(len(now)))], "train",
+                      int(rng.integers(10**7))) for _ in range(a.batch_size)]
         batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
         loss = lm.loss(batch)
         loss.backward()

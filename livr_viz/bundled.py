@@ -8,4 +8,5 @@ DEMO_SETS = {
     "demo": ("demo-livr", "demo-latents-only", "demo-sft"),  # multi-task, all nine tasks
     "demo-art-style": ("demo-art-style-livr", "demo-art-style-latents-only", "demo-art-style-sft"),  # single task
 }
-DEMO_NAMES = {"demo-base": "demo-base", **{name: name for names in DEMO_SETS.values() for name in names}}
+DEMO_MODELS = tuple(name for names in DEMO_SETS.values() for name in names)  # the model menu, default set first
+DEMO_NAMES = {"demo-base": "demo-base", **{name: name for name in DEMO_MODELS}}

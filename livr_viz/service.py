@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .bundled import DEMO_SETS
+from .bundled import DEMO_MODELS, DEMO_SETS  # noqa: F401 - DEMO_MODELS is part of the service API
 from .errors import LIVRError
 from .heatmaps import display_image, overlay  # noqa: F401 - display_image is part of the service API
 from .images import load_image
 
-DEMO_MODELS = tuple(name for names in DEMO_SETS.values() for name in names)  # the model menu, default set first
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 _SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)$")
 

@@ -230,9 +230,14 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
             if k not in _BOOKKEEPING and k in saved and saved[k] != v]
 
 
-def load_checkpoint(path: Path, lm, optimizer) -> int:
-    """Restore trainable weights, optimizer moments and RNG; returns the step to continue from."""
+def load_checkpoint(path: Path, lm, optimizer, cfg: TrainConfig | None = None) -> int:
+    """Restore trainable weights, optimizer moments and RNG; returns the step to continue from.
+    With ``cfg``, a checkpoint trained with other settings is refused before anything is restored."""
     state = json.loads((path / "trainer_state.json").read_text())
+    changed = config_differences(state.get("config", {}), cfg) if cfg is not None else []
+    if changed:
+        raise LIVRError(f"--resume: the checkpoint in {path.parent} was trained with other settings "
+                        f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
     weights = load_file(str(path / "trainable.safetensors"))
     params = _trainable(lm)
     missing = set(params) - set(weights)
@@ -333,12 +338,7 @@ class Trainer:
         if resume:
             if not self.checkpoint_dir.is_dir():
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
-            saved = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("config", {})
-            changed = config_differences(saved, cfg)
-            if changed:
-                raise LIVRError(f"--resume: the checkpoint in {self.out} was trained with other settings "
-                                f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
-            start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer)
+            start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
                 def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
                     step = record.get("step", 0)  # only a finished run's final eval is logged again
