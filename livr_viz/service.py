@@ -159,6 +159,18 @@ def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 
     return sheet
 
 
+def stack(sheets: list[Image.Image], gap: int = 6, top: int = 0) -> Image.Image:
+    """Sheets one under another on a white page (left-aligned), so variants are compared at the same scale;
+    ``top`` leaves a margin (the app's image label covers the page's top-left corner)."""
+    width = max(s.width for s in sheets)
+    page = Image.new("RGB", (width, top + sum(s.height for s in sheets) + gap * (len(sheets) - 1)), (255, 255, 255))
+    y = top
+    for s in sheets:
+        page.paste(s, (0, y))
+        y += s.height + gap
+    return page
+
+
 def evidence_overlay(image: Image.Image, evidence: np.ndarray) -> Image.Image:
     base = display_image(image)
     return Image.fromarray(overlay(base, evidence.astype(float), 0.45, cmap="Greens"))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from livr_viz.data import make_sample
 
@@ -31,17 +32,19 @@ def test_analyze(client):
 
 
 def test_compare_shows_three_variants_and_evidence(client):
-    table, pictures = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55,
-                                     api_name="/compare")
+    table, sheet = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55,
+                                  api_name="/compare")
     rows = table["data"]
     assert [r[0] for r in rows] == ["demo-livr", "demo-latents-only", "demo-sft"]
     assert "mass in evidence" in table["headers"] and "pointing game" in table["headers"]
-    assert len(pictures) == 4 and pictures[-1]["caption"] == "ground-truth evidence"
+    # one sheet, 8 tiles of 96 px wide: LIVR and latents-only 2 rows of latents each, SFT its answer row, then the
+    # evidence (a 24 px top margin, 4 titles of 14 px, 6 tile rows of 96 + 12 px captions, 3 gaps of 6 px)
+    assert Image.open(sheet).size == (8 * 96, 24 + 4 * 14 + 6 * 108 + 3 * 6)
 
 
 def test_compare_uses_the_set_of_the_selected_model(client):
     sample = make_sample("art_style", "test", 0, 0)
-    table, pictures = client.predict("demo-art-style-sft", handle_file(EXAMPLE.replace("counting", "art_style")),
+    table, _ = client.predict("demo-art-style-sft", handle_file(EXAMPLE.replace("counting", "art_style")),
                                      sample.prompt, "full", "mean", 0.55, api_name="/compare")
     assert [r[0] for r in table["data"]] == ["demo-art-style-livr", "demo-art-style-latents-only",
                                              "demo-art-style-sft"]

@@ -45,7 +45,7 @@ def test_upload_run_and_every_tab(page):
 
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare").click()
-    page.locator("#compare-gallery img").first.wait_for()
+    page.locator("#compare-sheet img").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "02-compare.png"), full_page=True)
 
     page.get_by_role("tab", name="Token map").click()

@@ -84,13 +84,13 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
 @user_errors
 def on_compare(selected, image, prompt, stage, aggregation, opacity):
     sample = S.synthetic_sample_for(image)
-    rows, pictures = [], []
+    rows, sheets = [], []
     from livr_viz.faithfulness import evidence_scores
 
     for model in S.compare_set(selected):
         a = S.analysis_for(model, image, prompt, stage)
         tiles = S.heatmap_tiles(a, None, None, aggregation, "per_latent", opacity)
-        pictures.append((S.montage(tiles, columns=8 if len(tiles) > 1 else 1, title=model), model))
+        sheets.append(S.montage(tiles, columns=8, title=model))
         row = {"model": model, "answer": a.answer,
                **{f"p({k})": round(v, 3) for k, v in a.choice_probs.items()}}
         if sample is not None:
@@ -101,8 +101,9 @@ def on_compare(selected, image, prompt, stage, aggregation, opacity):
                         "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2)})
         rows.append(row)
     if sample is not None:
-        pictures.append((S.evidence_overlay(sample.image, sample.evidence), "ground-truth evidence"))
-    return pd.DataFrame(rows), pictures
+        sheets.append(S.montage([(S.evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8,
+                                title="ground-truth evidence"))
+    return pd.DataFrame(rows), S.stack(sheets, top=24)
 
 
 @user_errors
@@ -324,8 +325,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                     with gr.Tab("Compare", id="tab-compare"):
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
-                        compare_gallery = gr.Gallery(label="heatmaps per variant", columns=1, height="auto",
-                                                     object_fit="contain", elem_id="compare-gallery")
+                        compare_sheet = gr.Image(label="heatmaps per variant (one row of tiles per model)",
+                                                   type="pil", interactive=False, elem_id="compare-sheet")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
                             method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
@@ -387,7 +388,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         new.click(on_new_sample, [task], [image, prompt], api_name="new_sample")
         example_gallery.select(on_pick_example, None, [image, prompt], api_name=False)
         template.change(on_template, [template], [prompt], api_name=False)
-        compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_gallery],
+        compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_sheet],
                           api_name="compare", **MODEL_EVENTS)
         token_event = token_btn.click(on_token_map, [model, image, prompt, stage, method, tlayer, scope, n_samples,
                                                      color_by], [token_plot], api_name="token_map", **MODEL_EVENTS)
