@@ -15,8 +15,8 @@ import argparse
 import numpy as np
 import torch
 
-from livr_viz.data import make_sample
 from livr_viz.data import draw as D
+from livr_viz.data import make_sample
 from livr_viz.model import load_backbone
 
 TASKS = ("visual_similarity", "art_style")

@@ -7,8 +7,8 @@ Entry points: :func:`livr_viz.model.load_model` / :class:`livr_viz.model.LIVRMod
 
 __version__ = "0.1.0"
 
-from .errors import LIVRError  # noqa: E402
-from .masks import attention_mask_4d  # noqa: E402
-from .segments import Segment, segment_ids  # noqa: E402
+from .errors import LIVRError
+from .masks import attention_mask_4d
+from .segments import Segment, segment_ids
 
-__all__ = ["LIVRError", "Segment", "attention_mask_4d", "segment_ids", "__version__"]
+__all__ = ["LIVRError", "Segment", "__version__", "attention_mask_4d", "segment_ids"]

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextvars
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from .segments import SEGMENT_NAMES, Segment
 
-_ACTIVE: contextvars.ContextVar["_Recorder | None"] = contextvars.ContextVar("livr_capture", default=None)
+_ACTIVE: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("livr_capture", default=None)
 CAPTURE_PREFIX = "livr_capture_"
 
 
@@ -107,7 +107,7 @@ def install_capture(model, base: str | None = None) -> None:
 
 def base_attn_implementation(model) -> str:
     impl = model.config.get_text_config()._attn_implementation or "sdpa"
-    return impl[len(CAPTURE_PREFIX):] if impl.startswith(CAPTURE_PREFIX) else impl
+    return impl.removeprefix(CAPTURE_PREFIX)
 
 
 @contextmanager
@@ -185,7 +185,7 @@ class CaptureResult:
         return path.with_suffix(".npz")
 
     @classmethod
-    def load(cls, path: str | Path) -> "CaptureResult":
+    def load(cls, path: str | Path) -> CaptureResult:
         path = Path(path)
         arrays = np.load(path.with_suffix(".npz"), allow_pickle=False)
         info = json.loads(path.with_suffix(".json").read_text())

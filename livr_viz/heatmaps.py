@@ -5,18 +5,18 @@ Views take results in and return arrays or figures; they never run the model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
 
-from .capture import CaptureResult  # noqa: E402
-from .segments import Segment  # noqa: E402
+from .capture import CaptureResult
+from .segments import Segment
 
 AGGREGATIONS = ("mean", "max", "rollout")
 NORMALISATIONS = ("per_latent", "global", "none")

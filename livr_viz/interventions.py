@@ -7,9 +7,9 @@ Hook points are the outputs of decoder layers (``layers.{i}.resid_post``, ``[bat
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-from .masks import allowed_attention  # noqa: E402
-from .segments import Segment  # noqa: E402
+from .masks import allowed_attention
+from .segments import Segment
 
 SEGMENT_COLOURS = {Segment.PAD: "#dddddd", Segment.IMAGE: "#4c9be8", Segment.TEXT: "#8c8c8c",
                    Segment.LATENT: "#e8a33c", Segment.ANSWER: "#3cb371"}

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -84,7 +85,7 @@ class LIVRConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "LIVRConfig":
+    def from_json(cls, text: str) -> LIVRConfig:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -113,8 +114,8 @@ class LIVRBatch:
     def input_ids(self) -> torch.Tensor:
         return self.inputs["input_ids"]
 
-    def to(self, device) -> "LIVRBatch":
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    def to(self, device) -> LIVRBatch:
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t
         return LIVRBatch(
             {k: move(v) for k, v in self.inputs.items()}, move(self.padding_mask), move(self.segments),
             move(self.answer_start), move(self.labels), self.prompts, self.notes, self.meta,
@@ -191,7 +192,7 @@ def load_backbone(
         model = AutoModelForImageTextToText.from_pretrained(ref, **kwargs)
     except LIVRError:
         raise
-    except (OSError, EnvironmentError) as exc:
+    except OSError as exc:
         text = str(exc)
         if not path.exists():
             raise LIVRError(
@@ -259,7 +260,7 @@ class LIVRModel:
         processor=None,
         lora: bool = True,
         **config_kwargs,
-    ) -> "LIVRModel":
+    ) -> LIVRModel:
         """Fresh (untrained) LIVR model: add K latents, init their rows, attach LoRA.
 
         Pass ``model``/``processor`` to wrap objects already in memory (tests, notebooks).
@@ -284,7 +285,7 @@ class LIVRModel:
 
     @classmethod
     def load(cls, path: str | Path, attn_implementation: str = "sdpa", allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> "LIVRModel":
+             trust_remote_code: bool = False) -> LIVRModel:
         """Load a directory written by :meth:`save` (base reference + adapter + latent rows + config)."""
         from peft import set_peft_model_state_dict
 
@@ -604,7 +605,7 @@ def _append_tokens(batch: LIVRBatch, next_ids: torch.Tensor, pad_id: int) -> LIV
     """Append one ANSWER token per row right after its last real token (right padding is kept)."""
     ids, pm, seg = batch.input_ids, batch.padding_mask, batch.segments
     B, T = ids.shape
-    pad_col = lambda t, v: torch.cat([t, torch.full((B, 1), v, dtype=t.dtype)], 1)  # noqa: E731
+    pad_col = lambda t, v: torch.cat([t, torch.full((B, 1), v, dtype=t.dtype)], 1)
     ids, pm, seg = pad_col(ids, pad_id), pad_col(pm, 0), pad_col(seg, int(Segment.PAD))
     pos = pm.sum(1)  # first free slot per row
     rows = torch.arange(B)

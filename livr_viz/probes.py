@@ -22,9 +22,9 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class ConceptSpec:
             raise LIVRError(f"concept {self.name!r}: kind must be categorical or ordinal; got {self.kind!r}")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ConceptSpec":
+    def load(cls, path: str | Path) -> ConceptSpec:
         path = Path(path)
         if not path.is_file():
             builtin = PROBES_DIR / "specs" / f"{path.stem}.json"
@@ -170,7 +170,7 @@ class LinearProbe:
 
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
 
-    def fit(self, X, y) -> "LinearProbe":
+    def fit(self, X, y) -> LinearProbe:
         self.pipeline_ = self._estimator().fit(np.asarray(X), np.asarray(y))
         scaler, clf = self.pipeline_[0], self.pipeline_[1]
         self.classes_ = clf.classes_
@@ -219,7 +219,7 @@ class LinearProbe:
         return path.with_suffix(".npz")
 
     @classmethod
-    def load(cls, path: str | Path) -> "LinearProbe":
+    def load(cls, path: str | Path) -> LinearProbe:
         path = Path(path)
         arrays = np.load(path.with_suffix(".npz"), allow_pickle=False)
         meta = json.loads(path.with_suffix(".json").read_text())

@@ -8,6 +8,8 @@ with the video slot removed (same text expansion, same ``mm_token_type_ids``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import ProcessorMixin
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
@@ -41,7 +43,7 @@ def load_qwen_processor(ref: str, trust_remote_code: bool = False) -> QwenVLImag
 
         path = cached_file(ref, "chat_template.jinja", _raise_exceptions_for_missing_entries=False)
         if path:
-            template = open(path, encoding="utf-8").read()
+            template = Path(path).read_text(encoding="utf-8")
     except OSError:
         pass
     return QwenVLImageProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)

@@ -75,8 +75,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     from .data.dataset import SyntheticTaskDataset
-    from .evaluate import evaluate
     from .errors import LIVRError
+    from .evaluate import evaluate
     from .model import load_model
     from .train import preset_config
     from .vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision

@@ -8,8 +8,8 @@ pure function of tensors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Sequence
 
 import torch
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from .bundled import DEMO_MODELS, DEMO_SETS  # noqa: F401 - DEMO_MODELS is part of the service API
 from .errors import LIVRError
-from .heatmaps import display_image, overlay  # noqa: F401 - display_image is part of the service API
+from .heatmaps import display_image, overlay
 from .images import load_image
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"

@@ -35,8 +35,9 @@ def _seeded(cls, config, seed: int):
 def tiny_llava(seed: int = 0, image_size: int = 32, patch_size: int = 8, text_hidden: int = 64, text_layers: int = 2,
                heads: int = 4, kv_heads: int = 2, max_positions: int = 8192):
     """LLaVA 1.5-style: CLIP vision tower with CLS, Llama LM with GQA."""
-    from .demo import DemoBackboneConfig, build_demo_config, build_demo_processor
     from transformers import LlavaForConditionalGeneration
+
+    from .demo import DemoBackboneConfig, build_demo_config, build_demo_processor
 
     cfg = DemoBackboneConfig(image_size=image_size, patch_size=patch_size, vision_hidden=32, vision_layers=2,
                              vision_heads=2, text_hidden=text_hidden, text_layers=text_layers, text_heads=heads,
@@ -50,8 +51,12 @@ def tiny_llava(seed: int = 0, image_size: int = 32, patch_size: int = 8, text_hi
 
 def tiny_qwen2_vl(seed: int = 0, version: str = "2"):
     """Qwen2-VL (version "2") or Qwen2.5-VL ("2.5"): merged 2x2 patches, dynamic grid, M-RoPE."""
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
-                              Qwen2VLForConditionalGeneration)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     specials = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")

@@ -7,7 +7,7 @@ emoji) tokenizes.  Special tokens are single ids and are never split or merged.
 from __future__ import annotations
 
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -15,18 +15,7 @@ from transformers import PreTrainedTokenizerFast
 BASE_SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 
 # Words the synthetic tasks and chat templates use; BPE merges make them 1–2 tokens.
-_CORPUS_WORDS = """
-how many are there in the image count objects shapes circles squares triangles stars crosses diamonds
-which box fits object best one point darker lighter about same brightness reflectance marked
-reference left right top bottom panel corresponds physical after shift rotation scale
-tip corner centre center part plays role handle head across different composite
-jigsaw patch fills hole candidate texture pattern visual similarity art style drawn strokes palette
-dithering choices answer question user assistant system image describe colour color shape position
-red green blue yellow purple orange cyan white black gray pink brown quadrant upper lower
-what is the of a an to and or with on at for from by as it this that these those be has have
-first second third fourth option letter choose select only respond single
-topleft topright bottomleft bottomright yes no options word
-""".split()
+_CORPUS_WORDS = ["how", "many", "are", "there", "in", "the", "image", "count", "objects", "shapes", "circles", "squares", "triangles", "stars", "crosses", "diamonds", "which", "box", "fits", "object", "best", "one", "point", "darker", "lighter", "about", "same", "brightness", "reflectance", "marked", "reference", "left", "right", "top", "bottom", "panel", "corresponds", "physical", "after", "shift", "rotation", "scale", "tip", "corner", "centre", "center", "part", "plays", "role", "handle", "head", "across", "different", "composite", "jigsaw", "patch", "fills", "hole", "candidate", "texture", "pattern", "visual", "similarity", "art", "style", "drawn", "strokes", "palette", "dithering", "choices", "answer", "question", "user", "assistant", "system", "image", "describe", "colour", "color", "shape", "position", "red", "green", "blue", "yellow", "purple", "orange", "cyan", "white", "black", "gray", "pink", "brown", "quadrant", "upper", "lower", "what", "is", "the", "of", "a", "an", "to", "and", "or", "with", "on", "at", "for", "from", "by", "as", "it", "this", "that", "these", "those", "be", "has", "have", "first", "second", "third", "fourth", "option", "letter", "choose", "select", "only", "respond", "single", "topleft", "topright", "bottomleft", "bottomright", "yes", "no", "options", "word"]
 
 
 def _corpus(extra: Sequence[str] = ()) -> list[str]:
@@ -35,7 +24,7 @@ def _corpus(extra: Sequence[str] = ()) -> list[str]:
         lines += [w, " " + w, w.capitalize(), " " + w.capitalize()]
     for c in string.ascii_uppercase + string.digits:
         lines += [c, f"({c})", f" ({c})", f" {c}", f"{c}."]
-    for n in range(0, 21):
+    for n in range(21):
         lines += [str(n), f" {n}"]
     lines += ["USER: ", "ASSISTANT:", "Choices:", "Answer with the option's letter."]
     return lines

@@ -30,7 +30,7 @@ class TokenPoints:
     segment: np.ndarray
     labels: dict[str, list] = field(default_factory=dict)  # e.g. {"task": [...], "sample": [...], "position": [...]}
 
-    def subset(self, keep: np.ndarray) -> "TokenPoints":
+    def subset(self, keep: np.ndarray) -> TokenPoints:
         return TokenPoints(self.vectors[keep], self.segment[keep], {k: [v[i] for i in np.nonzero(keep)[0]]
                                                                     for k, v in self.labels.items()})
 

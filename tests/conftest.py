@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-from transformers.utils import logging as hf_logging  # noqa: E402
+from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()

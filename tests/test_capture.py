@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from livr_viz.capture import CAPTURE_PREFIX, CaptureResult, LatentAttention, _ACTIVE, install_capture
+from livr_viz.capture import _ACTIVE, CAPTURE_PREFIX, CaptureResult, LatentAttention, install_capture
 from livr_viz.model import LIVRModel
 from livr_viz.testing import TINY_BUILDERS
 

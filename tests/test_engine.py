@@ -87,9 +87,8 @@ def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
         LatentAblation(demo_model).run(b, [99], s.letters)
     layer = demo_model.family.language_model(demo_model.base_model).layers[0]
     hooks_before = dict(layer._forward_hooks)  # transformers keeps its own output-capturing hooks here
-    with pytest.raises(RuntimeError):
-        with replace_positions(demo_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 192)):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), replace_positions(demo_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 192)):
+        raise RuntimeError("boom")
     assert dict(layer._forward_hooks) == hooks_before
 
 

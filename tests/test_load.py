@@ -1,6 +1,7 @@
 """20 concurrent sessions: all succeed, each equals the sequential result (no cross-talk), memory bounded."""
 
 import threading
+
 import psutil
 import pytest
 from gradio_client import Client, handle_file

@@ -12,8 +12,14 @@ from livr_viz.data import draw as D
 from livr_viz.data.perception import make_perception_sample
 from livr_viz.errors import LIVRError
 from livr_viz.train import TrainConfig, build_datasets
-from livr_viz.vision_pretrain import (VisionPretrainConfig, draw_glyphs, glyph_labels, image_stream, patch_targets,
-                                     pretrain_vision)
+from livr_viz.vision_pretrain import (
+    VisionPretrainConfig,
+    draw_glyphs,
+    glyph_labels,
+    image_stream,
+    patch_targets,
+    pretrain_vision,
+)
 
 
 def test_patch_labels_come_from_the_pixels():

@@ -83,7 +83,7 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
                 evidence |= D.disc_mask(img.size, x, y, rr)
         concepts.update(count=n, colour=colour)
         question, (choices, answer) = f"How many {colour} circles are there?", _options(rng, str(n),
-                                                                                        [str(v) for v in range(0, 9)])
+                                                                                        [str(v) for v in range(9)])
     elif kind == "brighter":
         levels = rng.uniform(0.1, 0.9, 2)
         while abs(levels[0] - levels[1]) < 0.15:

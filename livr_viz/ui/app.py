@@ -138,12 +138,11 @@ def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, c
 
 @user_errors
 def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progress()):
+    import json
     from pathlib import Path
 
     from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.probes import PROBES_DIR, ConceptSpec, ProbeReport, probe_curves_figure, read_with_probe, run_probes
-
-    import json
 
     spec = ConceptSpec.load(concept)
     bundled = PROBES_DIR / model
