@@ -340,7 +340,7 @@ def cmd_train(args) -> int:
 
     cfg = preset_config(args.preset, pretrain=args.command == "pretrain", variant=getattr(args, "variant", None),
                         tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                        grad_accum=args.grad_accum, precision=args.precision, seed=args.seed,
+                        grad_accum=args.grad_accum, precision=args.precision, seed=args.seed, data_seed=args.data_seed,
                         n_latents=getattr(args, "n_latents", None),
                         latent_placement=getattr(args, "latent_placement", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
@@ -411,7 +411,9 @@ def _train_commands(sub) -> None:
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--grad-accum", type=int, default=None)
         p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
-        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--seed", type=int, default=None, help="LoRA / latent init and dropout (preset default 42)")
+        p.add_argument("--data-seed", type=int, default=None,
+                       help="training / validation data and their order (default 0; `reproduce --seed N` uses N)")
         p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 

@@ -223,3 +223,12 @@ def test_installing_another_set_refuses_a_different_backbone(tmp_path):
     with pytest.raises(LIVRError, match="another backbone"):  # no backbone file at all: same clear error
         install_demo_models(tmp_path / "empty", "demo-art-style")
     assert (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path):
+    from livr_viz.cli import main
+
+    assert main(["train", "--variant", "sft", "--tasks", "counting", "--preset", "quick", "--steps", "2", "--seed", "5",
+                 "--data-seed", "3", "--out", str(tmp_path)]) == 0
+    cfg = json.loads((tmp_path / "train_config.json").read_text())
+    assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
