@@ -15,7 +15,18 @@ from transformers import PreTrainedTokenizerFast
 BASE_SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 
 # Words the synthetic tasks and chat templates use; BPE merges make them 1–2 tokens.
-_CORPUS_WORDS = ["how", "many", "are", "there", "in", "the", "image", "count", "objects", "shapes", "circles", "squares", "triangles", "stars", "crosses", "diamonds", "which", "box", "fits", "object", "best", "one", "point", "darker", "lighter", "about", "same", "brightness", "reflectance", "marked", "reference", "left", "right", "top", "bottom", "panel", "corresponds", "physical", "after", "shift", "rotation", "scale", "tip", "corner", "centre", "center", "part", "plays", "role", "handle", "head", "across", "different", "composite", "jigsaw", "patch", "fills", "hole", "candidate", "texture", "pattern", "visual", "similarity", "art", "style", "drawn", "strokes", "palette", "dithering", "choices", "answer", "question", "user", "assistant", "system", "image", "describe", "colour", "color", "shape", "position", "red", "green", "blue", "yellow", "purple", "orange", "cyan", "white", "black", "gray", "pink", "brown", "quadrant", "upper", "lower", "what", "is", "the", "of", "a", "an", "to", "and", "or", "with", "on", "at", "for", "from", "by", "as", "it", "this", "that", "these", "those", "be", "has", "have", "first", "second", "third", "fourth", "option", "letter", "choose", "select", "only", "respond", "single", "topleft", "topright", "bottomleft", "bottomright", "yes", "no", "options", "word"]
+_CORPUS_WORDS = """
+how many are there in the image count objects shapes circles squares triangles stars crosses diamonds
+which box fits object best one point darker lighter about same brightness reflectance marked
+reference left right top bottom panel corresponds physical after shift rotation scale
+tip corner centre center part plays role handle head across different composite
+jigsaw patch fills hole candidate texture pattern visual similarity art style drawn strokes palette
+dithering choices answer question user assistant system image describe colour color shape position
+red green blue yellow purple orange cyan white black gray pink brown quadrant upper lower
+what is the of a an to and or with on at for from by as it this that these those be has have
+first second third fourth option letter choose select only respond single
+topleft topright bottomleft bottomright yes no options word
+""".split()  # noqa: SIM905 - one word list, readable as text
 
 
 def _corpus(extra: Sequence[str] = ()) -> list[str]:

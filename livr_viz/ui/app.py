@@ -19,6 +19,7 @@ import pandas as pd
 
 from livr_viz import service as S
 from livr_viz.errors import LIVRError
+from livr_viz.interventions import ABLATIONS
 
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=1)
 HOW_IT_WORKS = """
@@ -325,7 +326,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
                         compare_sheet = gr.Image(label="heatmaps per variant (one row of tiles per model)",
-                                                   type="pil", interactive=False, elem_id="compare-sheet")
+                                                 type="pil", interactive=False, elem_id="compare-sheet")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
                             method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
@@ -361,7 +362,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         ablate_latents = gr.CheckboxGroup([str(i) for i in range(n_latents)], value=["0"],
                                                           label="latents to switch off")
                         with gr.Row():
-                            ablate_mode = gr.Radio(["zero", "mean", "noise", "remove", "blind"], value="zero", label="mode")
+                            ablate_mode = gr.Radio(list(ABLATIONS), value="zero", label="mode")
                             ablate_layer = gr.Slider(-1, n_layers - 1, value=-1, step=1, label="after layer (-1 = embeddings)")
                         ablate_btn = gr.Button("ablate", elem_id="ablate")
                         ablate_md = gr.Markdown()
