@@ -68,10 +68,11 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
-              install_as: str = "demo", log=print) -> dict:
+              install_as: str = "demo", grad_accum: int | None = None, log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
+    ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's).
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     from .data.dataset import SyntheticTaskDataset
@@ -121,7 +122,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     backbone = str((out / "pretrain" / "model").resolve())
     configs = {}
     for variant in VARIANTS:
-        cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed)
+        cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
+                            grad_accum=grad_accum)
         configs[variant] = cfg
         timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
 

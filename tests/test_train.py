@@ -164,8 +164,9 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
     Trainer(build_model_for_training("demo-base", again), again, tmp_path, progress=False).run(resume=True)
 
 
-def test_reproduce_seed_reaches_the_fine_tunes(tmp_path, monkeypatch):
-    """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw)."""
+def test_reproduce_seed_and_grad_accum_reach_the_fine_tunes(tmp_path, monkeypatch):
+    """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw), and
+    ``--grad-accum`` as the fine-tunes' micro-batches per step."""
     from livr_viz import reproduce as rep
 
     class Evaluating(Exception):
@@ -185,8 +186,8 @@ def test_reproduce_seed_reaches_the_fine_tunes(tmp_path, monkeypatch):
     monkeypatch.setattr("livr_viz.model.load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
-        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, log=lambda *a: None)
-    assert [(c.variant, c.seed, c.data_seed) for c in seen] == [(v, 7, 7) for v in rep.VARIANTS]
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, log=lambda *a: None)
+    assert [(c.variant, c.seed, c.data_seed, c.grad_accum) for c in seen] == [(v, 7, 7, 3) for v in rep.VARIANTS]
 
 
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
