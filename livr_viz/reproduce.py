@@ -241,6 +241,13 @@ def plot_results(results: dict, path: Path) -> Path:
     return path
 
 
+def _batch(cfg: dict) -> str:
+    accum = cfg.get("grad_accum", 1)
+    if accum == 1:
+        return str(cfg["batch_size"])
+    return f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)"
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
@@ -283,6 +290,10 @@ def backbone_section(out: Path) -> list[str]:
 
         chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
         lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
+    if not (vision or warm or evals):  # the backbone was given, not pretrained in this run
+        which = ("the bundled `demo-base`, whose pretraining the repository's RESULTS.md describes"
+                 if _on_bundled_backbone(out) else "not this run's: no pretraining logs")
+        lines.append(f"The backbone in `{out.name}/pretrain/model` was given, not pretrained here: {which}.")
     return lines
 
 
@@ -350,7 +361,7 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
               f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
               f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}.",
               f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
-              f"steps each, batch {cfg['batch_size']}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
+              f"steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
               f"steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
               f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
               f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "

@@ -190,6 +190,16 @@ def test_reproduce_seed_and_grad_accum_reach_the_fine_tunes(tmp_path, monkeypatc
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum) for c in seen] == [(v, 7, 7, 3) for v in rep.VARIANTS]
 
 
+def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
+    from livr_viz.reproduce import _batch, backbone_section
+
+    (tmp_path / "pretrain" / "model").mkdir(parents=True)
+    text = "\n".join(backbone_section(tmp_path))
+    assert "was given, not pretrained here" in text and "no pretraining logs" in text
+    assert _batch({"batch_size": 32, "grad_accum": 1}) == "32"
+    assert _batch({"batch_size": 32, "grad_accum": 2}) == "32 × 2 micro-batches (64 per step)"
+
+
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
     """The shipped single-task set (RESULTS.md: LIVR 71.5 %, SFT 68.5 % on 200 test questions, seed 2026)."""
     from livr_viz.data.dataset import SyntheticTaskDataset
