@@ -86,6 +86,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
     if install_as not in DEMO_SETS:
         raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
+    # the fine-tunes' settings are checked now, not after half an hour of pretraining
+    configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
+                                      grad_accum=grad_accum) for variant in VARIANTS}
     out = Path(out)
     if install and install_as != "demo" and _phase_done(out / "pretrain") and not _on_bundled_backbone(out):
         raise LIVRError(f"--install-as {install_as}: {out}/pretrain/model is not the bundled demo-base, so its "
@@ -120,11 +123,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         timings["pretrain"] = run_phase(
             out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
     backbone = str((out / "pretrain" / "model").resolve())
-    configs = {}
-    for variant in VARIANTS:
-        cfg = preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
-                            grad_accum=grad_accum)
-        configs[variant] = cfg
+    for variant, cfg in configs.items():
         timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
 
     t_eval = time.perf_counter()

@@ -243,3 +243,11 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path):
                  "--data-seed", "3", "--out", str(tmp_path)]) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
+
+
+def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
+    from livr_viz.reproduce import reproduce
+
+    with pytest.raises(LIVRError, match="grad_accum"):
+        reproduce(tmp_path / "run", preset="quick", tasks="counting", grad_accum=0, log=lambda *a: None)
+    assert not (tmp_path / "run").exists()
