@@ -86,7 +86,15 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
     if install_as not in DEMO_SETS:
         raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
-    # the fine-tunes' settings are checked now, not after half an hour of pretraining
+    # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
+    # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
+    vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
+    # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
+    # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
+    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
+                             warmup_fraction=1 / 3)
+    # stage 1b: the whole perception curriculum
+    pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
                                       grad_accum=grad_accum) for variant in VARIANTS}
     out = Path(out)
@@ -103,14 +111,6 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     backbone_done = _phase_done(out / "pretrain")
     if not backbone_done and not (init / "config.json").is_file():  # random init (seed 0), everything starts here
         save_demo_backbone(init, DemoBackboneConfig(seed=0))
-    # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
-    vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
-    # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
-    # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
-    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
-                             warmup_fraction=1 / 3)
-    # stage 1b: the whole perception curriculum
-    pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
     if backbone_done:
         log("pretrain: backbone already trained, skipping stages 0-1b")
         timings.update(vision=0.0, pretrain_colour=0.0, pretrain=0.0)
