@@ -344,12 +344,20 @@ def cmd_train(args) -> int:
                         n_latents=getattr(args, "n_latents", None),
                         latent_placement=getattr(args, "latent_placement", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
-                        warmup_fraction=args.warmup_fraction)
+                        warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
+                        **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
     backbone = "demo-base" if args.model == "demo" else args.model
     _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
     print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
+
+
+def _lora_settings(r: int | None, alpha: int | None) -> dict:
+    """``--lora-r`` / ``--lora-alpha``: alpha follows the rank at the shipped ratio (alpha = 2 r) unless given."""
+    if r is None and alpha is None:
+        return {}
+    return {"lora_r": r, "lora_alpha": alpha if alpha is not None else 2 * (r if r is not None else 16)}
 
 
 def cmd_pretrain_vision(args) -> int:
@@ -415,6 +423,9 @@ def _train_commands(sub) -> None:
         p.add_argument("--data-seed", type=int, default=None,
                        help="training / validation data and their order (default 0; `reproduce --seed N` uses N)")
         p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
+        p.add_argument("--n-train-per-task", type=int, default=None,
+                       help="distinct training questions per task (demo / paper presets: 1000, as in the paper); "
+                            "the suite is procedural, so more costs no memory")
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 
     p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
@@ -426,6 +437,8 @@ def _train_commands(sub) -> None:
                    help="latents right before the answer (default; the last latent's row reads out) or at the end "
                         "of the user turn, before the chat template's assistant marker")
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
+    p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
+    p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")

@@ -70,7 +70,8 @@ class TrainConfig:
         checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
                   "lr": self.lr > 0, "stage1_fraction": 0.0 <= self.stage1_fraction < 1.0,
                   "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0, "n_train_per_task": self.n_train_per_task >= 1,
-                  "precision": self.precision in ("fp32", "bf16")}
+                  "precision": self.precision in ("fp32", "bf16"), "lora_r": self.lora_r >= 1,
+                  "lora_alpha": self.lora_alpha > 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")

@@ -245,6 +245,22 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path):
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
 
+def test_cli_train_takes_lora_rank_and_training_questions(tmp_path, capsys):
+    from livr_viz.cli import main
+
+    assert main(["train", "--variant", "latents_only", "--tasks", "counting", "--preset", "quick", "--steps", "2",
+                 "--lora-r", "4", "--n-train-per-task", "20", "--out", str(tmp_path)]) == 0
+    cfg = json.loads((tmp_path / "train_config.json").read_text())
+    assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
+    adapter = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)
+    shapes = {tuple(t.shape) for n, t in load_file(tmp_path / "model" / "adapter_model.safetensors").items()
+              if "lora_A" in n}
+    assert shapes and all(s[0] == 4 for s in shapes)
+    assert main(["train", "--variant", "sft", "--preset", "quick", "--lora-r", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "lora_r=0" in capsys.readouterr().err
+
+
 def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
     from livr_viz.reproduce import reproduce
 
