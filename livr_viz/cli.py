@@ -344,6 +344,7 @@ def cmd_train(args) -> int:
                         n_latents=getattr(args, "n_latents", None),
                         latent_placement=getattr(args, "latent_placement", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
+                        task_balance=getattr(args, "task_balance", None),
                         warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
                         **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
     backbone = "demo-base" if args.model == "demo" else args.model
@@ -439,6 +440,9 @@ def _train_commands(sub) -> None:
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
+    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+                   help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
+                        "all of them in every step), each task's gradient scaled to the same norm (default none)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")

@@ -267,3 +267,36 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
     with pytest.raises(LIVRError, match="grad_accum"):
         reproduce(tmp_path / "run", preset="quick", tasks="counting", grad_accum=0, log=lambda *a: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
+    from livr_viz.train import TrainConfig, Trainer, build_model_for_training
+
+    cfg = preset_config("quick", tasks="counting,art_style", variant="sft", grad_accum=2, task_balance="grad_norm",
+                        max_grad_norm=1e9)
+    lm = build_model_for_training("demo-base", cfg)
+    trainer = Trainer(lm, cfg, "unused", progress=False)
+    tasks = [[trainer.train_set[i].task for i in trainer._micro_batch_indices(step, micro)]
+             for step in range(3) for micro in range(2)]
+    assert [set(t) for t in tasks] == [{"counting"}, {"art_style"}] * 3  # every step sees each task once
+    assert trainer._micro_batch_indices(1, 0) != trainer._micro_batch_indices(0, 0)  # and new questions each turn
+
+    lm.model.eval()  # no dropout: the two gradients below are the ones the step combines
+    batches = [trainer._micro_batch(0, micro) for micro in range(2)]
+    expected_parts = []
+    for batch in batches:
+        (lm.loss(batch, "full") / 2).backward()
+        expected_parts.append([p.grad.clone() for p in trainer.params])
+        trainer.optimizer.zero_grad(set_to_none=True)
+    norms = [float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in part]))) for part in expected_parts]
+    assert max(norms) > 3 * min(norms)  # counting's gradient is much larger than art style's here
+    seen = []
+    trainer.optimizer.step = lambda: seen.append([p.grad.clone() for p in trainer.params])
+    trainer.train_step(batches, "full")
+    scale = sum(norms) / 2 / 2
+    for got, g1, g2 in zip(seen[0], *expected_parts):
+        assert torch.allclose(got, (g1 / norms[0] + g2 / norms[1]) * scale, atol=1e-6, rtol=1e-4)
+    with pytest.raises(LIVRError, match="task_balance"):
+        TrainConfig(task_balance="loss")
+    with pytest.raises(LIVRError, match="task_balance"):
+        TrainConfig(variant="sft", tasks="perception", task_balance="grad_norm")
