@@ -405,7 +405,7 @@ def cmd_reproduce(args) -> int:
     install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
-                        install_as=args.install_as, grad_accum=args.grad_accum)
+                        install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
 
@@ -480,6 +480,8 @@ def _train_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
     p.add_argument("--grad-accum", type=int, default=None,
                    help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
+    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+                   help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")

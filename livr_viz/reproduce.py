@@ -68,11 +68,13 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
-              install_as: str = "demo", grad_accum: int | None = None, log=print) -> dict:
+              install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
+              log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
-    ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's).
+    ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
+    ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     from .data.dataset import SyntheticTaskDataset
@@ -96,7 +98,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
-                                      grad_accum=grad_accum) for variant in VARIANTS}
+                                      grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
     out = Path(out)
     if install and install_as != "demo" and _phase_done(out / "pretrain") and not _on_bundled_backbone(out):
         raise LIVRError(f"--install-as {install_as}: {out}/pretrain/model is not the bundled demo-base, so its "
@@ -242,9 +244,11 @@ def plot_results(results: dict, path: Path) -> Path:
 
 def _batch(cfg: dict) -> str:
     accum = cfg.get("grad_accum", 1)
-    if accum == 1:
-        return str(cfg["batch_size"])
-    return f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)"
+    text = str(cfg["batch_size"]) if accum == 1 else (
+        f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)")
+    if cfg.get("task_balance", "none") == "grad_norm":
+        text += ", one task per micro-batch, each task's gradient scaled to the same norm (`--task-balance grad_norm`)"
+    return text
 
 
 def _pct(v: float) -> str:

@@ -164,9 +164,9 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
     Trainer(build_model_for_training("demo-base", again), again, tmp_path, progress=False).run(resume=True)
 
 
-def test_reproduce_seed_and_grad_accum_reach_the_fine_tunes(tmp_path, monkeypatch):
+def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):
     """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw), and
-    ``--grad-accum`` as the fine-tunes' micro-batches per step."""
+    ``--grad-accum`` as the fine-tunes' micro-batches per step, ``--task-balance`` as theirs."""
     from livr_viz import reproduce as rep
 
     class Evaluating(Exception):
@@ -186,8 +186,10 @@ def test_reproduce_seed_and_grad_accum_reach_the_fine_tunes(tmp_path, monkeypatc
     monkeypatch.setattr("livr_viz.model.load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
-        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, log=lambda *a: None)
-    assert [(c.variant, c.seed, c.data_seed, c.grad_accum) for c in seen] == [(v, 7, 7, 3) for v in rep.VARIANTS]
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
+                      log=lambda *a: None)
+    assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen] == [
+        (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
 
 
 def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
@@ -198,6 +200,7 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
     assert "was given, not pretrained here" in text and "no pretraining logs" in text
     assert _batch({"batch_size": 32, "grad_accum": 1}) == "32"
     assert _batch({"batch_size": 32, "grad_accum": 2}) == "32 × 2 micro-batches (64 per step)"
+    assert "same norm" in _batch({"batch_size": 32, "grad_accum": 9, "task_balance": "grad_norm"})
 
 
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
@@ -245,13 +248,14 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path):
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
 
-def test_cli_train_takes_lora_rank_and_training_questions(tmp_path, capsys):
+def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, capsys):
     from livr_viz.cli import main
 
     assert main(["train", "--variant", "latents_only", "--tasks", "counting", "--preset", "quick", "--steps", "2",
-                 "--lora-r", "4", "--n-train-per-task", "20", "--out", str(tmp_path)]) == 0
+                 "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm", "--out", str(tmp_path)]) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
+    assert cfg["task_balance"] == "grad_norm"
     adapter = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)
     shapes = {tuple(t.shape) for n, t in load_file(tmp_path / "model" / "adapter_model.safetensors").items()
