@@ -6,7 +6,8 @@
 * Loss: next-token NLL on answer tokens only.  AdamW, gradient clipping, gradient accumulation, fp32 or bf16
   autocast.
 * Data order is a pure function of ``(data_seed, step)``: every variant sees the same samples in the same order,
-  and a resumed run sees exactly what an uninterrupted one would.
+  and a resumed run sees exactly what an uninterrupted one would.  ``task_balance="grad_norm"`` makes every
+  micro-batch one task (round robin) and scales each one's gradient to the step's mean norm before accumulating.
 * Checkpoints are written to ``checkpoint.tmp/`` and renamed over ``checkpoint/`` (atomic on POSIX); they hold the
   trainable weights (safetensors), the optimizer moments (safetensors + JSON) and the RNG state.  ``resume=True``
   continues from there and ends with the same weights as an uninterrupted run.
