@@ -17,15 +17,14 @@ import json
 
 import torch
 
-from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.data.dataset import LIVRCollator, SyntheticTaskDataset
 from livr_viz.data.tasks import resolve_tasks
 from livr_viz.train import TrainConfig, _trainable, build_model_for_training
 
 
 def task_gradient(lm, params: dict, task: str, start: int, n: int, data_seed: int) -> tuple[float, torch.Tensor]:
     data = SyntheticTaskDataset([task], "train", 1000, data_seed)
-    items = [data[i] for i in range(start, start + n)]
-    batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
+    batch = LIVRCollator(lm)([data[i] for i in range(start, start + n)])
     for p in params.values():
         p.grad = None
     loss = lm.loss(batch, "full")

@@ -358,7 +358,10 @@ def _lora_settings(r: int | None, alpha: int | None) -> dict:
     """``--lora-r`` / ``--lora-alpha``: alpha follows the rank at the shipped ratio (alpha = 2 r) unless given."""
     if r is None and alpha is None:
         return {}
-    return {"lora_r": r, "lora_alpha": alpha if alpha is not None else 2 * (r if r is not None else 16)}
+    from .train import TrainConfig
+
+    rank = r if r is not None else TrainConfig.lora_r
+    return {"lora_r": rank, "lora_alpha": alpha if alpha is not None else 2 * rank}
 
 
 def cmd_pretrain_vision(args) -> int:

@@ -336,7 +336,8 @@ class Trainer:
 
         loss_sum = 0.0
         balanced = self.cfg.task_balance == "grad_norm"
-        total, norms = ([torch.zeros_like(p) for p in self.params], []) if balanced else (None, [])
+        total = [torch.zeros_like(p) for p in self.params] if balanced else None
+        norms = []
         for batch in batches:
             with autocast or contextlib.nullcontext():
                 loss = self.lm.loss(batch, stage) / len(batches)
@@ -344,7 +345,7 @@ class Trainer:
             loss_sum += float(loss.detach())
             if balanced:  # set this micro-batch's (one task's) gradient aside at unit norm
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-                norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+                norm = float(torch.nn.utils.get_total_norm(grads))
                 norms.append(norm)
                 for acc, g in zip(total, grads):
                     acc.add_(g, alpha=1.0 / max(norm, 1e-12))
