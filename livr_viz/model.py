@@ -156,13 +156,18 @@ def load_backbone(
     """Load an HF VLM and its processor from a demo name, local path or hub id, with clear errors."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from .bundled import DEMO_NAMES
+    from .bundled import DEMO_NAMES, DEMO_SETS
 
     ref = resolve_reference(name)
     path = Path(ref).expanduser()
     looks_like_path = path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1
     if looks_like_path and not path.exists():
         raise LIVRError(f"model path not found: {ref}")
+    if not looks_like_path and "/" not in ref and ref in DEMO_SETS:
+        raise LIVRError(
+            f"{name!r} is a set of bundled models, not one model: name one of {', '.join(DEMO_SETS[ref])} "
+            "(or demo-base, the backbone they were fine-tuned from)"
+        )
     if not looks_like_path and "/" not in ref:
         raise LIVRError(
             f"unknown model {name!r}: not a bundled name ({', '.join(DEMO_NAMES)}), "

@@ -70,6 +70,8 @@ def test_bad_variant():
 def test_unknown_name_missing_path_and_offline_hub(monkeypatch):
     with pytest.raises(LIVRError, match="unknown model"):
         load_model("demo-livrr")
+    with pytest.raises(LIVRError, match="set of bundled models.*demo-livr, demo-latents-only, demo-sft"):
+        load_model("demo")  # the set's name (train's --model demo means its backbone) is not one model
     with pytest.raises(LIVRError, match="not found"):
         load_model("./no/such/dir")
     monkeypatch.setattr("livr_viz.model._hub_available", lambda ref, timeout=3.0: False)
