@@ -93,16 +93,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_build_demo(args) -> int:
-    """Recreate assets/demo-base (random init) and untrained variant directories."""
-    from .demo import ASSETS_DIR, DemoBackboneConfig, save_demo_backbone
-    from .model import LIVRModel
+    """Write a randomly initialised demo backbone: where `reproduce --out DIR` starts when DIR/init holds one."""
+    from .demo import DemoBackboneConfig, save_demo_backbone
 
-    out = Path(args.out or ASSETS_DIR)
-    save_demo_backbone(out / "demo-base", DemoBackboneConfig(seed=args.seed))
-    if args.variants:
-        for variant, name in (("livr", "demo-livr"), ("latents_only", "demo-latents-only"), ("sft", "demo-sft")):
-            LIVRModel.from_backbone(str(out / "demo-base") if args.out else "demo-base", variant=variant).save(out / name)
-    print(f"wrote {out}")
+    out = Path(args.out)
+    if (out / "config.json").exists() and not args.force:
+        raise LIVRError(f"{out} already holds a model (config.json); pass --force to overwrite it with a random one")
+    sizes = {k: getattr(args, k) for k in ("text_hidden", "text_layers", "text_heads", "text_intermediate")
+             if getattr(args, k) is not None}
+    if any(v < 1 for v in sizes.values()):
+        raise LIVRError(f"language-model sizes must be positive: {sizes}")
+    try:
+        cfg = DemoBackboneConfig(seed=args.seed, **sizes)
+    except ValueError as exc:  # e.g. a width its number of heads does not divide
+        raise LIVRError(str(exc)) from None
+    save_demo_backbone(out, cfg)
+    print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}); "
+          f"`livr-viz reproduce --out {out.parent}` starts from it when it sits at {out.parent}/init")
     return 0
 
 
@@ -134,10 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="livr-demo", help="output directory")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("build-demo", help="rebuild the demo backbone (random init) under assets/")
-    p.add_argument("--out", default=None, help="directory (default: the package's assets/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", action="store_true", help="also write untrained demo-livr/-latents-only/-sft")
+    p = sub.add_parser("build-demo", help="write a randomly initialised demo backbone (optionally another size)")
+    p.add_argument("--out", required=True,
+                   help="directory for the backbone, e.g. RUN/init to start `reproduce --out RUN` from it")
+    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in --out")
+    for flag, default in (("--text-hidden", 192), ("--text-layers", 4), ("--text-heads", 6),
+                          ("--text-intermediate", 512)):
+        p.add_argument(flag, type=int, default=None, help=f"language model size (default {default}, the shipped one)")
     p.set_defaults(func=cmd_build_demo)
 
     _data_commands(sub)

@@ -141,7 +141,9 @@ def resolve_reference(name: str) -> str:
     path = demo_path(name)
     if path is not None:
         if not path.is_dir():
-            raise LIVRError(f"bundled model {name!r} is missing at {path}; run `livr-viz build-demo` to recreate it")
+            raise LIVRError(f"bundled model {name!r} is missing at {path}; restore it with "
+                            "`git checkout -- assets` (or reinstall livr-viz), or retrain it with "
+                            "`livr-viz reproduce --out runs/demo --install`")
         return str(path)
     return name
 

@@ -1,6 +1,7 @@
 """Wrapper behaviour on the bundled demo model and clear errors for bad input."""
 
 import io
+import json
 import subprocess
 import sys
 
@@ -160,3 +161,24 @@ def test_extreme_image_sizes_run_through_the_model(demo_model, size):
 
     batch = demo_model.build_inputs([Image.new("RGB", size, (200, 30, 30))], ["What colour is it?"])
     assert torch.isfinite(demo_model.choice_probs(batch, ["A", "B"])).all()
+
+
+def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
+    out = tmp_path / "init"
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(out), *argv],
+                              capture_output=True, text=True, timeout=300)
+
+    proc = run("--text-hidden", "96", "--text-layers", "2", "--text-heads", "4")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "config.json").read_text())["text_config"]
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (96, 2, 4)
+    before = (out / "model.safetensors").read_bytes()
+    proc = run("--seed", "1")  # a model is there: refused, the file untouched
+    assert proc.returncode == 2 and "--force" in proc.stderr and (out / "model.safetensors").read_bytes() == before
+    for argv, message in ((["--force", "--text-hidden", "100"], "divisible"), (["--force", "--text-layers", "0"],
+                                                                                "positive")):
+        proc = run(*argv)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (out / "model.safetensors").read_bytes() == before
