@@ -487,7 +487,9 @@ def _train_commands(sub) -> None:
 
     p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
     p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
-    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--out", default="runs/reproduce",
+                   help="run directory; starts from OUT/init when that holds a backbone (e.g. one of another size "
+                        "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
     p.add_argument("--pretrain-steps", type=int, default=None)

@@ -7,6 +7,7 @@ where it stopped (a phase killed mid-way resumes from its last checkpoint).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -148,6 +149,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
                                                "full": evaluate(lm, test, "full")}
     timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
+    results["backbone"] = backbone_size(Path(backbone))
     results["seconds"] = timings  # this invocation (phases already trained count 0)
     results["phase_seconds"] = {name: phase_seconds(out / folder) for name, folder in PHASES.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -240,6 +242,24 @@ def plot_results(results: dict, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def backbone_size(model_dir: Path) -> dict | None:
+    """Parameter count and language-model / vision-tower shape of a saved LLaVA backbone (read from its files)."""
+    from safetensors import safe_open
+
+    config_path = model_dir / "config.json"
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not config_path.is_file() or not weights:
+        return None
+    config = json.loads(config_path.read_text())
+    n = 0
+    for file in weights:
+        with safe_open(str(file), "pt") as f:
+            n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    text, vision = config.get("text_config", {}), config.get("vision_config", {})
+    return {"parameters": n, "text_hidden": text.get("hidden_size"), "text_layers": text.get("num_hidden_layers"),
+            "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers")}
 
 
 def _batch(cfg: dict) -> str:
@@ -339,12 +359,14 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
                        ("bottleneck_blind_latents", "bottleneck + latents blind to the image")):
         lines.append(f"| {label} | {_pct(ev['latents_only'][key]['average']['accuracy'])} | "
                      f"{_pct(ev['livr'][key]['average']['accuracy'])} |")
+    size = results.get("backbone")
+    size_text = f"{size['parameters'] / 1e6:.1f} M parameters" if size else "a few M parameters"
     lines += ["", "## Beside the paper", "",
               f"The paper reports LIVR − SFT of +3.4 to +6.2 points on average (Qwen2.5-VL-3B: "
               f"+{PAPER_DELTAS['average']}, jigsaw +{PAPER_DELTAS['jigsaw']}, functional correspondence "
               f"+{PAPER_DELTAS['functional_correspondence']}); ours on the demo backbone: "
               f"{100 * (avg[2]['accuracy'] - avg[0]['accuracy']):+.1f} points. The backbones differ by three orders "
-              "of magnitude (3 M parameters trained from scratch on CPU vs 3–7 B pretrained), so only the direction "
+              f"of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), so only the direction "
               "is comparable.", "", "## Settings", ""]
     pre = results["pretrain_config"]
     cfg = results["configs"]["livr"]
@@ -356,6 +378,10 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     known = [v for v in phase.values() if v is not None]
     evaluation = results["seconds"].get("eval", 0.0)
     vis, warm = results["vision_config"], results["warm_start_config"]
+    if size:
+        lines.append(f"- Backbone: {size_text}; language model {size['text_layers']} layers of width "
+                     f"{size['text_hidden']}, vision tower {size['vision_layers']} layers of width "
+                     f"{size['vision_hidden']}.")
     lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/vision_pretrain.py`): {vis['steps']} steps, "
               f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
               f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,6 +135,7 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| counting |" in text and "## Targets" in text and (tmp_path / "results.png").stat().st_size > 0
     assert "Vision-tower pretraining" in text
+    assert "- Backbone: 3.1 M parameters; language model 4 layers of width 192" in text
     # a finished backbone is enough to (re)run the fine-tunes: the earlier phases' models may be gone
     for folder in ("vision", "pretrain-colour"):
         shutil.rmtree(tmp_path / folder / "model")
@@ -190,6 +192,29 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
                       log=lambda *a: None)
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen] == [
         (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
+
+
+def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
+    """A backbone of another size placed at OUT/init (`livr-viz build-demo --out OUT/init ...`) is where stage 0
+    starts, untouched; the shipped-size random init is written only when OUT/init is empty."""
+    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
+    from livr_viz.reproduce import backbone_size, reproduce
+
+    class Started(Exception):
+        pass
+
+    def stop(init, cfg, out, log=print):
+        seen.append(Path(init))
+        raise Started
+
+    seen = []
+    monkeypatch.setattr("livr_viz.vision_pretrain.pretrain_vision", stop)
+    save_demo_backbone(tmp_path / "init", DemoBackboneConfig(text_hidden=96, text_layers=2, text_heads=4))
+    with pytest.raises(Started):
+        reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
+    assert seen == [tmp_path / "init"]
+    assert backbone_size(tmp_path / "init") | {"parameters": 0} == {
+        "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4}
 
 
 def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
@@ -252,7 +277,8 @@ def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path,
     from livr_viz.cli import main
 
     assert main(["train", "--variant", "latents_only", "--tasks", "counting", "--preset", "quick", "--steps", "2",
-                 "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm", "--out", str(tmp_path)]) == 0
+                 "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm",
+                 "--out", str(tmp_path)]) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
     assert cfg["task_balance"] == "grad_norm"
