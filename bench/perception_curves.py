@@ -43,11 +43,17 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seeds the sampling order and dropout")
     ap.add_argument("--blocked", action="store_true",
                     help="task-blocked batches: every batch holds one kind (round-robin) instead of a mix")
+    ap.add_argument("--dense-lookup", type=int, default=0,
+                    help="pick_option training targets carry N more lookups on the same options after the answer "
+                         "(\"B\\nWhich option is 8? C ...\"): N+1 supervised letters per question; validation unchanged")
     a = ap.parse_args(argv)
 
     def item(kind: str, split: str, index: int):
         if not kind.startswith("task:"):
-            return make_perception_sample(kind, split, 0, index)
+            s = make_perception_sample(kind, split, 0, index)
+            if kind == "pick_option" and split == "train" and a.dense_lookup:
+                return _dense_lookup(s, a.dense_lookup, np.random.default_rng(index))
+            return s
         s = make_sample(kind.removeprefix("task:"), split, 0, index)
         s.answer_format = "word" if a.word_answers else "letter"
         return s
@@ -92,6 +98,15 @@ def main(argv=None):
         lm.model.eval()
         save_backbone(lm.model, lm.processor, a.save)
         print("saved", a.save)
+
+
+def _dense_lookup(sample, n: int, rng):
+    """A training item whose target answers ``n`` more questions on the same options after the real answer."""
+    from types import SimpleNamespace
+
+    extra = [int(i) for i in rng.integers(len(sample.choices), size=n)]
+    target = sample.target + "".join(f"\nWhich option is {sample.choices[i]}? {'ABCD'[i]}" for i in extra)
+    return SimpleNamespace(image=sample.image, prompt=sample.prompt, target=target)
 
 
 if __name__ == "__main__":
