@@ -21,6 +21,7 @@ import torch
 
 from livr_viz.data import make_sample
 from livr_viz.data.perception import CURRICULUM, make_perception_sample
+from livr_viz.data.tasks import LETTERS
 from livr_viz.evaluate import evaluate
 from livr_viz.model import LIVRModel
 from livr_viz.train import warmup_cosine
@@ -45,7 +46,8 @@ def main(argv=None):
                     help="task-blocked batches: every batch holds one kind (round-robin) instead of a mix")
     ap.add_argument("--dense-lookup", type=int, default=0,
                     help="pick_option training targets carry N more lookups on the same options after the answer "
-                         "(\"B\\nWhich option is 8? C ...\"): N+1 supervised letters per question; validation unchanged")
+                         "(\"B\\nWhich option is 8? C ...\"): N+1 supervised letters per question; "
+                         "validation unchanged")
     a = ap.parse_args(argv)
 
     def item(kind: str, split: str, index: int):
@@ -105,7 +107,7 @@ def _dense_lookup(sample, n: int, rng):
     from types import SimpleNamespace
 
     extra = [int(i) for i in rng.integers(len(sample.choices), size=n)]
-    target = sample.target + "".join(f"\nWhich option is {sample.choices[i]}? {'ABCD'[i]}" for i in extra)
+    target = sample.target + "".join(f"\nWhich option is {sample.choices[i]}? {LETTERS[i]}" for i in extra)
     return SimpleNamespace(image=sample.image, prompt=sample.prompt, target=target)
 
 

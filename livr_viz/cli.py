@@ -101,11 +101,9 @@ def cmd_build_demo(args) -> int:
         raise LIVRError(f"{out} already holds a model (config.json); pass --force to overwrite it with a random one")
     sizes = {k: getattr(args, k) for k in ("text_hidden", "text_layers", "text_heads", "text_intermediate")
              if getattr(args, k) is not None}
-    if any(v < 1 for v in sizes.values()):
-        raise LIVRError(f"language-model sizes must be positive: {sizes}")
     try:
         cfg = DemoBackboneConfig(seed=args.seed, **sizes)
-    except ValueError as exc:  # e.g. a width its number of heads does not divide
+    except ValueError as exc:  # a size below 1, or a width its number of heads does not divide
         raise LIVRError(str(exc)) from None
     save_demo_backbone(out, cfg)
     print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}); "
@@ -146,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for the backbone, e.g. RUN/init to start `reproduce --out RUN` from it")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     p.add_argument("--force", action="store_true", help="overwrite a model already in --out")
-    for flag, default in (("--text-hidden", 192), ("--text-layers", 4), ("--text-heads", 6),
-                          ("--text-intermediate", 512)):
-        p.add_argument(flag, type=int, default=None, help=f"language model size (default {default}, the shipped one)")
+    for field in ("text_hidden", "text_layers", "text_heads", "text_intermediate"):  # DemoBackboneConfig fields
+        p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None,
+                       help="language-model size (default: the shipped demo backbone's)")
     p.set_defaults(func=cmd_build_demo)
 
     _data_commands(sub)
@@ -489,7 +487,8 @@ def _train_commands(sub) -> None:
     p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
     p.add_argument("--out", default="runs/reproduce",
                    help="run directory; starts from OUT/init when that holds a backbone (e.g. one of another size "
-                        "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
+                        "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh "
+                        "shipped-size one")
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
     p.add_argument("--pretrain-steps", type=int, default=None)

@@ -53,6 +53,9 @@ class DemoBackboneConfig:
     seed: int = 0  # weight initialisation seed
 
     def __post_init__(self):
+        small = {k: v for k, v in asdict(self).items() if k != "seed" and v < 1}
+        if small:
+            raise ValueError(f"sizes must be positive: {small}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         for name in ("vision_hidden", "text_hidden"):

@@ -165,7 +165,7 @@ def load_backbone(
     looks_like_path = path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1
     if looks_like_path and not path.exists():
         raise LIVRError(f"model path not found: {ref}")
-    if not looks_like_path and "/" not in ref and ref in DEMO_SETS:
+    if not looks_like_path and ref in DEMO_SETS:
         raise LIVRError(
             f"{name!r} is a set of bundled models, not one model: name one of {', '.join(DEMO_SETS[ref])} "
             "(or demo-base, the backbone they were fine-tuned from)"
