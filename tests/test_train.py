@@ -63,6 +63,19 @@ def _train_cmd(out, *extra):
             "--preset", "quick", "--steps", "24", "--out", str(out), *extra]
 
 
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoint" / "trainable.safetensors"))
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    return max(float((a[n] - b[n]).abs().max()) for n in a)
+
+
+def _logged_losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -80,16 +93,29 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     step = json.loads(state.read_text())["step"]
     assert 8 <= step < 24, "the run finished before it could be killed"
     subprocess.run(_train_cmd(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
-    a = load_file(str(tmp_path / "straight" / "checkpoint" / "trainable.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "checkpoint" / "trainable.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+
     def logged(run):
         lines = (tmp_path / run / "log.jsonl").read_text().splitlines()
         return [(json.loads(line)["step"], "loss" in line) for line in lines]
 
     assert logged("killed") == logged("straight")  # every line once: none lost or duplicated by the resume
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    differing = [name for name in a if not torch.equal(a[name], b[name])]
+    if not differing:
+        return  # bit for bit: weights, AdamW moments, data order and the dropout stream all came back
+    # Not bit-identical. That is a resume bug, unless this machine's float arithmetic is not reproducible from one
+    # process to the next at all, which a second uninterrupted run tells apart.
+    straight, killed = _logged_losses(tmp_path / "straight"), _logged_losses(tmp_path / "killed")
+    first = min((s for s in straight if straight[s] != killed.get(s)), default=None)
+    subprocess.run(_train_cmd(tmp_path / "again"), check=True, capture_output=True, env=env, timeout=600)
+    again = _final_weights(tmp_path / "again")
+    rerun, resumed = _largest_difference(a, again), _largest_difference(a, b)
+    what = (f"resumed from step {step}: {len(differing)} tensors differ from the uninterrupted run (largest "
+            f"difference {resumed:.2e}, first differing logged loss at step {first}); a second uninterrupted run "
+            f"differs by {rerun:.2e}")
+    assert rerun > 0, what + ", i.e. not at all: the resume restores something wrongly"
+    assert resumed <= 4 * rerun, what + ": the resume adds more than this machine's run-to-run noise"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
