@@ -1,6 +1,9 @@
 """Atomic directory writes: build everything in ``<target>.tmp``, then swap it in with renames.
 
-A crash at any point leaves either the previous complete ``target`` or the new one, never a half-written mix.
+Replacing an existing ``target`` takes two renames (POSIX cannot rename a directory over a non-empty one):
+``target`` → ``target.old``, then ``target.tmp`` → ``target``.  A crash at any point leaves a complete copy, never a
+half-written mix: the new one at ``target``, or the previous one at ``target`` or, between the two renames, at
+``target.old``, which :func:`recover_dir` (called by :func:`replace_dir` and before a resume) moves back.
 """
 
 from __future__ import annotations
@@ -19,9 +22,21 @@ def fresh_tmp_dir(target: str | Path) -> Path:
     return tmp
 
 
+def recover_dir(target: str | Path) -> bool:
+    """Undo a swap interrupted between its two renames: ``target`` missing but ``target.old`` there → move it back.
+    True if something was recovered."""
+    target = Path(target)
+    old = target.with_name(target.name + ".old")
+    if target.exists() or not old.is_dir():
+        return False
+    os.replace(old, target)
+    return True
+
+
 def replace_dir(tmp: str | Path, target: str | Path) -> Path:
     """Move the finished ``tmp`` to ``target``, replacing an existing ``target``."""
     tmp, target = Path(tmp), Path(target)
+    recover_dir(target)  # never delete the only complete copy a crash left in ``target.old``
     old = target.with_name(target.name + ".old")
     if old.exists():
         shutil.rmtree(old)

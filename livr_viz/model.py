@@ -164,6 +164,10 @@ def load_backbone(
     path = Path(ref).expanduser()
     looks_like_path = path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1
     if looks_like_path and not path.exists():
+        previous = path.with_name(path.name + ".old")
+        if previous.is_dir():
+            raise LIVRError(f"model path not found: {ref}; a save into it was interrupted and left the previous "
+                            f"copy in {previous}: rename that back to {path.name} to use it")
         raise LIVRError(f"model path not found: {ref}")
     if not looks_like_path and ref in DEMO_SETS:
         raise LIVRError(

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import LIVRError
 from .evaluate import evaluate
-from .fsutil import fresh_tmp_dir, replace_dir, save_backbone
+from .fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
 
 TASK_BALANCE = ("none", "grad_norm")
 STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
@@ -195,6 +195,7 @@ def _trainable(lm) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
     """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact."""
+    recover_dir(path)
     try:
         _save_checkpoint(path, lm, optimizer, step, cfg)
     except OSError as exc:
@@ -371,6 +372,9 @@ class Trainer:
         self._check_output_dir()
         start = 0
         if resume:
+            if self.state.is_main_process:
+                recover_dir(self.checkpoint_dir)  # a kill between the two renames of a checkpoint swap
+            self.state.wait_for_everyone()
             if not self.checkpoint_dir.is_dir():
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)

@@ -68,13 +68,22 @@ def test_bad_variant():
         LIVRConfig(variant="stage1")
 
 
-def test_unknown_name_missing_path_and_offline_hub(monkeypatch):
+def test_unknown_name_and_missing_path():
     with pytest.raises(LIVRError, match="unknown model"):
         load_model("demo-livrr")
     with pytest.raises(LIVRError, match="set of bundled models.*demo-livr, demo-latents-only, demo-sft"):
         load_model("demo")  # the set's name (train's --model demo means its backbone) is not one model
     with pytest.raises(LIVRError, match="not found"):
         load_model("./no/such/dir")
+
+
+def test_a_model_left_in_old_by_an_interrupted_save_is_named(tmp_path):
+    (tmp_path / "model.old").mkdir()
+    with pytest.raises(LIVRError, match="interrupted.*model.old: rename that back to model"):
+        load_model(str(tmp_path / "model"))
+
+
+def test_offline_hub_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("livr_viz.model._hub_available", lambda ref, timeout=3.0: False)
     with pytest.raises(LIVRError, match="unreachable.*huggingface-cli download"):
         load_model("some-org/some-model")

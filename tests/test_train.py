@@ -138,6 +138,41 @@ def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path)
     assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
 
 
+def test_a_swap_killed_between_its_renames_keeps_the_old_copy(tmp_path):
+    from livr_viz.fsutil import fresh_tmp_dir, recover_dir, replace_dir
+
+    target = tmp_path / "checkpoint"
+    for content in ("first", "second"):
+        tmp = fresh_tmp_dir(target)
+        (tmp / "f").write_text(content)
+        replace_dir(tmp, target)
+    assert (target / "f").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    # killed after "target -> target.old" and before "target.tmp -> target"
+    target.rename(tmp_path / "checkpoint.old")
+    (fresh_tmp_dir(target) / "f").write_text("third")
+    tmp = fresh_tmp_dir(target)  # the next write starts over, and must not delete the only complete copy
+    (tmp / "f").write_text("fourth")
+    replace_dir(tmp, target)
+    assert (target / "f").read_text() == "fourth" and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    target.rename(tmp_path / "checkpoint.old")
+    assert recover_dir(target) and (target / "f").read_text() == "fourth" and not recover_dir(target)
+
+
+def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path):
+    cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
+                        n_val_per_task=2)
+    Trainer(build_model_for_training("demo-base", cfg), cfg, tmp_path, progress=False).run()
+    before = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # the kill came between the swap's renames
+    (tmp_path / "checkpoint.tmp").mkdir()
+    lm = build_model_for_training("demo-base", cfg)
+    Trainer(lm, cfg, tmp_path, progress=False).run(resume=True)
+    assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
+    after = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
+    assert all(torch.equal(before[n], after[n]) for n in before)  # resumed at the end: nothing trained twice
+    assert not (tmp_path / "checkpoint.old").exists() and not (tmp_path / "checkpoint.tmp").exists()
+
+
 @pytest.mark.slow
 def test_two_process_cpu_launch_with_accelerate(tmp_path):
     """The same trainer under `accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 writes."""
