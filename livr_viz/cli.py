@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p, variant=True):
-        p.add_argument("model", nargs="?", default="demo-livr", help=MODEL_HELP)
+        p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (default demo-livr)")
+        p.add_argument("--model", dest="model_option", metavar="MODEL", default=None,
+                       help="the same, as an option (as the other commands take it)")
         if variant:
             p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default=None,
                            help="variant when wrapping a plain VLM (default livr)")
@@ -571,6 +573,10 @@ def _data_commands(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "model_option"):  # info / demo: the model positionally or as --model, not two different ones
+        if args.model and args.model_option and args.model != args.model_option:
+            parser.error(f"two models given: {args.model!r} and --model {args.model_option!r}")
+        args.model = args.model or args.model_option or "demo-livr"
     _quiet_transformers()
     try:
         return int(args.func(args) or 0)

@@ -144,6 +144,18 @@ def test_cli_info_prints_the_model():
     assert "LlavaForConditionalGeneration" in proc.stdout and "n_latents" in proc.stdout and "16" in proc.stdout
 
 
+def test_info_and_demo_take_the_model_positionally_or_as_an_option(capsys):
+    from livr_viz.cli import main
+
+    assert main(["info", "--model", "demo-sft", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["variant"] == "sft"
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "demo-livr"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "demo-sft", "--model", "demo-livr"])
+    assert exit_info.value.code == 2 and "two models given" in capsys.readouterr().err
+
+
 def test_every_command_has_help():
     from livr_viz.cli import build_parser
 
