@@ -24,16 +24,19 @@ def _layers(lm) -> torch.nn.ModuleList:
     return lm.family.language_model(lm.base_model).layers
 
 
+def _check_layer(lm, layer: int) -> None:
+    """-1 is the embedding output, 0..L-1 a decoder layer's; other negatives would not mean the same residual in the
+    hook (``layers[-2]``) and in ``hidden_states`` (``[-1]`` is after the final norm), so they are refused."""
+    n_layers = len(_layers(lm))
+    if not -1 <= layer < n_layers:
+        raise LIVRError(f"layer must be -1 (embeddings) or 0..{n_layers - 1}; got {layer}")
+
+
 @contextmanager
 def replace_positions(lm, layer: int, positions: torch.Tensor, values: torch.Tensor) -> Iterator[None]:
     """Overwrite the residual stream at ``positions`` ([B, R]) after ``layer`` with ``values`` ([B, R, D])."""
-    if layer == -1:
-        module = lm.family.language_model(lm.base_model).embed_tokens
-    else:
-        layers = _layers(lm)
-        if not -len(layers) <= layer < len(layers):
-            raise LIVRError(f"layer must be -1 (embeddings) or 0..{len(layers) - 1}; got {layer}")
-        module = layers[layer]
+    _check_layer(lm, layer)
+    module = lm.family.language_model(lm.base_model).embed_tokens if layer == -1 else _layers(lm)[layer]
 
     def hook(_module, _inputs, output):
         hidden = output[0] if isinstance(output, tuple) else output
@@ -53,6 +56,7 @@ def replace_positions(lm, layer: int, positions: torch.Tensor, values: torch.Ten
 @torch.no_grad()
 def residual_at(lm, batch, layer: int, positions: torch.Tensor, stage: str = "full") -> torch.Tensor:
     """``[B, R, D]`` residual stream after ``layer`` (-1 = embeddings) at ``positions``."""
+    _check_layer(lm, layer)
     out = lm.hidden_states(batch, stage, output_hidden_states=True)
     hidden = out.hidden_states[layer + 1]  # hidden_states[0] is the embedding output
     rows = torch.arange(hidden.shape[0])[:, None]
@@ -92,6 +96,7 @@ class LatentAblation:
             raise LIVRError(f"ablation mode must be one of {', '.join(ABLATIONS)}; got {mode!r}")
         if not lm.config.n_latents:
             raise LIVRError("this model has no latents to ablate (variant sft)")
+        _check_layer(lm, layer)  # for remove / blind too: a layer the model does not have is a mistake either way
         self.lm, self.mode, self.layer, self.seed = lm, mode, layer, seed
 
     @torch.no_grad()

@@ -85,6 +85,12 @@ def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
     assert torch.allclose(same.before, same.after, atol=1e-5)  # patching in your own latents changes nothing
     with pytest.raises(LIVRError, match="latent indices"):
         LatentAblation(demo_model).run(b, [99], s.letters)
+    for make in (lambda layer: LatentAblation(demo_model, "zero", layer),
+                 lambda layer: LatentAblation(demo_model, "remove", layer),
+                 lambda layer: LatentPatching(demo_model, layer=layer).run(b, b2, s.letters)):
+        for layer in (99, 4, -2):  # the demo LM has layers 0..3; -1 (embeddings) is the only negative
+            with pytest.raises(LIVRError, match="layer must be -1 \\(embeddings\\) or 0..3"):
+                make(layer)
     layer = demo_model.family.language_model(demo_model.base_model).layers[0]
     hooks_before = dict(layer._forward_hooks)  # transformers keeps its own output-capturing hooks here
     with pytest.raises(RuntimeError), replace_positions(demo_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 192)):
