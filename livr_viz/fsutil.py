@@ -22,11 +22,15 @@ def fresh_tmp_dir(target: str | Path) -> Path:
     return tmp
 
 
+def previous_copy(target: str | Path) -> Path:
+    """``target.old``: where a swap keeps the previous ``target`` between its two renames."""
+    return Path(target).with_name(Path(target).name + ".old")
+
+
 def recover_dir(target: str | Path) -> bool:
     """Undo a swap interrupted between its two renames: ``target`` missing but ``target.old`` there → move it back.
     True if something was recovered."""
-    target = Path(target)
-    old = target.with_name(target.name + ".old")
+    target, old = Path(target), previous_copy(target)
     if target.exists() or not old.is_dir():
         return False
     os.replace(old, target)
@@ -37,7 +41,7 @@ def replace_dir(tmp: str | Path, target: str | Path) -> Path:
     """Move the finished ``tmp`` to ``target``, replacing an existing ``target``."""
     tmp, target = Path(tmp), Path(target)
     recover_dir(target)  # never delete the only complete copy a crash left in ``target.old``
-    old = target.with_name(target.name + ".old")
+    old = previous_copy(target)
     if old.exists():
         shutil.rmtree(old)
     if target.exists():

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from .capture import install_capture
 from .errors import LIVRError
 from .families import Family, family_for
-from .fsutil import fresh_tmp_dir, replace_dir
+from .fsutil import fresh_tmp_dir, previous_copy, replace_dir
 from .images import load_image
 from .masks import STAGES, attention_mask_4d
 from .segments import Segment, segment_ids
@@ -164,7 +164,7 @@ def load_backbone(
     path = Path(ref).expanduser()
     looks_like_path = path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1
     if looks_like_path and not path.exists():
-        previous = path.with_name(path.name + ".old")
+        previous = previous_copy(path)
         if previous.is_dir():
             raise LIVRError(f"model path not found: {ref}; a save into it was interrupted and left the previous "
                             f"copy in {previous}: rename that back to {path.name} to use it")

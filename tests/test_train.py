@@ -71,9 +71,8 @@ def _largest_difference(a: dict, b: dict) -> float:
     return max(float((a[n] - b[n]).abs().max()) for n in a)
 
 
-def _logged_losses(run: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
+def _log_records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -98,12 +97,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     step = json.loads(state.read_text())["step"]
     assert 8 <= step < 24, "the run finished before it could be killed"
     subprocess.run(_train_cmd(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
-
-    def logged(run):
-        lines = (tmp_path / run / "log.jsonl").read_text().splitlines()
-        return [(json.loads(line)["step"], "loss" in line) for line in lines]
-
-    assert logged("killed") == logged("straight")  # every line once: none lost or duplicated by the resume
+    straight_log, killed_log = _log_records(tmp_path / "straight"), _log_records(tmp_path / "killed")
+    lines = [[(r["step"], "loss" in r) for r in log] for log in (straight_log, killed_log)]
+    assert lines[1] == lines[0]  # every line once: none lost or duplicated by the resume
     a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     differing = [name for name in a if not torch.equal(a[name], b[name])]
@@ -111,7 +107,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         return  # bit for bit: weights, AdamW moments, data order and the dropout stream all came back
     # Not bit-identical. That is a resume bug, unless this machine's float arithmetic is not reproducible from one
     # process to the next at all, which a second uninterrupted run tells apart.
-    straight, killed = _logged_losses(tmp_path / "straight"), _logged_losses(tmp_path / "killed")
+    straight, killed = ({r["step"]: r["loss"] for r in log if "loss" in r} for log in (straight_log, killed_log))
     first = min((s for s in straight if straight[s] != killed.get(s)), default=None)
     subprocess.run(_train_cmd(tmp_path / "again"), check=True, capture_output=True, env=env, timeout=600)
     again = _final_weights(tmp_path / "again")
