@@ -1,6 +1,12 @@
-"""Entry point of the Gradio app: ``python app.py`` (same as ``livr-viz app``)."""
+"""Entry point of the Gradio app: ``python app.py`` (same as ``livr-viz app``).
 
-from livr_viz.ui.app import main
+Options are parsed before torch and gradio load, so ``python app.py --help`` answers at once.
+"""
+
+from livr_viz.ui.options import parse_app_args
 
 if __name__ == "__main__":
-    main()
+    args = parse_app_args()
+    from livr_viz.ui.app import serve
+
+    serve(args)

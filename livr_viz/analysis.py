@@ -26,8 +26,17 @@ from .segments import Segment
 _CHOICE = re.compile(r"\(([A-Z])\)")
 
 
+_OPTIONS = re.compile(r"^Options:\s*(.+?)\.?\s*$", re.MULTILINE)
+
+
 def parse_choices(prompt: str) -> list[str]:
-    """Letters of BLINK-style choices ``(A) … (B) …`` in order of first appearance."""
+    """The options a prompt offers: the words of a word-format ``Options: red, blue.`` line, else the letters of
+    BLINK-style choices ``(A) … (B) …`` in order of first appearance; [] for a free-form question."""
+    words = _OPTIONS.search(prompt or "")
+    if words:
+        options = [w.strip() for w in words.group(1).split(",") if w.strip()]
+        if len(options) >= 2 and len(set(options)) == len(options):
+            return options
     letters: list[str] = []
     for letter in _CHOICE.findall(prompt or ""):
         if letter not in letters:

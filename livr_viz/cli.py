@@ -79,9 +79,9 @@ def cmd_demo(args) -> int:
         from .data import make_sample, resolve_tasks
 
         resolve_tasks([args.task])
-        sample = make_sample(args.task, "test", args.seed, 0)
+        sample = make_sample(args.task, "test", args.seed, 0, answer_format=lm.config.answer_format)
         image, prompt, evidence = sample.image, args.prompt or sample.prompt, sample.evidence
-        print(f"synthetic {args.task} sample (seed {args.seed}); truth: {sample.answer}")
+        print(f"synthetic {args.task} sample (seed {args.seed}); truth: {sample.target}")
     report = analyze(lm, image, prompt, Path(args.out), stage=args.stage, evidence=evidence)
     print(f"prompt: {prompt}")
     print(f"answer: {report['answer']}")
@@ -112,7 +112,9 @@ def cmd_build_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="livr-viz", description=__doc__)
+    parser = argparse.ArgumentParser(prog="livr-viz", description=__doc__.replace("``", "'"),
+                                     epilog="Start here: 'livr-viz app' (the Gradio app on the demo model), "
+                                            "'livr-viz eval --model demo-livr', 'livr-viz reproduce --help'.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p, variant=True):
@@ -162,11 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: (__import__("livr_viz.bench", fromlist=["main"]).main(
         args.quick, args.json, args.plot, args.markdown), 0)[1])
 
-    p = sub.add_parser("app", help="start the Gradio app (python app.py)")
-    p.add_argument("app_args", nargs=argparse.REMAINDER, help="--model, --host, --port, --max-upload-mb")
-    p.set_defaults(func=lambda args: __import__("livr_viz.ui.app", fromlist=["main"]).main(
-        [a for a in args.app_args if a != "--"]) or 0)
+    p = sub.add_parser("app", help="start the Gradio app (python app.py)", add_help=False,
+                       description="start the Gradio app; `livr-viz app --help` lists its options")
+    p.add_argument("app_args", nargs=argparse.REMAINDER,
+                   help="the app's options: --model, --host, --port (env GRADIO_SERVER_PORT), --max-upload-mb, "
+                        "--concurrency, --help (a leading `--` is accepted and dropped)")
+    p.set_defaults(func=cmd_app)
     return parser
+
+
+def cmd_app(args) -> int:
+    from .ui.options import parse_app_args
+
+    options = parse_app_args([a for a in args.app_args if a != "--"])  # --help exits here, before torch loads
+    from .ui.app import serve
+
+    serve(options)
+    return 0
 
 
 def cmd_analyze(args) -> int:
@@ -203,8 +217,8 @@ def cmd_probe(args) -> int:
     summary = {}
     for name in names:
         spec = ConceptSpec.load(name)
-        items = user_items if user_items is not None else SyntheticTaskDataset(spec.tasks or "all", "train", args.n,
-                                                                                 args.seed)
+        items = user_items if user_items is not None else SyntheticTaskDataset(
+            spec.tasks or "all", "train", args.n, args.seed, answer_format=lm.config.answer_format)
         report = run_probes(lm, spec, items, args.out, csv_path=args.csv, random_baseline=not args.no_random)
         best = report.layers[report.best_layer]
         summary[spec.name] = {"best_layer": report.best_layer, "accuracy": best["latent_pooled"]["accuracy"],
@@ -223,11 +237,12 @@ def cmd_faithfulness(args) -> int:
     from .data.dataset import SyntheticTaskDataset
     from .faithfulness import faithfulness_report, randomization_sanity
 
-    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed)
     out = {}
     for name in args.model.split(","):
         args_one = argparse.Namespace(**{**vars(args), "model": name})
         lm = _load(args_one)
+        items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed,
+                                     answer_format=lm.config.answer_format)
         report = faithfulness_report(lm, items, args.stage)
         report["sanity"] = randomization_sanity(lm, [items[i] for i in range(min(len(items), args.sanity_n))])
         out[name] = report
@@ -247,7 +262,8 @@ def cmd_ablate(args) -> int:
     from .interventions import ablation_accuracy
 
     lm = _load(args)
-    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed)
+    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed,
+                                 answer_format=lm.config.answer_format)
     out = {}
     for stage in args.stage.split(","):
         r = ablation_accuracy(lm, [items[i] for i in range(len(items))], args.mode, args.layer, stage.strip())
@@ -269,7 +285,8 @@ def cmd_tokenmap(args) -> int:
 
     lm = _load(args)
     tasks = resolve_tasks(args.tasks)
-    items = [make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks)) for i in range(args.n)]
+    items = [make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks),
+                         answer_format=lm.config.answer_format) for i in range(args.n)]
     keys = [] if args.color_by in ("segment", "task") else [args.color_by]
     points = dataset_points(lm, items, args.layer, args.stage, keys)
     xy = project(points.vectors, args.method, cache_dir=Path(args.out).parent / ".projection-cache")
@@ -354,6 +371,7 @@ def cmd_train(args) -> int:
                         grad_accum=args.grad_accum, precision=args.precision, seed=args.seed, data_seed=args.data_seed,
                         n_latents=getattr(args, "n_latents", None),
                         latent_placement=getattr(args, "latent_placement", None),
+                        answer_format=getattr(args, "answer_format", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
                         task_balance=getattr(args, "task_balance", None),
                         warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
@@ -400,7 +418,8 @@ def cmd_eval(args) -> int:
         records = load_jsonl(data)[0] if (data.is_file() or (data / "samples.jsonl").is_file()) else load_blink(data)
         items = RecordDataset(records)
     else:
-        items = SyntheticTaskDataset(args.data, args.split, args.n, args.seed)
+        items = SyntheticTaskDataset(args.data, args.split, args.n, args.seed,
+                                     answer_format=args.answer_format or lm.config.answer_format)
     metrics = evaluate(lm, items, args.stage, progress=True)
     for task, m in metrics["tasks"].items():
         print(f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
@@ -448,9 +467,15 @@ def _train_commands(sub) -> None:
     p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default="livr")
     p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
     p.add_argument("--n-latents", type=int, default=None)
-    p.add_argument("--latent-placement", choices=["before_answer", "end_of_prompt"], default=None,
-                   help="latents right before the answer (default; the last latent's row reads out) or at the end "
-                        "of the user turn, before the chat template's assistant marker")
+    p.add_argument("--latent-placement", choices=["end_of_prompt", "before_answer"], default=None,
+                   help="end_of_prompt (default, the paper's Q' = Q + L): latents end the user turn, before the chat "
+                        "template's assistant marker, so text rows read the answer out and Stage 1 cuts them from "
+                        "the image; before_answer: after the assistant marker, so the last latent's row predicts the "
+                        "first answer token and may see the image in Stage 1 -- this weakens the bottleneck (for a "
+                        "one-token answer it blocks nothing); kept as a contrast")
+    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+                   help="word (default): options named by marker colour / position, answered with that word (counting: "
+                        "the number); letter: BLINK's drawn letters")
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
@@ -482,6 +507,9 @@ def _train_commands(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+                   help="synthetic questions answered by a colour / position word or number (word) or by the option's "
+                        "drawn letter (letter, BLINK's); default: the format the model was trained in")
     p.add_argument("--json", default=None, help="write the metrics here")
     p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
 
@@ -511,7 +539,8 @@ def _train_commands(sub) -> None:
 def cmd_data_export(args) -> int:
     from .data.io import export_samples
 
-    path = export_samples(args.task, args.split, args.n, args.seed, Path(args.out), size=args.size)
+    path = export_samples(args.task, args.split, args.n, args.seed, Path(args.out), size=args.size,
+                          answer_format=args.answer_format)
     print(f"wrote {path}")
     return 0
 
@@ -553,6 +582,8 @@ def _data_commands(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="samples per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96, help="image side in pixels")
+    p.add_argument("--answer-format", choices=["word", "letter"], default="word",
+                   help="word: options named by marker colour / position (the demo models'); letter: BLINK's letters")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_data_export)
     p = dsub.add_parser("preview", help="PNG grid of samples with evidence outlined")
@@ -571,6 +602,9 @@ def _data_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # the app parses its own options (argparse's REMAINDER cannot start with --help)
+        return cmd_app(argparse.Namespace(app_args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if hasattr(args, "model_option"):  # info / demo: the model positionally or as --model, not two different ones

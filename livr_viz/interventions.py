@@ -229,20 +229,21 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
     ablation = LatentAblation(lm, mode, layer)
     conditions = {"intact": None, "all": list(range(k)), **({f"latent {i}": [i] for i in range(k)} if each else {})}
     correct = dict.fromkeys(conditions, 0)
-    by_choices: dict[int, list] = {}
-    for it in items:  # one choice list per batch
-        by_choices.setdefault(len(it.choices), []).append(it)
-    for n_choices, group in by_choices.items():
-        letters = list(LETTERS[:n_choices])
+    by_choices: dict[tuple, list] = {}
+    for it in items:  # one option list per batch: letters, or a word-format task's option words
+        options = tuple(getattr(it, "options", LETTERS[: len(it.choices)]))
+        by_choices.setdefault(options, []).append(it)
+    for options, group in by_choices.items():
+        letters = list(LETTERS[: len(options)])
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
             batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
             truth = torch.tensor([letters.index(it.answer) for it in chunk])
             for name, latents in conditions.items():
                 if latents is None:
-                    probs = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(letters)]
+                    probs = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(list(options))]
                 else:
-                    probs = ablation.after(batch, latents, letters, stage)
+                    probs = ablation.after(batch, latents, list(options), stage)
                 correct[name] += int((probs.argmax(-1) == truth).sum())
     n = sum(len(g) for g in by_choices.values())
     accuracy = {name: c / n for name, c in correct.items()}

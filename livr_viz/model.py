@@ -39,7 +39,8 @@ MAX_LATENTS = 512
 CONFIG_NAME = "livr_config.json"
 LATENTS_NAME = "latents.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-LATENT_PLACEMENTS = ("before_answer", "end_of_prompt")
+LATENT_PLACEMENTS = ("end_of_prompt", "before_answer")
+ANSWER_FORMATS = ("word", "letter")  # the synthetic suite's answer formats (livr_viz.data.tasks.ANSWER_FORMATS)
 
 
 @dataclass
@@ -56,10 +57,15 @@ class LIVRConfig:
     lora_dropout: float = 0.05  # LoRA dropout (paper: 0.05)
     latent_init_seed: int = 0  # seed of the latent-row initialisation
     latent_token_ids: list[int] = field(default_factory=list)  # filled in when latents are added
-    # where the K latents go: "before_answer" = after the chat template's assistant marker, so the last latent's row
-    # predicts the first answer token (the paper's "right before the answer"); "end_of_prompt" = at the end of the
-    # user turn, before the template's assistant marker (whose row, blocked from the image in Stage 1, reads out)
-    latent_placement: str = "before_answer"
+    # where the K latents go: "end_of_prompt" (the paper's Q' = Q + L) = at the end of the user turn, before the chat
+    # template's assistant marker, so the rows that predict the answer are template text rows, blocked from the image
+    # in Stage 1; "before_answer" = after the assistant marker, so the last latent's row predicts the first answer
+    # token and may see the image in Stage 1 (a documented contrast: it makes the bottleneck vacuous for one-token
+    # answers)
+    latent_placement: str = "end_of_prompt"
+    # how the model was taught to answer the synthetic suite: "word" (marker colour / position / number) or "letter"
+    # (BLINK's drawn letters); evaluation and the app build their questions in this format
+    answer_format: str = "word"
     trained_steps: int = 0  # optimizer steps this adapter has seen (0 = untrained)
     training: dict = field(default_factory=dict)  # free-form record of how it was trained
 
@@ -77,6 +83,8 @@ class LIVRConfig:
             raise LIVRError(f"stage1_fraction must be in [0, 1]; got {self.stage1_fraction}")
         if self.lora_r < 1:
             raise LIVRError(f"lora_r must be >= 1; got {self.lora_r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise LIVRError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}")
         if self.latent_placement not in LATENT_PLACEMENTS:
             raise LIVRError(f"latent_placement must be one of {', '.join(LATENT_PLACEMENTS)}; "
                             f"got {self.latent_placement!r}")
@@ -87,6 +95,9 @@ class LIVRConfig:
     @classmethod
     def from_json(cls, text: str) -> LIVRConfig:
         data = json.loads(text)
+        # models saved before these fields existed were trained with the letter format, latents before the answer
+        data.setdefault("answer_format", "letter")
+        data.setdefault("latent_placement", "before_answer")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

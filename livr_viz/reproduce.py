@@ -13,14 +13,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from .bundled import ASSETS_DIR, DEMO_SETS
 
 VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
 PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
-          **{v: v for v in VARIANTS}}  # timing key -> phase folder
+          "pretrain_words": "pretrain-words", **{v: v for v in VARIANTS}}  # timing key -> phase folder
 WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
+# stage 1c: the word-answer curriculum (the tasks' read-outs in their own layouts, perception:words)
+WORDS_STEPS = {"quick": 4, "demo": 1500}
 # The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
@@ -98,11 +102,13 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
                              warmup_fraction=1 / 3)
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
+    # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
+    words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset])
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
                                       grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
     out = Path(out)
-    if install and install_as != "demo" and _phase_done(out / "pretrain") and not _on_bundled_backbone(out):
-        raise LIVRError(f"--install-as {install_as}: {out}/pretrain/model is not the bundled demo-base, so its "
+    if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(out):
+        raise LIVRError(f"--install-as {install_as}: {out}/pretrain-words/model is not the bundled demo-base, so its "
                         "fine-tunes could not be shipped; seed it with a copy of assets/demo-base")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -111,7 +117,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
 
     init = out / "init"
     # the pretraining phases feed only the backbone: once it exists they are skipped, even if their models are gone
-    backbone_done = _phase_done(out / "pretrain")
+    # (a backbone given as OUT/pretrain-words/model, e.g. a copy of the bundled demo-base, skips them all; one
+    # given as OUT/pretrain/model still gets the word curriculum)
+    backbone_done = _phase_done(out / "pretrain") or _phase_done(out / "pretrain-words")
     if not backbone_done and not (init / "config.json").is_file():  # random init (seed 0), everything starts here
         save_demo_backbone(init, DemoBackboneConfig(seed=0))
     if backbone_done:
@@ -125,28 +133,20 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
             log)
         timings["pretrain"] = run_phase(
             out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
-    backbone = str((out / "pretrain" / "model").resolve())
+    timings["pretrain_words"] = run_phase(
+        out / "pretrain-words", _trainer_phase(str((out / "pretrain" / "model").resolve()), words_cfg,
+                                               out / "pretrain-words"), log, words_cfg)
+    backbone = str((out / "pretrain-words" / "model").resolve())
     for variant, cfg in configs.items():
         timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
 
     t_eval = time.perf_counter()
-    test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED)
+    test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=configs["livr"].answer_format)
     results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
                      "configs": {v: asdict(c) for v, c in configs.items()},
                      "pretrain_config": asdict(pre_cfg), "warm_start_config": asdict(warm_cfg),
-                     "vision_config": asdict(vision_cfg), "eval": {}}
-    for variant in VARIANTS:
-        lm = load_model(str(out / variant / "model"))
-        results["eval"][variant] = {"full": evaluate(lm, test, "full", progress=True)}
-        if variant != "sft":  # the paper's "are the latents used?" probes
-            results["eval"][variant]["bottleneck"] = evaluate(lm, test, "bottleneck")
-            results["eval"][variant]["bottleneck_blind_latents"] = evaluate(lm, test, "bottleneck",
-                                                                            block_latent_image=True)
-    stage1 = out / "livr" / "stage1_model"
-    if stage1.is_dir():
-        lm = load_model(str(stage1))
-        results["eval"]["livr_stage1_only"] = {"bottleneck": evaluate(lm, test, "bottleneck"),
-                                               "full": evaluate(lm, test, "full")}
+                     "words_config": asdict(words_cfg), "vision_config": asdict(vision_cfg)}
+    results.update(evaluate_run(out, test, log))
     timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
     results["backbone"] = backbone_size(Path(backbone))
@@ -161,6 +161,34 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     elif install:
         install_demo_models(out, install_as)
     return results
+
+
+def evaluate_run(out: Path, test, log=print) -> dict:
+    """Every condition of the paper's "are the latents used?" table for the three variants (and the LIVR Stage-1
+    checkpoint under the bottleneck), on the same test questions; per-item predictions go to
+    ``out/predictions.json``, and LIVR is compared with SFT and with latents-only pairwise (paired bootstrap and
+    McNemar). Returns ``{"eval": {model: {condition: summary}}, "answer_latent_attention": ..., "paired": ...}``."""
+    from .evaluate import summarize
+    from .latent_use import latent_use_predictions, paired_comparison
+    from .model import load_model
+
+    models = {v: out / v / "model" for v in VARIANTS}
+    if (out / "livr" / "stage1_model").is_dir():
+        models["livr_stage1_only"] = out / "livr" / "stage1_model"
+    predictions, evals, attention = {}, {}, {}
+    for name, path in models.items():
+        log(f"evaluating {name} on {len(test)} test questions")
+        lm = load_model(str(path))
+        conditions = ("standard", "bottleneck") if name == "livr_stage1_only" else None
+        rows = latent_use_predictions(lm, test, conditions, progress=True)
+        attention[name] = float(np.mean(rows.pop("answer_latent_attention")))
+        predictions[name] = rows
+        evals[name] = {condition: summarize(r) for condition, r in rows.items()}
+    (out / "predictions.json").write_text(json.dumps(predictions))
+    paired = {"livr_vs_sft": paired_comparison(predictions["livr"]["standard"], predictions["sft"]["standard"]),
+              "livr_vs_latents_only": paired_comparison(predictions["livr"]["standard"],
+                                                        predictions["latents_only"]["standard"])}
+    return {"eval": evals, "answer_latent_attention": attention, "paired": paired}
 
 
 def publish_results(out: Path) -> None:
@@ -181,7 +209,8 @@ def publish_results(out: Path) -> None:
 
 
 def _on_bundled_backbone(out: Path) -> bool:
-    mine, bundled = out / "pretrain" / "model" / "model.safetensors", ASSETS_DIR / "demo-base" / "model.safetensors"
+    mine = out / "pretrain-words" / "model" / "model.safetensors"
+    bundled = ASSETS_DIR / "demo-base" / "model.safetensors"
     return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
 
 
@@ -201,7 +230,7 @@ def install_demo_models(out: Path, model_set: str = "demo") -> None:
         replace_dir(tmp, dst)
 
     if model_set == "demo":
-        install(out / "pretrain" / "model", ASSETS_DIR / "demo-base")
+        install(out / "pretrain-words" / "model", ASSETS_DIR / "demo-base")
     for variant, name in zip(("livr", "latents_only", "sft"), DEMO_SETS[model_set]):
         install(out / variant / "model", ASSETS_DIR / name)
         for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
@@ -225,13 +254,13 @@ def plot_results(results: dict, path: Path) -> Path:
     x = np.arange(len(tasks) + 1)
     colours = {"sft": "#8c8c8c", "latents_only": "#4c9be8", "livr": "#e8a33c"}
     for i, variant in enumerate(VARIANTS):
-        ev = results["eval"][variant]["full"]
+        ev = results["eval"][variant]["standard"]
         acc = [ev["tasks"][t]["accuracy"] for t in tasks] + [ev["average"]["accuracy"]]
         lo = [ev["tasks"][t]["ci95"][0] for t in tasks] + [ev["average"]["accuracy"]]
         hi = [ev["tasks"][t]["ci95"][1] for t in tasks] + [ev["average"]["accuracy"]]
         ax.bar(x + (i - 1) * width, acc, width, label=variant, color=colours[variant],
                yerr=[np.subtract(acc, lo), np.subtract(hi, acc)], capsize=2, error_kw={"lw": 0.7})
-    chance = [results["eval"]["sft"]["full"]["tasks"][t]["chance"] for t in tasks]
+    chance = [results["eval"]["sft"]["standard"]["tasks"][t]["chance"] for t in tasks]
     chance.append(float(np.mean(chance)))
     ax.scatter(x, chance, marker="_", s=300, color="black", label="chance", zorder=3)
     ax.set_xticks(x, [t.replace("_", "\n") for t in tasks] + ["average"], fontsize=7)
@@ -302,73 +331,129 @@ def backbone_section(out: Path) -> list[str]:
                      f"after {warm[-1]['step']} steps.")
     evals = _evals(out / "pretrain" / "log.jsonl")
     if evals:
-        kinds = list(evals[-1]["eval"])
-        lines += ["", "Perception curriculum, validation accuracy per question kind (%):", "",
-                  "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
-                  "|---" * (len(kinds) + 2) + "|"]
-        for r in evals:
-            lines.append(f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds)
-                         + f" | {_pct(r['eval_average'])} |")
-        from .data.perception import make_perception_sample
-
-        chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
-        lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
+        lines += _curriculum_table(evals, "Perception curriculum")
+    words = _evals(out / "pretrain-words" / "log.jsonl")
     if not (vision or warm or evals):  # the backbone was given, not pretrained in this run
+        given = "pretrain" if words else "pretrain-words"
         which = ("the bundled `demo-base`, whose pretraining the repository's RESULTS.md describes"
-                 if _on_bundled_backbone(out) else "not this run's: no pretraining logs")
-        lines.append(f"The backbone in `{out.name}/pretrain/model` was given, not pretrained here: {which}.")
+                 if _on_bundled_backbone(out) and not words else "not this run's: no pretraining logs")
+        lines.append(f"The backbone in `{out.name}/{given}/model` was given, not pretrained here: {which}.")
+    if words:
+        lines += _curriculum_table(words, "Word curriculum (the tasks' read-outs in their own layouts)")
+    return lines
+
+
+def _curriculum_table(evals: list[dict], title: str) -> list[str]:
+    """Validation accuracy per question kind at each logged evaluation, with each kind's chance."""
+    from .data.perception import make_perception_sample
+
+    kinds = list(evals[-1]["eval"])
+    lines = ["", f"{title}, validation accuracy per question kind (%):", "",
+             "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
+             "|---" * (len(kinds) + 2) + "|"]
+    for r in evals:
+        lines.append(f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds)
+                     + f" | {_pct(r['eval_average'])} |")
+    chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
+    lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
+    return lines
+
+
+def _ci(summary: dict) -> str:
+    return f"{_pct(summary['accuracy'])} [{_pct(summary['ci95'][0])}, {_pct(summary['ci95'][1])}]"
+
+
+def _paired(c: dict) -> str:
+    p = c["mcnemar_p"]
+    return (f"{100 * c['delta']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
+            f", p {'< 0.001' if p < 0.001 else f'{p:.3f}'}")
+
+
+def target_lines(results: dict) -> list[str]:
+    """The demo-models issue's targets, each met or missed with its figure."""
+    ev, tasks = results["eval"], results["tasks"]
+    livr = ev["livr"]["standard"]
+    vs_sft, vs_lo = results["paired"]["livr_vs_sft"]["average"], results["paired"]["livr_vs_latents_only"]["average"]
+    above = [t for t in tasks if livr["tasks"][t]["accuracy"] >= livr["tasks"][t]["chance"] + 0.20]
+    below = [t for t in tasks if t not in above]
+    beats = vs_sft["delta"] >= 0.02 and vs_sft["ci95"][0] > 0 and vs_lo["delta"] > 0
+    lines = [f"- LIVR average ≥ SFT average + 2 points with the paired 95 % interval above 0, and above "
+             f"latents-only: **{'met' if beats else 'missed'}** (LIVR − SFT {_paired(vs_sft)}; LIVR − latents-only "
+             f"{_paired(vs_lo)})",
+             f"- LIVR at chance + 20 points or better on at least 7 of the {len(tasks)} tasks: "
+             f"**{'met' if len(above) >= 7 else 'missed'}** ({len(above)} of {len(tasks)}"
+             + (f"; below: {', '.join(below)})" if below else ")")]
+    if "livr_stage1_only" in ev:
+        s1 = ev["livr_stage1_only"]["bottleneck"]["average"]
+        ok = s1["accuracy"] >= s1["chance"] + 0.15
+        lines.append(f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: **{'met' if ok else 'missed'}** "
+                     f"({_pct(s1['accuracy'])} vs chance {_pct(s1['chance'])}; full mask "
+                     f"{_pct(ev['livr_stage1_only']['standard']['average']['accuracy'])})")
+    return lines
+
+
+def latent_use_lines(results: dict) -> list[str]:
+    """The paper's §4.6 table, averaged over the tasks, plus the bottleneck per task."""
+    ev, att = results["eval"], results.get("answer_latent_attention", {})
+    names = [n for n in ("sft", "latents_only", "livr", "livr_stage1_only") if n in ev]
+    header = {"sft": "SFT", "latents_only": "latents-only", "livr": "LIVR", "livr_stage1_only": "LIVR Stage-1 checkpoint"}
+    lines = ["| test (average over tasks, %) | " + " | ".join(header[n] for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    labels = {"standard": "standard evaluation", "bottleneck": "bottleneck mask at test time",
+              "blind": "latents blinded (cut from the image)", "removed": "latents removed (nobody reads them)",
+              "bottleneck_blind": "bottleneck + latents blinded (no route from the image left)"}
+    for condition, label in labels.items():
+        cells = [_pct(ev[n][condition]["average"]["accuracy"]) if condition in ev[n] else "–" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = []
+    for n in names:
+        k = results["configs"].get(n, results["configs"]["livr"]).get("n_latents", 0) if n != "sft" else 0
+        cells.append(f"{att[n]:.3f} ({att[n] / k:.4f} per latent)" if k and n in att else "–")
+    lines.append("| mean answer → latent attention (mass on all K, layers and heads averaged) | "
+                 + " | ".join(cells) + " |")
+    chance = ev["livr"]["standard"]["average"]["chance"]
+    lines += ["", f"Chance: {_pct(chance)} %. Per task, under the bottleneck mask at test time (%):", "",
+              "| task | chance | latents-only | LIVR | LIVR Stage-1 checkpoint |", "|---|---|---|---|---|"]
+    for t in results["tasks"]:
+        cells = [_pct(ev[n]["bottleneck"]["tasks"][t]["accuracy"]) if n in ev else "–"
+                 for n in ("latents_only", "livr", "livr_stage1_only")]
+        lines.append(f"| {t} | {_pct(ev['livr']['standard']['tasks'][t]['chance'])} | " + " | ".join(cells) + " |")
     return lines
 
 
 def write_results_md(results: dict, path: Path, out: Path) -> Path:
     tasks = results["tasks"]
     ev = results["eval"]
+    paired = results["paired"]["livr_vs_sft"]
     lines = ["# Results: the demo models", "",
              f"Measured by `livr-viz reproduce --preset {results['preset']}` on this machine (2 CPU cores, no GPU). "
-             f"Test split: {results['n_test_per_task']} fresh samples per task from seed {results['test_seed']} "
-             "(never seen in training or validation). Accuracy in %, 95 % Wilson intervals in brackets.", "",
-             "| task | SFT | latents-only | LIVR | LIVR − SFT | chance | majority |", "|---|---|---|---|---|---|---|"]
+             f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
+             "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
+             "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
+             "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.", "",
+             "| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
     for t in tasks:
-        row = [ev[v]["full"]["tasks"][t] for v in VARIANTS]
-        cells = [f"{_pct(r['accuracy'])} [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]" for r in row]
-        delta = 100 * (row[2]["accuracy"] - row[0]["accuracy"])
-        lines.append(f"| {t} | {' | '.join(cells)} | {delta:+.1f} | {_pct(row[0]['chance'])} | "
-                     f"{_pct(row[0]['majority'])} |")
-    avg = [ev[v]["full"]["average"] for v in VARIANTS]
-    lines.append(f"| **average** | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
-                 f"{100 * (avg[2]['accuracy'] - avg[0]['accuracy']):+.1f} | {_pct(avg[0]['chance'])} | "
-                 f"{_pct(avg[0]['majority'])} |")
-    lines += ["", "![results](results.png)", "",
-              "## Targets", ""]
-    livr = ev["livr"]["full"]
-    below = [t for t in tasks if livr["tasks"][t]["accuracy"] < livr["tasks"][t]["chance"] + 0.20]
-    lines.append(f"- LIVR at least chance + 20 points on every task: **{'met' if not below else 'missed'}**"
-                 + (f" (below on {', '.join(below)})" if below else ""))
-    lines.append(f"- LIVR average ≥ SFT average: **{'met' if avg[2]['accuracy'] >= avg[0]['accuracy'] else 'missed'}** "
-                 f"({_pct(avg[2]['accuracy'])} vs {_pct(avg[0]['accuracy'])}; latents-only {_pct(avg[1]['accuracy'])})")
-    if "livr_stage1_only" in ev:
-        s1 = ev["livr_stage1_only"]
-        bottleneck = s1["bottleneck"]["average"]
-        lines.append("- Stage-1-only sanity (LIVR checkpoint at the stage switch, evaluated with the bottleneck mask): "
-                     f"{_pct(bottleneck['accuracy'])} vs chance {_pct(bottleneck['chance'])}"
-                     f" (full mask: {_pct(s1['full']['average']['accuracy'])})")
+        row = [ev[v]["standard"]["tasks"][t] for v in VARIANTS]
+        lines.append(f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | "
+                     f"{_paired(paired['tasks'][t])} |")
+    avg = [ev[v]["standard"]["average"] for v in VARIANTS]
+    lines.append(f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
+                 f"{_paired(paired['average'])} |")
+    lines += ["", "![results](results.png)", "", "## Targets", ""] + target_lines(results)
+    lines += ["", "## Are the latents used? (the paper's §4.6 table, here over all tasks)", ""]
+    lines += latent_use_lines(results)
     lines += backbone_section(out)
-    lines += ["", "## Are the latents used? (the paper's localization probe, here over all tasks)", "",
-              "| test | latents-only | LIVR |", "|---|---|---|"]
-    for key, label in (("full", "standard evaluation"), ("bottleneck", "bottleneck mask at test time"),
-                       ("bottleneck_blind_latents", "bottleneck + latents blind to the image")):
-        lines.append(f"| {label} | {_pct(ev['latents_only'][key]['average']['accuracy'])} | "
-                     f"{_pct(ev['livr'][key]['average']['accuracy'])} |")
     size = results.get("backbone")
     size_text = f"{size['parameters'] / 1e6:.1f} M parameters" if size else "a few M parameters"
     lines += ["", "## Beside the paper", "",
               f"The paper reports LIVR − SFT of +3.4 to +6.2 points on average (Qwen2.5-VL-3B: "
               f"+{PAPER_DELTAS['average']}, jigsaw +{PAPER_DELTAS['jigsaw']}, functional correspondence "
               f"+{PAPER_DELTAS['functional_correspondence']}); ours on the demo backbone: "
-              f"{100 * (avg[2]['accuracy'] - avg[0]['accuracy']):+.1f} points. The backbones differ by three orders "
-              f"of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), so only the direction "
-              "is comparable.", "", "## Settings", ""]
-    pre = results["pretrain_config"]
+              f"{100 * paired['average']['delta']:+.1f} points (paired 95 % interval "
+              f"{100 * paired['average']['ci95'][0]:+.1f} to {100 * paired['average']['ci95'][1]:+.1f}). The backbones "
+              f"differ by three orders of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), "
+              "so only the direction is comparable.", "", "## Settings", ""]
+    pre, words = results["pretrain_config"], results.get("words_config")
     cfg = results["configs"]["livr"]
     phase = results.get("phase_seconds", {})
 
@@ -388,10 +473,16 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
               f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
               f"{took('pretrain_colour')}.",
               f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
-              f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}.",
-              f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}): {cfg['steps']} "
-              f"steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = {cfg['stage1_fraction']:.0%} of "
-              f"steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; {', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
+              f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}."]
+    if words:
+        lines.append(f"- Word curriculum (full parameters, `perception:words`: the tasks' read-outs in their own "
+                     f"layouts, `livr_viz/data/perception.py`): {words['steps']} steps, batch {words['batch_size']}, "
+                     f"lr {words['lr']}, {took('pretrain_words')}.")
+    lines += [f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}, latents "
+              f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
+              f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
+              f"{cfg['stage1_fraction']:.0%} of steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; "
+              f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
               f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
               f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
               "counts only its last stretch).",

@@ -27,7 +27,7 @@ from .heatmaps import display_image, overlay
 from .images import load_image
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-_SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)$")
+_SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)(?:-(word))?$")  # no suffix: letter format
 
 
 def compare_set(model: str | None) -> tuple[str, ...]:
@@ -93,10 +93,10 @@ def synthetic_sample_for(path: str | Path | None):
         return None
     from .data import TASKS, make_sample
 
-    task, split, seed, index = match.groups()
+    task, split, seed, index, fmt = match.groups()
     if task not in TASKS:
         return None
-    return make_sample(task, split, int(seed), int(index))
+    return make_sample(task, split, int(seed), int(index), answer_format=fmt or "letter")
 
 
 def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
@@ -176,13 +176,18 @@ def evidence_overlay(image: Image.Image, evidence: np.ndarray) -> Image.Image:
     return Image.fromarray(overlay(base, evidence.astype(float), 0.45, cmap="Greens"))
 
 
-def new_sample(task: str, out_dir: str | Path, index: int | None = None):
+def answer_format_of(model_name: str) -> str:
+    """The answer format (``word`` | ``letter``) the model was trained in: the app's questions follow it."""
+    return POOL.get(model_name).config.answer_format
+
+
+def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word"):
     """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
     from .data import make_sample, resolve_tasks
 
     resolve_tasks([task])
     index = int(time.time_ns() % 1_000_000) if index is None else index
-    sample = make_sample(task, "test", 777, index)
+    sample = make_sample(task, "test", 777, index, answer_format=answer_format)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{sample.id}.png"
@@ -190,24 +195,35 @@ def new_sample(task: str, out_dir: str | Path, index: int | None = None):
     return str(path), sample.prompt
 
 
-def task_templates() -> dict[str, str]:
-    """A prompt template per task (the question of its first test sample, with choices)."""
+def task_templates(answer_format: str = "word") -> dict[str, str]:
+    """A prompt template per task (the question of its first test sample, with its options in ``answer_format``)."""
     from .data import make_sample, task_names
 
-    return {t: make_sample(t, "test", 0, 0).prompt for t in task_names()}
+    return {t: make_sample(t, "test", 0, 0, answer_format=answer_format).prompt for t in task_names()}
+
+
+def photo_prompt(answer_format: str = "word") -> str:
+    """The question asked of the bundled photos, in the model's answer format."""
+    from .data.tasks import format_prompt
+
+    return format_prompt("Is there a person in the image?", ["yes", "no"], answer_format)
 
 
 def ensure_examples() -> list[str]:
-    """Example gallery files: one synthetic sample per task plus bundled real photos (created on first use)."""
+    """Example gallery files: one word-format synthetic sample per task (the demo models' format) plus the bundled
+    photos. The task samples ship in ``assets/examples``; one that is missing there is drawn into the scratch
+    directory instead (the package never writes into its own folder at run time)."""
     from .data import make_sample, task_names
 
-    EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in task_names():
-        s = make_sample(task, "test", 0, 0)
+        s = make_sample(task, "test", 0, 0, answer_format="word")
         path = EXAMPLES_DIR / f"{s.id}.png"
-        if not path.exists():
-            s.image.save(path)
+        if not path.is_file():
+            path = scratch_dir() / "examples" / f"{s.id}.png"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                s.image.save(path)
         paths.append(str(path))
     paths += [str(p) for p in sorted(EXAMPLES_DIR.glob("photo-*.jpg"))]
     return paths

@@ -51,7 +51,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
     n_latents: int = 16  # K (ignored for sft)
-    latent_placement: str = "before_answer"  # before_answer | end_of_prompt (see LIVRConfig)
+    latent_placement: str = "end_of_prompt"  # end_of_prompt (the paper's Q' = Q + L) | before_answer (see LIVRConfig)
+    answer_format: str = "word"  # the task suite's answers: word (colour / position / number) | letter (BLINK)
     n_train_per_task: int = 1000  # training examples per task (the paper: 1k)
     n_val_per_task: int = 50  # validation examples per task for periodic eval
     eval_every: int = 200  # steps between validation evals (0 = only at the end)
@@ -77,7 +78,9 @@ class TrainConfig:
                   "lr": self.lr > 0, "stage1_fraction": 0.0 <= self.stage1_fraction < 1.0,
                   "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0, "n_train_per_task": self.n_train_per_task >= 1,
                   "precision": self.precision in ("fp32", "bf16"), "lora_r": self.lora_r >= 1,
-                  "lora_alpha": self.lora_alpha > 0, "task_balance": self.task_balance in TASK_BALANCE}
+                  "lora_alpha": self.lora_alpha > 0, "task_balance": self.task_balance in TASK_BALANCE,
+                  "answer_format": self.answer_format in ("word", "letter"),
+                  "latent_placement": self.latent_placement in ("end_of_prompt", "before_answer")}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
@@ -146,11 +149,14 @@ def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConf
 def perception_kinds(tasks: str) -> tuple[str, ...] | None:
     """``"perception"`` → the curriculum's kinds, ``"perception:colour,read_letter"`` → those (any kind, including
     the diagnostic ones); None for the task suite."""
-    from .data.perception import CURRICULUM, KINDS
+    from .data.perception import CURRICULUM, KINDS, WORD_CURRICULUM
 
     if tasks != "perception" and not tasks.startswith("perception:"):
         return None
-    kinds = tuple(k.strip() for k in tasks.partition(":")[2].split(",") if k.strip()) or CURRICULUM
+    spec = tasks.partition(":")[2]
+    if spec.strip() == "words":  # the word-answer curriculum with the tasks' sub-skills
+        return WORD_CURRICULUM
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip()) or CURRICULUM
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise LIVRError(f"unknown perception kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
@@ -165,8 +171,10 @@ def build_datasets(cfg: TrainConfig):
     if kinds is not None:
         return (PerceptionDataset("train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, kinds),
                 PerceptionDataset("val", cfg.n_val_per_task * len(kinds), cfg.data_seed, cfg.image_size, kinds))
-    return (SyntheticTaskDataset(cfg.tasks, "train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, cfg.knobs),
-            SyntheticTaskDataset(cfg.tasks, "val", cfg.n_val_per_task, cfg.data_seed, cfg.image_size, cfg.knobs))
+    return (SyntheticTaskDataset(cfg.tasks, "train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
+                                 cfg.answer_format),
+            SyntheticTaskDataset(cfg.tasks, "val", cfg.n_val_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
+                                 cfg.answer_format))
 
 
 @functools.lru_cache(maxsize=2)
@@ -490,7 +498,7 @@ def build_model_for_training(backbone: str, cfg: TrainConfig):
         return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
                                        latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                        lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction,
-                                       latent_placement=cfg.latent_placement)
+                                       latent_placement=cfg.latent_placement, answer_format=cfg.answer_format)
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

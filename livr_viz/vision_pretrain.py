@@ -246,7 +246,9 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False):
             glyphs = draw_glyphs(s.image, rng, int(rng.integers(0, 7))) if letters and kind in LETTER_FREE else None
             yield s.image, s.concepts, glyphs
         elif part == 1:
-            s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size)
+            # the letter-format images the shipped tower was trained on (drawn letters included, see --letters)
+            s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size,
+                            answer_format="letter")
             yield s.image, s.concepts, None
         else:
             image, glyphs = glyph_sheet(rng, image_size)

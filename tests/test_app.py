@@ -9,7 +9,7 @@ from PIL import Image
 
 from livr_viz.data import make_sample
 
-EXAMPLE = str(Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0.png")
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0-word.png")
 PROMPT = make_sample("counting", "test", 0, 0).prompt
 VIEW = ("all", "mean", "mean", "per_latent", 0.55)
 

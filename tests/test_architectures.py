@@ -34,8 +34,10 @@ def test_segments_match_the_processor(backbone_dir):
         latents = (row == int(Segment.LATENT)).nonzero().flatten()
         answer = (row == int(Segment.ANSWER)).nonzero().flatten()
         image = (row == int(Segment.IMAGE)).nonzero().flatten()
-        # order: image · prompt · latents · answer, latents contiguous and right before the answer
-        assert image.max() < latents.min() and latents.max() + 1 == answer.min()
+        # order: image · prompt · latents · template text (the assistant marker) · answer: the latents end the
+        # user turn (Q' = Q + L) and a TEXT row predicts the first answer token
+        assert image.max() < latents.min() and latents.max() + 1 < answer.min()
+        assert (row[latents.max() + 1: answer.min()] == int(Segment.TEXT)).all()
         assert torch.equal(latents, torch.arange(latents.min(), latents.max() + 1))
         assert batch.labels[b][answer].tolist() == batch.input_ids[b][answer].tolist()
     assert (batch.labels[seg != int(Segment.ANSWER)] == -100).all()

@@ -32,7 +32,7 @@ def page(app_url):
 
 
 def test_upload_run_and_every_tab(page):
-    example = Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0.png"
+    example = Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0-word.png"
     page.locator("#image-input input[type=file]").set_input_files(str(example))
     page.locator("#prompt textarea").fill(__import__("livr_viz.data", fromlist=["x"]).make_sample(
         "counting", "test", 0, 0).prompt)

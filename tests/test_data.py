@@ -21,18 +21,21 @@ def test_same_key_same_bytes(task):
     a, b = make_sample(task, "val", 7, 11), make_sample(task, "val", 7, 11)
     assert a.image.tobytes() == b.image.tobytes()
     assert np.array_equal(a.evidence, b.evidence) and a.concepts == b.concepts and a.answer == b.answer
-    assert a.id == f"{task}-val-7-11"
+    assert a.id == f"{task}-val-7-11-word"  # the demo suite's default format; the letter format keeps the bare key
+    assert make_sample(task, "val", 7, 11, answer_format="letter").id == f"{task}-val-7-11"
 
 
+@pytest.mark.parametrize("fmt", ["word", "letter"])
 @pytest.mark.parametrize("task", list(TASKS))
-def test_sample_shape_prompt_evidence(task):
+def test_sample_shape_prompt_evidence(task, fmt):
     for i in range(12):
-        s = make_sample(task, "train", 0, i)
+        s = make_sample(task, "train", 0, i, answer_format=fmt)
         assert s.image.mode == "RGB" and s.image.size == (96, 96)
         assert s.evidence.shape == (96, 96) and s.evidence.dtype == bool
         assert 0 < s.evidence.sum() < s.evidence.size
         assert s.answer in LETTERS[: s.n_choices] and s.n_choices == TASKS[task].n_choices
-        assert s.prompt.startswith(s.question) and "Choices: (A) " in s.prompt
+        assert s.prompt.startswith(s.question)
+        assert ("Choices: (A) " if fmt == "letter" else f"Options: {', '.join(s.choices)}.") in s.prompt
         json.dumps(s.concepts)  # flat, serialisable
 
 
@@ -218,8 +221,12 @@ def test_cli_export_and_preview(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(TASKS)
-    assert set(json.loads(lines[0])) == {"id", "task", "image", "question", "choices", "answer", "evidence_mask",
-                                          "concepts"}
+    first = json.loads(lines[0])
+    assert set(first) == {"id", "task", "image", "question", "choices", "answer", "evidence_mask", "concepts",
+                          "answer_format"}
+    assert first["answer_format"] == "word"
+    records, _ = load_jsonl(out)
+    assert records[0].prompt == make_sample(records[0].task, "test", 3, 0).prompt  # the format survives the trip
     png = preview("art_style", tmp_path / "p.png", n=4)
     assert Image.open(png).size[0] >= 4 * 96
     bad = subprocess.run([sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "nope", "--out",

@@ -25,9 +25,9 @@ def test_parse_choices():
 
 
 def test_analysis_rows_and_views(demo_model):
-    s = make_sample("counting", "test", 0, 0)
+    s = make_sample("counting", "test", 0, 0, answer_format=demo_model.config.answer_format)
     a = run_analysis(demo_model, s.image, s.prompt)
-    assert set(a.choice_probs) == set("ABCD") and abs(sum(a.choice_probs.values()) - 1) < 1e-5
+    assert set(a.choice_probs) == set(s.options) and abs(sum(a.choice_probs.values()) - 1) < 1e-5
     maps = a.latent_maps()
     assert maps.shape == (16, 8, 8) and maps.min() >= 0 and maps.max() <= 1
     for aggregation in ("max", "rollout"):
@@ -41,15 +41,16 @@ def test_analysis_rows_and_views(demo_model):
         a.latent_maps(layers=[9])
 
 
-def test_analyze_cli_writes_the_report(tmp_path):
-    s = make_sample("jigsaw", "test", 0, 0)
+def test_analyze_cli_writes_the_report(tmp_path, demo_model):
+    s = make_sample("jigsaw", "test", 0, 0, answer_format=demo_model.config.answer_format)
     s.image.save(tmp_path / "in.png")
     proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "analyze", "--model", "demo-livr", "--image",
                            str(tmp_path / "in.png"), "--prompt", s.prompt, "--stage", "bottleneck", "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["answer"] in ("A", "B") and set(report["choice_probs"]) == {"A", "B"}
+    assert report["answer"] in s.options and set(report["choice_probs"]) == set(s.options)
+    assert report["answer_segment_attention"]["image"] == [0.0] * 4  # Stage 1: the answer row never sees the image
     assert set(report["segment_attention"]) == {"image", "text", "latent", "answer"}
     assert report["latent_image_attention_shape"] == [16, 8, 8]
     for path in report["figures"].values():

@@ -196,7 +196,13 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| counting |" in text and "## Targets" in text and (tmp_path / "results.png").stat().st_size > 0
-    assert "Vision-tower pretraining" in text
+    assert "Vision-tower pretraining" in text and "Word curriculum" in text
+    # the paper's "are the latents used?" table, and LIVR − SFT as a paired comparison on the same questions
+    assert "| latents removed (nobody reads them) |" in text and "mean answer → latent attention" in text
+    paired = results["paired"]["livr_vs_sft"]
+    assert set(paired["tasks"]) == {"counting", "jigsaw"} and paired["average"]["n"] == 16
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(predictions["livr"]["removed"]) == 16 and set(predictions["sft"]) == {"standard"}
     assert "- Backbone: 3.1 M parameters; language model 4 layers of width 192" in text
     # a finished backbone is enough to (re)run the fine-tunes: the earlier phases' models may be gone
     for folder in ("vision", "pretrain-colour"):
@@ -204,6 +210,7 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     shutil.rmtree(tmp_path / "sft" / "model")
     again = reproduce(tmp_path, preset="quick", tasks="counting,jigsaw", n_test=8, log=lambda *a: None)
     assert again["seconds"]["vision"] == again["seconds"]["pretrain_colour"] == again["seconds"]["pretrain"] == 0.0
+    assert again["seconds"]["pretrain_words"] == 0.0
     assert again["seconds"]["livr"] == 0.0 and again["seconds"]["sft"] > 0
     assert not (tmp_path / "vision" / "model").exists()
     assert "Vision-tower pretraining" in (tmp_path / "RESULTS.md").read_text()  # the logs still describe them
@@ -252,7 +259,8 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
                       log=lambda *a: None)
-    assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen] == [
+    assert seen[0].tasks == "perception:words" and seen[0].full_finetune  # stage 1c, on the given backbone
+    assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen[1:]] == [
         (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
 
 

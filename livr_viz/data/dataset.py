@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
-from .tasks import DEFAULT_SIZE, make_sample, resolve_tasks
+from .tasks import DEFAULT_ANSWER_FORMAT, DEFAULT_SIZE, make_sample, resolve_tasks
 
 
 class SyntheticTaskDataset(Dataset):
@@ -18,10 +18,12 @@ class SyntheticTaskDataset(Dataset):
     """
 
     def __init__(self, tasks: str | Sequence[str] = "all", split: str = "train", n_per_task: int = 1000,
-                 seed: int = 0, size: int = DEFAULT_SIZE, knobs: dict[str, dict] | None = None):
+                 seed: int = 0, size: int = DEFAULT_SIZE, knobs: dict[str, dict] | None = None,
+                 answer_format: str = DEFAULT_ANSWER_FORMAT):
         self.tasks = resolve_tasks(tasks if isinstance(tasks, str) else list(tasks))
         self.split, self.n_per_task, self.seed, self.size = split, int(n_per_task), int(seed), int(size)
         self.knobs = knobs or {}
+        self.answer_format = answer_format
         if self.n_per_task < 1:
             raise ValueError(f"n_per_task must be >= 1; got {n_per_task}")
 
@@ -33,7 +35,7 @@ class SyntheticTaskDataset(Dataset):
             raise IndexError(i)
         task = self.tasks[i % len(self.tasks)]
         return make_sample(task, self.split, self.seed, i // len(self.tasks), size=self.size,
-                           **self.knobs.get(task, {}))
+                           answer_format=self.answer_format, **self.knobs.get(task, {}))
 
 
 class RecordDataset(Dataset):

@@ -120,6 +120,14 @@ def draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, label: str, colou
         draw.text((lx, ly), label, font=font(9), fill=colour)
 
 
+def draw_ring(draw: ImageDraw.ImageDraw, x: float, y: float, colour, r: float = 4.0, width: int = 2,
+              outline=(0, 0, 0)) -> None:
+    """A bold option marker for the word answer format: a ``width``-px ring of ``colour`` with a 1-px ``outline``
+    around it. About 10 px across, so it owns its 12-px patch; the centre pixels stay visible."""
+    draw.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], outline=outline, width=1)
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=width)
+
+
 def texture(rng: np.random.Generator, size: int, kind: str, freq: float, angle: float, colours, phase: float = 0.0):
     """Procedural texture ``[size, size, 3]`` uint8: stripes, checks, dots, waves or rings."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size

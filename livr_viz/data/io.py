@@ -3,9 +3,12 @@
 JSONL schema (one object per line)::
 
     {"id": str, "task": str, "image": "relative/path.png", "question": str, "choices": [str, ...],
-     "answer": "A", "evidence_mask": "relative/path.png" | null, "concepts": {...} | null}
+     "answer": "A", "evidence_mask": "relative/path.png" | null, "concepts": {...} | null,
+     "answer_format": "letter" | "word"}
 
-``evidence_mask`` and ``concepts`` are optional for user data.  Images are paths relative
+``evidence_mask``, ``concepts`` and ``answer_format`` are optional for user data.  ``answer`` is always the
+correct option's letter; ``answer_format`` says how the model is asked and answers: ``letter`` (default, BLINK's
+"(A) … (B) …" choices, answered by letter) or ``word`` (the options listed and answered as words).  Images are paths relative
 to the JSONL file.  Validation names the line and the field of every problem.
 """
 
@@ -22,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import LIVRError
 from ..images import load_image
-from .tasks import LETTERS, Sample, format_prompt, make_sample, resolve_tasks
+from .tasks import ANSWER_FORMATS, DEFAULT_ANSWER_FORMAT, LETTERS, Sample, format_prompt, make_sample, resolve_tasks
 
 REQUIRED = {"id": str, "task": str, "image": str, "question": str, "choices": list, "answer": str}
 
@@ -41,18 +44,19 @@ class Record:
     concepts: dict = field(default_factory=dict)
     image_obj: Image.Image | None = None
     evidence_array: np.ndarray | None = None
+    answer_format: str = "letter"
 
     @property
     def prompt(self) -> str:
-        return format_prompt(self.question, self.choices)
+        return format_prompt(self.question, self.choices, self.answer_format)
 
     @property
     def target(self) -> str:
-        return self.answer
+        return self.answer if self.answer_format == "letter" else self.choices[LETTERS.index(self.answer)]
 
     @property
     def options(self) -> list[str]:
-        return list(LETTERS[: len(self.choices)])
+        return list(LETTERS[: len(self.choices)]) if self.answer_format == "letter" else list(self.choices)
 
     @property
     def image(self) -> Image.Image:
@@ -69,10 +73,12 @@ class Record:
 
 def sample_to_record(sample: Sample) -> Record:
     return Record(sample.id, sample.task, None, sample.question, list(sample.choices), sample.answer,
-                  concepts=dict(sample.concepts), image_obj=sample.image, evidence_array=sample.evidence)
+                  concepts=dict(sample.concepts), image_obj=sample.image, evidence_array=sample.evidence,
+                  answer_format=sample.answer_format)
 
 
-def export_samples(tasks: str | list[str], split: str, n: int, seed: int, out: Path, size: int = 96) -> Path:
+def export_samples(tasks: str | list[str], split: str, n: int, seed: int, out: Path, size: int = 96,
+                   answer_format: str = DEFAULT_ANSWER_FORMAT) -> Path:
     """Write ``out/samples.jsonl`` plus ``out/images/*.png`` and ``out/evidence/*.png``; returns the JSONL path."""
     names = resolve_tasks(tasks)
     if n < 1:
@@ -88,12 +94,13 @@ def export_samples(tasks: str | list[str], split: str, n: int, seed: int, out: P
     with open(tmp, "w", encoding="utf-8") as fh:
         for task in names:
             for i in range(n):
-                s = make_sample(task, split, seed, i, size=size)
+                s = make_sample(task, split, seed, i, size=size, answer_format=answer_format)
                 s.image.save(out / "images" / f"{s.id}.png")
                 Image.fromarray(s.evidence.astype(np.uint8) * 255).save(out / "evidence" / f"{s.id}.png")
                 fh.write(json.dumps({"id": s.id, "task": s.task, "image": f"images/{s.id}.png", "question": s.question,
                                      "choices": s.choices, "answer": s.answer,
-                                     "evidence_mask": f"evidence/{s.id}.png", "concepts": s.concepts}) + "\n")
+                                     "evidence_mask": f"evidence/{s.id}.png", "concepts": s.concepts,
+                                     "answer_format": s.answer_format}) + "\n")
     tmp.replace(path)
     return path
 
@@ -165,7 +172,11 @@ def _validate(obj, line_no: int, base: Path, path: Path) -> Record:
     concepts = obj.get("concepts") or {}
     if not isinstance(concepts, dict):
         raise DataError(f"{where}: field 'concepts' must be an object or null")
-    return Record(obj["id"], obj["task"], image, obj["question"], list(choices), answer, evidence, concepts)
+    fmt = obj.get("answer_format") or "letter"
+    if fmt not in ANSWER_FORMATS:
+        raise DataError(f"{where}: field 'answer_format' must be one of {', '.join(ANSWER_FORMATS)}; got {fmt!r}")
+    return Record(obj["id"], obj["task"], image, obj["question"], list(choices), answer, evidence, concepts,
+                  answer_format=fmt)
 
 
 def load_jsonl(path: str | Path, skip_invalid: bool = False) -> tuple[list[Record], list[str]]:

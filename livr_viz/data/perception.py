@@ -12,9 +12,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import draw as D
-from .tasks import LETTERS, SPLITS, Sample, _shuffle_into
+from .tasks import LETTERS, MARKER_WORDS, REFERENCE_RING, SCENE_COLOURS, SPLITS, Sample, _part_points, _shuffle_into
 
-WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape")
+# sub-skills of the nine tasks' word-format read-outs, each in the layout of the task it serves (see SUBSKILLS)
+SUBSKILLS = ("marker_on_shape", "darker_marker", "box_around", "match_side", "same_place", "marker_part")
+WORD_ANSWERS = ("colour", "shape", "quadrant", "count", "same_shape", *SUBSKILLS)
 # the curriculum the shipped backbone was trained on ("perception"), in round-robin order
 CURRICULUM = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "box_contains", "same_shape")
 # diagnostic kinds that isolate one skill of the nine tasks' answer format (RESULTS.md), on request:
@@ -22,9 +24,20 @@ CURRICULUM = ("colour", "shape", "quadrant", "count", "brighter", "label_on", "b
 # option lookup: "Which option is 7?"), match_colour (the suite's reference-and-two-candidates layout with the
 # one visual skill the backbone has: which candidate has the reference's colour)
 DIAGNOSTIC = ("read_letter", "count_letter", "pick_option", "match_colour")
-KINDS = CURRICULUM + DIAGNOSTIC
+# the word-answer curriculum the word-format demo models continue pretraining on ("perception:words"): the word
+# kinds above plus one question per task read-out, in the task's own layout and marker colours --
+#   marker_on_shape  which coloured ring sits on the named shape (correspondence / localisation read-out)
+#   darker_marker    which coloured ring sits on the darker of two grey squares (relative reflectance)
+#   box_around       which coloured box contains the named shape (object localisation)
+#   match_side       reference on top, two candidates below: which one has the reference's colour (similarity, art)
+#   same_place       two identical panels: which coloured ring in the right one marks the reference point's place
+#                    (visual correspondence with no transform: its easiest level)
+#   marker_part      which coloured ring marks the named part (top / bottom / left / right / centre) of a shape
+#                    (semantic correspondence's part vocabulary)
+WORD_CURRICULUM = ("colour", "shape", "quadrant", "count", *SUBSKILLS)
+KINDS = CURRICULUM + DIAGNOSTIC + SUBSKILLS
 # kinds whose images carry no drawn letters (stage-0 vision pretraining draws its own letters on them)
-LETTER_FREE = ("colour", "shape", "quadrant", "count", "same_shape", "count_letter", "pick_option")
+LETTER_FREE = ("colour", "shape", "quadrant", "count", "same_shape", "count_letter", "pick_option", *SUBSKILLS)
 _CODES = {k: 7919 * (i + 1) for i, k in enumerate(KINDS)}
 QUADRANTS = ("topleft", "topright", "bottomleft", "bottomright")
 
@@ -163,6 +176,9 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         concepts.update(colour=str(ref))
         question = "Which candidate has the same colour as the reference?"
         choices, answer = ["candidate A", "candidate B"], "AB"[target]
+    elif kind in SUBSKILLS:
+        img, question, choices, answer, evidence, more = _subskill(kind, rng, size)
+        concepts.update(more)
     else:  # same_shape: left and right halves
         a = str(rng.choice(D.SHAPES))
         same = bool(rng.integers(2))
@@ -180,6 +196,115 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
     return Sample(id=f"perception-{kind}-{split}-{seed}-{index}", task=f"perception_{kind}", image=img,
                   question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts,
                   answer_format=fmt)
+
+
+def _rings(draw, points, offset=(0, 0)) -> None:
+    for i, (x, y) in enumerate(points):
+        D.draw_ring(draw, x + offset[0], y + offset[1], D.PALETTE[MARKER_WORDS[i]])
+
+
+def _subskill(kind: str, rng, size: int):
+    """One word-answer sub-skill question in its task's layout: (image, question, choices, answer letter, evidence,
+    concepts). Scene content uses :data:`SCENE_COLOURS`, options are the marker colours or ``left`` / ``right``."""
+    img = Image.new("RGB", (size, size), D.BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    evidence = np.zeros((size, size), bool)
+    if kind == "darker_marker":
+        img.paste((128, 128, 128), (0, 0, size, size))
+        levels = rng.uniform(0.1, 0.9, 2)
+        while abs(levels[0] - levels[1]) < 0.12:
+            levels = rng.uniform(0.1, 0.9, 2)
+        half = rng.uniform(9, 13)
+        horizontal = rng.random() < 0.5  # side by side or stacked, as the task's two surfaces
+        spots = []
+        for j in range(2):
+            along = rng.uniform(half + 2 + j * size / 2, (j + 1) * size / 2 - half - 2)
+            across = rng.uniform(half + 2, size - half - 2)
+            spots.append((along, across) if horizontal else (across, along))
+        for j, ((x, y), lvl) in enumerate(zip(spots, levels)):
+            g = int(lvl * 255)
+            draw.rectangle((x - half, y - half, x + half, y + half), fill=(g, g, g))
+            px, py = x + rng.uniform(-half + 5, half - 5), y + rng.uniform(-half + 5, half - 5)
+            D.draw_ring(draw, px, py, D.PALETTE[MARKER_WORDS[j]], outline=(255, 255, 255) if lvl < 0.45 else (0, 0, 0))
+            evidence |= D.disc_mask(img.size, px, py, 5)
+        target = int(levels[1] < levels[0])
+        return img, "Which marked point is on the darker surface?", list(MARKER_WORDS[:2]), LETTERS[target], \
+            evidence, {"darker": MARKER_WORDS[target]}
+    if kind == "match_side":
+        side = (size - 24) // 2
+        ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
+        target = int(rng.integers(2))
+        panels = []
+        for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
+            panel = Image.new("RGB", (side, side), D.BACKGROUND)
+            D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2,
+                         side * rng.uniform(0.25, 0.45), D.PALETTE[str(colour)])
+            panels.append(panel)
+        img, boxes = D.compose_panels(panels, ["", "", ""], size, layout="ref_top")
+        for box in boxes:
+            evidence |= D.box_mask(img.size, box)
+        return img, "The reference is on top. Which candidate below has the same colour as the reference?", \
+            ["left", "right"], LETTERS[target], evidence, {"colour": str(ref)}
+    if kind == "same_place":
+        side = (size - 6) // 2
+        panel = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(200, 250, 3)))
+        pd = ImageDraw.Draw(panel)
+        for _ in range(5):
+            D.draw_shape(pd, str(rng.choice(D.SHAPES)), *rng.uniform(0, side, 2), rng.uniform(0.08, 0.2) * side,
+                         D.PALETTE[str(rng.choice(SCENE_COLOURS))], angle=rng.uniform(0, np.pi))
+        pts = [rng.uniform(6, side - 6, 2)]
+        while len(pts) < 4:
+            p = rng.uniform(6, side - 6, 2)
+            if all(np.hypot(*(p - q)) >= 0.2 * side for q in pts):
+                pts.append(p)
+        target = int(rng.integers(4))
+        ref, others = pts[0], pts[1:]
+        cands = others[:target] + [ref] + others[target:]
+        left, right = panel.copy(), panel.copy()
+        D.draw_ring(ImageDraw.Draw(left), *ref, REFERENCE_RING, outline=(255, 255, 255))
+        _rings(ImageDraw.Draw(right), cands)
+        img, boxes = D.compose_panels([left, right], ["", ""], size)
+        for (x0, y0, _, _), group in ((boxes[0], [ref]), (boxes[1], cands)):
+            for p in group:
+                evidence |= D.disc_mask(img.size, x0 + p[0], y0 + p[1], 6)
+        return img, "The left panel marks a reference point. Which coloured point in the right panel shows the same " \
+            "place?", list(MARKER_WORDS), LETTERS[target], evidence, {}
+    if kind == "marker_part":
+        shape = str(rng.choice(("triangle", "diamond", "star", "cross", "square")))
+        r = rng.uniform(0.28, 0.4) * size
+        cx, cy = rng.uniform(r + 2, size - r - 2, 2)
+        D.draw_shape(draw, shape, cx, cy, r, D.PALETTE[str(rng.choice(SCENE_COLOURS))])
+        keypoints = _part_points(shape, cx, cy, r)
+        parts = [str(p) for p in rng.choice(list(keypoints), size=4, replace=False)]
+        target = int(rng.integers(4))
+        _rings(draw, [keypoints[p] for p in parts])
+        for p in parts:
+            evidence |= D.disc_mask(img.size, *keypoints[p], 6)
+        names = {"centre": "centre"}
+        part = parts[target]
+        return img, f"Which coloured point marks the {names.get(part, part)} of the shape?", list(MARKER_WORDS), \
+            LETTERS[target], evidence, {"part": part}
+    # marker_on_shape / box_around: a few shapes in scene colours, options in marker colours
+    n = 2 if kind == "box_around" else 4
+    r = rng.uniform(0.1, 0.13) * size
+    centres = D.place_disjoint(rng, n, img.size, r * (1.5 if n == 2 else 1.0), margin=3)
+    shapes = [str(s) for s in rng.choice(D.SHAPES, size=n, replace=False)]
+    colours = [str(c) for c in rng.choice(SCENE_COLOURS, size=n)]
+    for (x, y), shape, colour in zip(centres, shapes, colours):
+        D.draw_shape(draw, shape, x, y, r, D.PALETTE[colour])
+    target = int(rng.integers(n))
+    if kind == "box_around":
+        for i, (x, y) in enumerate(centres):
+            pad = r * rng.uniform(1.1, 1.4)
+            draw.rectangle((x - pad, y - pad, x + pad, y + pad), outline=D.PALETTE[MARKER_WORDS[i]], width=2)
+            evidence |= D.box_mask(img.size, (x - pad, y - pad, x + pad, y + pad))
+        question = f"Which box contains the {colours[target]} {shapes[target]}?"
+    else:
+        _rings(draw, [(x + rng.uniform(-r / 3, r / 3), y + rng.uniform(-r / 3, r / 3)) for x, y in centres])
+        for x, y in centres:
+            evidence |= D.disc_mask(img.size, x, y, r)
+        question = f"Which coloured point is on the {colours[target]} {shapes[target]}?"
+    return img, question, list(MARKER_WORDS[:n]), LETTERS[target], evidence, {"shape": shapes[target]}
 
 
 class PerceptionDataset:

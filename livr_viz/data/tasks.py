@@ -1,9 +1,18 @@
 """Nine procedural BLINK-style tasks with ground-truth evidence masks and concept labels.
 
-A sample is a pure function of ``(task, split, seed, index)`` (plus difficulty knobs):
+A sample is a pure function of ``(task, split, seed, index)`` (plus difficulty knobs and the answer format):
 the RNG is ``np.random.default_rng(SeedSequence([task_code, split_code, seed, index]))``,
-so train / val / test are disjoint seed streams.  The correct letter is balanced exactly:
-within every block of ``n_choices`` consecutive indices each letter is correct once.
+so train / val / test are disjoint seed streams.  The correct option is balanced exactly:
+within every block of ``n_choices`` consecutive indices each option is correct once.
+
+Two answer formats, the same question and the same reasoning:
+
+* ``word`` (the demo suite's default): options are told apart by what a small model sees without reading —
+  marker or frame colour (``red`` / ``blue`` / ``green`` / ``yellow`` rings and boxes) or position (``left`` /
+  ``right``, ``top`` / ``bottom``) — and the answer is that one word (counting: the number). No drawn letters;
+  scene content avoids the marker hues.
+* ``letter`` (BLINK's): options are drawn letters and the answer is the option's letter. For real VLMs and the
+  BLINK loader.
 """
 
 from __future__ import annotations
@@ -21,6 +30,11 @@ from . import draw as D
 LETTERS = "ABCDEFGH"
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZE = 96
+ANSWER_FORMATS = ("word", "letter")
+DEFAULT_ANSWER_FORMAT = "word"
+MARKER_WORDS = ("red", "blue", "green", "yellow")  # word-format option markers, in option order
+SCENE_COLOURS = tuple(c for c in D.COLOR_NAMES if c not in MARKER_WORDS)  # what scenes use beside markers
+REFERENCE_RING = (0, 0, 0)  # the neutral reference marker of the correspondence tasks (word format)
 
 
 @dataclass
@@ -74,7 +88,7 @@ def format_prompt(question: str, choices: list[str], answer_format: str = "lette
 class TaskSpec:
     name: str
     n_choices: int
-    generate: Callable  # (rng, answer_index, size, knobs) -> Sample fields
+    generate: Callable  # (rng, answer_index, size, knobs, answer_format) -> Sample fields
     knobs: type  # dataclass of difficulty settings with defaults
     description: str
 
@@ -122,14 +136,17 @@ def answer_index(task: str, split: str, seed: int, index: int) -> int:
 
 
 def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, size: int = DEFAULT_SIZE,
-                **knobs) -> Sample:
-    """The sample ``(task, split, seed, index)``; ``knobs`` override the task's difficulty defaults."""
+                answer_format: str = DEFAULT_ANSWER_FORMAT, **knobs) -> Sample:
+    """The sample ``(task, split, seed, index)`` in ``answer_format`` (``word`` | ``letter``); ``knobs`` override
+    the task's difficulty defaults."""
     if task not in TASKS:
         resolve_tasks([task])
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
     if size < 64:
         raise ValueError(f"size must be >= 64 pixels; got {size}")
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}; got {answer_format!r}")
     spec = TASKS[task]
     known = {f.name for f in fields(spec.knobs)}
     bad = set(knobs) - known
@@ -138,8 +155,10 @@ def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, 
     settings = replace(spec.knobs(), **knobs)
     rng = sample_rng(task, split, seed, index)
     target = answer_index(task, split, seed, index)
-    out = spec.generate(rng, target, size, settings)
-    sample = Sample(id=f"{task}-{split}-{seed}-{index}", task=task, answer=LETTERS[target], **out)
+    out = spec.generate(rng, target, size, settings, answer_format)
+    suffix = "" if answer_format == "letter" else f"-{answer_format}"
+    sample = Sample(id=f"{task}-{split}-{seed}-{index}{suffix}", task=task, answer=LETTERS[target],
+                    answer_format=answer_format, **out)
     assert sample.evidence.any(), f"{sample.id}: empty evidence"
     sample.concepts = {"task": task, **sample.concepts}
     return sample
@@ -171,7 +190,7 @@ class CountingKnobs:
 
 
 @register("counting", 4, CountingKnobs, "How many objects of a colour and shape are there, among distractors?")
-def _counting(rng, target, size, k: CountingKnobs):
+def _counting(rng, target, size, k: CountingKnobs, fmt):
     shape, colour = rng.choice(D.SHAPES), rng.choice(D.COLOR_NAMES)
     count = int(rng.integers(k.min_count, k.max_count + 1))
     n_dis = int(rng.integers(0, k.max_distractors + 1))
@@ -222,13 +241,14 @@ def iou(a, b) -> float:
 
 
 @register("object_localization", 2, LocalizationKnobs, "Which drawn box fits the named object best?")
-def _localization(rng, target, size, k: LocalizationKnobs):
+def _localization(rng, target, size, k: LocalizationKnobs, fmt):
     n = k.n_boxes
     if not 2 <= n <= 4:
         raise ValueError("n_boxes must be 2..4")
     img = Image.new("RGB", (size, size), D.BACKGROUND)
     draw = ImageDraw.Draw(img)
-    shape, colour = rng.choice(D.SHAPES), rng.choice(D.COLOR_NAMES)
+    palette = D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS
+    shape, colour = rng.choice(D.SHAPES), rng.choice(palette)
     r = rng.uniform(0.1, 0.16) * size
     (cx, cy), *clutter = D.place_disjoint(rng, 1 + k.n_clutter, img.size, r, margin=2)
     mask, mdraw = _scene_mask(img.size)
@@ -236,7 +256,7 @@ def _localization(rng, target, size, k: LocalizationKnobs):
     D.draw_shape(mdraw, shape, cx, cy, r, 255)
     for x, y in clutter:
         D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r * 0.45,
-                     D.PALETTE[rng.choice([c for c in D.COLOR_NAMES if c != colour])])
+                     D.PALETTE[rng.choice([c for c in palette if c != colour])])
     ys, xs = np.nonzero(np.asarray(mask))
     true_box = (float(xs.min() - 1), float(ys.min() - 1), float(xs.max() + 1), float(ys.max() + 1))
     bw, bh = true_box[2] - true_box[0], true_box[3] - true_box[1]
@@ -259,15 +279,22 @@ def _localization(rng, target, size, k: LocalizationKnobs):
     box_colours = [(0, 0, 0), (90, 90, 90), (0, 0, 140), (120, 0, 0)]
     evidence = np.asarray(mask) > 0
     for i, box in enumerate(ordered):
-        draw.rectangle(box, outline=box_colours[i], width=1)
-        draw.text((max(0, box[0] + 1), max(0, box[1] + 1)), LETTERS[i], font=D.font(8), fill=box_colours[i])
+        if fmt == "letter":
+            draw.rectangle(box, outline=box_colours[i], width=1)
+            draw.text((max(0, box[0] + 1), max(0, box[1] + 1)), LETTERS[i], font=D.font(8), fill=box_colours[i])
+        else:  # the box's colour names it; its evidence is exactly the drawn outline
+            draw.rectangle(box, outline=D.PALETTE[MARKER_WORDS[i]], width=2)
+            drawn, ddraw = _scene_mask(img.size)
+            ddraw.rectangle(box, outline=255, width=2)
+            evidence |= np.asarray(drawn) > 0
         outline = D.box_mask(img.size, box) & ~D.box_mask(img.size, (box[0] + 2, box[1] + 2, box[2] - 2, box[3] - 2))
         evidence |= outline
     concepts = {"object_shape": str(shape), "object_color": str(colour), "object_quadrant": _quadrant(cx, cy, size, size),
                 "object_size": float(2 * r / size), "boxes": [[round(v, 2) for v in b] for b in ordered],
                 "box_iou": [round(iou(b, true_box), 3) for b in ordered]}
-    return dict(image=img, question=f"Which box fits the {colour} {shape} best?",
-                choices=[f"box {LETTERS[i]}" for i in range(n)], evidence=evidence, concepts=concepts)
+    choices = [f"box {LETTERS[i]}" for i in range(n)] if fmt == "letter" else list(MARKER_WORDS[:n])
+    return dict(image=img, question=f"Which box fits the {colour} {shape} best?", choices=choices,
+                evidence=evidence, concepts=concepts)
 
 
 # ----------------------------------------------------------------------------- relative reflectance
@@ -284,7 +311,7 @@ def luminance(rgb) -> float:
 
 
 @register("relative_reflectance", 3, ReflectanceKnobs, "Which of two marked points is on the darker surface?")
-def _reflectance(rng, target, size, k: ReflectanceKnobs):
+def _reflectance(rng, target, size, k: ReflectanceKnobs, fmt):
     img = Image.new("RGB", (size, size), (128, 128, 128))
     draw = ImageDraw.Draw(img)
     tints = [(1.0, 1.0, 1.0), (1.0, 0.95, 0.85), (0.85, 0.95, 1.0), (0.95, 1.0, 0.9)]
@@ -331,14 +358,19 @@ def _reflectance(rng, target, size, k: ReflectanceKnobs):
         py = rng.uniform(box[1] + 5, box[3] - 5)
         points.append((px, py))
     for j, (px, py) in enumerate(points):
-        D.draw_marker(draw, px, py, "AB"[j], colour=(255, 255, 255) if luminance(colours[j]) < 0.45 else (0, 0, 0))
-        evidence |= D.disc_mask(img.size, px, py, 5)
+        contrast = (255, 255, 255) if luminance(colours[j]) < 0.45 else (0, 0, 0)
+        if fmt == "letter":
+            D.draw_marker(draw, px, py, "AB"[j], colour=contrast)
+        else:
+            D.draw_ring(draw, px, py, D.PALETTE[MARKER_WORDS[j]], outline=contrast)
+        evidence |= D.disc_mask(img.size, px, py, 5 if fmt == "letter" else 6)
     lum = [luminance(c) for c in colours]
     concepts = {"brightness_a": round(lum[0], 4), "brightness_b": round(lum[1], 4), "brightness_order": kind,
                 "point_a": [round(points[0][0], 1), round(points[0][1], 1)],
                 "point_b": [round(points[1][0], 1), round(points[1][1], 1)]}
-    return dict(image=img, question="Which marked point is on the darker surface?",
-                choices=["A is darker", "B is darker", "about the same"], evidence=evidence, concepts=concepts)
+    choices = ["A is darker", "B is darker", "about the same"] if fmt == "letter" else [*MARKER_WORDS[:2], "same"]
+    return dict(image=img, question="Which marked point is on the darker surface?", choices=choices,
+                evidence=evidence, concepts=concepts)
 
 
 # ----------------------------------------------------------------------------- visual correspondence
@@ -351,14 +383,14 @@ class VisualCorrespondenceKnobs:
     min_separation: float = 0.2  # candidate points at least this far apart (fraction of the panel)
 
 
-def _random_scene(rng, side: int, n_shapes: int, background=None) -> Image.Image:
+def _random_scene(rng, side: int, n_shapes: int, background=None, palette=D.COLOR_NAMES) -> Image.Image:
     bg = background or tuple(int(v) for v in rng.integers(200, 250, 3))
     scene = Image.new("RGB", (side, side), bg)
     draw = ImageDraw.Draw(scene)
     for _ in range(n_shapes):
         r = rng.uniform(0.08, 0.2) * side
         x, y = rng.uniform(0, side, 2)
-        D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r, D.PALETTE[rng.choice(D.COLOR_NAMES)],
+        D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r, D.PALETTE[rng.choice(palette)],
                      angle=rng.uniform(0, math.pi))
     return scene
 
@@ -403,12 +435,36 @@ def _panel_side(size: int, n_panels: int = 2, gap: int = 2) -> int:
     return (size - gap * (n_panels + 1)) // n_panels
 
 
+def _mark_points(fmt: str, reference: Image.Image, ref_point, candidates: Image.Image, points) -> None:
+    """Mark the reference point and the candidate points: rings with drawn letters (letter format) or a neutral
+    black ring and rings in the option colours (word format)."""
+    if fmt == "letter":
+        D.draw_marker(ImageDraw.Draw(reference), ref_point[0], ref_point[1], "")
+        db = ImageDraw.Draw(candidates)
+        for i, p in enumerate(points):
+            D.draw_marker(db, p[0], p[1], LETTERS[i])
+        return
+    D.draw_ring(ImageDraw.Draw(reference), ref_point[0], ref_point[1], REFERENCE_RING, outline=(255, 255, 255))
+    db = ImageDraw.Draw(candidates)
+    for i, p in enumerate(points):
+        D.draw_ring(db, p[0], p[1], D.PALETTE[MARKER_WORDS[i]])
+
+
+def _point_choices(fmt: str, n: int = 4) -> list[str]:
+    return [f"point {LETTERS[i]}" for i in range(n)] if fmt == "letter" else list(MARKER_WORDS[:n])
+
+
+def _panel_labels(fmt: str, labels: list[str]) -> list[str]:
+    """Drawn panel titles: only in the letter format (the word format draws no text)."""
+    return labels if fmt == "letter" else [""] * len(labels)
+
+
 @register("visual_correspondence", 4, VisualCorrespondenceKnobs,
           "A reference point in the left panel; which labelled point in the right panel is the same physical point?")
-def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs):
+def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     bg = tuple(int(v) for v in rng.integers(200, 250, 3))
-    scene = _random_scene(rng, side, k.n_shapes, bg)
+    scene = _random_scene(rng, side, k.n_shapes, bg, D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS)
     kind = str(rng.choice(["shift", "rotation", "scale"]))
     forward, params = _affine(kind, rng, side, k)
     warped = _warp(scene, forward, bg)
@@ -421,19 +477,17 @@ def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs):
     others = _far_points(rng, 3, side, [mapped], k.min_separation * side, margin)
     points = _shuffle_into(rng, mapped, others, target)
     panel_a, panel_b = scene.copy(), warped.copy()
-    D.draw_marker(ImageDraw.Draw(panel_a), ref[0], ref[1], "")
-    db = ImageDraw.Draw(panel_b)
-    for i, p in enumerate(points):
-        D.draw_marker(db, p[0], p[1], LETTERS[i])
-    canvas, boxes = D.compose_panels([panel_a, panel_b], ["REF", "Cands"], size)
+    _mark_points(fmt, panel_a, ref, panel_b, points)
+    canvas, boxes = D.compose_panels([panel_a, panel_b], _panel_labels(fmt, ["REF", "Cands"]), size)
     evidence = np.zeros((size, size), bool)
     for (x0, y0, _, _), pts in ((boxes[0], [ref]), (boxes[1], points)):
         for p in pts:
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {"transform": kind, **params, "ref_quadrant": _quadrant(ref[0], ref[1], side, side),
                 "answer_quadrant": _quadrant(mapped[0], mapped[1], side, side)}
-    return dict(image=canvas, question="The left panel marks a reference point. Which labelled point in the right "
-                "panel shows the same physical point?", choices=[f"point {LETTERS[i]}" for i in range(4)],
+    which = "labelled" if fmt == "letter" else "coloured"
+    return dict(image=canvas, question=f"The left panel marks a reference point. Which {which} point in the right "
+                "panel shows the same physical point?", choices=_point_choices(fmt),
                 evidence=evidence, concepts=concepts, panels={"reference": panel_a, "candidates": panel_b})
 
 
@@ -482,7 +536,7 @@ class SemanticCorrespondenceKnobs:
 
 @register("semantic_correspondence", 4, SemanticCorrespondenceKnobs,
           "The same part (top, bottom, left, right, centre) across two different shapes.")
-def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs):
+def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     shape_a, shape_b = rng.choice(PART_SHAPES, size=2, replace=False)
     panels, keypoints = [], []
@@ -491,26 +545,25 @@ def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs):
         r = rng.uniform(k.min_radius, k.max_radius) * side
         cx = rng.uniform(r + 1, side - r - 1)
         cy = rng.uniform(r + 1, side - r - 1)
-        _draw_part_shape(ImageDraw.Draw(panel), shape, cx, cy, r, D.PALETTE[rng.choice(D.COLOR_NAMES)])
+        _draw_part_shape(ImageDraw.Draw(panel), shape, cx, cy, r,
+                         D.PALETTE[rng.choice(D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS)])
         panels.append(panel)
         keypoints.append(_part_points(shape, cx, cy, r))
     part = str(rng.choice(PARTS))
     other_parts = [p for p in PARTS if p != part]
     rng.shuffle(other_parts)
     chosen = _shuffle_into(rng, part, other_parts[:3], target)
-    D.draw_marker(ImageDraw.Draw(panels[0]), *keypoints[0][part], "")
-    db = ImageDraw.Draw(panels[1])
-    for i, p in enumerate(chosen):
-        D.draw_marker(db, *keypoints[1][p], LETTERS[i])
-    canvas, boxes = D.compose_panels(panels, ["REF", "Cands"], size)
+    _mark_points(fmt, panels[0], keypoints[0][part], panels[1], [keypoints[1][p] for p in chosen])
+    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "Cands"]), size)
     evidence = np.zeros((size, size), bool)
     for (x0, y0, _, _), pts in ((boxes[0], [keypoints[0][part]]), (boxes[1], [keypoints[1][p] for p in chosen])):
         for p in pts:
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {"part": part, "shape_reference": str(shape_a), "shape_candidates": str(shape_b),
                 "candidate_parts": list(chosen)}
-    return dict(image=canvas, question="The marked point is on one part of the left shape. Which labelled point marks "
-                "the same part of the right shape?", choices=[f"point {LETTERS[i]}" for i in range(4)],
+    which = "labelled" if fmt == "letter" else "coloured"
+    return dict(image=canvas, question=f"The marked point is on one part of the left shape. Which {which} point marks "
+                "the same part of the right shape?", choices=_point_choices(fmt),
                 evidence=evidence, concepts=concepts, panels={"reference": panels[0], "candidates": panels[1]})
 
 
@@ -561,7 +614,7 @@ class FunctionalCorrespondenceKnobs:
 
 @register("functional_correspondence", 4, FunctionalCorrespondenceKnobs,
           "The part with the same function (grip or working end) across two different tools.")
-def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs):
+def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     tools = rng.choice(TOOLS, size=2, replace=False)
     role = int(rng.integers(2))  # 0 = grip, 1 = working end
@@ -569,7 +622,7 @@ def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs):
     for tool in tools:
         panel = Image.new("RGB", (side, side), D.BACKGROUND)
         pmask = Image.new("L", (side, side), 0)
-        colours = rng.choice(D.COLOR_NAMES, size=2, replace=False)
+        colours = rng.choice(D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS, size=2, replace=False)
         angle = math.radians(rng.uniform(-k.max_tilt, k.max_tilt))
         L = k.length * side
         _draw_tool(ImageDraw.Draw(panel), ImageDraw.Draw(pmask), str(tool), side / 2, side / 2, L * 0.85, angle,
@@ -593,19 +646,17 @@ def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs):
         value = 2 - role if j < 2 else (0 if rng.random() < 0.5 else 2 - role)
         others.append(point_on(part_maps[1], value, [correct, *others]))
     points = _shuffle_into(rng, correct, others, target)
-    D.draw_marker(ImageDraw.Draw(panels[0]), ref[0], ref[1], "")
-    db = ImageDraw.Draw(panels[1])
-    for i, p in enumerate(points):
-        D.draw_marker(db, p[0], p[1], LETTERS[i])
-    canvas, boxes = D.compose_panels(panels, ["REF", "Cands"], size)
+    _mark_points(fmt, panels[0], ref, panels[1], points)
+    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "Cands"]), size)
     evidence = np.zeros((size, size), bool)
     for (x0, y0, _, _), pts in ((boxes[0], [ref]), (boxes[1], points)):
         for p in pts:
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {"role": ROLES[role], "tool_reference": str(tools[0]), "tool_candidates": str(tools[1])}
-    return dict(image=canvas, question="The marked point is on one part of the left tool. Which labelled point is on "
+    which = "labelled" if fmt == "letter" else "coloured"
+    return dict(image=canvas, question=f"The marked point is on one part of the left tool. Which {which} point is on "
                 "the part of the right tool that has the same function?",
-                choices=[f"point {LETTERS[i]}" for i in range(4)], evidence=evidence, concepts=concepts,
+                choices=_point_choices(fmt), evidence=evidence, concepts=concepts,
                 panels={"reference": panels[0], "candidates": panels[1]})
 
 
@@ -635,7 +686,7 @@ def _jigsaw_scene(rng, side):
 
 
 @register("jigsaw", 2, JigsawKnobs, "Which candidate patch fills the blacked-out bottom-right quadrant?")
-def _jigsaw(rng, target, size, k: JigsawKnobs):
+def _jigsaw(rng, target, size, k: JigsawKnobs, fmt):
     side = int(size * 0.66) // 2 * 2
     half = side // 2
     scene = _jigsaw_scene(rng, side)
@@ -658,15 +709,29 @@ def _jigsaw(rng, target, size, k: JigsawKnobs):
     for i, patch in enumerate(cands):
         y = 10 + i * (cw + 12)
         canvas.paste(patch.resize((cw, cw), Image.NEAREST), (cx, y))
-        draw.text((cx, y - 10), LETTERS[i], font=D.font(9), fill=(0, 0, 0))
+        if fmt == "letter":
+            draw.text((cx, y - 10), LETTERS[i], font=D.font(9), fill=(0, 0, 0))
         cand_boxes.append((cx, y, cx + cw - 1, y + cw - 1))
     evidence = D.box_mask((size, size), (1 + half - 6, top + half - 6, 1 + side + 1, top + side + 1))
     evidence &= ~D.box_mask((size, size), (1 + half + 1, top + half + 1, 1 + side - 2, top + side - 2))
     for box in cand_boxes:
         evidence |= D.box_mask((size, size), box)
+    choices = [f"patch {LETTERS[i]}" for i in range(2)] if fmt == "letter" else ["top", "bottom"]
     return dict(image=canvas, question="The bottom-right quadrant of the image on the left is missing. Which patch "
-                "fills it?", choices=[f"patch {LETTERS[i]}" for i in range(2)], evidence=evidence,
+                "fills it?", choices=choices, evidence=evidence,
                 concepts={"distractor": k.distractor}, panels={"image": holed, "patch_A": cands[0], "patch_B": cands[1]})
+
+
+# ----------------------------------------------------------------------------- reference + two candidates
+def _side_choices(fmt: str) -> list[str]:
+    return ["candidate A", "candidate B"] if fmt == "letter" else ["left", "right"]
+
+
+def _candidates_question(fmt: str, relation: str) -> str:
+    """The question of the reference-above-two-candidates layout (visual similarity, art style)."""
+    if fmt == "letter":
+        return f"Which candidate {relation} the reference?"
+    return f"The reference is on top. Which candidate below {relation} the reference?"
 
 
 # ----------------------------------------------------------------------------- visual similarity
@@ -676,7 +741,7 @@ class SimilarityKnobs:
 
 
 @register("visual_similarity", 2, SimilarityKnobs, "Which candidate shares the reference's texture?")
-def _similarity(rng, target, size, k: SimilarityKnobs):
+def _similarity(rng, target, size, k: SimilarityKnobs, fmt):
     side = (size - 24) // 2
     kind = str(rng.choice(D.TEXTURES))
     freq = float(rng.uniform(2.5, 5))
@@ -695,12 +760,12 @@ def _similarity(rng, target, size, k: SimilarityKnobs):
                          phase=float(rng.uniform()))
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [Image.fromarray(a) for a in (ref, *cands)]
-    canvas, boxes = D.compose_panels(panels, ["REF", "A", "B"], size, layout="ref_top")
+    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
     evidence = np.zeros((size, size), bool)
     for box in boxes:
         evidence |= D.box_mask((size, size), box)
-    return dict(image=canvas, question="Which candidate has the same texture as the reference?",
-                choices=["candidate A", "candidate B"], evidence=evidence,
+    return dict(image=canvas, question=_candidates_question(fmt, "has the same texture as"),
+                choices=_side_choices(fmt), evidence=evidence,
                 concepts={"texture": kind, "frequency": round(freq, 3), "angle_deg": round(math.degrees(angle), 1),
                           "distractor_differs_in": attr},
                 panels={"reference": panels[0], "A": panels[1], "B": panels[2]})
@@ -750,7 +815,7 @@ class ArtStyleKnobs:
 
 
 @register("art_style", 2, ArtStyleKnobs, "Which candidate was drawn in the reference's procedural style?")
-def _art_style(rng, target, size, k: ArtStyleKnobs):
+def _art_style(rng, target, size, k: ArtStyleKnobs, fmt):
     side = (size - 24) // 2
     sid = int(rng.integers(len(STYLES)))
     style = STYLES[sid]
@@ -761,12 +826,12 @@ def _art_style(rng, target, size, k: ArtStyleKnobs):
     diff = _render_style(rng, side, STYLES[other])
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [ref, *cands]
-    canvas, boxes = D.compose_panels(panels, ["REF", "A", "B"], size, layout="ref_top")
+    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
     evidence = np.zeros((size, size), bool)
     for box in boxes:
         evidence |= D.box_mask((size, size), box)
-    return dict(image=canvas, question="Which candidate was drawn in the same style as the reference?",
-                choices=["candidate A", "candidate B"], evidence=evidence,
+    return dict(image=canvas, question=_candidates_question(fmt, "was drawn in the same style as"),
+                choices=_side_choices(fmt), evidence=evidence,
                 concepts={"style_id": sid, "palette": style[0], "rendering": style[1], "stroke_width": style[2],
                           "distractor_style_id": other},
                 panels={"reference": ref, "A": cands[0], "B": cands[1]})

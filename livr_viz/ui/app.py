@@ -78,7 +78,7 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
     md = f"### Answer: **{a.answer}**  \n`{model}` · stage `{stage}` · K = {a.n_latents}{notes}"
     sample = S.synthetic_sample_for(image)
     if sample is not None:
-        md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.answer}**"
+        md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
     return md, a.choice_probs or {a.answer: 1.0}, tiles, frame, S.display_image(a.image, 256)
 
 
@@ -98,7 +98,7 @@ def on_compare(selected, image, prompt, stage, aggregation, opacity):
             maps = a.latent_maps(None, None, aggregation)
             raw = a.latent_maps(None, None, aggregation, "none")
             f = evidence_scores(maps, sample.evidence, raw)
-            row.update({"truth": sample.answer, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
+            row.update({"truth": sample.target, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
                         "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2)})
         rows.append(row)
     if sample is not None:
@@ -252,7 +252,7 @@ def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisa
               "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes}
     sample = S.synthetic_sample_for(image)
     if sample is not None:
-        report["sample"] = {"id": sample.id, "truth": sample.answer, "concepts": sample.concepts}
+        report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
     settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
                 "aggregation": aggregation, "normalisation": normalisation, "opacity": opacity,
                 "image_sha1": S.image_digest(image), "reproduce": f"livr-viz analyze --model {model} --image IMAGE "
@@ -261,22 +261,19 @@ def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisa
 
 
 @user_errors
-def on_new_sample(task):
-    path, prompt = S.new_sample(task, S.scratch_dir() / "samples")
+def on_new_sample(task, model):
+    path, prompt = S.new_sample(task, S.scratch_dir() / "samples", answer_format=S.answer_format_of(model))
     return path, prompt
 
 
-PHOTO_PROMPT = "Is there a person in the image?\nChoices: (A) yes (B) no\nAnswer with the option's letter."
-
-
-def on_pick_example(evt: gr.SelectData):
+def on_pick_example(model, evt: gr.SelectData):
     path = S.ensure_examples()[evt.index]
     sample = S.synthetic_sample_for(path)
-    return path, (sample.prompt if sample is not None else PHOTO_PROMPT)
+    return path, (sample.prompt if sample is not None else S.photo_prompt(S.answer_format_of(model)))
 
 
-def on_template(task):
-    return S.task_templates().get(task, "")
+def on_template(task, model):
+    return S.task_templates(S.answer_format_of(model)).get(task, "")
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -284,7 +281,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
     from livr_viz.data import task_names
     from livr_viz.probes import builtin_specs
 
-    templates = S.task_templates()
+    templates = S.task_templates(S.answer_format_of(default_model))
     examples = S.ensure_examples()
     lm = S.POOL.get(default_model)  # selector ranges come from the model's config, never hard-coded
     n_layers = lm.base_model.config.get_text_config().num_hidden_layers
@@ -385,9 +382,9 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         for control in (aggregation, normalisation, stage):
             control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
         opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
-        new.click(on_new_sample, [task], [image, prompt], api_name="new_sample")
-        example_gallery.select(on_pick_example, None, [image, prompt], api_name=False)
-        template.change(on_template, [template], [prompt], api_name=False)
+        new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
+        example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False)
+        template.change(on_template, [template, model], [prompt], api_name=False)
         compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_sheet],
                           api_name="compare", **MODEL_EVENTS)
         token_event = token_btn.click(on_token_map, [model, image, prompt, stage, method, tlayer, scope, n_samples,
@@ -407,13 +404,13 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="livr-viz app")
-    parser.add_argument("--model", default="demo-livr", help="model selected at start")
-    parser.add_argument("--host", default=os.environ.get("LIVR_VIZ_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LIVR_VIZ_PORT", "7860")))
-    parser.add_argument("--max-upload-mb", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=4, help="requests processed at once (model events: 1)")
-    args = parser.parse_args(argv)
+    from livr_viz.ui.options import parse_app_args
+
+    serve(parse_app_args(argv))
+
+
+def serve(args) -> None:
+    """Load the model, build the app and serve it (``args`` from :func:`livr_viz.ui.options.parse_app_args`)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -431,7 +428,7 @@ def main(argv=None) -> None:
     demo = build_app(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR)])
+                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir() / "examples")])
 
 
 if __name__ == "__main__":
