@@ -22,6 +22,9 @@ from livr_viz.tokenmap import _CACHE, points_from_capture, project
 def test_parse_choices():
     assert parse_choices("Q? Choices: (A) x (B) y (C) z") == ["A", "B", "C"]
     assert parse_choices("no choices here") == []
+    assert parse_choices("Which one?\nOptions: red, blue, same.\nAnswer with one word.") == ["red", "blue", "same"]
+    assert parse_choices("Options: 3, 0, 5, 1.") == ["3", "0", "5", "1"]
+    assert parse_choices("Options: red.") == []  # one option is no choice
 
 
 def test_analysis_rows_and_views(demo_model):
