@@ -24,6 +24,7 @@ from .images import load_image
 from .segments import Segment
 
 _CHOICE = re.compile(r"\(([A-Z])\)")
+FREE_FORM_TOKENS = 8  # greedy tokens generated for a question without options
 
 
 _OPTIONS = re.compile(r"^Options:\s*(.+?)\.?\s*$", re.MULTILINE)
@@ -112,15 +113,18 @@ def run_analysis(lm, image, prompt: str, stage: str = "full", hidden_states: boo
         grid = lm.family.patch_grid(lm.base_model, batch.inputs, 0)
     except LIVRError as exc:
         grid_error = str(exc)
+    notes_extra: list[str] = []
     choices = parse_choices(batch.prompts[0])
     if choices:
         ids = lm.choice_token_ids(choices)
         probs = capture.answer_logits[0, ids].softmax(-1)
         answer, choice_probs = choices[int(probs.argmax())], {c: float(p) for c, p in zip(choices, probs)}
-    else:
-        answer, choice_probs = lm.tokenizer.decode([int(capture.answer_logits[0].argmax())]).strip(), {}
+    else:  # a free-form question: a short greedy answer under the same mask, special tokens hidden
+        answer, choice_probs = lm.generate([pil], [prompt], max_new_tokens=FREE_FORM_TOKENS, stage=stage)[0], {}
+        if not answer:
+            notes_extra.append("the model ended its answer at once (it predicted the end-of-answer token first)")
     return Analysis(pil, batch.prompts[0], stage, lm.config.variant, lm.config.n_latents, capture, grid, grid_error,
-                    answer, choice_probs, batch.notes, batch.segments[0])
+                    answer, choice_probs, batch.notes + notes_extra, batch.segments[0])
 
 
 def answer_latent_figure(values: np.ndarray, title: str = "answer → latent attention"):

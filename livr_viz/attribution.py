@@ -16,6 +16,9 @@ from .errors import LIVRError
 from .segments import Segment
 
 METHODS = ("integrated_gradients", "saliency")
+# Integrated Gradients' completeness check: attributions should sum to the logit's change from the baseline. A
+# convergence delta above this many logits means the path integral is too coarse to trust the map (more steps).
+IG_DELTA_WARNING = 0.5
 
 
 @dataclass
@@ -26,6 +29,14 @@ class Attribution:
     latents: np.ndarray | None  # [K] attribution per latent embedding (L2 over dims)
     convergence_delta: float | None
     target: str
+
+    @property
+    def warning(self) -> str | None:
+        """A user-facing warning when Integrated Gradients did not converge (delta above :data:`IG_DELTA_WARNING`)."""
+        if self.convergence_delta is None or self.convergence_delta <= IG_DELTA_WARNING:
+            return None
+        return (f"Integrated Gradients did not converge: its attributions miss the logit change by "
+                f"{self.convergence_delta:.2f} logits (above {IG_DELTA_WARNING}); treat this map as rough")
 
 
 def _answer_logit_fn(lm, batch, stage, target_id):

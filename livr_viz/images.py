@@ -5,7 +5,11 @@ Defined handling (documented in the README):
 * animated images use their first frame;
 * palette / transparent images are composited on white; 16-bit and CMYK are converted to 8-bit RGB;
 * images above ``MAX_PIXELS`` (decompression bombs) and below 1x1 are refused; extreme aspect ratios are
-  accepted (the processor resizes) — tiny 1x1 images are upsampled by the processor like any other.
+  accepted (the processor resizes) — tiny 1x1 images are upsampled by the processor like any other;
+* ``max_side`` downscales once at decode time (JPEGs are decoded at a reduced scale straight away): the model's
+  processor decides what the model sees (96 px for the demo model), the views never need more than ~768 px, and
+  a 6000 x 6000 upload would otherwise be carried, blended and drawn at full size;
+* errors name a file by its base name only (never a temporary upload path or an in-memory object).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; larger headers are refused before deco
 MAX_BYTES = 50 * 1024 * 1024
 
 
-def load_image(source, name: str | None = None) -> Image.Image:
-    """Decode ``source`` (path, bytes, numpy array or PIL image) to RGB."""
-    label = name or (str(source) if isinstance(source, (str, Path)) else type(source).__name__)
+def load_image(source, name: str | None = None, max_side: int | None = None) -> Image.Image:
+    """Decode ``source`` (path, bytes, numpy array or PIL image) to RGB, at most ``max_side`` pixels on its
+    longer side when given (aspect ratio kept)."""
+    label = repr(name or (Path(source).name if isinstance(source, (str, Path)) else "the uploaded image"))
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
@@ -39,7 +44,7 @@ def load_image(source, name: str | None = None) -> Image.Image:
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise LIVRError(f"image file not found: {path}")
+                raise LIVRError(f"image file not found: {path.name}")
             if path.stat().st_size > MAX_BYTES:
                 raise LIVRError(f"image {label}: file is larger than {MAX_BYTES // 2**20} MB")
             data = path.read_bytes()
@@ -56,19 +61,28 @@ def load_image(source, name: str | None = None) -> Image.Image:
                     f"image {label}: {image.width}x{image.height} pixels exceeds the limit of {MAX_PIXELS:,} "
                     "(possible decompression bomb); resize it first"
                 )
+            if max_side and image.format == "JPEG":
+                image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: fast, little memory
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
         except LIVRError:
             raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+        except UnidentifiedImageError:
+            raise LIVRError(f"image {label} cannot be decoded: it is not an image file in a format we read "
+                            "(PNG, JPEG, GIF, BMP, TIFF, WebP)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as exc:
-            raise LIVRError(f"image {label} cannot be decoded ({type(exc).__name__}: {exc})") from None
+            reason = str(exc).split(" at 0x")[0].split("/")[0].strip() or "damaged data"
+            raise LIVRError(f"image {label} cannot be decoded ({type(exc).__name__}: {reason})") from None
     if image.width < 1 or image.height < 1:
         raise LIVRError(f"image {label}: empty image ({image.width}x{image.height})")
     if image.width * image.height > MAX_PIXELS:
         raise LIVRError(f"image {label}: {image.width}x{image.height} pixels exceeds the limit of {MAX_PIXELS:,}")
-    return to_rgb(image)
+    image = to_rgb(image)
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.LANCZOS, reducing_gap=2.0)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -8,6 +8,7 @@ the app stays a thin layout.  Results are cached per (model, image bytes, prompt
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import re
@@ -27,6 +28,7 @@ from .heatmaps import display_image, overlay
 from .images import load_image
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
 _SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)(?:-(word))?$")  # no suffix: letter format
 
 
@@ -84,8 +86,13 @@ def image_digest(path: str | Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def synthetic_sample_for(path: str | Path | None):
-    """The synthetic sample behind an example/new-sample file (``<task>-<split>-<seed>-<index>.png``), or None."""
+def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
+    """The synthetic sample this input *is*, or None.
+
+    The file name (``<task>-<split>-<seed>-<index>[-word].png``, as examples and *new sample* write them) only
+    says which sample to regenerate; the sample counts only when the uploaded pixels equal it exactly and, when
+    ``prompt`` is given, the prompt is the sample's own question. So a photo renamed like a sample, or a sample
+    asked another question, never gets a ground truth or an evidence mask that is not its own."""
     if not path:
         return None
     match = _SAMPLE_ID.match(Path(path).stem)
@@ -96,7 +103,45 @@ def synthetic_sample_for(path: str | Path | None):
     task, split, seed, index, fmt = match.groups()
     if task not in TASKS:
         return None
-    return make_sample(task, split, int(seed), int(index), answer_format=fmt or "letter")
+    sample = make_sample(task, split, int(seed), int(index), answer_format=fmt or "letter")
+    if prompt is not None and prompt.strip() != sample.prompt.strip():
+        return None
+    try:
+        pixels = np.asarray(load_image(path))
+    except LIVRError:
+        return None
+    return sample if pixels.shape == np.asarray(sample.image).shape and np.array_equal(
+        pixels, np.asarray(sample.image)) else None
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+
+
+def escape_markdown(text) -> str:
+    """User-typed or model-made text made inert for a Markdown panel: HTML escaped (``<s>`` stays visible text
+    instead of striking through the rest) and Markdown's active characters backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
+def attribution_target(target: str | None, analysis) -> str:
+    """The option to attribute: the typed one (matched to the prompt's options, case ignored) or the answer.
+    A prompt with options accepts only those options."""
+    text = (target or "").strip()
+    if not text:
+        return analysis.answer
+    options = list(analysis.choice_probs)
+    if not options:
+        return text
+    for option in options:
+        if option.lower() == text.lower():
+            return option
+    raise LIVRError(f"target {text!r} is not one of this prompt's options ({', '.join(options)}); leave it empty "
+                    "to explain the model's answer")
+
+
+def load_upload(path: str | Path) -> Image.Image:
+    """An uploaded image, decoded once and downscaled to :data:`VIEW_MAX_SIDE` (errors name its base name)."""
+    return load_image(path, max_side=VIEW_MAX_SIDE)
 
 
 def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
@@ -112,7 +157,7 @@ def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: st
     if cached is not None:
         return cached
     lm = POOL.get(model_name)
-    return ANALYSES.put(key, run_analysis(lm, load_image(image_path), prompt, stage))
+    return ANALYSES.put(key, run_analysis(lm, load_upload(image_path), prompt, stage))
 
 
 def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:

@@ -64,3 +64,32 @@ def test_exif_rotation_is_applied():
 def test_extreme_sizes_are_accepted():
     assert load_image(Image.new("RGB", (1, 1))).size == (1, 1)
     assert load_image(_bytes(Image.new("RGB", (8000, 100)), "PNG")).size == (8000, 100)
+
+
+def test_big_uploads_are_downscaled_once_at_decode(tmp_path):
+    from livr_viz.images import load_image
+
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (6000, 4000), (200, 30, 30)).save(path, quality=80)
+    small = load_image(path, max_side=768)
+    assert max(small.size) == 768 and small.size[0] / small.size[1] == pytest.approx(1.5, abs=0.01)
+    assert load_image(path).size == (6000, 4000)  # without max_side nothing changes
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (40, 30)).save(tiny)
+    assert load_image(tiny, max_side=768).size == (40, 30)  # never upscaled
+
+
+def test_errors_name_the_file_by_its_base_name_only(tmp_path):
+    from livr_viz.errors import LIVRError
+    from livr_viz.images import load_image
+
+    fake = tmp_path / "deep" / "gradio" / "0a1b2c" / "cat.png"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("this is a text file named like an image")
+    with pytest.raises(LIVRError) as exc:
+        load_image(fake)
+    message = str(exc.value)
+    assert "'cat.png'" in message and str(tmp_path) not in message and "0x" not in message and "BytesIO" not in message
+    with pytest.raises(LIVRError) as exc:
+        load_image(b"\x89PNG\r\n\x1a\n broken")
+    assert "the uploaded image" in str(exc.value) and "0x" not in str(exc.value)

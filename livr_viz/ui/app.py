@@ -22,6 +22,7 @@ from livr_viz.errors import LIVRError
 from livr_viz.interventions import ABLATIONS
 
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=1)
+STALE = "Inputs changed: press **Run** for this image, prompt and model."
 HOW_IT_WORKS = """
 **LIVR** inserts K learned *latent tokens* between the prompt and the answer: `image · prompt · latents · answer`.
 Training has two stages. In **Stage 1 (bottleneck)** the prompt and answer tokens may not look at the image —
@@ -74,17 +75,20 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
     tiles = S.heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
     bars = a.answer_latent_attention(lay, hd)
     frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(bars))], "attention": bars.astype(float)})
-    notes = "".join(f"\n\n> note: {n}" for n in a.notes)
-    md = f"### Answer: **{a.answer}**  \n`{model}` · stage `{stage}` · K = {a.n_latents}{notes}"
-    sample = S.synthetic_sample_for(image)
+    notes = "".join(f"\n\n> note: {S.escape_markdown(n)}" for n in a.notes)
+    shown = S.escape_markdown(a.answer) if a.answer else "(no answer: the model ended at once)"
+    kind = "" if a.choice_probs else " (free-form, greedy)"
+    md = (f"### Answer: **{shown}**{kind}  \n{S.escape_markdown(model)} · stage `{stage}` · K = {a.n_latents}"
+          f"{notes}")
+    sample = S.synthetic_sample_for(image, prompt)
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
-    return md, a.choice_probs or {a.answer: 1.0}, tiles, frame, S.display_image(a.image, 256)
+    return md, a.choice_probs or None, tiles, frame, S.display_image(a.image, 256)
 
 
 @user_errors
 def on_compare(selected, image, prompt, stage, aggregation, opacity):
-    sample = S.synthetic_sample_for(image)
+    sample = S.synthetic_sample_for(image, prompt)
     rows, sheets = [], []
     from livr_viz.faithfulness import evidence_scores
 
@@ -174,7 +178,7 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
     reading = {}
     if image and prompt:
         reading = read_with_probe(S.POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",
-                                  S.load_image(image), prompt, stage)
+                                  S.load_upload(image), prompt, stage)
     return md, probe_curves_figure(report), table, reading
 
 
@@ -185,7 +189,7 @@ def on_attribution(model, image, prompt, stage, target, method):
 
     a = S.analysis_for(model, image, prompt, stage)
     lm = S.POOL.get(model)
-    target = (target or a.answer).strip().upper()
+    target = S.attribution_target(target, a)
     batch = lm.build_inputs([a.image], [prompt])
     attr = attribute(lm, batch, target, method, stage, grid=a.grid)
     pix = attr.pixels / (attr.pixels.max() or 1.0)
@@ -197,7 +201,9 @@ def on_attribution(model, image, prompt, stage, target, method):
     frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(attr.latents if attr.latents is not None else []))],
                           "attribution": [float(v) for v in (attr.latents if attr.latents is not None else [])]})
     delta = "n/a (saliency)" if attr.convergence_delta is None else f"{attr.convergence_delta:.4f}"
-    md = f"Attribution of the logit of **{target}** ({method}); IG convergence delta: {delta}"
+    md = f"Attribution of the logit of **{S.escape_markdown(target)}** ({method}); IG convergence delta: {delta}"
+    if attr.warning:
+        md += f"\n\n> ⚠ {attr.warning}"
     return picture, frame, md
 
 
@@ -250,7 +256,7 @@ def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisa
     report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
               "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
               "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes}
-    sample = S.synthetic_sample_for(image)
+    sample = S.synthetic_sample_for(image, prompt)
     if sample is not None:
         report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
     settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
@@ -378,7 +384,20 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
 
         view_inputs = [model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity]
         view_outputs = [answer, probs, gallery, bars, preview]
-        run.click(on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS)
+        # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
+        # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
+        results = [answer, probs, gallery, bars, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
+                   probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
+                   ablate_effects, mask_plot, export_file]
+
+        def clear_results():
+            return [STALE if c is answer else None for c in results]
+
+        for control in (image, prompt, model):
+            control.change(clear_results, None, results, api_name=False, queue=False)
+        stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
+        run.click(clear_results, None, results, api_name=False, queue=False).then(
+            on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS)
         for control in (aggregation, normalisation, stage):
             control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
         opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)

@@ -1,0 +1,53 @@
+"""The app's engine-side helpers: ground truth by content, escaping, attribution targets (no server needed)."""
+
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from livr_viz import service as S
+from livr_viz.data import make_sample
+from livr_viz.errors import LIVRError
+
+
+def test_ground_truth_needs_the_samples_own_pixels_and_question(tmp_path):
+    sample = make_sample("counting", "test", 4242, 0)
+    real = tmp_path / f"{sample.id}.png"
+    sample.image.save(real)
+    assert S.synthetic_sample_for(real, sample.prompt).id == sample.id
+    assert S.synthetic_sample_for(real).id == sample.id  # picking an example: the prompt comes from the sample
+    # another question about the same image: no ground truth (it would answer a question nobody asked)
+    assert S.synthetic_sample_for(real, "What colour is the star?") is None
+    # a photo renamed like a sample: no ground truth, whatever the prompt
+    impostor = tmp_path / "x" / f"{sample.id}.png"
+    impostor.parent.mkdir()
+    Image.new("RGB", (96, 96), (10, 200, 10)).save(impostor)
+    assert S.synthetic_sample_for(impostor, sample.prompt) is None
+    # the letter-format file name (no suffix) regenerates the letter-format sample
+    letter = make_sample("counting", "test", 4242, 0, answer_format="letter")
+    letter.image.save(tmp_path / f"{letter.id}.png")
+    assert S.synthetic_sample_for(tmp_path / f"{letter.id}.png", letter.prompt).answer_format == "letter"
+
+
+def test_user_text_is_inert_in_markdown():
+    text = S.escape_markdown("<latent_3><image><s> How many *x*? [a](b)")
+    assert "<" not in text and "&lt;s&gt;" in text and "\\*x\\*" in text and "\\[a\\]" in text
+
+
+def test_attribution_target_must_be_an_option():
+    analysis = SimpleNamespace(answer="red", choice_probs={"red": 0.7, "blue": 0.3})
+    assert S.attribution_target("", analysis) == "red"
+    assert S.attribution_target(" BLUE ", analysis) == "blue"
+    with pytest.raises(LIVRError, match="'Z' is not one of this prompt's options \\(red, blue\\)"):
+        S.attribution_target("Z", analysis)
+    free = SimpleNamespace(answer="star", choice_probs={})
+    assert S.attribution_target("circle", free) == "circle"
+
+
+def test_ig_warns_above_the_documented_threshold():
+    from livr_viz.attribution import IG_DELTA_WARNING, Attribution
+
+    ok = Attribution("integrated_gradients", None, None, None, IG_DELTA_WARNING / 2, "red")
+    bad = Attribution("integrated_gradients", None, None, None, 5.1, "red")
+    assert ok.warning is None and "did not converge" in bad.warning and "5.10" in bad.warning
+    assert Attribution("saliency", None, None, None, None, "red").warning is None
