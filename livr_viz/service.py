@@ -139,6 +139,28 @@ def attribution_target(target: str | None, analysis) -> str:
                     "to explain the model's answer")
 
 
+def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_layers: int) -> dict:
+    """Switch ``latents`` off for the analysed input (none given: the one whose removal alone moves the predicted
+    option most) and report the option probabilities before / after and every latent's own effect."""
+    from .interventions import LatentAblation, per_latent_effects
+
+    choices = list(analysis.choice_probs)
+    if not choices:
+        raise LIVRError("ablation needs a prompt with options (an 'Options: …' line or '(A) … (B) …' choices)")
+    if not -1 <= layer < n_layers:
+        raise LIVRError(f"layer must be -1 (embeddings) .. {n_layers - 1}")
+    batch = lm.build_inputs([analysis.image], [analysis.prompt])
+    effects = per_latent_effects(lm, batch, choices, mode, layer, analysis.stage)
+    auto = not latents
+    if auto:
+        latents = [int(np.argmax(np.abs(effects)))]
+    result = LatentAblation(lm, mode, layer).run(batch, latents, choices, analysis.stage)
+    before, after = result.before[0].tolist(), result.after[0].tolist()
+    return {"choices": choices, "before": before, "after": after, "effects": effects, "latents": latents,
+            "auto": auto, "answer_before": choices[int(np.argmax(before))],
+            "answer_after": choices[int(np.argmax(after))], "largest_change": float(result.delta.abs().max())}
+
+
 def load_upload(path: str | Path) -> Image.Image:
     """An uploaded image, decoded once and downscaled to :data:`VIEW_MAX_SIDE` (errors name its base name)."""
     return load_image(path, max_side=VIEW_MAX_SIDE)

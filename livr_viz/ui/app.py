@@ -215,27 +215,17 @@ def on_ablation(model, image, prompt, stage, latents, mode, layer):
     if not lm.config.n_latents:
         raise LIVRError(f"{model} has no latents to ablate (variant sft); pick demo-livr or demo-latents-only")
     a = S.analysis_for(model, image, prompt, stage)
-    choices = list(a.choice_probs) or None
-    if not choices:
-        raise LIVRError("ablation needs a multiple-choice prompt with '(A) … (B) …' choices")
-    picks = [int(v) for v in (latents or [])]
-    if not picks:
-        raise LIVRError("tick at least one latent to switch off")
-    batch = lm.build_inputs([a.image], [prompt])
     n_layers, _ = _lm_dims(model)
-    layer = int(layer)
-    if not -1 <= layer < n_layers:
-        raise LIVRError(f"layer must be -1 (embeddings) .. {n_layers - 1}")
-    result = LatentAblation(lm, mode, layer).run(batch, picks, choices, stage)
-    frame = pd.DataFrame({"choice": [f"{c} {w}" for w in ("1 before", "2 after") for c in choices],
-                          "probability": result.before[0].tolist() + result.after[0].tolist(),
-                          "when": ["before"] * len(choices) + ["after"] * len(choices)})
-    effects = per_latent_effects(lm, batch, choices, mode, layer, stage)
-    eff = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(effects))], "change": effects})
-    before, after = choices[int(result.before[0].argmax())], choices[int(result.after[0].argmax())]
-    md = (f"Switching off latents {picks} ({mode}, layer {layer}): answer **{before} → {after}**; "
-          f"largest probability change {float(result.delta.abs().max()):.3f}.")
-    return md, frame, eff
+    r = S.ablation_view(lm, a, [int(v) for v in (latents or [])], mode, int(layer), n_layers)
+    labels = [f"{c} · {when}" for c in r["choices"] for when in ("before", "after")]
+    frame = pd.DataFrame({"choice": labels,
+                          "probability": [p for pair in zip(r["before"], r["after"]) for p in pair],
+                          "when": ["before", "after"] * len(r["choices"])})
+    eff = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(r["effects"]))], "change": r["effects"]})
+    how = " (none ticked: the latent whose removal moves the answer most)" if r["auto"] else ""
+    md = (f"Switching off latents {r['latents']}{how} ({mode}, layer {layer}): answer **{S.escape_markdown(r['answer_before'])} → "
+          f"{S.escape_markdown(r['answer_after'])}**; largest probability change {r['largest_change']:.3f}.")
+    return md, gr.BarPlot(value=frame, sort=labels), eff
 
 
 @user_errors
@@ -362,7 +352,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         attr_bars = gr.BarPlot(x="latent", y="attribution", title="attribution to latent embeddings",
                                                height=220)
                     with gr.Tab("Ablation", id="tab-ablation"):
-                        ablate_latents = gr.CheckboxGroup([str(i) for i in range(n_latents)], value=["0"],
+                        ablate_latents = gr.CheckboxGroup([str(i) for i in range(n_latents)], value=[],
                                                           label="latents to switch off")
                         with gr.Row():
                             ablate_mode = gr.Radio(list(ABLATIONS), value="zero", label="mode")
