@@ -39,7 +39,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
-    ap.add_argument("--word-answers", action="store_true", help="suite tasks answer with the option text")
+    ap.add_argument("--word-answers", action="store_true",
+                    help="suite tasks in the word format (options named by marker colour / position, answered by "
+                         "the word) instead of BLINK's letters")
     ap.add_argument("--save", default=None, help="save the trained backbone here at the end")
     ap.add_argument("--seed", type=int, default=0, help="seeds the sampling order and dropout")
     ap.add_argument("--blocked", action="store_true",
@@ -56,9 +58,8 @@ def main(argv=None):
             if kind == "pick_option" and split == "train" and a.dense_lookup:
                 return _dense_lookup(s, a.dense_lookup, np.random.default_rng(index))
             return s
-        s = make_sample(kind.removeprefix("task:"), split, 0, index)
-        s.answer_format = "word" if a.word_answers else "letter"
-        return s
+        return make_sample(kind.removeprefix("task:"), split, 0, index,
+                           answer_format="word" if a.word_answers else "letter")
 
     # "kinds:until" with kinds like task:art_style, so split at the last colon
     phases = [(p.rsplit(":", 1)[0].split("+"), int(p.rsplit(":", 1)[1])) for p in a.phases.split(";") if p]

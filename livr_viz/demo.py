@@ -72,8 +72,9 @@ def demo_corpus(per_task: int = 30) -> list[str]:
     lines = []
     for task in task_names():
         for i in range(per_task):
-            s = make_sample(task, "train", 12345, i)
-            lines += [s.prompt, *s.choices]
+            for fmt in ("word", "letter"):  # both answer formats tokenize compactly
+                s = make_sample(task, "train", 12345, i, answer_format=fmt)
+                lines += [s.prompt, *s.choices]
     for kind in CURRICULUM:  # (the diagnostic kinds' few extra words are split into known pieces)
         for i in range(per_task):
             s = make_perception_sample(kind, "train", 12345, i)

@@ -131,7 +131,8 @@ def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, c
         n = int(n_samples)
         if not 2 <= n <= 60:
             raise LIVRError("dataset size must be between 2 and 60 samples")
-        items = [make_sample(tasks[i % len(tasks)], "test", 0, i // len(tasks)) for i in range(n)]
+        fmt = S.answer_format_of(model)
+        items = [make_sample(tasks[i % len(tasks)], "test", 0, i // len(tasks), answer_format=fmt) for i in range(n)]
         points = dataset_points(S.POOL.get(model), items, layer, stage,
                                 progress=lambda it: progress.tqdm(it, desc="capturing hidden states"))
         if color_by != "segment" and color_by not in points.labels:
@@ -156,7 +157,7 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
     report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
     if retrain or report_path is None:
         lm = S.POOL.get(model)
-        items = SyntheticTaskDataset(spec.tasks or "all", "train", 120, 0)
+        items = SyntheticTaskDataset(spec.tasks or "all", "train", 120, 0, answer_format=S.answer_format_of(model))
         report = run_probes(lm, spec, items, cache, stage=stage, per_latent=True,
                             progress=lambda f: progress(f, desc="collecting hidden states"))
         source = f"trained now on {report.n} samples"
