@@ -161,6 +161,23 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
             "answer_after": choices[int(np.argmax(after))], "largest_change": float(result.delta.abs().max())}
 
 
+PROBE_MARGIN = 0.02  # a probe must beat its baselines by this much accuracy for its reading to mean anything
+
+
+def probe_caveat(best_layer: dict, majority: float) -> str:
+    """A warning (Markdown) when the best probe is no better than guessing the majority class or than the same
+    probe on a random-weight model: its reading of an image then says nothing about what the model learnt."""
+    accuracy = best_layer["latent_pooled"]["accuracy"]
+    baselines = {"the majority class": majority}
+    if "random_model" in best_layer:
+        baselines["the same probe on a random-weight model"] = best_layer["random_model"]["accuracy"]
+    failed = [f"{name} ({value:.3f})" for name, value in baselines.items() if accuracy <= value + PROBE_MARGIN]
+    if not failed:
+        return ""
+    return (f"\n\n> ⚠ This probe ({accuracy:.3f}) is no better than {' or '.join(failed)}: its reading below says "
+            "nothing about what the model encodes.")
+
+
 def load_upload(path: str | Path) -> Image.Image:
     """An uploaded image, decoded once and downscaled to :data:`VIEW_MAX_SIDE` (errors name its base name)."""
     return load_image(path, max_side=VIEW_MAX_SIDE)

@@ -10,7 +10,8 @@ from PIL import Image
 from livr_viz.data import make_sample
 
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0-word.png")
-PROMPT = make_sample("counting", "test", 0, 0).prompt
+SAMPLE = make_sample("counting", "test", 0, 0)  # the first example, in the demo models' word format
+PROMPT = SAMPLE.prompt
 VIEW = ("all", "mean", "mean", "per_latent", 0.55)
 
 pytestmark = pytest.mark.slow
@@ -24,8 +25,8 @@ def client(app_url):
 def test_analyze(client):
     md, label, gallery, bars, preview = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW,
                                                        api_name="/analyze")
-    assert "Answer:" in md and "ground truth **D**" in md
-    assert {c["label"] for c in label["confidences"]} == set("ABCD")
+    assert "Answer:" in md and f"ground truth **{SAMPLE.target}**" in md
+    assert {c["label"] for c in label["confidences"]} == set(SAMPLE.options)
     assert len(gallery) == 16 and all(Path(item["image"]).exists() for item in gallery)
     assert gallery[3]["caption"] == "latent 3"
     assert [row[0] for row in bars["data"]] == [f"{i:02d}" for i in range(16)]
@@ -83,8 +84,9 @@ def test_export_zip_reproduces_the_settings(client):
 
 
 def test_new_sample(client):
-    path, prompt = client.predict("jigsaw", api_name="/new_sample")
-    assert Path(path).name.startswith("jigsaw-test-777-") and "Choices:" in prompt
+    path, prompt = client.predict("jigsaw", "demo-livr", api_name="/new_sample")
+    assert Path(path).name.startswith("jigsaw-test-777-") and Path(path).stem.endswith("-word")
+    assert "Options: top, bottom." in prompt  # the word format of the selected model
 
 
 def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):

@@ -51,3 +51,13 @@ def test_ig_warns_above_the_documented_threshold():
     bad = Attribution("integrated_gradients", None, None, None, 5.1, "red")
     assert ok.warning is None and "did not converge" in bad.warning and "5.10" in bad.warning
     assert Attribution("saliency", None, None, None, None, "red").warning is None
+
+
+def test_a_probe_no_better_than_its_baselines_says_so():
+    good = {"latent_pooled": {"accuracy": 0.9}, "random_model": {"accuracy": 0.4}}
+    assert S.probe_caveat(good, majority=0.5) == ""
+    weak = {"latent_pooled": {"accuracy": 0.35}, "random_model": {"accuracy": 0.36}}
+    text = S.probe_caveat(weak, majority=0.3)
+    assert "no better than the same probe on a random-weight model (0.360)" in text
+    assert "majority" not in text
+    assert "the majority class (0.500)" in S.probe_caveat({"latent_pooled": {"accuracy": 0.5}}, majority=0.5)

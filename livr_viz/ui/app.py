@@ -176,6 +176,7 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
     md = (f"**{spec.name}** — {spec.description}. Probes {source}. Best layer {report.best_layer}: "
           f"accuracy {best['latent_pooled']['accuracy']:.3f} vs control {best['control']['accuracy']:.3f} "
           f"(selectivity {best['selectivity']:+.3f}); majority baseline {report.majority:.3f}.")
+    md += S.probe_caveat(best, report.majority)
     reading = {}
     if image and prompt:
         reading = read_with_probe(S.POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",

@@ -1,0 +1,69 @@
+"""A 6000 x 6000 JPEG upload through the app's server-side path, beside the 96 px example, in one process.
+
+    python bench/big_upload.py [--side 6000] [--model demo-livr]
+
+Times what the app does for *Run* (decode + downscale, forward with capture, 16 overlays, answer bars) and the
+Compare tab's extra work (two more models, montage), and reports the process's peak resident memory. The issue's
+goal: answered in <= 10 s on 2 cores with the process under 1.5 GB.
+"""
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from livr_viz import service as S
+from livr_viz.data import make_sample
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_view(model: str, path: str, prompt: str) -> float:
+    t0 = time.perf_counter()
+    a = S.analysis_for(model, path, prompt, "full")
+    S.heatmap_tiles(a)
+    a.answer_latent_attention()
+    S.display_image(a.image, 256)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--side", type=int, default=6000)
+    ap.add_argument("--model", default="demo-livr")
+    a = ap.parse_args(argv)
+    sample = make_sample("counting", "test", 0, 0)
+    tmp = Path(tempfile.mkdtemp())
+    small = tmp / f"{sample.id}.png"
+    sample.image.save(small)
+    rng = np.random.default_rng(0)
+    big = tmp / "big.jpg"  # photo-like content: smooth gradients plus noise (compresses like a photo, ~1 MB)
+    yy, xx = np.mgrid[0:a.side, 0:a.side].astype(np.float32) / a.side
+    pixels = np.stack([200 * xx, 180 * yy, 120 * (1 - xx)], -1) + rng.normal(0, 12, (a.side, a.side, 3))
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(big, quality=85)
+    del pixels, yy, xx
+    S.POOL.get(a.model)
+    base_rss = peak_rss_mb()
+    out = {"side": a.side, "jpeg_mb": big.stat().st_size / 2**20, "rss_after_load_mb": base_rss}
+    out["small_s"] = run_view(a.model, str(small), sample.prompt)
+    out["big_s"] = run_view(a.model, str(big), sample.prompt)
+    t0 = time.perf_counter()
+    for m in S.compare_set(a.model):
+        if m != a.model:
+            run_view(m, str(big), sample.prompt)
+    out["big_compare_extra_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = peak_rss_mb()
+    print(f"| {a.side}x{a.side} JPEG ({out['jpeg_mb']:.1f} MB) | Run {out['big_s']:.2f} s (96 px example "
+          f"{out['small_s']:.2f} s) | Compare's two other models +{out['big_compare_extra_s']:.2f} s | peak RSS "
+          f"{out['peak_rss_mb']:.0f} MB (after loading the model {base_rss:.0f} MB) |")
+    return out
+
+
+if __name__ == "__main__":
+    main()
