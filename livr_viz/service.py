@@ -161,6 +161,22 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
             "answer_after": choices[int(np.argmax(after))], "largest_change": float(result.delta.abs().max())}
 
 
+def default_concept(model_name: str) -> str:
+    """The first bundled probe concept that belongs to a task the model was fine-tuned on (``count`` otherwise)."""
+    from .data import resolve_tasks
+    from .probes import ConceptSpec, builtin_specs
+
+    trained = POOL.get(model_name).config.training.get("tasks", "all")
+    try:
+        tasks = set(resolve_tasks(trained))
+    except LIVRError:  # e.g. a perception-pretrained backbone
+        tasks = set()
+    for name in builtin_specs():
+        if set(ConceptSpec.load(name).tasks or ()) & tasks:
+            return name
+    return "count"
+
+
 PROBE_MARGIN = 0.02  # a probe must beat its baselines by this much accuracy for its reading to mean anything
 
 

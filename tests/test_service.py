@@ -61,3 +61,8 @@ def test_a_probe_no_better_than_its_baselines_says_so():
     assert "no better than the same probe on a random-weight model (0.360)" in text
     assert "majority" not in text
     assert "the majority class (0.500)" in S.probe_caveat({"latent_pooled": {"accuracy": 0.5}}, majority=0.5)
+
+
+def test_probe_concept_defaults_to_the_models_tasks():
+    assert S.default_concept("demo-livr") == "brightness_order"  # nine tasks: the first concept of any of them
+    assert S.default_concept("demo-art-style-sft") == "style"  # not 'count', which art style never trained

@@ -335,7 +335,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         token_plot = gr.Plot(label="token map")
                     with gr.Tab("Probes", id="tab-probes"):
                         with gr.Row():
-                            concept = gr.Dropdown(builtin_specs(), value="count", label="concept")
+                            concept = gr.Dropdown(builtin_specs(), value=S.default_concept(default_model), label="concept")
                             retrain = gr.Checkbox(False, label="train again (otherwise load)")
                         probe_btn = gr.Button("load / train probes", elem_id="probes")
                         probe_cancel = gr.Button("cancel")
@@ -387,6 +387,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
 
         for control in (image, prompt, model):
             control.change(clear_results, None, results, api_name=False, queue=False)
+        model.change(user_errors(S.default_concept), [model], [concept], api_name=False)
         stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
         run.click(clear_results, None, results, api_name=False, queue=False).then(
             on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS)
