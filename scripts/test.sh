@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 
-python -m pip install -q -e ".[test]"
+# the README's virtual environment when there is one (and none is active), else the Python on PATH
+PYTHON=python
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
+
+"$PYTHON" -m pip install -q -e ".[test]"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
@@ -20,7 +24,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 set +e
-python -m pytest "$@"
+"$PYTHON" -m pytest "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then
