@@ -17,6 +17,7 @@ generation).
 from __future__ import annotations
 
 import json
+import warnings
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -616,7 +617,9 @@ def _attach_lora(model, family: Family, config: LIVRConfig):
         bias="none",
     )
     try:
-        peft_model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft 0.21 asks transformers 5 a deprecated question on every load
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = get_peft_model(model, lora)
     except ValueError as exc:
         raise LIVRError(f"could not attach LoRA to the language model: {str(exc).splitlines()[0]}") from None
     peft_model.eval()
