@@ -67,21 +67,20 @@ def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None
         raise LIVRError("no items to evaluate")
     out: dict = {c: [None] * len(items) for c in conditions}
     attention = [0.0] * len(items)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for i in range(len(items)):
-        groups.setdefault(_options(items[i]), []).append(i)  # one option list per batch
-    chunks = [(options, idx[s:s + batch_size]) for options, idx in groups.items()
-              for s in range(0, len(idx), batch_size)]
+        groups.setdefault(len(_options(items[i])), []).append(i)  # one number of options per batch
+    chunks = [(n, idx[s:s + batch_size]) for n, idx in groups.items() for s in range(0, len(idx), batch_size)]
     iterator: Iterable = chunks
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(chunks, desc=f"latent use {lm.config.variant}", leave=False)
-    for options, idx in iterator:
+    for n_options, idx in iterator:
         chunk = [items[i] for i in idx]
         batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
-        ids = lm.choice_token_ids(list(options))
-        letters = LETTERS[: len(options)]
+        ids = torch.tensor([lm.choice_token_ids(list(_options(it))) for it in chunk])  # [B, n_options]: per item
+        letters = LETTERS[:n_options]
         capture = LatentAttention(lm, rows="answer", hidden_states=False).run(batch, "full")
         if k:
             keys = batch.segments == int(Segment.LATENT)  # [B, T]
@@ -90,7 +89,7 @@ def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None
                 attention[i] = float(mass[j])
         for condition in conditions:
             logits = capture.answer_logits if condition == "standard" else _condition_logits(lm, batch, condition)
-            probs = logits[:, ids].float().softmax(-1)
+            probs = logits.gather(1, ids).float().softmax(-1)
             for j, (i, it) in enumerate(zip(idx, chunk)):
                 pred = letters[int(probs[j].argmax())]
                 out[condition][i] = {"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,

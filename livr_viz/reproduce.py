@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundled import ASSETS_DIR, DEMO_SETS
+from .bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
 
 VARIANTS = ("sft", "latents_only", "livr")
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
@@ -107,9 +107,11 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
                                       grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
     out = Path(out)
-    if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(out):
-        raise LIVRError(f"--install-as {install_as}: {out}/pretrain-words/model is not the bundled demo-base, so its "
-                        "fine-tunes could not be shipped; seed it with a copy of assets/demo-base")
+    base = SET_BACKBONES.get(install_as, "demo-base")
+    if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(
+            out, install_as):
+        raise LIVRError(f"--install-as {install_as}: {out}/pretrain-words/model is not the bundled {base}, so its "
+                        f"fine-tunes could not be shipped; seed it with a copy of assets/{base}")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -202,26 +204,34 @@ def publish_results(out: Path) -> None:
     for variant in VARIANTS:
         if (out / variant / "training.png").is_file():
             shutil.copy(out / variant / "training.png", root / "docs" / f"training-{variant}.png")
-    notes = root / "docs" / "results-notes.md"  # hand-written analysis of the shipped run, kept across re-runs
+    # hand-written parts of the shipped run, kept across re-runs: a short summary under the title, notes at the end
+    summary = root / "docs" / "results-summary.md"
+    if summary.is_file():
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\n{summary.read_text().strip()}\n{rest}"
+    notes = root / "docs" / "results-notes.md"
     if notes.is_file():
         text = text.rstrip("\n") + "\n\n" + notes.read_text()
     (root / "RESULTS.md").write_text(text)
 
 
-def _on_bundled_backbone(out: Path) -> bool:
+def _on_bundled_backbone(out: Path, model_set: str = "demo") -> bool:
+    """The run's backbone is, byte for byte, the one ``model_set`` ships on."""
     mine = out / "pretrain-words" / "model" / "model.safetensors"
-    bundled = ASSETS_DIR / "demo-base" / "model.safetensors"
+    bundled = ASSETS_DIR / SET_BACKBONES[model_set] / "model.safetensors"
     return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
 
 
 def install_demo_models(out: Path, model_set: str = "demo") -> None:
     """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
-    pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on that very backbone."""
+    pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on its own bundled backbone
+    (``SET_BACKBONES``)."""
     from .errors import LIVRError
     from .fsutil import fresh_tmp_dir, replace_dir
 
-    if model_set != "demo" and not _on_bundled_backbone(out):
-        raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled demo-base; only the "
+    base = SET_BACKBONES[model_set]
+    if model_set != "demo" and not _on_bundled_backbone(out, model_set):
+        raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled {base}; only the "
                         "default set (--install without --install-as) can ship a new backbone")
 
     def install(src: Path, dst: Path):
@@ -237,7 +247,7 @@ def install_demo_models(out: Path, model_set: str = "demo") -> None:
             path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path
             if path.is_file():
                 cfg = json.loads(path.read_text())
-                cfg[key] = "demo-base"
+                cfg[key] = base
                 path.write_text(json.dumps(cfg, indent=2))
 
 

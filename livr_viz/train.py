@@ -116,7 +116,7 @@ PRESETS: dict[str, dict] = {
     "quick": dict(steps=24, batch_size=8, lr=2e-3, n_train_per_task=64, n_val_per_task=8, eval_every=12,
                   checkpoint_every=8, log_every=4),
     # the shipped demo models (see RESULTS.md for the measured time)
-    "demo": dict(steps=800, batch_size=32, lr=2e-3, n_train_per_task=1000, n_val_per_task=30, eval_every=200,
+    "demo": dict(steps=1000, batch_size=32, lr=2e-3, n_train_per_task=1000, n_val_per_task=30, eval_every=200,
                  checkpoint_every=100, log_every=10),
     # the paper's multi-task recipe: effective batch 8, lr 1e-4, 5 epochs over 1k per task
     "paper": dict(steps=5 * 1000 * 9 // 8, batch_size=8, lr=1e-4, n_train_per_task=1000, n_val_per_task=100,
