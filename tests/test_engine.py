@@ -229,7 +229,7 @@ def test_ablation_accuracy_over_a_dataset():
     from livr_viz.model import load_model
 
     lm = load_model("demo-art-style-livr")
-    items = SyntheticTaskDataset("art_style", "test", 40, 2026)
+    items = SyntheticTaskDataset("art_style", "test", 40, 2026, answer_format="letter")
     r = ablation_accuracy(lm, [items[i] for i in range(len(items))], "blind", stage="bottleneck", batch_size=16)
     assert r["n"] == 40 and len(r["per_latent_change"]) == 16
     assert r["accuracy_intact"] == evaluate(lm, items, "bottleneck")["average"]["accuracy"]
@@ -238,5 +238,6 @@ def test_ablation_accuracy_over_a_dataset():
     assert r["accuracy_intact"] + r["per_latent_change"][15] == pytest.approx(r["accuracy_all_ablated"])  # readout
     with pytest.raises(LIVRError, match="no latents"):
         ablation_accuracy(load_model("demo-sft"), [items[0]])
-    mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # 4 and 2 choices: grouped, not mixed
-    assert ablation_accuracy(lm, [mixed[i] for i in range(len(mixed))], "remove", each=False)["n"] == 6
+    mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # other options per task: grouped, not mixed
+    assert ablation_accuracy(load_model("demo-livr"), [mixed[i] for i in range(len(mixed))], "remove",
+                             each=False)["n"] == 6

@@ -299,14 +299,17 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
 
 
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
-    """The shipped single-task set (RESULTS.md: LIVR 71.5 %, SFT 68.5 % on 200 test questions, seed 2026)."""
+    """The shipped single-task set (letter format, latents before the answer, on its own backbone; RESULTS.md:
+    LIVR 71.5 %, SFT 68.5 % on 200 test questions, seed 2026)."""
     from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.evaluate import evaluate
     from livr_viz.model import load_model
     from livr_viz.service import compare_set
 
-    test = SyntheticTaskDataset("art_style", "test", 100, 2026)
+    test = SyntheticTaskDataset("art_style", "test", 100, 2026, answer_format="letter")
     livr = load_model("demo-art-style-livr")
+    assert (livr.config.answer_format, livr.config.latent_placement, livr.config.backbone) == (
+        "letter", "before_answer", "demo-art-style-base")
     assert livr.config.variant == "livr" and livr.config.training["tasks"] == "art_style"
     assert evaluate(livr, test)["average"]["accuracy"] >= 0.6  # chance 0.5
     blind = evaluate(livr, test, "bottleneck", block_latent_image=True)["average"]["accuracy"]
@@ -320,14 +323,14 @@ def test_installing_another_set_refuses_a_different_backbone(tmp_path):
     from livr_viz.bundled import ASSETS_DIR
     from livr_viz.reproduce import install_demo_models
 
-    (tmp_path / "pretrain" / "model").mkdir(parents=True)
-    (tmp_path / "pretrain" / "model" / "model.safetensors").write_bytes(b"another backbone")
+    (tmp_path / "pretrain-words" / "model").mkdir(parents=True)
+    (tmp_path / "pretrain-words" / "model" / "model.safetensors").write_bytes(b"another backbone")
     before = (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes()
-    with pytest.raises(LIVRError, match="another backbone than the bundled demo-base"):
+    with pytest.raises(LIVRError, match="another backbone than the bundled demo-art-style-base"):
         install_demo_models(tmp_path, "demo-art-style")
     from livr_viz.reproduce import reproduce
 
-    with pytest.raises(LIVRError, match="not the bundled demo-base"):  # refused before any training
+    with pytest.raises(LIVRError, match="not the bundled demo-art-style-base"):  # refused before any training
         reproduce(tmp_path, preset="quick", install=True, install_as="demo-art-style", log=lambda *a: None)
     with pytest.raises(LIVRError, match="another backbone"):  # no backbone file at all: same clear error
         install_demo_models(tmp_path / "empty", "demo-art-style")
