@@ -84,8 +84,6 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     from .data.dataset import SyntheticTaskDataset
     from .errors import LIVRError
-    from .evaluate import evaluate
-    from .model import load_model
     from .train import preset_config
     from .vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 

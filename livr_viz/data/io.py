@@ -25,13 +25,21 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import LIVRError
 from ..images import load_image
-from .tasks import ANSWER_FORMATS, DEFAULT_ANSWER_FORMAT, LETTERS, Sample, format_prompt, make_sample, resolve_tasks
+from .tasks import (
+    ANSWER_FORMATS,
+    DEFAULT_ANSWER_FORMAT,
+    LETTERS,
+    MultipleChoice,
+    Sample,
+    make_sample,
+    resolve_tasks,
+)
 
 REQUIRED = {"id": str, "task": str, "image": str, "question": str, "choices": list, "answer": str}
 
 
 @dataclass
-class Record:
+class Record(MultipleChoice):
     """A loaded example: synthetic, user JSONL or BLINK. Images are decoded lazily."""
 
     id: str
@@ -45,18 +53,6 @@ class Record:
     image_obj: Image.Image | None = None
     evidence_array: np.ndarray | None = None
     answer_format: str = "letter"
-
-    @property
-    def prompt(self) -> str:
-        return format_prompt(self.question, self.choices, self.answer_format)
-
-    @property
-    def target(self) -> str:
-        return self.answer if self.answer_format == "letter" else self.choices[LETTERS.index(self.answer)]
-
-    @property
-    def options(self) -> list[str]:
-        return list(LETTERS[: len(self.choices)]) if self.answer_format == "letter" else list(self.choices)
 
     @property
     def image(self) -> Image.Image:

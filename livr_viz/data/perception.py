@@ -160,20 +160,8 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
         question, (choices, answer) = f"Which option is {word}?", _options(rng, word, pool)
         concepts.update(word=word)
     elif kind == "match_colour":  # the layout of visual_similarity / art_style, compared by colour alone
-        side = (size - 24) // 2
-        ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
-        target = int(rng.integers(2))
-        panels = []
-        for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
-            panel = Image.new("RGB", (side, side), D.BACKGROUND)
-            pr = side * rng.uniform(0.25, 0.45)
-            D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2, pr,
-                         D.PALETTE[str(colour)])
-            panels.append(panel)
-        img, boxes = D.compose_panels(panels, ["REF", "A", "B"], size, layout="ref_top")
-        for box in boxes:
-            evidence |= D.box_mask(img.size, box)
-        concepts.update(colour=str(ref))
+        img, evidence, ref, target = _colour_match(rng, size, ["REF", "A", "B"])
+        concepts.update(colour=ref)
         question = "Which candidate has the same colour as the reference?"
         choices, answer = ["candidate A", "candidate B"], "AB"[target]
     elif kind in SUBSKILLS:
@@ -196,6 +184,25 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
     return Sample(id=f"perception-{kind}-{split}-{seed}-{index}", task=f"perception_{kind}", image=img,
                   question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts,
                   answer_format=fmt)
+
+
+def _colour_match(rng, size: int, labels: list[str]):
+    """Reference on top, two candidates below (visual similarity's and art style's layout), one shape each; the
+    candidate at ``target`` has the reference's colour. Returns (image, evidence, reference colour, target)."""
+    side = (size - 24) // 2
+    ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
+    target = int(rng.integers(2))
+    panels = []
+    for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
+        panel = Image.new("RGB", (side, side), D.BACKGROUND)
+        D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2,
+                     side * rng.uniform(0.25, 0.45), D.PALETTE[str(colour)])
+        panels.append(panel)
+    img, boxes = D.compose_panels(panels, labels, size, layout="ref_top")
+    evidence = np.zeros((size, size), bool)
+    for box in boxes:
+        evidence |= D.box_mask(img.size, box)
+    return img, evidence, str(ref), target
 
 
 def _rings(draw, points, offset=(0, 0)) -> None:
@@ -231,20 +238,9 @@ def _subskill(kind: str, rng, size: int):
         return img, "Which marked point is on the darker surface?", list(MARKER_WORDS[:2]), LETTERS[target], \
             evidence, {"darker": MARKER_WORDS[target]}
     if kind == "match_side":
-        side = (size - 24) // 2
-        ref, other = rng.choice(D.COLOR_NAMES, size=2, replace=False)
-        target = int(rng.integers(2))
-        panels = []
-        for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
-            panel = Image.new("RGB", (side, side), D.BACKGROUND)
-            D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2,
-                         side * rng.uniform(0.25, 0.45), D.PALETTE[str(colour)])
-            panels.append(panel)
-        img, boxes = D.compose_panels(panels, ["", "", ""], size, layout="ref_top")
-        for box in boxes:
-            evidence |= D.box_mask(img.size, box)
+        img, evidence, ref, target = _colour_match(rng, size, ["", "", ""])
         return img, "The reference is on top. Which candidate below has the same colour as the reference?", \
-            ["left", "right"], LETTERS[target], evidence, {"colour": str(ref)}
+            ["left", "right"], LETTERS[target], evidence, {"colour": ref}
     if kind == "same_place":
         side = (size - 6) // 2
         panel = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(200, 250, 3)))
@@ -267,8 +263,8 @@ def _subskill(kind: str, rng, size: int):
         for (x0, y0, _, _), group in ((boxes[0], [ref]), (boxes[1], cands)):
             for p in group:
                 evidence |= D.disc_mask(img.size, x0 + p[0], y0 + p[1], 6)
-        return img, "The left panel marks a reference point. Which coloured point in the right panel shows the same " \
-            "place?", list(MARKER_WORDS), LETTERS[target], evidence, {}
+        question = "The left panel marks a reference point. Which coloured point in the right panel shows the same place?"
+        return img, question, list(MARKER_WORDS), LETTERS[target], evidence, {}
     if kind == "marker_part":
         shape = str(rng.choice(("triangle", "diamond", "star", "cross", "square")))
         r = rng.uniform(0.28, 0.4) * size

@@ -37,20 +37,14 @@ SCENE_COLOURS = tuple(c for c in D.COLOR_NAMES if c not in MARKER_WORDS)  # what
 REFERENCE_RING = (0, 0, 0)  # the neutral reference marker of the correspondence tasks (word format)
 
 
-@dataclass
-class Sample:
-    """One multiple-choice question with its truth."""
+class MultipleChoice:
+    """What a multiple-choice item (a :class:`Sample`, a loaded record) derives from its ``question``,
+    ``choices``, ``answer`` (the correct option's letter) and ``answer_format``."""
 
-    id: str
-    task: str
-    image: Image.Image  # RGB, size x size
-    question: str  # the question without choices
-    choices: list[str]  # choice texts, in letter order
-    answer: str  # correct letter
-    evidence: np.ndarray  # bool [H, W]: the pixels needed to answer
-    concepts: dict  # flat dict of ground-truth concepts (JSON-serialisable scalars)
-    panels: dict[str, Image.Image] = field(default_factory=dict)  # per-panel images of multi-panel tasks
-    answer_format: str = "letter"  # letter: answer "(A)…" choices by letter | word: answer with the option itself
+    question: str
+    choices: list[str]
+    answer: str
+    answer_format: str
 
     @property
     def n_choices(self) -> int:
@@ -73,6 +67,22 @@ class Sample:
     @property
     def letters(self) -> list[str]:
         return list(LETTERS[: self.n_choices])
+
+
+@dataclass
+class Sample(MultipleChoice):
+    """One multiple-choice question with its truth."""
+
+    id: str
+    task: str
+    image: Image.Image  # RGB, size x size
+    question: str  # the question without choices
+    choices: list[str]  # choice texts, in letter order
+    answer: str  # correct letter
+    evidence: np.ndarray  # bool [H, W]: the pixels needed to answer
+    concepts: dict  # flat dict of ground-truth concepts (JSON-serialisable scalars)
+    panels: dict[str, Image.Image] = field(default_factory=dict)  # per-panel images of multi-panel tasks
+    answer_format: str = "letter"  # letter: answer "(A)…" choices by letter | word: answer with the option itself
 
 
 def format_prompt(question: str, choices: list[str], answer_format: str = "letter") -> str:

@@ -7,7 +7,6 @@ one ``concurrency_id`` so hooks of one request never see another's forward.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import traceback
@@ -211,7 +210,6 @@ def on_attribution(model, image, prompt, stage, target, method):
 
 @user_errors
 def on_ablation(model, image, prompt, stage, latents, mode, layer):
-    from livr_viz.interventions import LatentAblation, per_latent_effects
 
     lm = S.POOL.get(model)
     if not lm.config.n_latents:
