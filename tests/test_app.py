@@ -98,8 +98,9 @@ def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):
         client.predict("demo-livr", handle_file(EXAMPLE), "   ", "full", *VIEW, api_name="/analyze")
     junk = tmp_path / "photo.png"
     junk.write_bytes(b"definitely not an image")
-    with pytest.raises(AppError, match="cannot be decoded"):
+    with pytest.raises(AppError, match="cannot be decoded") as exc:
         client.predict("demo-livr", handle_file(str(junk)), PROMPT, "full", *VIEW, api_name="/analyze")
+    assert "'photo.png'" in str(exc.value) and "gradio" not in str(exc.value) and " at 0x" not in str(exc.value)
     with pytest.raises(AppError, match="layers must be in 0..3"):
         client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "7", "mean", "mean", "per_latent", 0.5,
                        api_name="/analyze")
@@ -109,3 +110,14 @@ def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):
         client.predict("demo-sft", handle_file(EXAMPLE), PROMPT, "full", ["0"], "zero", -1, api_name="/ablation")
     md, *_ = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze")
     assert "Answer:" in md
+
+
+def test_free_form_questions_get_a_short_answer_and_user_text_stays_inert(client):
+    md, label, *_ = client.predict("demo-livr", handle_file(EXAMPLE), "What colour is the star? <s> *x* <latent_3>",
+                                   "full", *VIEW, api_name="/analyze")
+    answer = md.split("**")[1]
+    assert "(free-form, greedy)" in md and answer and "</s>" not in answer
+    assert "&lt;s&gt;" in md and "&lt;latent\\_3&gt;" in md  # the notes name the removed tokens, escaped
+    assert not label or not label.get("confidences")  # no probability bar of a special token
+    # the ground truth is the sample's only for its own question
+    assert "ground truth" not in md
