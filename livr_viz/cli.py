@@ -11,6 +11,10 @@ from pathlib import Path
 from .bundled import DEMO_NAMES, DEMO_SETS
 from .errors import LIVRError
 
+# backbone sizes `build-demo` takes (DemoBackboneConfig fields): the language model's, then the vision side's
+# (e.g. --patch-size 8: 144 image tokens at 96 px instead of 64, the resolution lever of RESULTS.md)
+BUILD_SIZES = ("text_hidden", "text_layers", "text_heads", "text_intermediate", "image_size", "patch_size",
+               "vision_hidden", "vision_layers", "vision_heads")
 MODEL_HELP = f"a bundled name ({', '.join(DEMO_NAMES)}), a local directory or a hub id"
 
 
@@ -99,14 +103,14 @@ def cmd_build_demo(args) -> int:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.force:
         raise LIVRError(f"{out} already holds a model (config.json); pass --force to overwrite it with a random one")
-    sizes = {k: getattr(args, k) for k in ("text_hidden", "text_layers", "text_heads", "text_intermediate")
-             if getattr(args, k) is not None}
+    sizes = {k: getattr(args, k) for k in BUILD_SIZES if getattr(args, k) is not None}
     try:
         cfg = DemoBackboneConfig(seed=args.seed, **sizes)
     except ValueError as exc:  # a size below 1, or a width its number of heads does not divide
         raise LIVRError(str(exc)) from None
     save_demo_backbone(out, cfg)
-    print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}); "
+    print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}, "
+          f"{(cfg.image_size // cfg.patch_size) ** 2} image tokens); "
           f"`livr-viz reproduce --out {out.parent}` starts from it when it sits at {out.parent}/init")
     return 0
 
@@ -148,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for the backbone, e.g. RUN/init to start `reproduce --out RUN` from it")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     p.add_argument("--force", action="store_true", help="overwrite a model already in --out")
-    for field in ("text_hidden", "text_layers", "text_heads", "text_intermediate"):  # DemoBackboneConfig fields
+    for field in BUILD_SIZES:  # DemoBackboneConfig fields
         p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None,
-                       help="language-model size (default: the shipped demo backbone's)")
+                       help=f"{'vision tower / image' if field in BUILD_SIZES[4:] else 'language-model'} size "
+                            "(default: the shipped demo backbone's)")
     p.set_defaults(func=cmd_build_demo)
 
     _data_commands(sub)

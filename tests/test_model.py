@@ -203,3 +203,11 @@ def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
         proc = run(*argv)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (out / "model.safetensors").read_bytes() == before
+    # the resolution lever: 8-px patches give 144 image tokens at 96 px; a patch that does not tile is refused
+    finer = tmp_path / "finer"
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(finer), "--patch-size", "8"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "144 image tokens" in proc.stdout, proc.stderr
+    assert json.loads((finer / "config.json").read_text())["vision_config"]["patch_size"] == 8
+    proc = run("--force", "--patch-size", "7")
+    assert proc.returncode == 2 and "multiple of patch_size" in proc.stderr
