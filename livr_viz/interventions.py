@@ -196,18 +196,15 @@ class LatentPatching:
                                   {"mode": "patch", "layer": self.layer, "latents": latents, "stage": stage})
 
 
+@torch.no_grad()
 def per_latent_effects(lm, batch, choices: Sequence[str], mode: str = "zero", layer: int = -1,
                        stage: str = "full") -> list[float]:
     """Change of the predicted choice's probability when each latent alone is ablated (batch row 0)."""
     ablation = LatentAblation(lm, mode, layer)
-    base = None
-    effects = []
-    for i in range(lm.config.n_latents):
-        result = ablation.run(batch, [i], choices, stage)
-        if base is None:
-            base = int(result.before[0].argmax())
-        effects.append(float(result.delta[0, base]))
-    return effects
+    before = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(choices)].float().softmax(-1)[0]  # one intact pass
+    base = int(before.argmax())
+    return [float(ablation.after(batch, [i], choices, stage)[0, base] - before[base])
+            for i in range(lm.config.n_latents)]
 
 
 @torch.no_grad()

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from .capture import LatentAttention, rows_of_segment
+from .data.tasks import LETTERS
 from .errors import LIVRError
 from .segments import Segment
 
 CONDITIONS = ("standard", "bottleneck", "blind", "removed", "bottleneck_blind")
-LETTERS = "ABCDEFGH"  # option order of multiple-choice items (livr_viz.data.tasks.LETTERS)
 
 
 def _options(item) -> tuple[str, ...]:
@@ -144,8 +144,3 @@ def paired_comparison(rows_a: Sequence[dict], rows_b: Sequence[dict], n_boot: in
                       "a_only": sum(v["a_only"] for v in t.values()), "b_only": sum(v["b_only"] for v in t.values())}
     out["average"]["mcnemar_p"] = mcnemar_exact(out["average"]["a_only"], out["average"]["b_only"])
     return out
-
-
-def excludes_zero(comparison: dict) -> bool:
-    """The paired 95 % interval lies entirely above 0."""
-    return comparison["ci95"][0] > 0

@@ -17,8 +17,8 @@ generation).
 from __future__ import annotations
 
 import json
-import warnings
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from .errors import LIVRError
 from .evaluate import evaluate
 from .fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
+from .model import ANSWER_FORMATS, LATENT_PLACEMENTS
 
 TASK_BALANCE = ("none", "grad_norm")
 STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
@@ -79,8 +80,8 @@ class TrainConfig:
                   "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0, "n_train_per_task": self.n_train_per_task >= 1,
                   "precision": self.precision in ("fp32", "bf16"), "lora_r": self.lora_r >= 1,
                   "lora_alpha": self.lora_alpha > 0, "task_balance": self.task_balance in TASK_BALANCE,
-                  "answer_format": self.answer_format in ("word", "letter"),
-                  "latent_placement": self.latent_placement in ("end_of_prompt", "before_answer")}
+                  "answer_format": self.answer_format in ANSWER_FORMATS,
+                  "latent_placement": self.latent_placement in LATENT_PLACEMENTS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
