@@ -1,8 +1,11 @@
 """Run the benchmarks: ``python bench/run.py [--quick]`` (same as ``livr-viz bench``)."""
 
 import argparse
+import sys
+from pathlib import Path
 
-from livr_viz.bench import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: bench/ is a repo tool, not installed
+from bench.lib import main  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .bundled import DEMO_MODELS, DEMO_SETS  # noqa: F401 - DEMO_MODELS is part of the service API
-from .errors import LIVRError
-from .heatmaps import display_image, overlay
-from .images import load_image
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.images import load_image
+from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS  # noqa: F401 - DEMO_MODELS is part of the service API
+from livr_viz.methods.heatmaps import display_image, overlay
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
@@ -49,7 +49,7 @@ class ModelPool:
         name = (name or "demo-livr").strip()
         with self._lock:
             if name not in self._models:
-                from .model import load_model
+                from livr_viz.core.model import load_model
 
                 self._models[name] = load_model(name)
             return self._models[name]
@@ -98,7 +98,7 @@ def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
     match = _SAMPLE_ID.match(Path(path).stem)
     if not match:
         return None
-    from .data import TASKS, make_sample
+    from livr_viz.data import TASKS, make_sample
 
     task, split, seed, index, fmt = match.groups()
     if task not in TASKS:
@@ -142,7 +142,7 @@ def attribution_target(target: str | None, analysis) -> str:
 def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_layers: int) -> dict:
     """Switch ``latents`` off for the analysed input (none given: the one whose removal alone moves the predicted
     option most) and report the option probabilities before / after and every latent's own effect."""
-    from .interventions import LatentAblation, per_latent_effects
+    from livr_viz.methods.interventions import LatentAblation, per_latent_effects
 
     choices = list(analysis.choice_probs)
     if not choices:
@@ -163,8 +163,8 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
 
 def default_concept(model_name: str) -> str:
     """The first bundled probe concept that belongs to a task the model was fine-tuned on (``count`` otherwise)."""
-    from .data import resolve_tasks
-    from .probes import ConceptSpec, builtin_specs
+    from livr_viz.data import resolve_tasks
+    from livr_viz.methods.probes import ConceptSpec, builtin_specs
 
     trained = POOL.get(model_name).config.training.get("tasks", "all")
     try:
@@ -201,7 +201,7 @@ def load_upload(path: str | Path) -> Image.Image:
 
 def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
     """Cached :func:`~livr_viz.analysis.run_analysis` for this input."""
-    from .analysis import run_analysis
+    from livr_viz.methods.analysis import run_analysis
 
     if not image_path:
         raise LIVRError("upload an image (or pick an example / press 'new sample') first")
@@ -283,7 +283,7 @@ def answer_format_of(model_name: str) -> str:
 
 def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word"):
     """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
-    from .data import make_sample, resolve_tasks
+    from livr_viz.data import make_sample, resolve_tasks
 
     resolve_tasks([task])
     index = int(time.time_ns() % 1_000_000) if index is None else index
@@ -297,14 +297,14 @@ def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_
 
 def task_templates(answer_format: str = "word") -> dict[str, str]:
     """A prompt template per task (the question of its first test sample, with its options in ``answer_format``)."""
-    from .data import make_sample, task_names
+    from livr_viz.data import make_sample, task_names
 
     return {t: make_sample(t, "test", 0, 0, answer_format=answer_format).prompt for t in task_names()}
 
 
 def photo_prompt(answer_format: str = "word") -> str:
     """The question asked of the bundled photos, in the model's answer format."""
-    from .data.tasks import format_prompt
+    from livr_viz.data.tasks import format_prompt
 
     return format_prompt("Is there a person in the image?", ["yes", "no"], answer_format)
 
@@ -313,7 +313,7 @@ def ensure_examples() -> list[str]:
     """Example gallery files: one word-format synthetic sample per task (the demo models' format) plus the bundled
     photos. The task samples ship in ``assets/examples``; one that is missing there is drawn into the scratch
     directory instead (the package never writes into its own folder at run time)."""
-    from .data import make_sample, task_names
+    from livr_viz.data import make_sample, task_names
 
     paths = []
     for task in task_names():

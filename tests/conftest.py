@@ -29,7 +29,7 @@ def images():
 @pytest.fixture(scope="session")
 def demo_model():
     """The bundled demo LIVR checkpoint (loaded once per session, never mutated by tests)."""
-    from livr_viz.model import load_model
+    from livr_viz.core.model import load_model
 
     return load_model("demo-livr")
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from livr_viz.model import LIVRModel, load_model
-from livr_viz.segments import Segment
-from livr_viz.testing import TINY_BUILDERS
+from livr_viz.core.model import LIVRModel, load_model
+from livr_viz.core.segments import Segment
+from livr_viz.demo.tiny import TINY_BUILDERS
 
 from .conftest import random_image
 
@@ -104,7 +104,7 @@ def test_patch_grid_covers_every_image_token(name):
 
 
 def test_unsupported_layout_is_a_clear_error():
-    from livr_viz.errors import LIVRError
+    from livr_viz.core.errors import LIVRError
 
     model, processor = TINY_BUILDERS["idefics3"]()
     lm = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=2)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from livr_viz.capture import _ACTIVE, CAPTURE_PREFIX, CaptureResult, LatentAttention, install_capture
-from livr_viz.model import LIVRModel
-from livr_viz.testing import TINY_BUILDERS
+from livr_viz.core.capture import _ACTIVE, CAPTURE_PREFIX, CaptureResult, LatentAttention, install_capture
+from livr_viz.core.model import LIVRModel
+from livr_viz.demo.tiny import TINY_BUILDERS
 
 from .conftest import random_image
 
@@ -27,7 +27,7 @@ def _reference_rows(lm, batch, stage, rows):
 @pytest.mark.parametrize("stage", ["full", "bottleneck"])
 def test_capture_matches_output_attentions(name, stage):
     if name == "demo":
-        from livr_viz.model import load_model
+        from livr_viz.core.model import load_model
 
         lm, size = load_model("demo-livr"), (96, 96)
     else:

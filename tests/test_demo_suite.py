@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from livr_viz.analysis import parse_choices, run_analysis
-from livr_viz.capture import LatentAttention, install_capture
-from livr_viz.data import make_sample, task_names
+from livr_viz.core.capture import LatentAttention, install_capture
+from livr_viz.core.model import LIVRConfig, LIVRModel
+from livr_viz.core.segments import Segment
 from livr_viz.data import draw as D
+from livr_viz.data import make_sample, task_names
 from livr_viz.data.tasks import LETTERS, MARKER_WORDS, format_prompt
-from livr_viz.evaluate import predict
-from livr_viz.model import LIVRConfig, LIVRModel
-from livr_viz.segments import Segment
-from livr_viz.testing import TINY_BUILDERS
+from livr_viz.demo.tiny import TINY_BUILDERS
+from livr_viz.methods.analysis import parse_choices, run_analysis
+from livr_viz.training.evaluate import predict
 
 from .conftest import random_image
 
@@ -27,7 +27,7 @@ FAMILIES = ["demo", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3"]
 
 def _wrap(family: str) -> LIVRModel:
     if family == "demo":
-        from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+        from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
         model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
     else:
@@ -92,7 +92,7 @@ def test_before_answer_placement_is_kept_as_the_documented_contrast():
 # ------------------------------------------------------------------------------------------- answer formats
 @pytest.fixture(scope="module")
 def demo_lm():
-    from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+    from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
     model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
     return LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=2)

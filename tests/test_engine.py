@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from livr_viz.analysis import parse_choices, run_analysis
+from livr_viz.core.errors import LIVRError
 from livr_viz.data import make_sample
 from livr_viz.data.dataset import SyntheticTaskDataset
-from livr_viz.errors import LIVRError
-from livr_viz.faithfulness import evidence_on_grid, evidence_scores
-from livr_viz.interventions import LatentAblation, LatentPatching, replace_positions
-from livr_viz.probes import ConceptSpec, LinearProbe, builtin_specs, control_labels, read_concept_csv, run_probes
-from livr_viz.tokenmap import _CACHE, points_from_capture, project
+from livr_viz.methods.analysis import parse_choices, run_analysis
+from livr_viz.methods.faithfulness import evidence_on_grid, evidence_scores
+from livr_viz.methods.interventions import LatentAblation, LatentPatching, replace_positions
+from livr_viz.methods.probes import (
+    ConceptSpec,
+    LinearProbe,
+    builtin_specs,
+    control_labels,
+    read_concept_csv,
+    run_probes,
+)
+from livr_viz.methods.tokenmap import _CACHE, points_from_capture, project
 
 
 def test_parse_choices():
@@ -61,7 +68,7 @@ def test_analyze_cli_writes_the_report(tmp_path, demo_model):
 
 
 def test_sft_analysis_uses_the_answer_row():
-    from livr_viz.model import load_model
+    from livr_viz.core.model import load_model
 
     lm = load_model("demo-sft")
     s = make_sample("counting", "test", 0, 1)
@@ -137,7 +144,7 @@ def test_concept_csv_errors(tmp_path):
         read_concept_csv(tmp_path / "c.csv", "size")
     (tmp_path / "d.csv").write_text("id,size\nnot-an-id,1\n")
     spec = ConceptSpec(name="size", source="csv:size")
-    from livr_viz.probes import labels_for
+    from livr_viz.methods.probes import labels_for
 
     with pytest.raises(LIVRError, match="not in the data"):
         labels_for(spec, SyntheticTaskDataset("counting", "train", 3, 0), tmp_path / "d.csv")
@@ -169,7 +176,7 @@ def test_evidence_scores_math():
 
 
 def test_attribution_reports_convergence_delta(demo_model):
-    from livr_viz.attribution import attribute
+    from livr_viz.methods.attribution import attribute
 
     s = make_sample("counting", "test", 0, 4)
     b = demo_model.build_inputs([s.image], [s.prompt])
@@ -181,8 +188,8 @@ def test_attribution_reports_convergence_delta(demo_model):
 
 
 def test_collator_builds_training_batches(demo_model):
+    from livr_viz.core.segments import Segment
     from livr_viz.data.dataset import LIVRCollator
-    from livr_viz.segments import Segment
 
     items = [SyntheticTaskDataset("all", "train", 2, 0)[i] for i in range(4)]
     batch = LIVRCollator(demo_model)(items)
@@ -223,10 +230,10 @@ def test_probe_and_faithfulness_cli(tmp_path):
 def test_ablation_accuracy_over_a_dataset():
     """Dataset-level ablation on the shipped art-style LIVR (RESULTS.md: blinding its last latent alone costs it
     everything it gained over chance; blinding any other one costs nothing)."""
+    from livr_viz.core.model import load_model
     from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.evaluate import evaluate
-    from livr_viz.interventions import ablation_accuracy
-    from livr_viz.model import load_model
+    from livr_viz.methods.interventions import ablation_accuracy
+    from livr_viz.training.evaluate import evaluate
 
     lm = load_model("demo-art-style-livr")
     items = SyntheticTaskDataset("art_style", "test", 40, 2026, answer_format="letter")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livr_viz.errors import LIVRError
-from livr_viz.images import MAX_PIXELS, load_image
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.images import MAX_PIXELS, load_image
 
 
 def _bytes(image, fmt, **kw):
@@ -67,7 +67,7 @@ def test_extreme_sizes_are_accepted():
 
 
 def test_big_uploads_are_downscaled_once_at_decode(tmp_path):
-    from livr_viz.images import load_image
+    from livr_viz.core.images import load_image
 
     path = tmp_path / "huge.jpg"
     Image.new("RGB", (6000, 4000), (200, 30, 30)).save(path, quality=80)
@@ -80,8 +80,8 @@ def test_big_uploads_are_downscaled_once_at_decode(tmp_path):
 
 
 def test_errors_name_the_file_by_its_base_name_only(tmp_path):
-    from livr_viz.errors import LIVRError
-    from livr_viz.images import load_image
+    from livr_viz.core.errors import LIVRError
+    from livr_viz.core.images import load_image
 
     fake = tmp_path / "deep" / "gradio" / "0a1b2c" / "cat.png"
     fake.parent.mkdir(parents=True)

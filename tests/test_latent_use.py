@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from livr_viz.errors import LIVRError
-from livr_viz.latent_use import latent_use_predictions, mcnemar_exact, paired_comparison
-from livr_viz.model import LIVRModel
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.model import LIVRModel
+from livr_viz.methods.latent_use import latent_use_predictions, mcnemar_exact, paired_comparison
 
 from .conftest import random_image
 
@@ -48,7 +48,7 @@ def test_bootstrap_interval_covers_the_difference_and_tightens_with_n():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+    from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
     model, processor = build_demo_backbone(DemoBackboneConfig(seed=4))
     return LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=3)
@@ -74,7 +74,7 @@ def test_conditions_with_known_answers(tiny):
 
 
 def test_a_model_without_latents_has_only_the_standard_condition():
-    from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+    from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
     model, processor = build_demo_backbone(DemoBackboneConfig(seed=4))
     sft = LIVRModel.from_backbone("test", model=model, processor=processor, variant="sft")

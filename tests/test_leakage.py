@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from livr_viz import masks as masks_module
-from livr_viz.capture import install_capture
-from livr_viz.model import LIVRModel
-from livr_viz.segments import Segment
-from livr_viz.testing import TINY_BUILDERS
+from livr_viz.core import masks as masks_module
+from livr_viz.core.capture import install_capture
+from livr_viz.core.model import LIVRModel
+from livr_viz.core.segments import Segment
+from livr_viz.demo.tiny import TINY_BUILDERS
 
 from .conftest import random_image
 
@@ -16,7 +16,7 @@ IMPLS = ["eager", "sdpa"]
 
 def _wrap(name):
     if name == "demo":
-        from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+        from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
         model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
     else:
@@ -89,7 +89,7 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
     def bool_mask(segments, stage="full", block_latent_image=False, dtype=torch.float32):
         return masks_module.allowed_attention(segments, stage, block_latent_image).unsqueeze(1)
 
-    monkeypatch.setattr("livr_viz.model.attention_mask_4d", bool_mask)
+    monkeypatch.setattr("livr_viz.core.model.attention_mask_4d", bool_mask)
     b1, b2 = _pair(lm)
     _, l1 = _states(lm, b1, "bottleneck", True)
     _, l2 = _states(lm, b2, "bottleneck", True)
@@ -101,7 +101,7 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
 def test_latents_at_the_end_of_the_prompt_keep_the_bottleneck(family, impl):
     """``latent_placement="end_of_prompt"``: the template's assistant marker (a blocked TEXT row) reads out."""
     if family == "demo":
-        from livr_viz.demo import DemoBackboneConfig, build_demo_backbone
+        from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
         model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
     else:
@@ -124,8 +124,8 @@ def test_latents_at_the_end_of_the_prompt_keep_the_bottleneck(family, impl):
 
 
 def test_bad_latent_placement_is_a_clear_error():
-    from livr_viz.errors import LIVRError
-    from livr_viz.model import LIVRConfig
+    from livr_viz.core.errors import LIVRError
+    from livr_viz.core.model import LIVRConfig
 
     with pytest.raises(LIVRError, match="latent_placement must be one of end_of_prompt, before_answer"):
         LIVRConfig(latent_placement="first")

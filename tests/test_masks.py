@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livr_viz.masks import allowed_attention, attention_mask_4d
-from livr_viz.segments import Segment, segment_ids
+from livr_viz.core.masks import allowed_attention, attention_mask_4d
+from livr_viz.core.segments import Segment, segment_ids
 
 P, I, T, L, A = (int(s) for s in (Segment.PAD, Segment.IMAGE, Segment.TEXT, Segment.LATENT, Segment.ANSWER))
 

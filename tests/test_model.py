@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from livr_viz.errors import LIVRError
-from livr_viz.model import LIVRConfig, LIVRModel, load_model
-from livr_viz.segments import Segment
-from livr_viz.testing import tiny_llava
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.model import LIVRConfig, LIVRModel, load_model
+from livr_viz.core.segments import Segment
+from livr_viz.demo.tiny import tiny_llava
 
 from .conftest import random_image
 
@@ -84,7 +84,7 @@ def test_a_model_left_in_old_by_an_interrupted_save_is_named(tmp_path):
 
 
 def test_offline_hub_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("livr_viz.model._hub_available", lambda ref, timeout=3.0: False)
+    monkeypatch.setattr("livr_viz.core.model._hub_available", lambda ref, timeout=3.0: False)
     with pytest.raises(LIVRError, match="unreachable.*huggingface-cli download"):
         load_model("some-org/some-model")
 

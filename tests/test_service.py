@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from livr_viz import service as S
+from livr_viz.core.errors import LIVRError
 from livr_viz.data import make_sample
-from livr_viz.errors import LIVRError
 
 
 def test_ground_truth_needs_the_samples_own_pixels_and_question(tmp_path):
@@ -45,7 +45,7 @@ def test_attribution_target_must_be_an_option():
 
 
 def test_ig_warns_above_the_documented_threshold():
-    from livr_viz.attribution import IG_DELTA_WARNING, Attribution
+    from livr_viz.methods.attribution import IG_DELTA_WARNING, Attribution
 
     ok = Attribution("integrated_gradients", None, None, None, IG_DELTA_WARNING / 2, "red")
     bad = Attribution("integrated_gradients", None, None, None, 5.1, "red")

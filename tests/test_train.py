@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from livr_viz.errors import LIVRError
-from livr_viz.train import TrainConfig, Trainer, build_model_for_training, preset_config, sample_indices
+from livr_viz.core.errors import LIVRError
+from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training, preset_config, sample_indices
 
 
 def test_schedule_is_four_six_with_a_warmup_and_cosine_per_stage():
@@ -133,14 +133,14 @@ def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path)
     before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
     (tmp_path / "checkpoint.tmp").write_text("a file where the temp dir must go: writing fails like a full disk")
     with pytest.raises(LIVRError, match="last complete checkpoint \\(step 4\\) is intact"):
-        from livr_viz.train import save_checkpoint
+        from livr_viz.training.trainer import save_checkpoint
 
         save_checkpoint(tmp_path / "checkpoint", lm, trainer.optimizer, 6, cfg)
     assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
 
 
 def test_a_swap_killed_between_its_renames_keeps_the_old_copy(tmp_path):
-    from livr_viz.fsutil import fresh_tmp_dir, recover_dir, replace_dir
+    from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir
 
     target = tmp_path / "checkpoint"
     for content in ("first", "second"):
@@ -190,7 +190,7 @@ def test_two_process_cpu_launch_with_accelerate(tmp_path):
 
 @pytest.mark.slow
 def test_reproduce_quick_preset_writes_results(tmp_path):
-    from livr_viz.reproduce import reproduce
+    from tools.reproduce import reproduce
 
     results = reproduce(tmp_path, preset="quick", tasks="counting,jigsaw", n_test=8, log=lambda *a: None)
     assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
@@ -238,7 +238,7 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):
     """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw), and
     ``--grad-accum`` as the fine-tunes' micro-batches per step, ``--task-balance`` as theirs."""
-    from livr_viz import reproduce as rep
+    from tools import reproduce as rep
 
     class Evaluating(Exception):
         pass
@@ -254,7 +254,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
 
     seen = []
     monkeypatch.setattr(rep, "_trainer_phase", fake_phase)
-    monkeypatch.setattr("livr_viz.model.load_model", stop)
+    monkeypatch.setattr("livr_viz.core.model.load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
@@ -267,8 +267,8 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
     """A backbone of another size placed at OUT/init (`livr-viz build-demo --out OUT/init ...`) is where stage 0
     starts, untouched; the shipped-size random init is written only when OUT/init is empty."""
-    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
-    from livr_viz.reproduce import backbone_size, reproduce
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+    from tools.reproduce import backbone_size, reproduce
 
     class Started(Exception):
         pass
@@ -278,7 +278,7 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
         raise Started
 
     seen = []
-    monkeypatch.setattr("livr_viz.vision_pretrain.pretrain_vision", stop)
+    monkeypatch.setattr("livr_viz.training.vision_pretrain.pretrain_vision", stop)
     save_demo_backbone(tmp_path / "init", DemoBackboneConfig(text_hidden=96, text_layers=2, text_heads=4))
     with pytest.raises(Started):
         reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
@@ -288,7 +288,7 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
 
 
 def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
-    from livr_viz.reproduce import _batch, backbone_section
+    from tools.reproduce import _batch, backbone_section
 
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     text = "\n".join(backbone_section(tmp_path))
@@ -301,10 +301,10 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
     """The shipped single-task set (letter format, latents before the answer, on its own backbone; RESULTS.md:
     LIVR 71.5 %, SFT 68.5 % on 200 test questions, seed 2026)."""
+    from livr_viz.core.model import load_model
     from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.evaluate import evaluate
-    from livr_viz.model import load_model
     from livr_viz.service import compare_set
+    from livr_viz.training.evaluate import evaluate
 
     test = SyntheticTaskDataset("art_style", "test", 100, 2026, answer_format="letter")
     livr = load_model("demo-art-style-livr")
@@ -320,15 +320,15 @@ def test_bundled_art_style_models_carry_the_image_through_their_latents():
 
 
 def test_installing_another_set_refuses_a_different_backbone(tmp_path):
-    from livr_viz.bundled import ASSETS_DIR
-    from livr_viz.reproduce import install_demo_models
+    from livr_viz.demo.bundled import ASSETS_DIR
+    from tools.reproduce import install_demo_models
 
     (tmp_path / "pretrain-words" / "model").mkdir(parents=True)
     (tmp_path / "pretrain-words" / "model" / "model.safetensors").write_bytes(b"another backbone")
     before = (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes()
     with pytest.raises(LIVRError, match="another backbone than the bundled demo-art-style-base"):
         install_demo_models(tmp_path, "demo-art-style")
-    from livr_viz.reproduce import reproduce
+    from tools.reproduce import reproduce
 
     with pytest.raises(LIVRError, match="not the bundled demo-art-style-base"):  # refused before any training
         reproduce(tmp_path, preset="quick", install=True, install_as="demo-art-style", log=lambda *a: None)
@@ -365,7 +365,7 @@ def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path,
 
 
 def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
-    from livr_viz.reproduce import reproduce
+    from tools.reproduce import reproduce
 
     with pytest.raises(LIVRError, match="grad_accum"):
         reproduce(tmp_path / "run", preset="quick", tasks="counting", grad_accum=0, log=lambda *a: None)
@@ -373,7 +373,7 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
 
 
 def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
-    from livr_viz.train import TrainConfig, Trainer, build_model_for_training
+    from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training
 
     cfg = preset_config("quick", tasks="counting,art_style", variant="sft", grad_accum=2, task_balance="grad_norm",
                         max_grad_norm=1e9)

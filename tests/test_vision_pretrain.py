@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from livr_viz.core.errors import LIVRError
 from livr_viz.data import draw as D
 from livr_viz.data.perception import make_perception_sample
-from livr_viz.errors import LIVRError
-from livr_viz.train import TrainConfig, build_datasets
-from livr_viz.vision_pretrain import (
+from livr_viz.training.trainer import TrainConfig, build_datasets
+from livr_viz.training.vision_pretrain import (
     VisionPretrainConfig,
     draw_glyphs,
     glyph_labels,
@@ -91,7 +91,7 @@ def test_patch_labels_reject_images_that_do_not_tile():
 
 
 def test_only_the_vision_tower_changes(tmp_path):
-    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
     init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
     metrics = pretrain_vision(init, VisionPretrainConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1),
@@ -105,13 +105,13 @@ def test_only_the_vision_tower_changes(tmp_path):
     assert any("encoder.layers.0" in k for k in changed)
     log = [json.loads(line) for line in (tmp_path / "vision" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
-    from livr_viz.model import LIVRModel
+    from livr_viz.core.model import LIVRModel
 
     LIVRModel.from_backbone(str(tmp_path / "vision" / "model"), variant="sft")  # loads as a backbone
 
 
 def test_letter_reading_adds_the_glyph_losses(tmp_path):
-    from livr_viz.demo import DemoBackboneConfig, save_demo_backbone
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
     init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
     cfg = VisionPretrainConfig(steps=2, batch_size=6, warmup_steps=1, log_every=1, letters=True)
@@ -121,7 +121,7 @@ def test_letter_reading_adds_the_glyph_losses(tmp_path):
 
 
 def test_non_llava_backbones_are_refused(tmp_path):
-    from livr_viz.testing import tiny_qwen2_vl
+    from livr_viz.demo.tiny import tiny_qwen2_vl
 
     model, processor = tiny_qwen2_vl()
     model.save_pretrained(tmp_path / "qwen")

@@ -1,6 +1,6 @@
 """Synthetic BLINK-style task suite, loaders for user JSONL and BLINK data, datasets and collation."""
 
-from .tasks import (
+from livr_viz.data.tasks import (
     DEFAULT_SIZE,
     LETTERS,
     SPLITS,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
-from .tasks import DEFAULT_ANSWER_FORMAT, DEFAULT_SIZE, make_sample, resolve_tasks
+from livr_viz.data.tasks import DEFAULT_ANSWER_FORMAT, DEFAULT_SIZE, make_sample, resolve_tasks
 
 
 class SyntheticTaskDataset(Dataset):

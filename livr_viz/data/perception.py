@@ -11,8 +11,17 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import draw as D
-from .tasks import LETTERS, MARKER_WORDS, REFERENCE_RING, SCENE_COLOURS, SPLITS, Sample, _part_points, _shuffle_into
+from livr_viz.data import draw as D
+from livr_viz.data.tasks import (
+    LETTERS,
+    MARKER_WORDS,
+    REFERENCE_RING,
+    SCENE_COLOURS,
+    SPLITS,
+    Sample,
+    _part_points,
+    _shuffle_into,
+)
 
 # sub-skills of the nine tasks' word-format read-outs, each in the layout of the task it serves (see SUBSKILLS)
 SUBSKILLS = ("marker_on_shape", "darker_marker", "box_around", "match_side", "same_place", "marker_part")

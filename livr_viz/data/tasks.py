@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import draw as D
+from livr_viz.data import draw as D
 
 LETTERS = "ABCDEFGH"
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -128,7 +128,7 @@ def resolve_tasks(spec: str | list[str]) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
-        from ..errors import LIVRError
+        from livr_viz.core.errors import LIVRError
 
         raise LIVRError(f"unknown task(s) {unknown or spec!r}; known: {', '.join(TASKS)} or 'all'")
     return names

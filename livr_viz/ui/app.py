@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from livr_viz import service as S
-from livr_viz.errors import LIVRError
-from livr_viz.interventions import ABLATIONS
+from livr_viz.core.errors import LIVRError
+from livr_viz.methods.interventions import ABLATIONS
 
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=1)
 STALE = "Inputs changed: press **Run** for this image, prompt and model."
@@ -89,7 +89,7 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
 def on_compare(selected, image, prompt, stage, aggregation, opacity):
     sample = S.synthetic_sample_for(image, prompt)
     rows, sheets = [], []
-    from livr_viz.faithfulness import evidence_scores
+    from livr_viz.methods.faithfulness import evidence_scores
 
     for model in S.compare_set(selected):
         a = S.analysis_for(model, image, prompt, stage)
@@ -112,7 +112,7 @@ def on_compare(selected, image, prompt, stage, aggregation, opacity):
 
 @user_errors
 def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, color_by, progress=gr.Progress()):
-    from livr_viz.tokenmap import dataset_points, points_from_capture, project, tokenmap_figure_plotly
+    from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, tokenmap_figure_plotly
 
     n_layers, _ = _lm_dims(model)
     layer = int(layer)
@@ -147,7 +147,14 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
     from pathlib import Path
 
     from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.probes import PROBES_DIR, ConceptSpec, ProbeReport, probe_curves_figure, read_with_probe, run_probes
+    from livr_viz.methods.probes import (
+        PROBES_DIR,
+        ConceptSpec,
+        ProbeReport,
+        probe_curves_figure,
+        read_with_probe,
+        run_probes,
+    )
 
     spec = ConceptSpec.load(concept)
     bundled = PROBES_DIR / model
@@ -185,8 +192,8 @@ def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progres
 
 @user_errors
 def on_attribution(model, image, prompt, stage, target, method):
-    from livr_viz.attribution import attribute
-    from livr_viz.heatmaps import overlay
+    from livr_viz.methods.attribution import attribute
+    from livr_viz.methods.heatmaps import overlay
 
     a = S.analysis_for(model, image, prompt, stage)
     lm = S.POOL.get(model)
@@ -230,7 +237,7 @@ def on_ablation(model, image, prompt, stage, latents, mode, layer):
 
 @user_errors
 def on_mask(model, image, prompt, stage):
-    from livr_viz.maskview import mask_figure
+    from livr_viz.views.masks import mask_figure
 
     a = S.analysis_for(model, image, prompt, stage)
     return mask_figure(a.segments, stage)
@@ -275,7 +282,7 @@ def on_template(task, model):
 # ----------------------------------------------------------------------------------------------- layout
 def build_app(default_model: str = "demo-livr") -> gr.Blocks:
     from livr_viz.data import task_names
-    from livr_viz.probes import builtin_specs
+    from livr_viz.methods.probes import builtin_specs
 
     templates = S.task_templates(S.answer_format_of(default_model))
     examples = S.ensure_examples()
@@ -432,7 +439,7 @@ def serve(args) -> None:
     if os.environ.get("LIVR_VIZ_WARM_UMAP", "1") != "0":  # numba compiles UMAP once: do it off the request path
         import threading
 
-        from livr_viz.tokenmap import warm_up_umap
+        from livr_viz.methods.tokenmap import warm_up_umap
 
         threading.Thread(target=warm_up_umap, daemon=True).start()
     demo = build_app(args.model)

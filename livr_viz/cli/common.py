@@ -1,0 +1,64 @@
+"""Helpers every command group shares: the model argument, loading, quiet transformers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from livr_viz.core.errors import LIVRError
+from livr_viz.demo.bundled import DEMO_NAMES
+
+# backbone sizes `build-demo` takes (DemoBackboneConfig fields): the language model's, then the vision side's
+# (e.g. --patch-size 8: 144 image tokens at 96 px instead of 64, the resolution lever of RESULTS.md)
+BUILD_SIZES = ("text_hidden", "text_layers", "text_heads", "text_intermediate", "image_size", "patch_size",
+               "vision_hidden", "vision_layers", "vision_heads")
+MODEL_HELP = f"a bundled name ({', '.join(DEMO_NAMES)}), a local directory or a hub id"
+
+
+def _quiet_transformers() -> None:
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _load(args):
+    from livr_viz.core.model import load_model
+
+    return load_model(args.model, variant=getattr(args, "variant", None), n_latents=getattr(args, "n_latents", None),
+                      allow_pickle=getattr(args, "allow_pickle", False),
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
+
+def model_args(p, variant=True):
+    p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (default demo-livr)")
+    p.add_argument("--model", dest="model_option", metavar="MODEL", default=None,
+                   help="the same, as an option (as the other commands take it)")
+    if variant:
+        p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default=None,
+                       help="variant when wrapping a plain VLM (default livr)")
+        p.add_argument("--n-latents", type=int, default=None, help="K latent tokens for a plain VLM (default 16)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (.bin/.pt): unsafe")
+    p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repository")
+
+
+
+def repo_tool(module: str):
+    """A repository tool (``tools.reproduce``, ``bench.lib``): scripts that write into a checkout (assets/,
+    RESULTS.md, BENCHMARKS.md), so they live beside the package, not in it. Found in the checkout this package was
+    installed from (``pip install -e .``); elsewhere a clear error."""
+    import importlib
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / Path(*module.split("."))).with_suffix(".py").is_file():
+        raise LIVRError(f"this command runs the repository tool {module.replace('.', '/')}.py, which is not "
+                        "installed with the package: run it from a clone of livr-viz (`pip install -e .`)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(module)

@@ -1,0 +1,184 @@
+"""Training commands: train, pretrain, pretrain-vision, eval, reproduce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from livr_viz.cli.common import MODEL_HELP, _load, repo_tool
+from livr_viz.core.errors import LIVRError
+from livr_viz.demo.bundled import DEMO_SETS
+
+
+def cmd_train(args) -> int:
+    from livr_viz.training.trainer import preset_config, train
+
+    cfg = preset_config(args.preset, pretrain=args.command == "pretrain", variant=getattr(args, "variant", None),
+                        tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                        grad_accum=args.grad_accum, precision=args.precision, seed=args.seed, data_seed=args.data_seed,
+                        n_latents=getattr(args, "n_latents", None),
+                        latent_placement=getattr(args, "latent_placement", None),
+                        answer_format=getattr(args, "answer_format", None),
+                        stage1_fraction=getattr(args, "stage1_fraction", None),
+                        task_balance=getattr(args, "task_balance", None),
+                        warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
+                        **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
+    backbone = "demo-base" if args.model == "demo" else args.model
+    _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
+    print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
+    print(f"wrote {Path(args.out) / 'model'}")
+    return 0
+
+
+def _lora_settings(r: int | None, alpha: int | None) -> dict:
+    """``--lora-r`` / ``--lora-alpha``: alpha follows the rank at the shipped ratio (alpha = 2 r) unless given."""
+    if r is None and alpha is None:
+        return {}
+    from livr_viz.training.trainer import TrainConfig
+
+    rank = r if r is not None else TrainConfig.lora_r
+    return {"lora_r": rank, "lora_alpha": alpha if alpha is not None else 2 * rank}
+
+
+def cmd_pretrain_vision(args) -> int:
+    from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
+
+    if not Path(args.model).is_dir():
+        raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
+    overrides = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size}
+    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None},
+                "letters": args.letters}
+    pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
+    print(f"wrote {Path(args.out) / 'model'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from livr_viz.data.dataset import RecordDataset, SyntheticTaskDataset
+    from livr_viz.training.evaluate import evaluate
+
+    lm = _load(args)
+    data = Path(args.data)
+    if data.exists():
+        from livr_viz.data.io import load_blink, load_jsonl
+
+        records = load_jsonl(data)[0] if (data.is_file() or (data / "samples.jsonl").is_file()) else load_blink(data)
+        items = RecordDataset(records)
+    else:
+        items = SyntheticTaskDataset(args.data, args.split, args.n, args.seed,
+                                     answer_format=args.answer_format or lm.config.answer_format)
+    metrics = evaluate(lm, items, args.stage, progress=True)
+    for task, m in metrics["tasks"].items():
+        print(f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
+              f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}")
+    print(f"{'average':<27} acc {metrics['average']['accuracy']:.3f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    reproduce = repo_tool("tools.reproduce").reproduce
+
+    install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
+    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
+                        pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
+                        install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance)
+    print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    def common(p):
+        p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
+        p.add_argument("--preset", default="demo", help="quick | demo | paper (pretrain: quick | demo)")
+        p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
+        p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
+        p.add_argument("--lr", type=float, default=None)
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--grad-accum", type=int, default=None)
+        p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+        p.add_argument("--seed", type=int, default=None, help="LoRA / latent init and dropout (preset default 42)")
+        p.add_argument("--data-seed", type=int, default=None,
+                       help="training / validation data and their order (default 0; `reproduce --seed N` uses N)")
+        p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
+        p.add_argument("--n-train-per-task", type=int, default=None,
+                       help="distinct training questions per task (demo / paper presets: 1000, as in the paper); "
+                            "the suite is procedural, so more costs no memory")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+
+    p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
+    common(p)
+    p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default="livr")
+    p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
+    p.add_argument("--n-latents", type=int, default=None)
+    p.add_argument("--latent-placement", choices=["end_of_prompt", "before_answer"], default=None,
+                   help="end_of_prompt (default, the paper's Q' = Q + L): latents end the user turn, before the chat "
+                        "template's assistant marker, so text rows read the answer out and Stage 1 cuts them from "
+                        "the image; before_answer: after the assistant marker, so the last latent's row predicts the "
+                        "first answer token and may see the image in Stage 1 -- this weakens the bottleneck (for a "
+                        "one-token answer it blocks nothing); kept as a contrast")
+    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+                   help="word (default): options named by marker colour / position, answered with that word (counting: "
+                        "the number); letter: BLINK's drawn letters")
+    p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
+    p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
+    p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
+    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+                   help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
+                        "all of them in every step), each task's gradient scaled to the same norm (default none)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
+    common(p)
+    p.add_argument("--tasks", default="perception", help="'perception' or 'perception:kind,kind' (e.g. colour)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain-vision", help="stage 0: train a LLaVA backbone's vision tower on dense patch labels")
+    p.add_argument("--model", required=True, help="backbone directory (e.g. a fresh one from `livr-viz build-demo`)")
+    p.add_argument("--out", required=True, help="run directory (log.jsonl, model/)")
+    p.add_argument("--preset", default="demo", choices=["quick", "demo"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--letters", action="store_true",
+                   help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)")
+    p.set_defaults(func=cmd_pretrain_vision)
+
+    p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")
+    p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
+    p.add_argument("--data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+                   help="synthetic questions answered by a colour / position word or number (word) or by the option's "
+                        "drawn letter (letter, BLINK's); default: the format the model was trained in")
+    p.add_argument("--json", default=None, help="write the metrics here")
+    p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
+
+    p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
+    p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
+    p.add_argument("--out", default="runs/reproduce",
+                   help="run directory; starts from OUT/init when that holds a backbone (e.g. one of another size "
+                        "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh "
+                        "shipped-size one")
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n-test", type=int, default=200, help="test samples per task")
+    p.add_argument("--pretrain-steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
+    p.add_argument("--grad-accum", type=int, default=None,
+                   help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
+    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+                   help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
+    p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
+    p.add_argument("--install-as", default="demo", choices=list(DEMO_SETS),
+                   help="the bundled set to install as (implies --install; 'demo' ships backbone, adapters and RESULTS.md; "
+                        "any other set only its three adapters, fine-tuned on the bundled demo-base)")
+    p.set_defaults(func=cmd_reproduce)
+

@@ -1,0 +1,73 @@
+"""Attention masks for the two LIVR stages, as float *additive* masks.
+
+Why float and not bool: transformers 5 hands a 4D ``attention_mask`` to the
+attention function unchanged, and eager attention *adds* it to the scores.  A
+boolean mask then becomes +1/+0 and every "blocked" key stays visible (measured:
+answer→image leakage under eager).  A float mask with 0 (allowed) and
+``finfo(dtype).min`` (blocked) means the same thing to eager, sdpa and our
+capture function.
+
+Rules, for query row q and key column k of one sequence (``seg`` = segments):
+
+* ``full`` (Stage 2, inference): allowed iff ``k <= q`` and ``seg[k] != PAD``.
+* ``bottleneck`` (Stage 1): as ``full``, and additionally blocked where
+  ``seg[q] in {TEXT, ANSWER}`` and ``seg[k] == IMAGE``.  LATENT rows still see
+  IMAGE and TEXT keys, so image information reaches the answer only through the
+  latents.  IMAGE rows are untouched (they are causal like everything else).
+* ``block_latent_image=True`` (either stage) also blocks ``seg[q] == LATENT`` ×
+  ``seg[k] == IMAGE``: the "blind" model used by leakage tests and ablations.
+
+The diagonal is always allowed (also for PAD rows) so that no row is fully
+masked; PAD rows' outputs are never read.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from livr_viz.core.segments import Segment
+
+Stage = Literal["full", "bottleneck"]
+STAGES: tuple[str, ...] = ("full", "bottleneck")
+
+
+def allowed_attention(
+    segments: torch.Tensor, stage: Stage = "full", block_latent_image: bool = False
+) -> torch.Tensor:
+    """Boolean ``[B, T, T]`` matrix, True where query row may attend to key column."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if segments.dim() != 2:
+        raise ValueError(f"segments must be [B, T], got shape {tuple(segments.shape)}")
+    B, T = segments.shape
+    device = segments.device
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()  # [T, T]
+    key_real = (segments != int(Segment.PAD)).unsqueeze(1)  # [B, 1, T]
+    allowed = causal.unsqueeze(0) & key_real  # [B, T, T]
+
+    key_image = (segments == int(Segment.IMAGE)).unsqueeze(1)  # [B, 1, T]
+    blocked_rows = torch.zeros_like(segments, dtype=torch.bool)
+    if stage == "bottleneck":
+        blocked_rows |= (segments == int(Segment.TEXT)) | (segments == int(Segment.ANSWER))
+    if block_latent_image:
+        blocked_rows |= segments == int(Segment.LATENT)
+    allowed &= ~(blocked_rows.unsqueeze(2) & key_image)
+    allowed |= torch.eye(T, dtype=torch.bool, device=device).unsqueeze(0)
+    return allowed
+
+
+def attention_mask_4d(
+    segments: torch.Tensor,
+    stage: Stage = "full",
+    block_latent_image: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Float additive mask ``[B, 1, T, T]``: 0 where allowed, ``finfo(dtype).min`` where blocked."""
+    if not dtype.is_floating_point:
+        raise ValueError(f"mask dtype must be floating point (a bool mask leaks under eager), got {dtype}")
+    allowed = allowed_attention(segments, stage, block_latent_image)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)

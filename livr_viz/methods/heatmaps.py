@@ -1,0 +1,134 @@
+"""Latent→image attention maps: from a :class:`CaptureResult` to per-latent grids, and figures.
+
+Views take results in and return arrays or figures; they never run the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from livr_viz.core.capture import CaptureResult
+from livr_viz.core.segments import Segment
+
+AGGREGATIONS = ("mean", "max", "rollout")
+NORMALISATIONS = ("per_latent", "global", "none")
+
+
+def _select(values: torch.Tensor, picks: Sequence[int] | None, name: str, size: int) -> torch.Tensor:
+    if picks is None:
+        return values
+    picks = list(picks)
+    bad = [p for p in picks if not -size <= p < size]
+    if bad or not picks:
+        raise ValueError(f"{name} must be a non-empty list of indices in [0, {size}); got {picks}")
+    return values[picks]
+
+
+def image_attention_maps(
+    result: CaptureResult,
+    grid: tuple[int, int],
+    index: int = 0,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    aggregation: str = "mean",
+    normalisation: str = "per_latent",
+) -> np.ndarray:
+    """``[R, rows, cols]`` attention of each captured row over the image-patch grid.
+
+    ``aggregation``: ``mean`` / ``max`` over the chosen layers and heads, or ``rollout``
+    (Abnar & Zuidema): the rows' attention is propagated back through the chosen layers' head-averaged
+    attention with the residual identity, so mass that went via text/latent tokens is credited to the
+    image tokens those attended — here approximated with the captured rows only, i.e. the product of the
+    per-layer (0.5·A + 0.5·I) restricted to the image columns of each layer's rows.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}; got {normalisation!r}")
+    image_keys = result.key_positions(Segment.IMAGE, index)
+    n_rows, n_cols = grid
+    if len(image_keys) != n_rows * n_cols:
+        raise ValueError(f"the input has {len(image_keys)} image tokens but the grid is {n_rows}x{n_cols}")
+    att = result.attention[:, index]  # [L, H, R, T]
+    att = _select(att, layers, "layers", att.shape[0])
+    att = _select(att.transpose(0, 1), heads, "heads", att.shape[1]).transpose(0, 1)  # [L', H', R, T]
+    if aggregation == "mean":
+        maps = att[..., image_keys].mean(dim=(0, 1))  # [R, N]
+    elif aggregation == "max":
+        maps = att[..., image_keys].amax(dim=(0, 1))
+    else:
+        maps = _rollout(att.mean(1), image_keys)  # [R, N]
+    maps = maps.reshape(-1, n_rows, n_cols).float().numpy()
+    if normalisation == "per_latent":
+        lo = maps.min(axis=(1, 2), keepdims=True)
+        hi = maps.max(axis=(1, 2), keepdims=True)
+        maps = (maps - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
+    elif normalisation == "global":
+        lo, hi = maps.min(), maps.max()
+        maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
+    return maps
+
+
+def _rollout(att: torch.Tensor, image_keys: torch.Tensor) -> torch.Tensor:
+    """Rollout restricted to captured rows: ``[L, R, T]`` → ``[R, N_image]``.
+
+    With only the captured rows known per layer, the image share of layer l is mixed with the residual:
+    ``m_l = 0.5 * A_l[:, image] + 0.5 * m_{l-1}``, starting from the first chosen layer.
+    """
+    rolled = None
+    for layer in range(att.shape[0]):
+        current = att[layer][:, image_keys]
+        rolled = current if rolled is None else 0.5 * current + 0.5 * rolled
+    return rolled
+
+
+def top_regions(maps: np.ndarray, k: int = 3) -> list[list[tuple[int, int, float]]]:
+    """Per row, the ``k`` strongest patches as (grid_row, grid_col, value)."""
+    out = []
+    for m in maps:
+        flat = np.argsort(m.ravel())[::-1][:k]
+        out.append([(int(i // m.shape[1]), int(i % m.shape[1]), float(m.ravel()[i])) for i in flat])
+    return out
+
+
+def display_image(image: Image.Image, size: int = 192) -> Image.Image:
+    """Upscale small images by an integer factor (nearest) so overlays stay crisp; large ones pass through."""
+    scale = max(1, size // max(image.size)) if max(image.size) < size else 1
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
+
+
+def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.55, cmap: str = "inferno") -> np.ndarray:
+    """RGB uint8 array of ``image`` with ``heat`` (values in [0, 1], any grid) upsampled and blended."""
+    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    colour = plt.get_cmap(cmap)(np.asarray(heat_img, dtype=np.float32) / 255.0)[..., :3]
+    return (np.clip((1 - opacity) * base + opacity * colour, 0, 1) * 255).astype(np.uint8)
+
+
+def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", opacity: float = 0.55,
+                       labels: Sequence[str] | None = None, columns: int = 8):
+    """K-panel figure: each latent's map overlaid on the image, plus the image itself first."""
+    k = len(maps)
+    columns = max(1, min(columns, k + 1))
+    n_rows = int(np.ceil((k + 1) / columns))
+    fig, axes = plt.subplots(n_rows, columns, figsize=(1.6 * columns, 1.75 * n_rows + (0.3 if title else 0)))
+    axes = np.atleast_1d(axes).ravel()
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=8)
+    for i in range(k):
+        axes[i + 1].imshow(overlay(image, maps[i], opacity))
+        axes[i + 1].set_title(labels[i] if labels else f"latent {i}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,345 @@
+"""Linear concept probes on latent hidden states, with control tasks and baselines.
+
+A concept spec (JSON under ``probes/``)::
+
+    {"name": "count", "source": "concept:count", "kind": "ordinal", "tasks": ["counting"],
+     "description": "number of target objects"}
+
+``source`` is ``concept:KEY`` (a key of the synthetic samples' concept dict) or ``csv:COLUMN`` (a column of a
+user CSV with an ``id`` column matching the data's ids).  Probes follow scikit-learn: :class:`LinearProbe`
+has ``fit / predict / score`` and learned state ending in ``_``.  Weights are saved as ``.npz`` + JSON, never
+pickle.
+
+Selectivity follows Hewitt & Liang (2019): accuracy on the real labels minus accuracy on a *control task*.
+Images have no word types, so the control assigns every sample a random label drawn with the real labels'
+class frequencies (fixed by a seed); a probe that reaches high control accuracy is memorising, not reading.
+Baselines: the same probe on mean-pooled image tokens, on mean-pooled text tokens, and on the latents of a
+randomly initialised copy of the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from livr_viz.core.capture import LatentAttention
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.segments import Segment
+
+PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+
+
+@dataclass
+class ConceptSpec:
+    name: str
+    source: str  # concept:KEY | csv:COLUMN
+    kind: str = "categorical"  # categorical | ordinal
+    tasks: list[str] = field(default_factory=list)  # synthetic tasks that carry the concept
+    description: str = ""
+
+    def __post_init__(self):
+        if not (self.source.startswith("concept:") or self.source.startswith("csv:")):
+            raise LIVRError(f"concept {self.name!r}: source must be 'concept:KEY' or 'csv:COLUMN'; got {self.source!r}")
+        if self.kind not in ("categorical", "ordinal"):
+            raise LIVRError(f"concept {self.name!r}: kind must be categorical or ordinal; got {self.kind!r}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConceptSpec:
+        path = Path(path)
+        if not path.is_file():
+            builtin = PROBES_DIR / "specs" / f"{path.stem}.json"
+            if builtin.is_file():
+                path = builtin
+            else:
+                raise LIVRError(f"concept spec not found: {path} (built-in: {', '.join(builtin_specs())})")
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise LIVRError(f"{path}: invalid concept spec ({exc})") from None
+
+
+def builtin_specs() -> list[str]:
+    return sorted(p.stem for p in (PROBES_DIR / "specs").glob("*.json"))
+
+
+def labels_for(spec: ConceptSpec, items: Sequence, csv_path: str | Path | None = None) -> tuple[list, list[int]]:
+    """Labels of ``items`` for ``spec`` and the indices of items that have one."""
+    if spec.source.startswith("concept:"):
+        key = spec.source.split(":", 1)[1]
+        pairs = [(i, it.concepts.get(key)) for i, it in enumerate(items)]
+    else:
+        column = spec.source.split(":", 1)[1]
+        if csv_path is None:
+            raise LIVRError(f"concept {spec.name!r} reads column {column!r} of a CSV: pass --csv")
+        table = read_concept_csv(csv_path, column)
+        known = {it.id for it in items}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise LIVRError(f"{csv_path}: {len(unknown)} ids are not in the data (e.g. {unknown[0]!r})")
+        pairs = [(i, table.get(it.id)) for i, it in enumerate(items)]
+    keep = [i for i, v in pairs if v is not None and v != ""]
+    if not keep:
+        raise LIVRError(f"no item carries concept {spec.name!r}")
+    return [pairs[i][1] for i in keep], keep
+
+
+def read_concept_csv(path: str | Path, column: str) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise LIVRError(f"concept CSV not found: {path}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "id" not in reader.fieldnames:
+            raise LIVRError(f"{path}: needs an 'id' column")
+        if column not in reader.fieldnames:
+            raise LIVRError(f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames)})")
+        out = {}
+        for line, row in enumerate(reader, start=2):
+            if not row.get("id"):
+                raise LIVRError(f"{path} line {line}: missing id")
+            out[row["id"]] = row[column]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- features
+@dataclass
+class Features:
+    """Per layer (0 = embeddings … L): ``latent`` [N, K, D], ``image`` / ``text`` pooled [N, D]."""
+
+    latent: np.ndarray  # [L+1, N, K, D]
+    image: np.ndarray  # [L+1, N, D]
+    text: np.ndarray  # [L+1, N, D]
+
+
+@torch.no_grad()
+def collect_features(lm, items: Sequence, stage: str = "full", batch_size: int = 32, progress=None) -> Features:
+    if not lm.config.n_latents:
+        raise LIVRError("probes read latent hidden states: this model has no latents (variant sft)")
+    latent, image, text = [], [], []
+    for start in range(0, len(items), batch_size):
+        chunk = [items[i] for i in range(start, min(len(items), start + batch_size))]
+        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+        result = LatentAttention(lm, hidden_states=True).run(batch, stage)
+        hs = result.hidden_states.float()  # [L+1, B, T, D]
+        seg = result.segments
+        for b in range(hs.shape[1]):
+            latent.append(hs[:, b, seg[b] == int(Segment.LATENT)].numpy())
+            image.append(hs[:, b, seg[b] == int(Segment.IMAGE)].mean(1).numpy())
+            text.append(hs[:, b, seg[b] == int(Segment.TEXT)].mean(1).numpy())
+        if progress is not None:
+            progress(min(len(items), start + batch_size) / len(items))
+    return Features(np.stack(latent, 1), np.stack(image, 1), np.stack(text, 1))
+
+
+def randomized_copy(lm, seed: int = 0):
+    """A copy of ``lm`` whose every weight is re-initialised (the 'random model' baseline and sanity check)."""
+    clone = copy.copy(lm)
+    clone.model = copy.deepcopy(lm.model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        base = clone.model.get_base_model() if hasattr(clone.model, "get_base_model") else clone.model
+        for module in base.modules():
+            if hasattr(module, "reset_parameters") and not any(True for _ in module.children()):
+                module.reset_parameters()
+            elif isinstance(module, torch.nn.Module):
+                for name, param in module.named_parameters(recurse=False):
+                    if param.dim() >= 2:
+                        torch.nn.init.normal_(param, std=0.02)
+    return clone
+
+
+# ------------------------------------------------------------------------------------------- probe
+class LinearProbe:
+    """Multinomial logistic regression with standardisation; sklearn call shape."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500, n_splits: int = 5, seed: int = 0):
+        self.C, self.max_iter, self.n_splits, self.seed = C, max_iter, n_splits, seed
+
+    def _estimator(self):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
+
+    def fit(self, X, y) -> LinearProbe:
+        self.pipeline_ = self._estimator().fit(np.asarray(X), np.asarray(y))
+        scaler, clf = self.pipeline_[0], self.pipeline_[1]
+        self.classes_ = clf.classes_
+        self.coef_ = clf.coef_ / scaler.scale_  # in the raw feature space
+        self.intercept_ = clf.intercept_ - (clf.coef_ * scaler.mean_ / scaler.scale_).sum(1)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        logits = np.asarray(X) @ self.coef_.T + self.intercept_
+        if logits.shape[1] == 1:  # binary: sklearn stores one row
+            logits = np.concatenate([-logits, logits], 1) / 2
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def score(self, X, y) -> float:
+        return float((self.predict(X) == np.asarray(y)).mean())
+
+    def cross_validate(self, X, y) -> dict:
+        """Stratified k-fold accuracy: mean, 95 % interval over folds (t), per-fold scores."""
+        from scipy import stats
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        X, y = np.asarray(X), np.asarray(y)
+        values, counts = np.unique(y, return_counts=True)
+        keep = np.isin(y, values[counts >= 2])  # a class seen once cannot be both trained on and tested
+        X, y = X[keep], y[keep]
+        counts = counts[counts >= 2]
+        splits = int(min(self.n_splits, counts.min())) if len(counts) > 1 else 0
+        if splits < 2:
+            return {"accuracy": float("nan"), "ci95": [float("nan")] * 2, "folds": [], "note": "too few per class"}
+        cv = StratifiedKFold(splits, shuffle=True, random_state=self.seed)
+        scores = cross_val_score(self._estimator(), X, y, cv=cv)
+        half = stats.t.ppf(0.975, len(scores) - 1) * scores.std(ddof=1) / np.sqrt(len(scores))
+        return {"accuracy": float(scores.mean()), "ci95": [float(scores.mean() - half), float(scores.mean() + half)],
+                "folds": [float(s) for s in scores]}
+
+    def save(self, path: str | Path, meta: dict | None = None) -> Path:
+        path = Path(path)
+        np.savez(path.with_suffix(".npz"), coef=self.coef_, intercept=self.intercept_)
+        path.with_suffix(".json").write_text(json.dumps({"classes": [str(c) for c in self.classes_], "C": self.C,
+                                                         **(meta or {})}, indent=2))
+        return path.with_suffix(".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearProbe:
+        path = Path(path)
+        arrays = np.load(path.with_suffix(".npz"), allow_pickle=False)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        probe = cls(C=meta.get("C", 1.0))
+        probe.coef_, probe.intercept_ = arrays["coef"], arrays["intercept"]
+        probe.classes_ = np.array(meta["classes"])
+        probe.meta_ = meta
+        return probe
+
+
+def control_labels(y: Sequence, seed: int = 0) -> np.ndarray:
+    """Random labels with the real labels' class frequencies (the control task)."""
+    y = np.asarray([str(v) for v in y])
+    return np.random.default_rng(seed).permutation(y)
+
+
+@dataclass
+class ProbeReport:
+    concept: str
+    n: int
+    classes: list[str]
+    majority: float
+    layers: list[dict]  # per layer: latent_pooled, latent_best_index, control, selectivity, image, text, random
+    best_layer: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | None = None,
+               csv_path: str | Path | None = None, stage: str = "full", seed: int = 0, random_baseline: bool = True,
+               per_latent: bool = True, progress=None) -> ProbeReport:
+    """Fit and cross-validate probes for one concept at every layer; optionally save weights and curves."""
+    labels, keep = labels_for(spec, items, csv_path)
+    items = [items[i] for i in keep]
+    y = np.array([str(v) for v in labels])
+    if len(set(y)) < 2:
+        raise LIVRError(f"concept {spec.name!r} has a single value in this data; nothing to probe")
+    feats = collect_features(lm, items, stage, progress=progress)
+    rand = collect_features(randomized_copy(lm, seed), items, stage) if random_baseline else None
+    probe = LinearProbe(seed=seed)
+    ctrl = control_labels(y, seed)
+    layers = []
+    for layer in range(feats.latent.shape[0]):
+        pooled = feats.latent[layer].mean(1)  # [N, D]
+        row = {"layer": layer, "latent_pooled": probe.cross_validate(pooled, y)}
+        row["control"] = probe.cross_validate(pooled, ctrl)
+        row["selectivity"] = row["latent_pooled"]["accuracy"] - row["control"]["accuracy"]
+        if per_latent:
+            per = [probe.cross_validate(feats.latent[layer][:, k], y)["accuracy"] for k in range(feats.latent.shape[2])]
+            row["latent_per_index"] = per
+            row["latent_best_index"] = None if np.all(np.isnan(per)) else int(np.nanargmax(per))
+        row["image_pooled"] = probe.cross_validate(feats.image[layer], y)
+        row["text_pooled"] = probe.cross_validate(feats.text[layer], y)
+        if rand is not None:
+            row["random_model"] = probe.cross_validate(rand.latent[layer].mean(1), y)
+        layers.append(row)
+    pooled = [r["latent_pooled"]["accuracy"] for r in layers]
+    if np.all(np.isnan(pooled)):
+        raise LIVRError(f"concept {spec.name!r}: too few samples per class to cross-validate; use more samples")
+    best = int(np.nanargmax(pooled))
+    values, counts = np.unique(y, return_counts=True)
+    report = ProbeReport(spec.name, len(y), [str(v) for v in values], float(counts.max() / len(y)), layers, best)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for layer in range(feats.latent.shape[0]):
+            LinearProbe(seed=seed).fit(feats.latent[layer].mean(1), y).save(
+                out / f"{spec.name}_layer{layer}", {"concept": spec.name, "layer": layer, "features": "latent_pooled",
+                                                    "stage": stage, "model_variant": lm.config.variant})
+        (out / f"{spec.name}_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        fig = probe_curves_figure(report)
+        fig.savefig(out / f"{spec.name}_curves.png", dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return report
+
+
+def probe_curves_figure(report: ProbeReport):
+    """Per-layer accuracy of the latent probe, its control, selectivity and the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = [r["layer"] for r in report.layers]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+
+    def curve(key, label, style, colour):
+        acc = [r[key]["accuracy"] for r in report.layers if key in r]
+        if len(acc) == len(layers):
+            ax.plot(layers, acc, style, label=label, color=colour)
+            lo = [r[key]["ci95"][0] for r in report.layers]
+            hi = [r[key]["ci95"][1] for r in report.layers]
+            if key == "latent_pooled":
+                ax.fill_between(layers, lo, hi, color=colour, alpha=0.2)
+
+    curve("latent_pooled", "latents (pooled)", "o-", "#e8a33c")
+    curve("control", "control task", "x--", "#999999")
+    curve("image_pooled", "image tokens", "s-", "#4c9be8")
+    curve("text_pooled", "text tokens", "^-", "#555555")
+    curve("random_model", "random model latents", "d:", "#b04040")
+    ax.plot(layers, [r["selectivity"] for r in report.layers], "o:", color="#3cb371", label="selectivity")
+    ax.axhline(report.majority, color="black", lw=0.8, ls=":", label="majority")
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("5-fold accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"probe: {report.concept} (n={report.n})", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def read_with_probe(lm, probe_path: str | Path, image, prompt: str, stage: str = "full") -> dict[str, float]:
+    """A saved probe's class probabilities for one input (pooled latents at the probe's layer)."""
+    probe = LinearProbe.load(probe_path)
+    layer = int(probe.meta_["layer"])
+    batch = lm.build_inputs([image], [prompt])
+    feats = LatentAttention(lm, hidden_states=True).run(batch, stage)
+    seg = feats.segments[0]
+    x = feats.hidden_states[layer, 0, seg == int(Segment.LATENT)].float().mean(0, keepdim=True).numpy()
+    return {str(c): float(p) for c, p in zip(probe.classes_, probe.predict_proba(x)[0])}

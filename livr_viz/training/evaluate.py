@@ -1,0 +1,69 @@
+"""Multiple-choice evaluation: accuracy per task with Wilson 95 % intervals, chance and majority baselines."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from livr_viz.data.tasks import LETTERS
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion (sane at 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@torch.no_grad()
+def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, block_latent_image: bool = False,
+            progress: bool = False) -> list[dict]:
+    """Per item: predicted letter, probability of each letter, correctness."""
+    out = []
+    iterator: Iterable = range(0, len(items), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"eval {lm.config.variant}", leave=False)
+    for start in iterator:
+        chunk = [items[i] for i in range(start, min(start + batch_size, len(items)))]
+        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+        logits = lm.answer_logits(batch, stage, block_latent_image).float()
+        for it, row in zip(chunk, logits):
+            letters = list(LETTERS[: len(it.choices)])
+            options = getattr(it, "options", letters)  # letters, or option words for word-format questions
+            probs = row[lm.choice_token_ids(options)].softmax(-1)
+            pred = letters[int(probs.argmax())]
+            out.append({"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,
+                        "correct": pred == it.answer, "probs": [round(float(p), 5) for p in probs]})
+    return out
+
+
+def summarize(predictions: list[dict], n_choices: dict[str, int] | None = None) -> dict:
+    """Accuracy, Wilson CI, chance (1/n_choices) and majority-letter baseline per task, plus macro averages."""
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for p in predictions:
+        by_task[p["task"]].append(p)
+    tasks = {}
+    for task, rows in sorted(by_task.items()):
+        n = len(rows)
+        correct = sum(r["correct"] for r in rows)
+        letters = Counter(r["answer"] for r in rows)
+        k = (n_choices or {}).get(task) or len(rows[0]["probs"])
+        lo, hi = wilson_interval(correct, n)
+        tasks[task] = {"n": n, "accuracy": correct / n, "ci95": [lo, hi], "chance": 1 / k,
+                       "majority": letters.most_common(1)[0][1] / n}
+    average = {key: sum(t[key] for t in tasks.values()) / len(tasks) for key in ("accuracy", "chance", "majority")} \
+        if tasks else {}
+    return {"tasks": tasks, "average": average, "n": len(predictions)}
+
+
+def evaluate(lm, items: Sequence, stage: str = "full", batch_size: int = 32, block_latent_image: bool = False,
+             progress: bool = False) -> dict:
+    return summarize(predict(lm, items, stage, batch_size, block_latent_image, progress))

@@ -1,0 +1,509 @@
+"""The compact two-stage LIVR trainer: one explicit loop you can read in one sitting.
+
+* Stage schedule: ``livr`` spends ``stage1_fraction`` of the optimizer steps in the ``bottleneck`` stage, then
+  switches to ``full``; ``latents_only`` and ``sft`` train in ``full`` only.  Each stage has its own warmup +
+  cosine learning-rate schedule (as in the paper).
+* Loss: next-token NLL on answer tokens only.  AdamW, gradient clipping, gradient accumulation, fp32 or bf16
+  autocast.
+* Data order is a pure function of ``(data_seed, step)``: every variant sees the same samples in the same order,
+  and a resumed run sees exactly what an uninterrupted one would.  ``task_balance="grad_norm"`` makes every
+  micro-batch one task (round robin) and scales each one's gradient to the step's mean norm before accumulating.
+* Checkpoints are written to ``checkpoint.tmp/`` and renamed over ``checkpoint/`` (atomic on POSIX); they hold the
+  trainable weights (safetensors), the optimizer moments (safetensors + JSON) and the RNG state.  ``resume=True``
+  continues from there and ends with the same weights as an uninterrupted run.
+* Multi-process: under ``accelerate launch`` every process takes its own slice of each global batch and gradients
+  are averaged with ``all_reduce`` before the step; rank 0 logs, evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
+from livr_viz.core.model import ANSWER_FORMATS, LATENT_PLACEMENTS
+from livr_viz.training.evaluate import evaluate
+
+TASK_BALANCE = ("none", "grad_norm")
+STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Defaults follow the paper where it states them (LoRA lr 1e-4, wd 0.01, 5 % warmup)."""
+
+    variant: str = "livr"  # livr | latents_only | sft
+    tasks: str = "all"  # comma list of task names or "all"; backbone pretraining: "perception[:kind,kind]"
+    steps: int = 1000  # optimizer steps in total (both stages)
+    stage1_fraction: float = 0.4  # livr only: share of steps in the bottleneck stage ("4/6")
+    batch_size: int = 8  # micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4  # peak learning rate
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05  # of each stage
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
+    n_latents: int = 16  # K (ignored for sft)
+    latent_placement: str = "end_of_prompt"  # end_of_prompt (the paper's Q' = Q + L) | before_answer (see LIVRConfig)
+    answer_format: str = "word"  # the task suite's answers: word (colour / position / number) | letter (BLINK)
+    n_train_per_task: int = 1000  # training examples per task (the paper: 1k)
+    n_val_per_task: int = 50  # validation examples per task for periodic eval
+    eval_every: int = 200  # steps between validation evals (0 = only at the end)
+    checkpoint_every: int = 100  # steps between checkpoints (0 = only at the end)
+    log_every: int = 10
+    seed: int = 42  # latent init + dropout
+    data_seed: int = 0  # synthetic data seed (train / val splits of this seed)
+    image_size: int = 96
+    full_finetune: bool = False  # all parameters, no LoRA (backbone pretraining)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    knobs: dict = field(default_factory=dict)  # task -> difficulty knob overrides
+    # "grad_norm": every micro-batch holds one task (round robin) and its gradient is scaled to the step's mean
+    # gradient norm before accumulation, so no task's gradient outweighs another's (see RESULTS.md: in the
+    # nine-task mix counting's gradient is 25x art style's); "none": mixed micro-batches, plain mean
+    task_balance: str = "none"
+
+    def __post_init__(self):
+        if self.variant not in STAGES_BY_VARIANT:
+            raise LIVRError(f"variant must be one of {', '.join(STAGES_BY_VARIANT)}; got {self.variant!r}")
+        checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
+                  "lr": self.lr > 0, "stage1_fraction": 0.0 <= self.stage1_fraction < 1.0,
+                  "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0, "n_train_per_task": self.n_train_per_task >= 1,
+                  "precision": self.precision in ("fp32", "bf16"), "lora_r": self.lora_r >= 1,
+                  "lora_alpha": self.lora_alpha > 0, "task_balance": self.task_balance in TASK_BALANCE,
+                  "answer_format": self.answer_format in ANSWER_FORMATS,
+                  "latent_placement": self.latent_placement in LATENT_PLACEMENTS}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
+        perception_kinds(self.tasks)  # validates "perception:…" early
+        if self.task_balance != "none" and perception_kinds(self.tasks) is not None:
+            raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
+        if self.full_finetune and self.variant != "sft":
+            raise LIVRError("full_finetune (backbone pretraining) trains without latents: use variant sft")
+
+    @property
+    def stage1_steps(self) -> int:
+        return round(self.steps * self.stage1_fraction) if self.variant == "livr" else 0
+
+    def stage_at(self, step: int) -> str:
+        return "bottleneck" if step < self.stage1_steps else "full"
+
+    def lr_at(self, step: int) -> float:
+        """Warmup + cosine within the stage that ``step`` belongs to."""
+        start, length = (0, self.stage1_steps) if step < self.stage1_steps else (
+            self.stage1_steps, self.steps - self.stage1_steps)
+        return warmup_cosine(step - start, length, max(1, round(length * self.warmup_fraction)), self.lr)
+
+
+def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
+    """Learning rate at step ``i`` of ``length``: linear warmup over ``warm`` steps to ``peak``, then cosine to 0."""
+    if i < warm:
+        return peak * (i + 1) / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, length - warm)))
+
+
+PRESETS: dict[str, dict] = {
+    # tests: a couple of minutes at most on 2 CPU cores
+    "quick": dict(steps=24, batch_size=8, lr=2e-3, n_train_per_task=64, n_val_per_task=8, eval_every=12,
+                  checkpoint_every=8, log_every=4),
+    # the shipped demo models (see RESULTS.md for the measured time)
+    "demo": dict(steps=1000, batch_size=32, lr=2e-3, n_train_per_task=1000, n_val_per_task=30, eval_every=200,
+                 checkpoint_every=100, log_every=10),
+    # the paper's multi-task recipe: effective batch 8, lr 1e-4, 5 epochs over 1k per task
+    "paper": dict(steps=5 * 1000 * 9 // 8, batch_size=8, lr=1e-4, n_train_per_task=1000, n_val_per_task=100,
+                  eval_every=500, checkpoint_every=500),
+}
+PRETRAIN_PRESETS: dict[str, dict] = {
+    "quick": dict(steps=16, batch_size=8, lr=2e-3, n_train_per_task=100_000, n_val_per_task=8, eval_every=8,
+                  checkpoint_every=8, log_every=4, warmup_fraction=0.1),
+    "demo": dict(steps=3000, batch_size=32, lr=1e-3, n_train_per_task=10_000_000, n_val_per_task=50,
+                 eval_every=500, checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
+}
+
+
+def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConfig:
+    table = PRETRAIN_PRESETS if pretrain else PRESETS
+    if preset not in table:
+        raise LIVRError(f"unknown preset {preset!r}; choose from {', '.join(table)}")
+    values = dict(table[preset])
+    if pretrain:
+        values.update(variant="sft", tasks="perception", full_finetune=True)
+    known = {f.name for f in fields(TrainConfig)}
+    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+    unknown = set(overrides) - known
+    if unknown:
+        raise LIVRError(f"unknown training setting(s): {sorted(unknown)}")
+    return TrainConfig(**values)
+
+
+# --------------------------------------------------------------------------------------------- data
+def perception_kinds(tasks: str) -> tuple[str, ...] | None:
+    """``"perception"`` → the curriculum's kinds, ``"perception:colour,read_letter"`` → those (any kind, including
+    the diagnostic ones); None for the task suite."""
+    from livr_viz.data.perception import CURRICULUM, KINDS, WORD_CURRICULUM
+
+    if tasks != "perception" and not tasks.startswith("perception:"):
+        return None
+    spec = tasks.partition(":")[2]
+    if spec.strip() == "words":  # the word-answer curriculum with the tasks' sub-skills
+        return WORD_CURRICULUM
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip()) or CURRICULUM
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise LIVRError(f"unknown perception kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    return kinds
+
+
+def build_datasets(cfg: TrainConfig):
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from livr_viz.data.perception import PerceptionDataset
+
+    kinds = perception_kinds(cfg.tasks)
+    if kinds is not None:
+        return (PerceptionDataset("train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, kinds),
+                PerceptionDataset("val", cfg.n_val_per_task * len(kinds), cfg.data_seed, cfg.image_size, kinds))
+    return (SyntheticTaskDataset(cfg.tasks, "train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
+                                 cfg.answer_format),
+            SyntheticTaskDataset(cfg.tasks, "val", cfg.n_val_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
+                                 cfg.answer_format))
+
+
+@functools.lru_cache(maxsize=2)
+def _permutation(n_items: int, data_seed: int, epoch: int) -> torch.Tensor:
+    # cached: drawing a 10M-item permutation takes ~0.3 s, as long as a training step
+    return torch.randperm(n_items, generator=torch.Generator().manual_seed(data_seed * 100_003 + epoch))
+
+
+def sample_indices(n_items: int, data_seed: int, start: int, count: int) -> list[int]:
+    """Items ``start .. start+count`` of the endless stream of seeded permutations of ``range(n_items)``."""
+    out = []
+    position = start
+    while len(out) < count:
+        epoch, offset = divmod(position, n_items)
+        perm = _permutation(n_items, data_seed, epoch)
+        take = min(count - len(out), n_items - offset)
+        out += perm[offset: offset + take].tolist()
+        position += take
+    return out
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+def _trainable(lm) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
+    """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact."""
+    recover_dir(path)
+    try:
+        _save_checkpoint(path, lm, optimizer, step, cfg)
+    except OSError as exc:
+        last = "none yet"
+        if (path / "trainer_state.json").is_file():
+            last = f"step {json.loads((path / 'trainer_state.json').read_text())['step']}"
+        raise LIVRError(f"could not write a checkpoint under {path.parent} ({exc.strerror or exc}); "
+                        f"the last complete checkpoint ({last}) is intact") from None
+
+
+def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
+    tmp = fresh_tmp_dir(path)
+    params = _trainable(lm)
+    save_file({n: p.detach().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
+    names = list(params)
+    index = {id(p): i for i, p in enumerate(params.values())}
+    tensors, scalars = {}, {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                name = f"{names[index[id(p)]]}::{key}"
+                if isinstance(value, torch.Tensor):
+                    tensors[name] = value.detach().contiguous()
+                else:
+                    scalars[name] = value
+    tensors["__rng__"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "scalars": scalars, "config": asdict(cfg)},
+                                                       indent=2))
+    replace_dir(tmp, path)
+
+
+# bookkeeping only: changing these does not change what a run trains
+_BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task")
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
+    new = asdict(cfg)
+    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in new.items()
+            if k not in _BOOKKEEPING and k in saved and saved[k] != v]
+
+
+def load_checkpoint(path: Path, lm, optimizer, cfg: TrainConfig | None = None) -> int:
+    """Restore trainable weights, optimizer moments and RNG; returns the step to continue from.
+    With ``cfg``, a checkpoint trained with other settings is refused before anything is restored."""
+    state = json.loads((path / "trainer_state.json").read_text())
+    changed = config_differences(state.get("config", {}), cfg) if cfg is not None else []
+    if changed:
+        raise LIVRError(f"--resume: the checkpoint in {path.parent} was trained with other settings "
+                        f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
+    weights = load_file(str(path / "trainable.safetensors"))
+    params = _trainable(lm)
+    missing = set(params) - set(weights)
+    if missing:
+        raise LIVRError(f"checkpoint {path} does not match this model (missing {sorted(missing)[0]})")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("__rng__"))
+    for n, p in params.items():
+        entry = {k.split("::", 1)[1]: v for k, v in tensors.items() if k.split("::", 1)[0] == n}
+        entry.update({k.split("::", 1)[1]: v for k, v in state["scalars"].items() if k.split("::", 1)[0] == n})
+        if entry:
+            optimizer.state[p] = entry
+    return int(state["step"])
+
+
+# --------------------------------------------------------------------------------------------- the loop
+class Trainer:
+    """``Trainer(lm, cfg, out_dir).run(resume=False)`` → final metrics; see the module docstring."""
+
+    def __init__(self, lm, cfg: TrainConfig, out_dir: str | Path, progress: bool = True):
+        from accelerate import PartialState
+
+        self.lm, self.cfg, self.out = lm, cfg, Path(out_dir)
+        self.state = PartialState()
+        self.progress = progress and self.state.is_main_process
+        self.train_set, self.val_set = build_datasets(cfg)
+        self.params = list(_trainable(lm).values())
+        if not self.params:
+            raise LIVRError("the model has no trainable parameters")
+        decay = [p for p in self.params if p.dim() >= 2]
+        no_decay = [p for p in self.params if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.checkpoint_dir = self.out / "checkpoint"
+        self.log_path = self.out / "log.jsonl"
+
+    # -- helpers
+    def _check_output_dir(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"x" * 4096)
+            probe.unlink()
+        except OSError as exc:
+            raise LIVRError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+
+    def _log(self, record: dict) -> None:
+        if self.state.is_main_process:
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _micro_batch(self, step: int, micro: int):
+        items = [self.train_set[i] for i in self._micro_batch_indices(step, micro)]
+        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
+
+    def _micro_batch_indices(self, step: int, micro: int) -> list[int]:
+        """Training items of this process's share of micro-batch ``micro`` of optimizer step ``step``."""
+        cfg, world, rank = self.cfg, self.state.num_processes, self.state.process_index
+        global_batch = cfg.batch_size * world
+        index = step * cfg.grad_accum + micro  # micro-batches so far
+        if cfg.task_balance == "none":
+            return sample_indices(len(self.train_set), cfg.data_seed, index * global_batch + rank * cfg.batch_size,
+                                  cfg.batch_size)
+        # task_balance: one task per micro-batch, round robin; each task has its own seeded order of its items
+        n_tasks = len(self.train_set.tasks)
+        task, turn = index % n_tasks, index // n_tasks
+        start = turn * global_batch + rank * cfg.batch_size
+        return [j * n_tasks + task
+                for j in sample_indices(self.train_set.n_per_task, cfg.data_seed * 1_009 + task, start, cfg.batch_size)]
+
+    def _evaluate(self, step: int) -> dict | None:
+        if not self.state.is_main_process:
+            return None
+        self.lm.model.eval()
+        metrics = evaluate(self.lm, self.val_set, "full", batch_size=64)
+        self.lm.model.train()
+        self._log({"step": step, "eval": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
+                   "eval_average": metrics["average"].get("accuracy")})
+        return metrics
+
+    def train_step(self, batches: list, stage: str, autocast=None) -> tuple[float, float]:
+        """One optimizer step over ``batches`` (gradient accumulation): loss, all-reduce, clip, AdamW."""
+        import contextlib
+
+        loss_sum = 0.0
+        balanced = self.cfg.task_balance == "grad_norm"
+        total = [torch.zeros_like(p) for p in self.params] if balanced else None
+        norms = []
+        for batch in batches:
+            with autocast or contextlib.nullcontext():
+                loss = self.lm.loss(batch, stage) / len(batches)
+            loss.backward()
+            loss_sum += float(loss.detach())
+            if balanced:  # set this micro-batch's (one task's) gradient aside at unit norm
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+                norm = float(torch.nn.utils.get_total_norm(grads))
+                norms.append(norm)
+                for acc, g in zip(total, grads):
+                    acc.add_(g, alpha=1.0 / max(norm, 1e-12))
+                self.optimizer.zero_grad(set_to_none=True)
+        if balanced:  # every task at the step's mean norm: the same scale as a plain mean of equal norms
+            scale = sum(norms) / len(norms) / len(batches)
+            for p, acc in zip(self.params, total):
+                p.grad = acc.mul_(scale)
+        if self.state.num_processes > 1:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.state.num_processes
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum, grad_norm
+
+    # -- main
+    def run(self, resume: bool = False) -> dict:
+        cfg, lm = self.cfg, self.lm
+        self._check_output_dir()
+        start = 0
+        if resume:
+            if self.state.is_main_process:
+                recover_dir(self.checkpoint_dir)  # a kill between the two renames of a checkpoint swap
+            self.state.wait_for_everyone()
+            if not self.checkpoint_dir.is_dir():
+                raise LIVRError(f"--resume: no checkpoint in {self.out}")
+            start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
+            if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
+                def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
+                    step = record.get("step", 0)  # only a finished run's final eval is logged again
+                    return step < start or (step == start and not (start >= cfg.steps and "eval" in record))
+
+                keep = [line for line in self.log_path.read_text().splitlines()
+                        if line.strip() and kept(json.loads(line))]
+                self.log_path.write_text("".join(k + "\n" for k in keep))
+        else:
+            torch.manual_seed(cfg.seed)  # dropout stream of this run (the trainer owns the process RNG)
+            if self.state.is_main_process:
+                self.log_path.write_text("")
+                (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        lm.model.train()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.variant}", dynamic_ncols=True)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        tokens, t0 = 0, time.perf_counter()
+        for step in range(start, cfg.steps):
+            stage = cfg.stage_at(step)
+            lr = cfg.lr_at(step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batches = [self._micro_batch(step, micro) for micro in range(cfg.grad_accum)]
+            tokens += sum(int(b.padding_mask.sum()) for b in batches)
+            loss_sum, grad_norm = self.train_step(batches, stage, autocast)
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum:.3f}", stage=stage)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                elapsed = time.perf_counter() - t0
+                self._log({"step": done, "stage": stage, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
+                           "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9)})
+            if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check
+                lm.save(self.out / "stage1_model")
+            if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+                self._evaluate(done)
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                if self.state.is_main_process:
+                    save_checkpoint(self.checkpoint_dir, lm, self.optimizer, done, cfg)
+                self.state.wait_for_everyone()
+        if bar is not None:
+            bar.close()
+        metrics = self._evaluate(cfg.steps)
+        if self.state.is_main_process:
+            save_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg.steps, cfg)
+            self._save_final()
+            plot_training(self.log_path, self.out / "training.png", cfg.stage1_steps)
+        self.state.wait_for_everyone()
+        lm.model.eval()
+        return metrics or {}
+
+    def _save_final(self) -> None:
+        lm, cfg = self.lm, self.cfg
+        lm.config.trained_steps = cfg.steps
+        lm.config.training = {k: v for k, v in asdict(cfg).items() if k != "knobs"}
+        if cfg.full_finetune:
+            save_backbone(lm.base_model, lm.processor, self.out / "model")
+        else:
+            lm.save(self.out / "model")
+
+
+def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
+    """Loss (and its running mean) and validation accuracy vs step, with the stage switch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_average" in r]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        ax.plot(steps, losses, color="#bbbbbb", lw=0.8, label="loss")
+        window = max(1, len(losses) // 20)
+        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, color="#333333", lw=1.5, label="loss (running mean)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("answer NLL")
+    if stage1_steps:
+        ax.axvline(stage1_steps, color="#e8a33c", ls="--", label="stage 1 → stage 2")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["step"] for r in evals], [r["eval_average"] for r in evals], "o-", color="#3c7be8",
+                 label="val accuracy")
+        ax2.set_ylabel("val accuracy (macro)")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper center", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # an empty log (resumed at its end, nothing trained) has none
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
+def build_model_for_training(backbone: str, cfg: TrainConfig):
+    from livr_viz.core.model import LIVRModel
+
+    with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
+        torch.manual_seed(cfg.seed)
+        return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
+                                       latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                       lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction,
+                                       latent_placement=cfg.latent_placement, answer_format=cfg.answer_format)
+
+
+def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):
+    """Build a fresh model on ``backbone`` and train it; returns (model, final val metrics)."""
+    lm = build_model_for_training(backbone, cfg)
+    metrics = Trainer(lm, cfg, out_dir, progress).run(resume=resume)
+    return lm, metrics

@@ -1,0 +1,500 @@
+"""``livr-viz reproduce``: pretrain the demo backbone, fine-tune the three variants, evaluate, write RESULTS.md.
+
+Every phase writes into its own folder and is skipped when its final model exists, so a killed run continues
+where it stopped (a phase killed mid-way resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
+
+VARIANTS = ("sft", "latents_only", "livr")
+TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
+
+PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
+          "pretrain_words": "pretrain-words", **{v: v for v in VARIANTS}}  # timing key -> phase folder
+WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
+# stage 1c: the word-answer curriculum (the tasks' read-outs in their own layouts, perception:words)
+WORDS_STEPS = {"quick": 4, "demo": 1500}
+# The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
+PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
+
+
+def _phase_done(path: Path) -> bool:
+    return (path / "model").is_dir()
+
+
+def run_phase(out: Path, train_fn, log, cfg=None) -> float:
+    """Run ``train_fn()`` unless ``out/model`` exists; its wall time is kept in ``out/time.json``.
+
+    With ``cfg`` (a TrainConfig), a finished phase trained with other settings is an error, not a silent reuse."""
+    if _phase_done(out) and cfg is not None and (out / "train_config.json").is_file():
+        from livr_viz.core.errors import LIVRError
+        from livr_viz.training.trainer import config_differences
+
+        changed = config_differences(json.loads((out / "train_config.json").read_text()), cfg)
+        if changed:
+            raise LIVRError(f"{out} holds a model trained with other settings ({'; '.join(changed)}); "
+                            "use a fresh --out, or delete that folder to retrain it")
+    if _phase_done(out):
+        log(f"{out.name}: already trained, skipping")
+        return 0.0
+    t0 = time.perf_counter()
+    train_fn()
+    seconds = time.perf_counter() - t0
+    (out / "time.json").write_text(json.dumps({"seconds": seconds}))
+    return seconds
+
+
+def phase_seconds(out: Path) -> float | None:
+    """Wall time of the run that trained the phase in ``out`` (None if unknown)."""
+    try:
+        return float(json.loads((out / "time.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _trainer_phase(backbone: str, cfg, out: Path):
+    def run():
+        from livr_viz.training.trainer import Trainer, build_model_for_training
+
+        Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
+    return run
+
+
+def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
+              pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
+              install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
+              log=print) -> dict:
+    """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
+    evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
+    latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
+    ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
+    ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
+    ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
+    ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
+    from livr_viz.core.errors import LIVRError
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from livr_viz.training.trainer import preset_config
+    from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
+
+    if preset not in VISION_PRESETS:
+        raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
+    if install_as not in DEMO_SETS:
+        raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
+    # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
+    # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
+    vision_cfg = VisionPretrainConfig(**VISION_PRESETS[preset])
+    # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
+    # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
+    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
+                             warmup_fraction=1 / 3)
+    # stage 1b: the whole perception curriculum
+    pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
+    # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
+    words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset])
+    configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
+                                      grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
+    out = Path(out)
+    base = SET_BACKBONES.get(install_as, "demo-base")
+    if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(
+            out, install_as):
+        raise LIVRError(f"--install-as {install_as}: {out}/pretrain-words/model is not the bundled {base}, so its "
+                        f"fine-tunes could not be shipped; seed it with a copy of assets/{base}")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+
+    init = out / "init"
+    # the pretraining phases feed only the backbone: once it exists they are skipped, even if their models are gone
+    # (a backbone given as OUT/pretrain-words/model, e.g. a copy of the bundled demo-base, skips them all; one
+    # given as OUT/pretrain/model still gets the word curriculum)
+    backbone_done = _phase_done(out / "pretrain") or _phase_done(out / "pretrain-words")
+    if not backbone_done and not (init / "config.json").is_file():  # random init (seed 0), everything starts here
+        save_demo_backbone(init, DemoBackboneConfig(seed=0))
+    if backbone_done:
+        log("pretrain: backbone already trained, skipping stages 0-1b")
+        timings.update(vision=0.0, pretrain_colour=0.0, pretrain=0.0)
+    else:
+        timings["vision"] = run_phase(out / "vision",
+                                      lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log), log)
+        timings["pretrain_colour"] = run_phase(
+            out / "pretrain-colour", _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
+            log)
+        timings["pretrain"] = run_phase(
+            out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
+    timings["pretrain_words"] = run_phase(
+        out / "pretrain-words", _trainer_phase(str((out / "pretrain" / "model").resolve()), words_cfg,
+                                               out / "pretrain-words"), log, words_cfg)
+    backbone = str((out / "pretrain-words" / "model").resolve())
+    for variant, cfg in configs.items():
+        timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
+
+    t_eval = time.perf_counter()
+    test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=configs["livr"].answer_format)
+    results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
+                     "configs": {v: asdict(c) for v, c in configs.items()},
+                     "pretrain_config": asdict(pre_cfg), "warm_start_config": asdict(warm_cfg),
+                     "words_config": asdict(words_cfg), "vision_config": asdict(vision_cfg)}
+    results.update(evaluate_run(out, test, log))
+    timings["eval"] = time.perf_counter() - t_eval
+    timings["total"] = time.perf_counter() - t_start
+    results["backbone"] = backbone_size(Path(backbone))
+    results["seconds"] = timings  # this invocation (phases already trained count 0)
+    results["phase_seconds"] = {name: phase_seconds(out / folder) for name, folder in PHASES.items()}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot_results(results, out / "results.png")
+    write_results_md(results, out / "RESULTS.md", out)
+    if install and install_as == "demo":
+        install_demo_models(out)
+        publish_results(out)
+    elif install:
+        install_demo_models(out, install_as)
+    return results
+
+
+def evaluate_run(out: Path, test, log=print) -> dict:
+    """Every condition of the paper's "are the latents used?" table for the three variants (and the LIVR Stage-1
+    checkpoint under the bottleneck), on the same test questions; per-item predictions go to
+    ``out/predictions.json``, and LIVR is compared with SFT and with latents-only pairwise (paired bootstrap and
+    McNemar). Returns ``{"eval": {model: {condition: summary}}, "answer_latent_attention": ..., "paired": ...}``."""
+    from livr_viz.core.model import load_model
+    from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
+    from livr_viz.training.evaluate import summarize
+
+    models = {v: out / v / "model" for v in VARIANTS}
+    if (out / "livr" / "stage1_model").is_dir():
+        models["livr_stage1_only"] = out / "livr" / "stage1_model"
+    predictions, evals, attention = {}, {}, {}
+    for name, path in models.items():
+        log(f"evaluating {name} on {len(test)} test questions")
+        lm = load_model(str(path))
+        conditions = ("standard", "bottleneck") if name == "livr_stage1_only" else None
+        rows = latent_use_predictions(lm, test, conditions, progress=True)
+        attention[name] = float(np.mean(rows.pop("answer_latent_attention")))
+        predictions[name] = rows
+        evals[name] = {condition: summarize(r) for condition, r in rows.items()}
+    (out / "predictions.json").write_text(json.dumps(predictions))
+    paired = {"livr_vs_sft": paired_comparison(predictions["livr"]["standard"], predictions["sft"]["standard"]),
+              "livr_vs_latents_only": paired_comparison(predictions["livr"]["standard"],
+                                                        predictions["latents_only"]["standard"])}
+    return {"eval": evals, "answer_latent_attention": attention, "paired": paired}
+
+
+def publish_results(out: Path) -> None:
+    """Copy RESULTS.md to the repository root and its plots to docs/ (links rewritten)."""
+    root = Path(__file__).resolve().parent.parent
+    (root / "docs").mkdir(exist_ok=True)
+    text = (out / "RESULTS.md").read_text()
+    for name in ("results.png",):
+        shutil.copy(out / name, root / "docs" / name)
+        text = text.replace(f"]({name})", f"](docs/{name})")
+    for variant in VARIANTS:
+        if (out / variant / "training.png").is_file():
+            shutil.copy(out / variant / "training.png", root / "docs" / f"training-{variant}.png")
+    # hand-written parts of the shipped run, kept across re-runs: a short summary under the title, notes at the end
+    summary = root / "docs" / "results-summary.md"
+    if summary.is_file():
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\n{summary.read_text().strip()}\n{rest}"
+    notes = root / "docs" / "results-notes.md"
+    if notes.is_file():
+        text = text.rstrip("\n") + "\n\n" + notes.read_text()
+    (root / "RESULTS.md").write_text(text)
+
+
+def _on_bundled_backbone(out: Path, model_set: str = "demo") -> bool:
+    """The run's backbone is, byte for byte, the one ``model_set`` ships on."""
+    mine = out / "pretrain-words" / "model" / "model.safetensors"
+    bundled = ASSETS_DIR / SET_BACKBONES[model_set] / "model.safetensors"
+    return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
+
+
+def install_demo_models(out: Path, model_set: str = "demo") -> None:
+    """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
+    pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on its own bundled backbone
+    (``SET_BACKBONES``)."""
+    from livr_viz.core.errors import LIVRError
+    from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir
+
+    base = SET_BACKBONES[model_set]
+    if model_set != "demo" and not _on_bundled_backbone(out, model_set):
+        raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled {base}; only the "
+                        "default set (--install without --install-as) can ship a new backbone")
+
+    def install(src: Path, dst: Path):
+        tmp = fresh_tmp_dir(dst)
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        replace_dir(tmp, dst)
+
+    if model_set == "demo":
+        install(out / "pretrain-words" / "model", ASSETS_DIR / "demo-base")
+    for variant, name in zip(("livr", "latents_only", "sft"), DEMO_SETS[model_set]):
+        install(out / variant / "model", ASSETS_DIR / name)
+        for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
+            path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path
+            if path.is_file():
+                cfg = json.loads(path.read_text())
+                cfg[key] = base
+                path.write_text(json.dumps(cfg, indent=2))
+
+
+def plot_results(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = results["tasks"]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    width = 0.26
+    x = np.arange(len(tasks) + 1)
+    colours = {"sft": "#8c8c8c", "latents_only": "#4c9be8", "livr": "#e8a33c"}
+    for i, variant in enumerate(VARIANTS):
+        ev = results["eval"][variant]["standard"]
+        acc = [ev["tasks"][t]["accuracy"] for t in tasks] + [ev["average"]["accuracy"]]
+        lo = [ev["tasks"][t]["ci95"][0] for t in tasks] + [ev["average"]["accuracy"]]
+        hi = [ev["tasks"][t]["ci95"][1] for t in tasks] + [ev["average"]["accuracy"]]
+        ax.bar(x + (i - 1) * width, acc, width, label=variant, color=colours[variant],
+               yerr=[np.subtract(acc, lo), np.subtract(hi, acc)], capsize=2, error_kw={"lw": 0.7})
+    chance = [results["eval"]["sft"]["standard"]["tasks"][t]["chance"] for t in tasks]
+    chance.append(float(np.mean(chance)))
+    ax.scatter(x, chance, marker="_", s=300, color="black", label="chance", zorder=3)
+    ax.set_xticks(x, [t.replace("_", "\n") for t in tasks] + ["average"], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def backbone_size(model_dir: Path) -> dict | None:
+    """Parameter count and language-model / vision-tower shape of a saved LLaVA backbone (read from its files)."""
+    from safetensors import safe_open
+
+    config_path = model_dir / "config.json"
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not config_path.is_file() or not weights:
+        return None
+    config = json.loads(config_path.read_text())
+    n = 0
+    for file in weights:
+        with safe_open(str(file), "pt") as f:
+            n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    text, vision = config.get("text_config", {}), config.get("vision_config", {})
+    return {"parameters": n, "text_hidden": text.get("hidden_size"), "text_layers": text.get("num_hidden_layers"),
+            "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers")}
+
+
+def _batch(cfg: dict) -> str:
+    accum = cfg.get("grad_accum", 1)
+    text = str(cfg["batch_size"]) if accum == 1 else (
+        f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)")
+    if cfg.get("task_balance", "none") == "grad_norm":
+        text += ", one task per micro-batch, each task's gradient scaled to the same norm (`--task-balance grad_norm`)"
+    return text
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def _records(log_path: Path) -> list[dict]:
+    if not log_path.is_file():
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+
+def _evals(log_path: Path) -> list[dict]:
+    return [r for r in _records(log_path) if "eval" in r]
+
+
+def backbone_section(out: Path) -> list[str]:
+    """What the pretraining phases taught the backbone, from their logs (validation split, per kind)."""
+    lines = ["", "## The backbone: what pretraining taught it", ""]
+    vision = _records(out / "vision" / "log.jsonl")
+    if vision:  # mean over the last four logged batches (the shape accuracy of one batch rests on few patches)
+        tail = vision[-4:]
+        last = {k: sum(r[k] for r in tail if k in r) / max(1, sum(k in r for r in tail)) for k in tail[-1]}
+        lines.append(f"- Vision tower, last {len(tail)} logged training batches: patch colour class "
+                     f"{_pct(last['acc_colour'])} %, patch position {_pct(last['acc_position'])} %"
+                     + (f", shape under the patch {_pct(last['acc_shape'])} %" if "acc_shape" in last else "")
+                     + f"; luminance-grid MSE loss {last['loss_luminance'] / 10:.4f}.")
+    warm = _evals(out / "pretrain-colour" / "log.jsonl")
+    if warm:
+        lines.append(f"- Colour warm start: validation colour accuracy {_pct(warm[-1]['eval_average'])} % "
+                     f"after {warm[-1]['step']} steps.")
+    evals = _evals(out / "pretrain" / "log.jsonl")
+    if evals:
+        lines += _curriculum_table(evals, "Perception curriculum")
+    words = _evals(out / "pretrain-words" / "log.jsonl")
+    if not (vision or warm or evals):  # the backbone was given, not pretrained in this run
+        given = "pretrain" if words else "pretrain-words"
+        which = ("the bundled `demo-base`, whose pretraining the repository's RESULTS.md describes"
+                 if _on_bundled_backbone(out) and not words else "not this run's: no pretraining logs")
+        lines.append(f"The backbone in `{out.name}/{given}/model` was given, not pretrained here: {which}.")
+    if words:
+        lines += _curriculum_table(words, "Word curriculum (the tasks' read-outs in their own layouts)")
+    return lines
+
+
+def _curriculum_table(evals: list[dict], title: str) -> list[str]:
+    """Validation accuracy per question kind at each logged evaluation, with each kind's chance."""
+    from livr_viz.data.perception import make_perception_sample
+
+    kinds = list(evals[-1]["eval"])
+    lines = ["", f"{title}, validation accuracy per question kind (%):", "",
+             "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
+             "|---" * (len(kinds) + 2) + "|"]
+    for r in evals:
+        lines.append(f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds)
+                     + f" | {_pct(r['eval_average'])} |")
+    chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
+    lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
+    return lines
+
+
+def _ci(summary: dict) -> str:
+    return f"{_pct(summary['accuracy'])} [{_pct(summary['ci95'][0])}, {_pct(summary['ci95'][1])}]"
+
+
+def _paired(c: dict) -> str:
+    p = c["mcnemar_p"]
+    return (f"{100 * c['delta']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
+            f", p {'< 0.001' if p < 0.001 else f'{p:.3f}'}")
+
+
+def target_lines(results: dict) -> list[str]:
+    """The demo-models issue's targets, each met or missed with its figure."""
+    ev, tasks = results["eval"], results["tasks"]
+    livr = ev["livr"]["standard"]
+    vs_sft, vs_lo = results["paired"]["livr_vs_sft"]["average"], results["paired"]["livr_vs_latents_only"]["average"]
+    above = [t for t in tasks if livr["tasks"][t]["accuracy"] >= livr["tasks"][t]["chance"] + 0.20]
+    below = [t for t in tasks if t not in above]
+    beats = vs_sft["delta"] >= 0.02 and vs_sft["ci95"][0] > 0 and vs_lo["delta"] > 0
+    lines = [f"- LIVR average ≥ SFT average + 2 points with the paired 95 % interval above 0, and above "
+             f"latents-only: **{'met' if beats else 'missed'}** (LIVR − SFT {_paired(vs_sft)}; LIVR − latents-only "
+             f"{_paired(vs_lo)})",
+             f"- LIVR at chance + 20 points or better on at least 7 of the {len(tasks)} tasks: "
+             f"**{'met' if len(above) >= 7 else 'missed'}** ({len(above)} of {len(tasks)}"
+             + (f"; below: {', '.join(below)})" if below else ")")]
+    if "livr_stage1_only" in ev:
+        s1 = ev["livr_stage1_only"]["bottleneck"]["average"]
+        ok = s1["accuracy"] >= s1["chance"] + 0.15
+        lines.append(f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: **{'met' if ok else 'missed'}** "
+                     f"({_pct(s1['accuracy'])} vs chance {_pct(s1['chance'])}; full mask "
+                     f"{_pct(ev['livr_stage1_only']['standard']['average']['accuracy'])})")
+    return lines
+
+
+def latent_use_lines(results: dict) -> list[str]:
+    """The paper's §4.6 table, averaged over the tasks, plus the bottleneck per task."""
+    ev, att = results["eval"], results.get("answer_latent_attention", {})
+    names = [n for n in ("sft", "latents_only", "livr", "livr_stage1_only") if n in ev]
+    header = {"sft": "SFT", "latents_only": "latents-only", "livr": "LIVR", "livr_stage1_only": "LIVR Stage-1 checkpoint"}
+    lines = ["| test (average over tasks, %) | " + " | ".join(header[n] for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    labels = {"standard": "standard evaluation", "bottleneck": "bottleneck mask at test time",
+              "blind": "latents blinded (cut from the image)", "removed": "latents removed (nobody reads them)",
+              "bottleneck_blind": "bottleneck + latents blinded (no route from the image left)"}
+    for condition, label in labels.items():
+        cells = [_pct(ev[n][condition]["average"]["accuracy"]) if condition in ev[n] else "–" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = []
+    for n in names:
+        k = results["configs"].get(n, results["configs"]["livr"]).get("n_latents", 0) if n != "sft" else 0
+        cells.append(f"{att[n]:.3f} ({att[n] / k:.4f} per latent)" if k and n in att else "–")
+    lines.append("| mean answer → latent attention (mass on all K, layers and heads averaged) | "
+                 + " | ".join(cells) + " |")
+    chance = ev["livr"]["standard"]["average"]["chance"]
+    lines += ["", f"Chance: {_pct(chance)} %. Per task, under the bottleneck mask at test time (%):", "",
+              "| task | chance | latents-only | LIVR | LIVR Stage-1 checkpoint |", "|---|---|---|---|---|"]
+    for t in results["tasks"]:
+        cells = [_pct(ev[n]["bottleneck"]["tasks"][t]["accuracy"]) if n in ev else "–"
+                 for n in ("latents_only", "livr", "livr_stage1_only")]
+        lines.append(f"| {t} | {_pct(ev['livr']['standard']['tasks'][t]['chance'])} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_results_md(results: dict, path: Path, out: Path) -> Path:
+    tasks = results["tasks"]
+    ev = results["eval"]
+    paired = results["paired"]["livr_vs_sft"]
+    lines = ["# Results: the demo models", "",
+             f"Measured by `livr-viz reproduce --preset {results['preset']}` on this machine (2 CPU cores, no GPU). "
+             f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
+             "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
+             "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
+             "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.", "",
+             "| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
+    for t in tasks:
+        row = [ev[v]["standard"]["tasks"][t] for v in VARIANTS]
+        lines.append(f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | "
+                     f"{_paired(paired['tasks'][t])} |")
+    avg = [ev[v]["standard"]["average"] for v in VARIANTS]
+    lines.append(f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
+                 f"{_paired(paired['average'])} |")
+    lines += ["", "![results](results.png)", "", "## Targets", ""] + target_lines(results)
+    lines += ["", "## Are the latents used? (the paper's §4.6 table, here over all tasks)", ""]
+    lines += latent_use_lines(results)
+    lines += backbone_section(out)
+    size = results.get("backbone")
+    size_text = f"{size['parameters'] / 1e6:.1f} M parameters" if size else "a few M parameters"
+    lines += ["", "## Beside the paper", "",
+              f"The paper reports LIVR − SFT of +3.4 to +6.2 points on average (Qwen2.5-VL-3B: "
+              f"+{PAPER_DELTAS['average']}, jigsaw +{PAPER_DELTAS['jigsaw']}, functional correspondence "
+              f"+{PAPER_DELTAS['functional_correspondence']}); ours on the demo backbone: "
+              f"{100 * paired['average']['delta']:+.1f} points (paired 95 % interval "
+              f"{100 * paired['average']['ci95'][0]:+.1f} to {100 * paired['average']['ci95'][1]:+.1f}). The backbones "
+              f"differ by three orders of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), "
+              "so only the direction is comparable.", "", "## Settings", ""]
+    pre, words = results["pretrain_config"], results.get("words_config")
+    cfg = results["configs"]["livr"]
+    phase = results.get("phase_seconds", {})
+
+    def took(name: str) -> str:
+        return f"{phase[name] / 60:.1f} min" if phase.get(name) is not None else "time not recorded"
+
+    known = [v for v in phase.values() if v is not None]
+    evaluation = results["seconds"].get("eval", 0.0)
+    vis, warm = results["vision_config"], results["warm_start_config"]
+    if size:
+        lines.append(f"- Backbone: {size_text}; language model {size['text_layers']} layers of width "
+                     f"{size['text_hidden']}, vision tower {size['vision_layers']} layers of width "
+                     f"{size['vision_hidden']}.")
+    lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): {vis['steps']} steps, "
+              f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
+              f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
+              f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
+              f"{took('pretrain_colour')}.",
+              f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
+              f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}."]
+    if words:
+        lines.append(f"- Word curriculum (full parameters, `perception:words`: the tasks' read-outs in their own "
+                     f"layouts, `livr_viz/data/perception.py`): {words['steps']} steps, batch {words['batch_size']}, "
+                     f"lr {words['lr']}, {took('pretrain_words')}.")
+    lines += [f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}, latents "
+              f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
+              f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
+              f"{cfg['stage1_fraction']:.0%} of steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; "
+              f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
+              f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
+              f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
+              "counts only its last stretch).",
+              "- Task difficulty: the defaults of each task's knob dataclass in `livr_viz/data/tasks.py` "
+              "(no task was made easier for these numbers).", ""]
+    path.write_text("\n".join(lines))
+    return path
