@@ -12,7 +12,6 @@ import html
 import io
 import json
 import re
-import tempfile
 import threading
 import time
 import zipfile
@@ -20,14 +19,42 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+import pandas as pd
+from PIL import Image
 
+from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import cache_dir
 from livr_viz.core.images import load_image
-from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS  # noqa: F401 - DEMO_MODELS is part of the service API
-from livr_viz.methods.heatmaps import display_image, overlay
+from livr_viz.core.model import load_model
+from livr_viz.data import TASKS, make_sample, resolve_tasks, task_names
+from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.data.tasks import format_prompt
+from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS, EXAMPLES_DIR  # noqa: F401 - part of the service API
+from livr_viz.methods.analysis import run_analysis
+from livr_viz.methods.attribution import attribute
+from livr_viz.methods.faithfulness import evidence_scores
+from livr_viz.methods.heatmaps import top_regions
+from livr_viz.methods.interventions import (
+    ABLATIONS,  # noqa: F401 - part of the service API
+    LatentAblation,
+    per_latent_effects,
+)
+from livr_viz.methods.probes import (
+    PROBES_DIR,
+    ConceptSpec,
+    ProbeReport,
+    builtin_specs,
+    probe_curves_figure,
+    read_with_probe,
+    run_probes,
+)
+from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, warm_up_umap
+from livr_viz.views.analysis import answer_latent_figure, save_figure
+from livr_viz.views.heatmaps import display_image, evidence_overlay, latent_grid_figure, montage, overlay, stack
+from livr_viz.views.masks import mask_figure
+from livr_viz.views.tokenmap import tokenmap_figure, tokenmap_figure_plotly
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
 _SAMPLE_ID = re.compile(r"^([a-z_]+)-(train|val|test)-(\d+)-(\d+)(?:-(word))?$")  # no suffix: letter format
 
@@ -49,8 +76,6 @@ class ModelPool:
         name = (name or "demo-livr").strip()
         with self._lock:
             if name not in self._models:
-                from livr_viz.core.model import load_model
-
                 self._models[name] = load_model(name)
             return self._models[name]
 
@@ -98,7 +123,6 @@ def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
     match = _SAMPLE_ID.match(Path(path).stem)
     if not match:
         return None
-    from livr_viz.data import TASKS, make_sample
 
     task, split, seed, index, fmt = match.groups()
     if task not in TASKS:
@@ -142,8 +166,6 @@ def attribution_target(target: str | None, analysis) -> str:
 def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_layers: int) -> dict:
     """Switch ``latents`` off for the analysed input (none given: the one whose removal alone moves the predicted
     option most) and report the option probabilities before / after and every latent's own effect."""
-    from livr_viz.methods.interventions import LatentAblation, per_latent_effects
-
     choices = list(analysis.choice_probs)
     if not choices:
         raise LIVRError("ablation needs a prompt with options (an 'Options: …' line or '(A) … (B) …' choices)")
@@ -163,9 +185,6 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
 
 def default_concept(model_name: str) -> str:
     """The first bundled probe concept that belongs to a task the model was fine-tuned on (``count`` otherwise)."""
-    from livr_viz.data import resolve_tasks
-    from livr_viz.methods.probes import ConceptSpec, builtin_specs
-
     trained = POOL.get(model_name).config.training.get("tasks", "all")
     try:
         tasks = set(resolve_tasks(trained))
@@ -201,8 +220,6 @@ def load_upload(path: str | Path) -> Image.Image:
 
 def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
     """Cached :func:`~livr_viz.analysis.run_analysis` for this input."""
-    from livr_viz.methods.analysis import run_analysis
-
     if not image_path:
         raise LIVRError("upload an image (or pick an example / press 'new sample') first")
     if prompt is None or not prompt.strip():
@@ -244,38 +261,6 @@ def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normali
     return [(Image.fromarray(overlay(base, m, opacity)), f"{label} {i}") for i, m in enumerate(maps)]
 
 
-def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "") -> Image.Image:
-    """One image of labelled tiles (for side-by-side comparison and export)."""
-    rows = -(-len(tiles) // columns)
-    head = 14 if title else 0
-    sheet = Image.new("RGB", (columns * tile, head + rows * (tile + 12)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((3, 1), title, fill=(0, 0, 0))
-    for i, (img, caption) in enumerate(tiles):
-        x, y = (i % columns) * tile, head + (i // columns) * (tile + 12)
-        sheet.paste(img.resize((tile - 2, tile - 2)), (x + 1, y + 12))
-        draw.text((x + 2, y), caption, fill=(0, 0, 0))
-    return sheet
-
-
-def stack(sheets: list[Image.Image], gap: int = 6, top: int = 0) -> Image.Image:
-    """Sheets one under another on a white page (left-aligned), so variants are compared at the same scale;
-    ``top`` leaves a margin (the app's image label covers the page's top-left corner)."""
-    width = max(s.width for s in sheets)
-    page = Image.new("RGB", (width, top + sum(s.height for s in sheets) + gap * (len(sheets) - 1)), (255, 255, 255))
-    y = top
-    for s in sheets:
-        page.paste(s, (0, y))
-        y += s.height + gap
-    return page
-
-
-def evidence_overlay(image: Image.Image, evidence: np.ndarray) -> Image.Image:
-    base = display_image(image)
-    return Image.fromarray(overlay(base, evidence.astype(float), 0.45, cmap="Greens"))
-
-
 def answer_format_of(model_name: str) -> str:
     """The answer format (``word`` | ``letter``) the model was trained in: the app's questions follow it."""
     return POOL.get(model_name).config.answer_format
@@ -283,8 +268,6 @@ def answer_format_of(model_name: str) -> str:
 
 def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word"):
     """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
-    from livr_viz.data import make_sample, resolve_tasks
-
     resolve_tasks([task])
     index = int(time.time_ns() % 1_000_000) if index is None else index
     sample = make_sample(task, "test", 777, index, answer_format=answer_format)
@@ -297,15 +280,11 @@ def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_
 
 def task_templates(answer_format: str = "word") -> dict[str, str]:
     """A prompt template per task (the question of its first test sample, with its options in ``answer_format``)."""
-    from livr_viz.data import make_sample, task_names
-
     return {t: make_sample(t, "test", 0, 0, answer_format=answer_format).prompt for t in task_names()}
 
 
 def photo_prompt(answer_format: str = "word") -> str:
     """The question asked of the bundled photos, in the model's answer format."""
-    from livr_viz.data.tasks import format_prompt
-
     return format_prompt("Is there a person in the image?", ["yes", "no"], answer_format)
 
 
@@ -313,8 +292,6 @@ def ensure_examples() -> list[str]:
     """Example gallery files: one word-format synthetic sample per task (the demo models' format) plus the bundled
     photos. The task samples ship in ``assets/examples``; one that is missing there is drawn into the scratch
     directory instead (the package never writes into its own folder at run time)."""
-    from livr_viz.data import make_sample, task_names
-
     paths = []
     for task in task_names():
         s = make_sample(task, "test", 0, 0, answer_format="word")
@@ -350,6 +327,252 @@ def export_zip(files: dict[str, Image.Image | str | bytes], report: dict, settin
 
 
 def scratch_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / "livr-viz"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The app's working folder (exports, drawn samples, retrained probes, projection caches): the user's cache."""
+    return cache_dir("app")
+def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence: np.ndarray | None = None,
+            layers=None, heads=None, aggregation: str = "mean", tokenmap: bool = True) -> dict:
+    """Write the default figures + ``report.json`` for one input; returns the report dict."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LIVRError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
+    a = run_analysis(lm, image, prompt, stage)
+    report: dict = {
+        "model_variant": a.variant, "n_latents": a.n_latents, "stage": stage, "prompt": a.prompt, "notes": a.notes,
+        "answer": a.answer, "choice_probs": a.choice_probs,
+        "segment_attention": a.segment_attention("latent"),
+        "answer_segment_attention": a.segment_attention("answer"),
+        "latent_image_attention_shape": None, "figures": {},
+    }
+    shown = display_image(a.image)
+    if a.grid is not None:
+        maps = a.latent_maps(layers, heads, aggregation)
+        report["latent_image_attention_shape"] = list(maps.shape)
+        report["top_regions"] = top_regions(maps)
+        label = "latent" if a.n_latents else "answer row"
+        fig = latent_grid_figure(shown, maps, title=f"{a.variant}: {label}→image attention ({aggregation}, {stage})",
+                                 labels=[f"{label} {i}" for i in range(len(maps))], columns=9)
+        report["figures"]["latent_heatmaps"] = save_figure(fig, out_dir / "latent_heatmaps.png")
+        if evidence is not None:
+            report["faithfulness"] = evidence_scores(maps, evidence, a.latent_maps(layers, heads, aggregation, "none"))
+    else:
+        report["heatmap_error"] = a.grid_error
+    if a.n_latents:
+        values = a.answer_latent_attention(layers, heads)
+        report["answer_latent_attention"] = [float(v) for v in values]
+        report["figures"]["answer_latents"] = save_figure(answer_latent_figure(values), out_dir / "answer_latents.png")
+    elif a.grid is not None:
+        Image.fromarray(overlay(shown, a.answer_image_map(layers, heads, aggregation))).save(out_dir / "answer_image.png")
+        report["figures"]["answer_image"] = str(out_dir / "answer_image.png")
+    report["figures"]["mask"] = save_figure(mask_figure(a.segments, stage), out_dir / "mask.png")
+    if tokenmap:
+        layer = a.capture.hidden_states.shape[0] - 1
+        points = points_from_capture(a.capture, layer, 0)
+        xy = project(points.vectors, "tsne")
+        report["figures"]["token_map"] = save_figure(tokenmap_figure(points, xy, title=f"t-SNE of layer {layer} tokens"),
+                                               out_dir / "token_map.png")
+    with open(out_dir / "report.json", "w") as fh:
+        json.dump(report, fh, indent=2)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------- app actions
+# Every action of the app as a plain function (the UI only maps their results onto components); all take model
+# names and file paths, so they are callable from Python and tests exactly as the app calls them.
+
+def lm_dims(model_name: str) -> tuple[int, int]:
+    """(layers, heads) of the model's language model: the app's selector ranges."""
+    cfg = POOL.get(model_name).base_model.config.get_text_config()
+    return cfg.num_hidden_layers, cfg.num_attention_heads
+
+
+def selection(model_name: str, layers: str | None, heads: str | None) -> tuple[list[int] | None, list[int] | None]:
+    n_layers, n_heads = lm_dims(model_name)
+    return parse_selection(layers, n_layers, "layers"), parse_selection(heads, n_heads, "heads")
+
+
+def probs_frame(probs: dict) -> pd.DataFrame:
+    return pd.DataFrame({"choice": list(probs), "probability": [round(v, 4) for v in probs.values()]})
+
+
+def attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
+    """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars."""
+    a = analysis_for(model, image, prompt, stage)
+    lay, hd = selection(model, layers, heads)
+    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
+    bars = a.answer_latent_attention(lay, hd)
+    frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(bars))], "attention": bars.astype(float)})
+    notes = "".join(f"\n\n> note: {escape_markdown(n)}" for n in a.notes)
+    shown = escape_markdown(a.answer) if a.answer else "(no answer: the model ended at once)"
+    kind = "" if a.choice_probs else " (free-form, greedy)"
+    md = (f"### Answer: **{shown}**{kind}  \n{escape_markdown(model)} · stage `{stage}` · K = {a.n_latents}"
+          f"{notes}")
+    sample = synthetic_sample_for(image, prompt)
+    if sample is not None:
+        md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
+    return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
+            "image": display_image(a.image, 256)}
+
+
+def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[pd.DataFrame, Image.Image]:
+    """The Compare tab: the model's trio side by side (answers, probabilities, evidence scores on a synthetic
+    sample) and one sheet of their latent heatmaps (plus the ground-truth evidence)."""
+    sample = synthetic_sample_for(image, prompt)
+    rows, sheets = [], []
+    for model in compare_set(selected):
+        a = analysis_for(model, image, prompt, stage)
+        tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity)
+        sheets.append(montage(tiles, columns=8, title=model))
+        row = {"model": model, "answer": a.answer, **{f"p({k})": round(v, 3) for k, v in a.choice_probs.items()}}
+        if sample is not None:
+            maps = a.latent_maps(None, None, aggregation)
+            raw = a.latent_maps(None, None, aggregation, "none")
+            f = evidence_scores(maps, sample.evidence, raw)
+            row.update({"truth": sample.target, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
+                        "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2)})
+        rows.append(row)
+    if sample is not None:
+        sheets.append(montage([(evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8,
+                              title="ground-truth evidence"))
+    return pd.DataFrame(rows), stack(sheets, top=24)
+
+
+TOKEN_MAP_SAMPLES = (2, 60)  # dataset scope: samples per map (each adds ~100 tokens to project)
+
+
+def token_map_view(model, image, prompt, stage, method, layer, scope, n_samples, color_by, progress=None):
+    """The Token map tab: a projection of one layer's hidden states, for this image or for N synthetic samples."""
+    n_layers, _ = lm_dims(model)
+    layer = int(layer)
+    if not 0 <= layer <= n_layers:
+        raise LIVRError(f"layer must be in 0..{n_layers}")
+    if scope == "this image":
+        a = analysis_for(model, image, prompt, stage)
+        points = points_from_capture(a.capture, layer, 0)
+        color_by = "segment"
+    else:
+        tasks = task_names()
+        n = int(n_samples)
+        if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
+            raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
+        fmt = answer_format_of(model)
+        items = [make_sample(tasks[i % len(tasks)], "test", 0, i // len(tasks), answer_format=fmt) for i in range(n)]
+        points = dataset_points(POOL.get(model), items, layer, stage, progress=progress)
+        if color_by != "segment" and color_by not in points.labels:
+            keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
+            raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or {', '.join(keys[:6])}")
+    xy = project(points.vectors, method, cache_dir=scratch_dir() / "projections")
+    return tokenmap_figure_plotly(points, xy, color_by, f"{method} of layer {layer} hidden states ({scope})")
+
+
+PROBE_TRAIN_SAMPLES = 120  # per task, when the app trains a probe that is not bundled
+
+
+def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> dict:
+    """The Probes tab: the concept's probes for this model (bundled, else trained now and cached), the accuracy per
+    layer against the control task and a random model, a caveat when they say nothing, and the reading of this
+    image by the best layer's probe."""
+    spec = ConceptSpec.load(concept)
+    bundled = PROBES_DIR / model
+    cache = scratch_dir() / "probes" / model
+    found = [d / f"{spec.name}_report.json" for d in (bundled, cache) if (d / f"{spec.name}_report.json").is_file()]
+    report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
+    if retrain or report_path is None:
+        items = SyntheticTaskDataset(spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0,
+                                     answer_format=answer_format_of(model))
+        report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True, progress=progress)
+        source, folder = f"trained now on {report.n} samples", cache
+    else:
+        report = ProbeReport(**json.loads(report_path.read_text()))
+        source, folder = f"loaded from {report_path.parent}", report_path.parent
+    best = report.layers[report.best_layer]
+    table = pd.DataFrame([{"layer": r["layer"], "latents": round(r["latent_pooled"]["accuracy"], 3),
+                           "control": round(r["control"]["accuracy"], 3), "selectivity": round(r["selectivity"], 3),
+                           "image tokens": round(r["image_pooled"]["accuracy"], 3),
+                           "text tokens": round(r["text_pooled"]["accuracy"], 3),
+                           "random model": round(r.get("random_model", {}).get("accuracy", float("nan")), 3)}
+                          for r in report.layers])
+    md = (f"**{spec.name}** — {spec.description}. Probes {source}. Best layer {report.best_layer}: "
+          f"accuracy {best['latent_pooled']['accuracy']:.3f} vs control {best['control']['accuracy']:.3f} "
+          f"(selectivity {best['selectivity']:+.3f}); majority baseline {report.majority:.3f}.")
+    md += probe_caveat(best, report.majority)
+    reading = {}
+    if image and prompt:
+        reading = read_with_probe(POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",
+                                  load_upload(image), prompt, stage)
+    return {"markdown": md, "figure": probe_curves_figure(report), "table": table, "reading": reading}
+
+
+def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image.Image, pd.DataFrame, str]:
+    """The Attribution tab: which pixels and which latents raise the target option's logit (Saliency or IG)."""
+    a = analysis_for(model, image, prompt, stage)
+    lm = POOL.get(model)
+    target = attribution_target(target, a)
+    attr = attribute(lm, lm.build_inputs([a.image], [prompt]), target, method, stage, grid=a.grid)
+    pix = attr.pixels / (attr.pixels.max() or 1.0)
+    shown = display_image(a.image, 256)
+    heat = np.asarray(Image.fromarray((pix * 255).astype(np.uint8)).resize(shown.size)) / 255.0
+    latents = attr.latents if attr.latents is not None else []
+    frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(latents))],
+                          "attribution": [float(v) for v in latents]})
+    delta = "n/a (saliency)" if attr.convergence_delta is None else f"{attr.convergence_delta:.4f}"
+    md = f"Attribution of the logit of **{escape_markdown(target)}** ({method}); IG convergence delta: {delta}"
+    if attr.warning:
+        md += f"\n\n> ⚠ {attr.warning}"
+    return Image.fromarray(overlay(shown, heat, 0.6)), frame, md
+
+
+def ablation_panel(model, image, prompt, stage, latents, mode, layer) -> dict:
+    """The Ablation tab: :func:`ablation_view` for the analysed input, with its bars and its Markdown."""
+    lm = POOL.get(model)
+    if not lm.config.n_latents:
+        raise LIVRError(f"{model} has no latents to ablate (variant sft); pick demo-livr or demo-latents-only")
+    a = analysis_for(model, image, prompt, stage)
+    r = ablation_view(lm, a, [int(v) for v in (latents or [])], mode, int(layer), lm_dims(model)[0])
+    labels = [f"{c} · {when}" for c in r["choices"] for when in ("before", "after")]
+    bars = pd.DataFrame({"choice": labels, "probability": [p for pair in zip(r["before"], r["after"]) for p in pair],
+                         "when": ["before", "after"] * len(r["choices"])})
+    effects = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(r["effects"]))], "change": r["effects"]})
+    how = " (none ticked: the latent whose removal moves the answer most)" if r["auto"] else ""
+    md = (f"Switching off latents {r['latents']}{how} ({mode}, layer {layer}): answer "
+          f"**{escape_markdown(r['answer_before'])} → {escape_markdown(r['answer_after'])}**; largest probability "
+          f"change {r['largest_change']:.3f}.")
+    return {"markdown": md, "bars": bars, "order": labels, "effects": effects}
+
+
+def mask_view(model, image, prompt, stage):
+    """The How-it-works tab: the attention mask of this very input at ``stage``."""
+    return mask_figure(analysis_for(model, image, prompt, stage).segments, stage)
+
+
+def export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> str:
+    """A zip of the attention view (figures, report.json with the numbers, settings.json); returns its path."""
+    a = analysis_for(model, image, prompt, stage)
+    lay, hd = selection(model, layers, heads)
+    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
+    files = {"image.png": a.image, "latent_heatmaps.png": montage(tiles, title=f"{model} {stage} {aggregation}")}
+    files.update({f"latents/{caption.replace(' ', '_')}.png": img for img, caption in tiles})
+    report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
+              "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
+              "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes}
+    sample = synthetic_sample_for(image, prompt)
+    if sample is not None:
+        report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
+    settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
+                "aggregation": aggregation, "normalisation": normalisation, "opacity": opacity,
+                "image_sha1": image_digest(image), "reproduce": f"livr-viz analyze --model {model} --image IMAGE "
+                f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR"}
+    return export_zip(files, report, settings, scratch_dir() / "exports")
+
+
+def example_pick(model: str, index: int) -> tuple[str, str]:
+    """The gallery's ``index``-th example and its question in the model's answer format."""
+    path = ensure_examples()[index]
+    sample = synthetic_sample_for(path)
+    return path, (sample.prompt if sample is not None else photo_prompt(answer_format_of(model)))
+
+
+def warm_up() -> None:
+    """Compile UMAP once (numba), off the request path."""
+    warm_up_umap()

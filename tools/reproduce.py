@@ -14,10 +14,22 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 
+from livr_viz.core.config import VARIANTS as MODEL_VARIANTS
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir
+from livr_viz.core.model import load_model
+from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.data.perception import make_perception_sample
+from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
+from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
+from livr_viz.training.evaluate import summarize
+from livr_viz.training.trainer import Trainer, build_model_for_training, config_differences, preset_config
+from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
-VARIANTS = ("sft", "latents_only", "livr")
+VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
 TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
 PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
@@ -38,9 +50,6 @@ def run_phase(out: Path, train_fn, log, cfg=None) -> float:
 
     With ``cfg`` (a TrainConfig), a finished phase trained with other settings is an error, not a silent reuse."""
     if _phase_done(out) and cfg is not None and (out / "train_config.json").is_file():
-        from livr_viz.core.errors import LIVRError
-        from livr_viz.training.trainer import config_differences
-
         changed = config_differences(json.loads((out / "train_config.json").read_text()), cfg)
         if changed:
             raise LIVRError(f"{out} holds a model trained with other settings ({'; '.join(changed)}); "
@@ -65,8 +74,6 @@ def phase_seconds(out: Path) -> float | None:
 
 def _trainer_phase(backbone: str, cfg, out: Path):
     def run():
-        from livr_viz.training.trainer import Trainer, build_model_for_training
-
         Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
     return run
 
@@ -82,11 +89,6 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
-    from livr_viz.core.errors import LIVRError
-    from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.training.trainer import preset_config
-    from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
-
     if preset not in VISION_PRESETS:
         raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
     if install_as not in DEMO_SETS:
@@ -113,7 +115,6 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
     init = out / "init"
     # the pretraining phases feed only the backbone: once it exists they are skipped, even if their models are gone
@@ -143,9 +144,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     t_eval = time.perf_counter()
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=configs["livr"].answer_format)
     results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
-                     "configs": {v: asdict(c) for v, c in configs.items()},
-                     "pretrain_config": asdict(pre_cfg), "warm_start_config": asdict(warm_cfg),
-                     "words_config": asdict(words_cfg), "vision_config": asdict(vision_cfg)}
+                     "configs": {v: c.to_dict() for v, c in configs.items()},
+                     "pretrain_config": pre_cfg.to_dict(), "warm_start_config": warm_cfg.to_dict(),
+                     "words_config": words_cfg.to_dict(), "vision_config": asdict(vision_cfg)}
     results.update(evaluate_run(out, test, log))
     timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
@@ -168,10 +169,6 @@ def evaluate_run(out: Path, test, log=print) -> dict:
     checkpoint under the bottleneck), on the same test questions; per-item predictions go to
     ``out/predictions.json``, and LIVR is compared with SFT and with latents-only pairwise (paired bootstrap and
     McNemar). Returns ``{"eval": {model: {condition: summary}}, "answer_latent_attention": ..., "paired": ...}``."""
-    from livr_viz.core.model import load_model
-    from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
-    from livr_viz.training.evaluate import summarize
-
     models = {v: out / v / "model" for v in VARIANTS}
     if (out / "livr" / "stage1_model").is_dir():
         models["livr_stage1_only"] = out / "livr" / "stage1_model"
@@ -224,9 +221,6 @@ def install_demo_models(out: Path, model_set: str = "demo") -> None:
     """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
     pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on its own bundled backbone
     (``SET_BACKBONES``)."""
-    from livr_viz.core.errors import LIVRError
-    from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir
-
     base = SET_BACKBONES[model_set]
     if model_set != "demo" and not _on_bundled_backbone(out, model_set):
         raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled {base}; only the "
@@ -239,7 +233,7 @@ def install_demo_models(out: Path, model_set: str = "demo") -> None:
 
     if model_set == "demo":
         install(out / "pretrain-words" / "model", ASSETS_DIR / "demo-base")
-    for variant, name in zip(("livr", "latents_only", "sft"), DEMO_SETS[model_set]):
+    for variant, name in zip(MODEL_VARIANTS, DEMO_SETS[model_set]):
         install(out / variant / "model", ASSETS_DIR / name)
         for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
             path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path
@@ -254,7 +248,6 @@ def plot_results(results: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     tasks = results["tasks"]
     fig, ax = plt.subplots(figsize=(10, 3.8))
@@ -283,8 +276,6 @@ def plot_results(results: dict, path: Path) -> Path:
 
 def backbone_size(model_dir: Path) -> dict | None:
     """Parameter count and language-model / vision-tower shape of a saved LLaVA backbone (read from its files)."""
-    from safetensors import safe_open
-
     config_path = model_dir / "config.json"
     weights = sorted(model_dir.glob("*.safetensors"))
     if not config_path.is_file() or not weights:
@@ -353,8 +344,6 @@ def backbone_section(out: Path) -> list[str]:
 
 def _curriculum_table(evals: list[dict], title: str) -> list[str]:
     """Validation accuracy per question kind at each logged evaluation, with each kind's chance."""
-    from livr_viz.data.perception import make_perception_sample
-
     kinds = list(evals[-1]["eval"])
     lines = ["", f"{title}, validation accuracy per question kind (%):", "",
              "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",

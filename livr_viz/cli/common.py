@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from livr_viz.core.config import VARIANTS
 from livr_viz.core.errors import LIVRError
 from livr_viz.demo.bundled import DEMO_NAMES
 
@@ -41,7 +42,7 @@ def model_args(p, variant=True):
     p.add_argument("--model", dest="model_option", metavar="MODEL", default=None,
                    help="the same, as an option (as the other commands take it)")
     if variant:
-        p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default=None,
+        p.add_argument("--variant", choices=VARIANTS, default=None,
                        help="variant when wrapping a plain VLM (default livr)")
         p.add_argument("--n-latents", type=int, default=None, help="K latent tokens for a plain VLM (default 16)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (.bin/.pt): unsafe")

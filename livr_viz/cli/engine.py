@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from livr_viz.cli.common import MODEL_HELP, _load
+from livr_viz.core.config import STAGES
 
 
 def cmd_analyze(args) -> int:
     from livr_viz.core.images import load_image
-    from livr_viz.methods.analysis import analyze
+    from livr_viz.service import analyze
 
     lm = _load(args)
     report = analyze(lm, load_image(args.image), args.prompt, Path(args.out), stage=args.stage,
@@ -107,7 +108,8 @@ def cmd_ablate(args) -> int:
 
 def cmd_tokenmap(args) -> int:
     from livr_viz.data import make_sample, resolve_tasks
-    from livr_viz.methods.tokenmap import dataset_points, project, tokenmap_figure, tokenmap_figure_plotly
+    from livr_viz.methods.tokenmap import dataset_points, project
+    from livr_viz.views.tokenmap import tokenmap_figure, tokenmap_figure_plotly
 
     lm = _load(args)
     tasks = resolve_tasks(args.tasks)
@@ -136,7 +138,7 @@ def add_commands(sub) -> None:
     model_opts(p)
     p.add_argument("--image", required=True)
     p.add_argument("--prompt", required=True)
-    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--aggregation", choices=["mean", "max", "rollout"], default="mean")
     p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
     p.add_argument("--out", required=True)
@@ -150,7 +152,7 @@ def add_commands(sub) -> None:
     p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
     p.add_argument("--method", choices=["tsne", "umap", "pca"], default="tsne")
     p.add_argument("--color-by", default="segment", help="segment, task or a concept key")
-    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--out", required=True, help="output path (PNG and HTML are written)")
     p.set_defaults(func=cmd_tokenmap)
 
@@ -170,7 +172,7 @@ def add_commands(sub) -> None:
     p.add_argument("--tasks", default="all")
     p.add_argument("--n", type=int, default=30, help="test samples per task")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_faithfulness)

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     try:
         return int(args.func(args) or 0)
-    except (LIVRError, ValueError) as exc:  # engine validation errors are user errors: one line, no traceback
+    except LIVRError as exc:  # a user error: one line, no traceback (anything else is a bug and keeps its traceback)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

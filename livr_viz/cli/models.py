@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from livr_viz.cli.common import BUILD_SIZES, _load, model_args
+from livr_viz.core.config import STAGES
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import cache_dir
 
 
 def cmd_info(args) -> int:
@@ -43,7 +45,7 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     """Answer one question and save a latent heatmap grid (the pre-app demo)."""
     from livr_viz.core.images import load_image
-    from livr_viz.methods.analysis import analyze
+    from livr_viz.service import analyze
 
     lm = _load(args)
     if args.image:
@@ -58,7 +60,8 @@ def cmd_demo(args) -> int:
         sample = make_sample(args.task, "test", args.seed, 0, answer_format=lm.config.answer_format)
         image, prompt, evidence = sample.image, args.prompt or sample.prompt, sample.evidence
         print(f"synthetic {args.task} sample (seed {args.seed}); truth: {sample.target}")
-    report = analyze(lm, image, prompt, Path(args.out), stage=args.stage, evidence=evidence)
+    out = Path(args.out) if args.out else cache_dir("demo")
+    report = analyze(lm, image, prompt, out, stage=args.stage, evidence=evidence)
     print(f"prompt: {prompt}")
     print(f"answer: {report['answer']}")
     if report.get("choice_probs"):
@@ -99,8 +102,8 @@ def add_commands(sub) -> None:
     p.add_argument("--prompt", help="question (default: the synthetic sample's)")
     p.add_argument("--task", default="counting", help="synthetic task when no --image is given")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
-    p.add_argument("--out", default="livr-demo", help="output directory")
+    p.add_argument("--stage", choices=STAGES, default="full")
+    p.add_argument("--out", default=None, help="output directory (default: the user's cache, ~/.cache/livr-viz/demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("build-demo", help="write a randomly initialised demo backbone (optionally another size)")

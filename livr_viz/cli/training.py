@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from livr_viz.cli.common import MODEL_HELP, _load, repo_tool
+from livr_viz.core.config import STAGES, VARIANTS
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import cache_dir
 from livr_viz.demo.bundled import DEMO_SETS
 
 
@@ -81,6 +83,7 @@ def cmd_eval(args) -> int:
 
 def cmd_reproduce(args) -> int:
     reproduce = repo_tool("tools.reproduce").reproduce
+    args.out = args.out or str(cache_dir("runs", "reproduce"))
 
     install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
@@ -111,7 +114,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
     common(p)
-    p.add_argument("--variant", choices=["livr", "latents_only", "sft"], default="livr")
+    p.add_argument("--variant", choices=VARIANTS, default="livr")
     p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
     p.add_argument("--n-latents", type=int, default=None)
     p.add_argument("--latent-placement", choices=["end_of_prompt", "before_answer"], default=None,
@@ -153,7 +156,7 @@ def add_commands(sub) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--stage", choices=["full", "bottleneck"], default="full")
+    p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--answer-format", choices=["word", "letter"], default=None,
                    help="synthetic questions answered by a colour / position word or number (word) or by the option's "
                         "drawn letter (letter, BLINK's); default: the format the model was trained in")
@@ -162,8 +165,8 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
     p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
-    p.add_argument("--out", default="runs/reproduce",
-                   help="run directory; starts from OUT/init when that holds a backbone (e.g. one of another size "
+    p.add_argument("--out", default=None,
+                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from OUT/init when that holds a backbone (e.g. one of another size "
                         "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh "
                         "shipped-size one")
     p.add_argument("--tasks", default="all")

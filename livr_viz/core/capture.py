@@ -30,6 +30,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
+from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 
 _ACTIVE: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("livr_capture", default=None)
@@ -212,7 +213,7 @@ class LatentAttention:
             return self.rows, "custom"
         if self.rows == "latent":
             if not self.model.config.n_latents:
-                raise ValueError("this model has no latent tokens (variant sft); capture rows='answer' instead")
+                raise LIVRError("this model has no latent tokens (variant sft); capture rows='answer' instead")
             return rows_of_segment(batch.segments, Segment.LATENT), "latent"
         if self.rows == "answer":
             return (batch.answer_start - 1).unsqueeze(1), "answer"

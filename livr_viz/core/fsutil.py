@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from livr_viz.core.errors import LIVRError
+
 
 def fresh_tmp_dir(target: str | Path) -> Path:
     """An empty ``<target>.tmp`` directory (a leftover from an interrupted write is discarded)."""
@@ -58,3 +60,17 @@ def save_backbone(model, processor, target: str | Path) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     return replace_dir(tmp, target)
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where livr-viz writes what nobody named a place for (app exports and samples, retrained probes, projection
+    caches, default command outputs): ``$LIVR_VIZ_CACHE``, else ``$XDG_CACHE_HOME/livr-viz``, else
+    ``~/.cache/livr-viz``. Never the repository."""
+    root = os.environ.get("LIVR_VIZ_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "livr-viz"
+    path = Path(root, *parts).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LIVRError(f"cannot create the cache directory {path} ({exc.strerror}); set LIVR_VIZ_CACHE to a "
+                        "writable folder") from None
+    return path

@@ -27,18 +27,17 @@ from typing import Literal
 
 import torch
 
+from livr_viz.core.config import STAGES, check_choice
 from livr_viz.core.segments import Segment
 
 Stage = Literal["full", "bottleneck"]
-STAGES: tuple[str, ...] = ("full", "bottleneck")
 
 
 def allowed_attention(
     segments: torch.Tensor, stage: Stage = "full", block_latent_image: bool = False
 ) -> torch.Tensor:
     """Boolean ``[B, T, T]`` matrix, True where query row may attend to key column."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    check_choice("stage", stage, STAGES)
     if segments.dim() != 2:
         raise ValueError(f"segments must be [B, T], got shape {tuple(segments.shape)}")
     B, T = segments.shape

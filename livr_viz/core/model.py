@@ -16,11 +16,11 @@ generation).
 
 from __future__ import annotations
 
-import json
 import os
+import socket
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,80 +28,26 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from livr_viz.core.capture import install_capture
+from livr_viz.core.config import (  # noqa: F401 - the config is part of the model's API
+    ANSWER_FORMATS,
+    LATENT_PLACEMENTS,
+    MAX_LATENTS,
+    STAGES,
+    VARIANTS,
+    LIVRConfig,
+)
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.families import Family, family_for
 from livr_viz.core.fsutil import fresh_tmp_dir, previous_copy, replace_dir
 from livr_viz.core.images import load_image
-from livr_viz.core.masks import STAGES, attention_mask_4d
+from livr_viz.core.masks import attention_mask_4d
+from livr_viz.core.processors import load_qwen_processor
 from livr_viz.core.refs import known_names, resolve_reference
 from livr_viz.core.segments import Segment, segment_ids
 
-VARIANTS: tuple[str, ...] = ("livr", "latents_only", "sft")
-MAX_LATENTS = 512
 CONFIG_NAME = "livr_config.json"
 LATENTS_NAME = "latents.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-LATENT_PLACEMENTS = ("end_of_prompt", "before_answer")
-ANSWER_FORMATS = ("word", "letter")  # the synthetic suite's answer formats (livr_viz.data.tasks.ANSWER_FORMATS)
-
-
-@dataclass
-class LIVRConfig:
-    """Everything needed to rebuild a LIVR model around its backbone. Saved as ``livr_config.json``."""
-
-    variant: str = "livr"  # livr (Stage 1 + 2) | latents_only (Stage 2 only) | sft (no latents)
-    n_latents: int = 16  # K latent tokens; forced to 0 for sft
-    stage1_fraction: float = 0.4  # share of training steps in the bottleneck stage ("4/6"); 0 unless livr
-    backbone: str = "demo-base"  # demo name, local path or hub id of the base VLM
-    family: str = ""  # filled in from the backbone's model_type
-    lora_r: int = 16  # LoRA rank (paper: 16)
-    lora_alpha: int = 32  # LoRA alpha (paper: 32)
-    lora_dropout: float = 0.05  # LoRA dropout (paper: 0.05)
-    latent_init_seed: int = 0  # seed of the latent-row initialisation
-    latent_token_ids: list[int] = field(default_factory=list)  # filled in when latents are added
-    # where the K latents go: "end_of_prompt" (the paper's Q' = Q + L) = at the end of the user turn, before the chat
-    # template's assistant marker, so the rows that predict the answer are template text rows, blocked from the image
-    # in Stage 1; "before_answer" = after the assistant marker, so the last latent's row predicts the first answer
-    # token and may see the image in Stage 1 (a documented contrast: it makes the bottleneck vacuous for one-token
-    # answers)
-    latent_placement: str = "end_of_prompt"
-    # how the model was taught to answer the synthetic suite: "word" (marker colour / position / number) or "letter"
-    # (BLINK's drawn letters); evaluation and the app build their questions in this format
-    answer_format: str = "word"
-    trained_steps: int = 0  # optimizer steps this adapter has seen (0 = untrained)
-    training: dict = field(default_factory=dict)  # free-form record of how it was trained
-
-    def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise LIVRError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
-        if self.variant == "sft":
-            self.n_latents = 0
-            self.stage1_fraction = 0.0
-        elif not isinstance(self.n_latents, int) or not 1 <= self.n_latents <= MAX_LATENTS:
-            raise LIVRError(f"n_latents (K) must be an integer in 1..{MAX_LATENTS} for {self.variant}; got {self.n_latents!r}")
-        if self.variant == "latents_only":
-            self.stage1_fraction = 0.0
-        if not 0.0 <= self.stage1_fraction <= 1.0:
-            raise LIVRError(f"stage1_fraction must be in [0, 1]; got {self.stage1_fraction}")
-        if self.lora_r < 1:
-            raise LIVRError(f"lora_r must be >= 1; got {self.lora_r}")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise LIVRError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}")
-        if self.latent_placement not in LATENT_PLACEMENTS:
-            raise LIVRError(f"latent_placement must be one of {', '.join(LATENT_PLACEMENTS)}; "
-                            f"got {self.latent_placement!r}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> LIVRConfig:
-        data = json.loads(text)
-        # models saved before these fields existed were trained with the letter format, latents before the answer
-        data.setdefault("answer_format", "letter")
-        data.setdefault("latent_placement", "before_answer")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -187,7 +133,6 @@ def load_backbone(
         config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
         family = family_for(config)
         if family.name == "qwen2_vl":  # the stock processor needs torchvision for its video half
-            from livr_viz.core.processors import load_qwen_processor
 
             processor = load_qwen_processor(ref, trust_remote_code)
         else:
@@ -218,8 +163,6 @@ def load_backbone(
 
 def _hub_available(ref: str, timeout: float = 3.0) -> bool:
     """True if ``ref`` may be fetched: cached while HF_HUB_OFFLINE=1, or huggingface.co answers quickly."""
-    import socket
-
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         try:
             from huggingface_hub import try_to_load_from_cache
@@ -262,17 +205,23 @@ class LIVRModel:
         model=None,
         processor=None,
         lora: bool = True,
+        config: LIVRConfig | None = None,
         **config_kwargs,
     ) -> LIVRModel:
         """Fresh (untrained) LIVR model: add K latents, init their rows, attach LoRA.
 
         Pass ``model``/``processor`` to wrap objects already in memory (tests, notebooks).
         ``lora=False`` (variant ``sft`` only) keeps the raw model with every parameter trainable: the
-        full-parameter pretraining of the demo backbone uses it.
+        full-parameter pretraining of the demo backbone uses it. ``config`` gives every model setting at once (the
+        trainer passes its ``TrainConfig.model``); otherwise ``variant``, ``n_latents`` and ``config_kwargs`` do.
         """
+        if config is not None:
+            config = replace(config, backbone=backbone, family="", latent_token_ids=[])
+        else:
+            config = LIVRConfig(variant=variant, n_latents=n_latents, backbone=backbone, **config_kwargs)
+        variant = config.variant
         if not lora and variant != "sft":
             raise LIVRError("lora=False (full-parameter training) is only available for variant 'sft'")
-        config = LIVRConfig(variant=variant, n_latents=n_latents, backbone=backbone, **config_kwargs)
         if model is None or processor is None:
             model, processor = load_backbone(backbone, attn_implementation, allow_pickle, trust_remote_code)
         family = family_for(model.config)

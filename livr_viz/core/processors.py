@@ -13,6 +13,8 @@ from pathlib import Path
 from transformers import ProcessorMixin
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
+from livr_viz.core.errors import LIVRError
+
 
 class QwenVLImageProcessor(Qwen2VLProcessor):
     """Qwen2-VL / Qwen2.5-VL processor for images only (no torchvision needed)."""
@@ -26,7 +28,7 @@ class QwenVLImageProcessor(Qwen2VLProcessor):
 
     def __call__(self, images=None, text=None, videos=None, **kwargs):
         if videos is not None:
-            raise ValueError("video input is not supported by livr-viz")
+            raise LIVRError("video input is not supported by livr-viz")
         return super().__call__(images=images, text=text, **kwargs)
 
 

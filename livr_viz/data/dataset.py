@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
+from livr_viz.core.errors import LIVRError
 from livr_viz.data.tasks import DEFAULT_ANSWER_FORMAT, DEFAULT_SIZE, make_sample, resolve_tasks
 
 
@@ -25,7 +26,7 @@ class SyntheticTaskDataset(Dataset):
         self.knobs = knobs or {}
         self.answer_format = answer_format
         if self.n_per_task < 1:
-            raise ValueError(f"n_per_task must be >= 1; got {n_per_task}")
+            raise LIVRError(f"n_per_task must be >= 1; got {n_per_task}")
 
     def __len__(self) -> int:
         return len(self.tasks) * self.n_per_task

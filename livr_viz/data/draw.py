@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from livr_viz.core.errors import LIVRError
+
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -58,7 +60,7 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float = 0.0
         pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a),
                (-a, -a)]
     else:
-        raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+        raise LIVRError(f"unknown shape {shape!r}; known: {SHAPES}")
     ca, sa = math.cos(angle), math.sin(angle)
     return [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in pts]
 
@@ -145,7 +147,7 @@ def texture(rng: np.random.Generator, size: int, kind: str, freq: float, angle: 
         r = np.sqrt((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
         t = np.sin(2 * math.pi * (freq * r + phase)) > 0
     else:
-        raise ValueError(f"unknown texture {kind!r}")
+        raise LIVRError(f"unknown texture {kind!r}")
     a, b = np.array(colours[0], np.uint8), np.array(colours[1], np.uint8)
     return np.where(t[..., None], a, b).astype(np.uint8)
 
@@ -181,7 +183,7 @@ def compose_panels(panels: list[Image.Image], labels: list[str], size: int, layo
             y0 = size - pw - 1
             boxes.append((x0, y0, x0 + pw, y0 + pw))
     else:
-        raise ValueError(f"unknown layout {layout!r}")
+        raise LIVRError(f"unknown layout {layout!r}")
     for p, (x0, y0, x1, y1), label in zip(panels, boxes, labels):
         canvas.paste(p.resize((x1 - x0, y1 - y0), Image.NEAREST), (x0, y0))
         draw.text((x0 + 1, y0 - label_h), label, font=font(9), fill=(0, 0, 0))

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
+from livr_viz.data.draw import compose_panels
 from livr_viz.data.tasks import (
     ANSWER_FORMATS,
     DEFAULT_ANSWER_FORMAT,
@@ -287,7 +288,6 @@ def load_blink(folder: str | Path, tile_size: int = 384) -> list[Record]:
 def tile_images(images: list[Image.Image], size: int) -> Image.Image:
     if len(images) == 1:
         return images[0]
-    from livr_viz.data.draw import compose_panels
 
     canvas, _ = compose_panels(images, [f"image {i + 1}" for i in range(len(images))], size)
     return canvas

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from livr_viz.core.errors import LIVRError
 from livr_viz.data import draw as D
 from livr_viz.data.tasks import (
     LETTERS,
@@ -71,7 +72,7 @@ def _options(rng, correct: str, pool, n=4):
 
 def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index: int = 0, size: int = 96):
     if kind not in KINDS:
-        raise ValueError(f"unknown perception kind {kind!r}; known: {KINDS}")
+        raise LIVRError(f"unknown perception kind {kind!r}; known: {KINDS}")
     rng = _rng(kind, split, seed, index)
     img = Image.new("RGB", (size, size), D.BACKGROUND)
     draw = ImageDraw.Draw(img)

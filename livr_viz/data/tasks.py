@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from livr_viz.core.config import ANSWER_FORMATS, LETTERS  # noqa: F401 - part of the suite's API
+from livr_viz.core.errors import LIVRError
 from livr_viz.data import draw as D
 
-LETTERS = "ABCDEFGH"
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZE = 96
-ANSWER_FORMATS = ("word", "letter")
 DEFAULT_ANSWER_FORMAT = "word"
 MARKER_WORDS = ("red", "blue", "green", "yellow")  # word-format option markers, in option order
 SCENE_COLOURS = tuple(c for c in D.COLOR_NAMES if c not in MARKER_WORDS)  # what scenes use beside markers
@@ -128,8 +128,6 @@ def resolve_tasks(spec: str | list[str]) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
-        from livr_viz.core.errors import LIVRError
-
         raise LIVRError(f"unknown task(s) {unknown or spec!r}; known: {', '.join(TASKS)} or 'all'")
     return names
 
@@ -152,16 +150,16 @@ def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, 
     if task not in TASKS:
         resolve_tasks([task])
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+        raise LIVRError(f"split must be one of {list(SPLITS)}; got {split!r}")
     if size < 64:
-        raise ValueError(f"size must be >= 64 pixels; got {size}")
+        raise LIVRError(f"size must be >= 64 pixels; got {size}")
     if answer_format not in ANSWER_FORMATS:
-        raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}; got {answer_format!r}")
+        raise LIVRError(f"answer_format must be one of {list(ANSWER_FORMATS)}; got {answer_format!r}")
     spec = TASKS[task]
     known = {f.name for f in fields(spec.knobs)}
     bad = set(knobs) - known
     if bad:
-        raise ValueError(f"unknown knob(s) {sorted(bad)} for task {task}; known: {sorted(known)}")
+        raise LIVRError(f"unknown knob(s) {sorted(bad)} for task {task}; known: {sorted(known)}")
     settings = replace(spec.knobs(), **knobs)
     rng = sample_rng(task, split, seed, index)
     target = answer_index(task, split, seed, index)
@@ -254,7 +252,7 @@ def iou(a, b) -> float:
 def _localization(rng, target, size, k: LocalizationKnobs, fmt):
     n = k.n_boxes
     if not 2 <= n <= 4:
-        raise ValueError("n_boxes must be 2..4")
+        raise LIVRError("n_boxes must be 2..4")
     img = Image.new("RGB", (size, size), D.BACKGROUND)
     draw = ImageDraw.Draw(img)
     palette = D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS
@@ -609,7 +607,7 @@ def _draw_tool(draw, mdraw, tool, cx, cy, length, angle, handle_colour, head_col
                    (L * 0.25, w), (L * 0.25, w * 2.2), (L * 0.15, w * 2.2), (L * 0.15, w), (-L * 0.05, w)])
         handle = tr([(-L * 0.05 - L * 0.2 * (1 + math.cos(t)), L * 0.2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)])
     else:
-        raise ValueError(tool)
+        raise LIVRError(tool)
     draw.polygon(handle, fill=handle_colour)
     draw.polygon(head, fill=head_colour)
     mdraw.polygon(handle, fill=1)

@@ -22,6 +22,9 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from livr_viz.core.errors import LIVRError
+from livr_viz.data import make_sample, task_names
+from livr_viz.data.perception import CURRICULUM, make_perception_sample
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_NAMES, DEMO_SETS  # noqa: F401 - re-exported: the demo names live here too
 from livr_viz.demo.tokenizer import build_bpe_tokenizer
 
@@ -55,20 +58,17 @@ class DemoBackboneConfig:
     def __post_init__(self):
         small = {k: v for k, v in asdict(self).items() if k != "seed" and v < 1}
         if small:
-            raise ValueError(f"sizes must be positive: {small}")
+            raise LIVRError(f"sizes must be positive: {small}")
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+            raise LIVRError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         for name in ("vision_hidden", "text_hidden"):
             heads = self.vision_heads if name.startswith("vision") else self.text_heads
             if getattr(self, name) % heads:
-                raise ValueError(f"{name} must be divisible by its number of heads ({heads})")
+                raise LIVRError(f"{name} must be divisible by its number of heads ({heads})")
 
 
 def demo_corpus(per_task: int = 30) -> list[str]:
     """Prompts and answers of the task suite and the perception curriculum: the demo tokenizer's training text."""
-    from livr_viz.data import make_sample, task_names
-    from livr_viz.data.perception import CURRICULUM, make_perception_sample
-
     lines = []
     for task in task_names():
         for i in range(per_task):

@@ -6,6 +6,7 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.core.refs import register_names
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+EXAMPLES_DIR = ASSETS_DIR / "examples"  # one sample per task in the demo models' format, and a few photos
 # model sets compared side by side: LIVR, latents-only, SFT fine-tuned the same way on the same backbone
 DEMO_SETS = {
     "demo": ("demo-livr", "demo-latents-only", "demo-sft"),  # multi-task, all nine tasks

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from livr_viz.core.processors import QwenVLImageProcessor
+from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_config, build_demo_processor
 from livr_viz.demo.tokenizer import build_bpe_tokenizer
 
 QWEN_TEMPLATE = (
@@ -37,7 +38,6 @@ def tiny_llava(seed: int = 0, image_size: int = 32, patch_size: int = 8, text_hi
     """LLaVA 1.5-style: CLIP vision tower with CLS, Llama LM with GQA."""
     from transformers import LlavaForConditionalGeneration
 
-    from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_config, build_demo_processor
 
     cfg = DemoBackboneConfig(image_size=image_size, patch_size=patch_size, vision_hidden=32, vision_layers=2,
                              vision_heads=2, text_hidden=text_hidden, text_layers=text_layers, text_heads=heads,

@@ -8,10 +8,8 @@ pieces.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,7 @@ from livr_viz.core.capture import CaptureResult, LatentAttention, rows_of_segmen
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
 from livr_viz.core.segments import Segment
-from livr_viz.methods.heatmaps import display_image, image_attention_maps, latent_grid_figure, overlay, top_regions
+from livr_viz.methods.heatmaps import image_attention_maps
 
 _CHOICE = re.compile(r"\(([A-Z])\)")
 FREE_FORM_TOKENS = 8  # greedy tokens generated for a question without options
@@ -125,81 +123,3 @@ def run_analysis(lm, image, prompt: str, stage: str = "full", hidden_states: boo
             notes_extra.append("the model ended its answer at once (it predicted the end-of-answer token first)")
     return Analysis(pil, batch.prompts[0], stage, lm.config.variant, lm.config.n_latents, capture, grid, grid_error,
                     answer, choice_probs, batch.notes + notes_extra, batch.segments[0])
-
-
-def answer_latent_figure(values: np.ndarray, title: str = "answer → latent attention"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    ax.bar(range(len(values)), values, color="#e8a33c")
-    ax.set_xticks(range(len(values)))
-    ax.set_xlabel("latent")
-    ax.set_ylabel("attention")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
-def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence: np.ndarray | None = None,
-            layers=None, heads=None, aggregation: str = "mean", tokenmap: bool = True) -> dict:
-    """Write the default figures + ``report.json`` for one input; returns the report dict."""
-    from livr_viz.views.masks import mask_figure
-
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LIVRError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
-    a = run_analysis(lm, image, prompt, stage)
-    report: dict = {
-        "model_variant": a.variant, "n_latents": a.n_latents, "stage": stage, "prompt": a.prompt, "notes": a.notes,
-        "answer": a.answer, "choice_probs": a.choice_probs,
-        "segment_attention": a.segment_attention("latent"),
-        "answer_segment_attention": a.segment_attention("answer"),
-        "latent_image_attention_shape": None, "figures": {},
-    }
-    shown = display_image(a.image)
-    if a.grid is not None:
-        maps = a.latent_maps(layers, heads, aggregation)
-        report["latent_image_attention_shape"] = list(maps.shape)
-        report["top_regions"] = top_regions(maps)
-        label = "latent" if a.n_latents else "answer row"
-        fig = latent_grid_figure(shown, maps, title=f"{a.variant}: {label}→image attention ({aggregation}, {stage})",
-                                 labels=[f"{label} {i}" for i in range(len(maps))], columns=9)
-        report["figures"]["latent_heatmaps"] = _save(fig, out_dir / "latent_heatmaps.png")
-        if evidence is not None:
-            from livr_viz.methods.faithfulness import evidence_scores
-
-            report["faithfulness"] = evidence_scores(maps, evidence, a.latent_maps(layers, heads, aggregation, "none"))
-    else:
-        report["heatmap_error"] = a.grid_error
-    if a.n_latents:
-        values = a.answer_latent_attention(layers, heads)
-        report["answer_latent_attention"] = [float(v) for v in values]
-        report["figures"]["answer_latents"] = _save(answer_latent_figure(values), out_dir / "answer_latents.png")
-    elif a.grid is not None:
-        Image.fromarray(overlay(shown, a.answer_image_map(layers, heads, aggregation))).save(out_dir / "answer_image.png")
-        report["figures"]["answer_image"] = str(out_dir / "answer_image.png")
-    report["figures"]["mask"] = _save(mask_figure(a.segments, stage), out_dir / "mask.png")
-    if tokenmap:
-        from livr_viz.methods.tokenmap import points_from_capture, project, tokenmap_figure
-
-        layer = a.capture.hidden_states.shape[0] - 1
-        points = points_from_capture(a.capture, layer, 0)
-        xy = project(points.vectors, "tsne")
-        report["figures"]["token_map"] = _save(tokenmap_figure(points, xy, title=f"t-SNE of layer {layer} tokens"),
-                                               out_dir / "token_map.png")
-    with open(out_dir / "report.json", "w") as fh:
-        json.dump(report, fh, indent=2)
-    return report

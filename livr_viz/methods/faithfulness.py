@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 from PIL import Image
+
+from livr_viz.core.capture import LatentAttention
+from livr_viz.core.errors import LIVRError
+from livr_viz.methods.heatmaps import image_attention_maps
+from livr_viz.methods.probes import randomized_copy
 
 
 def evidence_on_grid(evidence: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -24,7 +31,7 @@ def evidence_scores(maps: np.ndarray, evidence: np.ndarray, raw: np.ndarray | No
     cover = evidence_on_grid(evidence, maps.shape[1:])
     area = float(cover.mean())
     if area <= 0:
-        raise ValueError("the evidence mask is empty")
+        raise LIVRError("the evidence mask is empty")
     totals = raw.reshape(len(raw), -1).sum(1)
     mass = (raw * cover).reshape(len(raw), -1).sum(1) / np.where(totals > 0, totals, 1)
     peaks = maps.reshape(len(maps), -1).argmax(1)
@@ -42,9 +49,6 @@ def evidence_scores(maps: np.ndarray, evidence: np.ndarray, raw: np.ndarray | No
 
 def heatmaps_for(lm, items, stage: str = "full", aggregation: str = "mean", batch_size: int = 16):
     """Per item: (normalised maps, raw maps) of the latent rows (answer row for sft) over the image grid."""
-    from livr_viz.core.capture import LatentAttention
-    from livr_viz.methods.heatmaps import image_attention_maps
-
     rows = "latent" if lm.config.n_latents else "answer"
     out = []
     for start in range(0, len(items), batch_size):
@@ -60,8 +64,6 @@ def heatmaps_for(lm, items, stage: str = "full", aggregation: str = "mean", batc
 
 def faithfulness_report(lm, items, stage: str = "full") -> dict:
     """Mean mass-in-evidence, lift and pointing-game hit rate per task (and overall) for one model."""
-    from collections import defaultdict
-
     per_task: dict[str, list[dict]] = defaultdict(list)
     for item, (maps, raw) in zip(items, heatmaps_for(lm, items, stage)):
         per_task[item.task].append(evidence_scores(maps, item.evidence, raw))
@@ -84,7 +86,6 @@ def randomization_sanity(lm, items, seed: int = 0) -> dict:
     """
     from scipy.stats import spearmanr
 
-    from livr_viz.methods.probes import randomized_copy
 
     trained = heatmaps_for(lm, items)
     randomized = heatmaps_for(randomized_copy(lm, seed), items)

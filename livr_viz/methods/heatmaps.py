@@ -10,12 +10,11 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import Image
 
 from livr_viz.core.capture import CaptureResult
+from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
 
 AGGREGATIONS = ("mean", "max", "rollout")
@@ -28,7 +27,7 @@ def _select(values: torch.Tensor, picks: Sequence[int] | None, name: str, size: 
     picks = list(picks)
     bad = [p for p in picks if not -size <= p < size]
     if bad or not picks:
-        raise ValueError(f"{name} must be a non-empty list of indices in [0, {size}); got {picks}")
+        raise LIVRError(f"{name} must be a non-empty list of indices in [0, {size}); got {picks}")
     return values[picks]
 
 
@@ -50,13 +49,13 @@ def image_attention_maps(
     per-layer (0.5·A + 0.5·I) restricted to the image columns of each layer's rows.
     """
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}")
+        raise LIVRError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}")
     if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {NORMALISATIONS}; got {normalisation!r}")
+        raise LIVRError(f"normalisation must be one of {NORMALISATIONS}; got {normalisation!r}")
     image_keys = result.key_positions(Segment.IMAGE, index)
     n_rows, n_cols = grid
     if len(image_keys) != n_rows * n_cols:
-        raise ValueError(f"the input has {len(image_keys)} image tokens but the grid is {n_rows}x{n_cols}")
+        raise LIVRError(f"the input has {len(image_keys)} image tokens but the grid is {n_rows}x{n_cols}")
     att = result.attention[:, index]  # [L, H, R, T]
     att = _select(att, layers, "layers", att.shape[0])
     att = _select(att.transpose(0, 1), heads, "heads", att.shape[1]).transpose(0, 1)  # [L', H', R, T]
@@ -97,38 +96,3 @@ def top_regions(maps: np.ndarray, k: int = 3) -> list[list[tuple[int, int, float
         flat = np.argsort(m.ravel())[::-1][:k]
         out.append([(int(i // m.shape[1]), int(i % m.shape[1]), float(m.ravel()[i])) for i in flat])
     return out
-
-
-def display_image(image: Image.Image, size: int = 192) -> Image.Image:
-    """Upscale small images by an integer factor (nearest) so overlays stay crisp; large ones pass through."""
-    scale = max(1, size // max(image.size)) if max(image.size) < size else 1
-    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
-
-
-def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.55, cmap: str = "inferno") -> np.ndarray:
-    """RGB uint8 array of ``image`` with ``heat`` (values in [0, 1], any grid) upsampled and blended."""
-    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
-    colour = plt.get_cmap(cmap)(np.asarray(heat_img, dtype=np.float32) / 255.0)[..., :3]
-    return (np.clip((1 - opacity) * base + opacity * colour, 0, 1) * 255).astype(np.uint8)
-
-
-def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", opacity: float = 0.55,
-                       labels: Sequence[str] | None = None, columns: int = 8):
-    """K-panel figure: each latent's map overlaid on the image, plus the image itself first."""
-    k = len(maps)
-    columns = max(1, min(columns, k + 1))
-    n_rows = int(np.ceil((k + 1) / columns))
-    fig, axes = plt.subplots(n_rows, columns, figsize=(1.6 * columns, 1.75 * n_rows + (0.3 if title else 0)))
-    axes = np.atleast_1d(axes).ravel()
-    axes[0].imshow(image)
-    axes[0].set_title("image", fontsize=8)
-    for i in range(k):
-        axes[i + 1].imshow(overlay(image, maps[i], opacity))
-        axes[i + 1].set_title(labels[i] if labels else f"latent {i}", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

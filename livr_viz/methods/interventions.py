@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from livr_viz.core.capture import rows_of_segment
+from livr_viz.core.config import LETTERS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
 
@@ -216,8 +217,6 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
     The last latent's row is also the row that predicts the first answer token, so ``remove`` (nobody may read
     the latents) never removes that row's own attention to the image: "all ablated" is not "no latents".
     """
-    from livr_viz.data.tasks import LETTERS
-
     k = lm.config.n_latents
     if not k:
         raise LIVRError("this model has no latents to ablate (variant sft)")

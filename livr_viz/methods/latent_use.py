@@ -23,11 +23,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from livr_viz.core.capture import LatentAttention, rows_of_segment
+from livr_viz.core.config import LETTERS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
-from livr_viz.data.tasks import LETTERS
+from livr_viz.methods.interventions import _answer_logits_without
 
 CONDITIONS = ("standard", "bottleneck", "blind", "removed", "bottleneck_blind")
 
@@ -37,8 +39,6 @@ def _options(item) -> tuple[str, ...]:
 
 
 def _condition_logits(lm, batch, condition: str) -> torch.Tensor:
-    from livr_viz.methods.interventions import _answer_logits_without
-
     if condition == "bottleneck":
         return lm.answer_logits(batch, "bottleneck")
     if condition == "blind":
@@ -73,8 +73,6 @@ def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None
     chunks = [(n, idx[s:s + batch_size]) for n, idx in groups.items() for s in range(0, len(idx), batch_size)]
     iterator: Iterable = chunks
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(chunks, desc=f"latent use {lm.config.variant}", leave=False)
     for n_options, idx in iterator:
         chunk = [items[i] for i in idx]

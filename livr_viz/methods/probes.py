@@ -28,6 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from livr_viz.core.capture import LatentAttention
 from livr_viz.core.errors import LIVRError
@@ -157,40 +163,59 @@ def randomized_copy(lm, seed: int = 0):
 
 
 # ------------------------------------------------------------------------------------------- probe
-class LinearProbe:
-    """Multinomial logistic regression with standardisation; sklearn call shape."""
+class LinearProbe(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on standardised features, as a scikit-learn classifier.
+
+    ``fit`` standardises ``X`` (zero mean, unit variance per feature) and fits an L2-regularised
+    ``LogisticRegression(C, max_iter)`` (lbfgs); the learned weights are folded back into the raw feature space,
+    so ``coef_`` [n_classes or 1, n_features] and ``intercept_`` apply to unscaled ``X`` and a saved probe needs no
+    scaler.  ``n_splits`` and ``seed`` only drive :meth:`cross_validate`.  Works with ``clone``, pipelines and
+    ``cross_val_score``; :meth:`save` / :meth:`load` write ``.npz`` + ``.json`` (never pickle).
+    """
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, n_splits: int = 5, seed: int = 0):
-        self.C, self.max_iter, self.n_splits, self.seed = C, max_iter, n_splits, seed
+        self.C = C
+        self.max_iter = max_iter
+        self.n_splits = n_splits
+        self.seed = seed
 
     def _estimator(self):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
 
     def fit(self, X, y) -> LinearProbe:
-        self.pipeline_ = self._estimator().fit(np.asarray(X), np.asarray(y))
-        scaler, clf = self.pipeline_[0], self.pipeline_[1]
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        pipeline = self._estimator().fit(X, y)
+        scaler, clf = pipeline[0], pipeline[1]
+        self.pipeline_ = pipeline
         self.classes_ = clf.classes_
         self.coef_ = clf.coef_ / scaler.scale_  # in the raw feature space
         self.intercept_ = clf.intercept_ - (clf.coef_ * scaler.mean_ / scaler.scale_).sum(1)
+        self.n_iter_ = clf.n_iter_
         return self
 
+    def decision_function(self, X) -> np.ndarray:
+        """Logits in the raw feature space: [n_samples] for two classes (positive = ``classes_[1]``), else
+        [n_samples, n_classes]."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        logits = X @ self.coef_.T + self.intercept_
+        return logits.ravel() if logits.shape[1] == 1 else logits
+
     def predict_proba(self, X) -> np.ndarray:
-        logits = np.asarray(X) @ self.coef_.T + self.intercept_
-        if logits.shape[1] == 1:  # binary: sklearn stores one row
-            logits = np.concatenate([-logits, logits], 1) / 2
-        logits -= logits.max(1, keepdims=True)
+        check_is_fitted(self)
+        logits = self.decision_function(X)
+        if logits.ndim == 1:  # binary: sklearn stores one row
+            logits = np.stack([-logits, logits], 1) / 2
+        logits = logits - logits.max(1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return self.classes_[self.predict_proba(X).argmax(1)]
 
-    def score(self, X, y) -> float:
-        return float((self.predict(X) == np.asarray(y)).mean())
+    # ``score`` is ClassifierMixin's (mean accuracy)
 
     def cross_validate(self, X, y) -> dict:
         """Stratified k-fold accuracy: mean, 95 % interval over folds (t), per-fold scores."""
@@ -212,20 +237,38 @@ class LinearProbe:
                 "folds": [float(s) for s in scores]}
 
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
+        """``path.npz`` (coef, intercept and, unless they are Python objects, the classes with their dtype) and
+        ``path.json`` (classes as strings, the hyperparameters, feature names if fitted on a frame, ``meta``)."""
+        check_is_fitted(self)
         path = Path(path)
-        np.savez(path.with_suffix(".npz"), coef=self.coef_, intercept=self.intercept_)
-        path.with_suffix(".json").write_text(json.dumps({"classes": [str(c) for c in self.classes_], "C": self.C,
-                                                         **(meta or {})}, indent=2))
+        arrays = {"coef": self.coef_, "intercept": self.intercept_}
+        classes = np.asarray(self.classes_)
+        if classes.dtype.kind in "biufU":  # loadable without pickle
+            arrays["classes"] = classes
+        np.savez(path.with_suffix(".npz"), **arrays)
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()}
+        info = {"classes": [str(c) for c in self.classes_], **params}
+        if hasattr(self, "feature_names_in_"):
+            info["feature_names"] = [str(f) for f in self.feature_names_in_]
+        path.with_suffix(".json").write_text(json.dumps({**info, **(meta or {})}, indent=2))
         return path.with_suffix(".npz")
 
     @classmethod
     def load(cls, path: str | Path) -> LinearProbe:
+        """A probe saved by :meth:`save` (also files of older versions: only ``coef``/``intercept`` in the
+        ``.npz``, classes as strings and ``C`` in the ``.json``); the ``.json`` is kept as ``meta_``."""
         path = Path(path)
-        arrays = np.load(path.with_suffix(".npz"), allow_pickle=False)
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+            coef, intercept = arrays["coef"], arrays["intercept"]
+            classes = arrays["classes"] if "classes" in arrays.files else None
         meta = json.loads(path.with_suffix(".json").read_text())
-        probe = cls(C=meta.get("C", 1.0))
-        probe.coef_, probe.intercept_ = arrays["coef"], arrays["intercept"]
-        probe.classes_ = np.array(meta["classes"])
+        defaults = cls().get_params()
+        probe = cls(**{k: meta.get(k, v) for k, v in defaults.items()})
+        probe.coef_, probe.intercept_ = coef, intercept
+        probe.classes_ = classes if classes is not None else np.array(meta["classes"])
+        probe.n_features_in_ = coef.shape[1]
+        if "feature_names" in meta:
+            probe.feature_names_in_ = np.array(meta["feature_names"], dtype=object)
         probe.meta_ = meta
         return probe
 

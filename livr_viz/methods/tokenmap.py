@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from livr_viz.core.segments import SEGMENT_NAMES, Segment
+from livr_viz.core.capture import LatentAttention
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.segments import Segment
 
 METHODS = ("tsne", "umap", "pca")
 _CACHE: dict[str, np.ndarray] = {}
@@ -38,10 +40,10 @@ class TokenPoints:
 def points_from_capture(result, layer: int, index: int | None = None, extra: dict | None = None) -> TokenPoints:
     """Tokens of a :class:`~livr_viz.capture.CaptureResult` at ``layer`` (0 = embeddings), PAD dropped."""
     if result.hidden_states is None:
-        raise ValueError("the capture holds no hidden states (run LatentAttention with hidden_states=True)")
+        raise LIVRError("the capture holds no hidden states (run LatentAttention with hidden_states=True)")
     n_layers = result.hidden_states.shape[0]
     if not -n_layers <= layer < n_layers:
-        raise ValueError(f"layer must be in 0..{n_layers - 1}; got {layer}")
+        raise LIVRError(f"layer must be in 0..{n_layers - 1}; got {layer}")
     rows = range(result.segments.shape[0]) if index is None else [index]
     vecs, segs, labels = [], [], {"sample": [], "position": []}
     for key in (extra or {}):
@@ -64,8 +66,6 @@ def dataset_points(lm, items, layer: int, stage: str = "full", concept_keys=None
 
     ``concept_keys=None`` labels every key any item carries.
     """
-    from livr_viz.core.capture import LatentAttention
-
     keys = sorted({k for it in items for k in getattr(it, "concepts", {})}) if concept_keys is None else concept_keys
     parts = []
     starts = range(0, len(items), batch_size)
@@ -92,11 +92,11 @@ def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0, perplexity
             n_neighbors: int = 15, cache_dir: str | Path | None = None) -> np.ndarray:
     """``[N, 2]`` projection. Deterministic in ``seed``; cached."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+        raise LIVRError(f"method must be one of {METHODS}; got {method!r}")
     x = np.asarray(vectors, dtype=np.float32)
     n = len(x)
     if n < 5:
-        raise ValueError(f"need at least 5 points to project, got {n}")
+        raise LIVRError(f"need at least 5 points to project, got {n}")
     key = _key(x, method, seed, perplexity, n_neighbors)
     with _LOCK:
         if key in _CACHE:
@@ -140,51 +140,3 @@ def warm_up_umap() -> None:
     project(rng.normal(size=(60, 8)).astype(np.float32), "umap")
 
 
-SEGMENT_PLOT_COLOURS = {"image": "#4c9be8", "text": "#8c8c8c", "latent": "#e8a33c", "answer": "#3cb371"}
-
-
-def color_values(points: TokenPoints, color_by: str) -> list:
-    if color_by == "segment":
-        return [SEGMENT_NAMES[Segment(int(s))] for s in points.segment]
-    if color_by not in points.labels:
-        raise ValueError(f"cannot colour by {color_by!r}; available: segment, {', '.join(points.labels)}")
-    return [str(v) for v in points.labels[color_by]]
-
-
-def tokenmap_figure_plotly(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
-    """Interactive scatter (plotly): hover shows segment, sample and position."""
-    import plotly.graph_objects as go
-
-    colours = color_values(points, color_by)
-    fig = go.Figure()
-    for value in sorted(set(colours), key=str):
-        keep = np.array([c == value for c in colours])
-        hover = [f"{SEGMENT_NAMES[Segment(int(s))]} · sample {smp} · pos {pos}" for s, smp, pos in
-                 zip(points.segment[keep], np.array(points.labels.get("sample", [0] * len(keep)))[keep],
-                     np.array(points.labels.get("position", [0] * len(keep)))[keep])]
-        fig.add_trace(go.Scattergl(x=xy[keep, 0], y=xy[keep, 1], mode="markers", name=str(value), text=hover,
-                                   hoverinfo="text", marker=dict(size=6, color=SEGMENT_PLOT_COLOURS.get(value),
-                                                                 opacity=0.8)))
-    fig.update_layout(title=title, height=480, margin=dict(l=10, r=10, t=40, b=10), legend_title=color_by,
-                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
-    return fig
-
-
-def tokenmap_figure(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
-    """Static matplotlib version (PNG/SVG export)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = color_values(points, color_by)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
-    for value in sorted(set(colours), key=str):
-        keep = np.array([c == value for c in colours])
-        ax.scatter(xy[keep, 0], xy[keep, 1], s=10, alpha=0.8, label=value, color=SEGMENT_PLOT_COLOURS.get(value))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.legend(fontsize=7, markerscale=1.5, title=color_by, title_fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig

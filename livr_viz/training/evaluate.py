@@ -7,8 +7,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
-from livr_viz.data.tasks import LETTERS
+from livr_viz.core.config import LETTERS
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -28,8 +29,6 @@ def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, bloc
     out = []
     iterator: Iterable = range(0, len(items), batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(iterator, desc=f"eval {lm.config.variant}", leave=False)
     for start in iterator:
         chunk = [items[i] for i in range(start, min(start + batch_size, len(items)))]

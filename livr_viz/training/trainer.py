@@ -17,33 +17,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from livr_viz.core.config import STAGES_BY_VARIANT, LIVRConfig  # noqa: F401 - STAGES_BY_VARIANT re-exported
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
-from livr_viz.core.model import ANSWER_FORMATS, LATENT_PLACEMENTS
+from livr_viz.core.model import LIVRModel
+from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.data.perception import CURRICULUM, KINDS, WORD_CURRICULUM, PerceptionDataset
 from livr_viz.training.evaluate import evaluate
+from livr_viz.views.training import plot_training
 
 TASK_BALANCE = ("none", "grad_norm")
-STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}
 
 
-@dataclass
+# the model settings a TrainConfig carries in its LIVRConfig; every other field is how to train
+MODEL_FIELDS = ("variant", "n_latents", "stage1_fraction", "latent_placement", "answer_format", "lora_r", "lora_alpha",
+                "lora_dropout")
+
+
+@dataclass(init=False)
 class TrainConfig:
-    """Training settings. Defaults follow the paper where it states them (LoRA lr 1e-4, wd 0.01, 5 % warmup)."""
+    """Training settings around the model's own :class:`~livr_viz.core.config.LIVRConfig` (``model``: variant, K,
+    Stage-1 share, latent placement, answer format, LoRA), which is validated there and nowhere else. Defaults follow
+    the paper where it states them (LoRA lr 1e-4, wd 0.01, 5 % warmup).
 
-    variant: str = "livr"  # livr | latents_only | sft
+    ``TrainConfig(variant="livr", n_latents=8, steps=500)`` sets the model's fields by name as well;
+    :meth:`to_dict` / :meth:`from_dict` read and write the flat form of ``train_config.json``."""
+
+    model: LIVRConfig
     tasks: str = "all"  # comma list of task names or "all"; backbone pretraining: "perception[:kind,kind]"
     steps: int = 1000  # optimizer steps in total (both stages)
-    stage1_fraction: float = 0.4  # livr only: share of steps in the bottleneck stage ("4/6")
     batch_size: int = 8  # micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4  # peak learning rate
@@ -51,9 +65,6 @@ class TrainConfig:
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
-    n_latents: int = 16  # K (ignored for sft)
-    latent_placement: str = "end_of_prompt"  # end_of_prompt (the paper's Q' = Q + L) | before_answer (see LIVRConfig)
-    answer_format: str = "word"  # the task suite's answers: word (colour / position / number) | letter (BLINK)
     n_train_per_task: int = 1000  # training examples per task (the paper: 1k)
     n_val_per_task: int = 50  # validation examples per task for periodic eval
     eval_every: int = 200  # steps between validation evals (0 = only at the end)
@@ -63,25 +74,29 @@ class TrainConfig:
     data_seed: int = 0  # synthetic data seed (train / val splits of this seed)
     image_size: int = 96
     full_finetune: bool = False  # all parameters, no LoRA (backbone pretraining)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
     knobs: dict = field(default_factory=dict)  # task -> difficulty knob overrides
     # "grad_norm": every micro-batch holds one task (round robin) and its gradient is scaled to the step's mean
     # gradient norm before accumulation, so no task's gradient outweighs another's (see RESULTS.md: in the
     # nine-task mix counting's gradient is 25x art style's); "none": mixed micro-batches, plain mean
     task_balance: str = "none"
 
+    def __init__(self, model: LIVRConfig | None = None, **settings):
+        given = {k: settings.pop(k) for k in MODEL_FIELDS if k in settings}
+        if model is not None and given:
+            raise LIVRError(f"give the model's settings in model= or by name, not both ({', '.join(given)})")
+        self.model = model if model is not None else LIVRConfig(**given)
+        for f in fields(self)[1:]:
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            setattr(self, f.name, settings.pop(f.name, default))
+        if settings:
+            raise LIVRError(f"unknown training setting(s): {', '.join(sorted(settings))}")
+        self.__post_init__()
+
     def __post_init__(self):
-        if self.variant not in STAGES_BY_VARIANT:
-            raise LIVRError(f"variant must be one of {', '.join(STAGES_BY_VARIANT)}; got {self.variant!r}")
         checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
-                  "lr": self.lr > 0, "stage1_fraction": 0.0 <= self.stage1_fraction < 1.0,
-                  "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0, "n_train_per_task": self.n_train_per_task >= 1,
-                  "precision": self.precision in ("fp32", "bf16"), "lora_r": self.lora_r >= 1,
-                  "lora_alpha": self.lora_alpha > 0, "task_balance": self.task_balance in TASK_BALANCE,
-                  "answer_format": self.answer_format in ANSWER_FORMATS,
-                  "latent_placement": self.latent_placement in LATENT_PLACEMENTS}
+                  "lr": self.lr > 0, "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
+                  "n_train_per_task": self.n_train_per_task >= 1, "precision": self.precision in ("fp32", "bf16"),
+                  "task_balance": self.task_balance in TASK_BALANCE}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
@@ -90,6 +105,16 @@ class TrainConfig:
             raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
         if self.full_finetune and self.variant != "sft":
             raise LIVRError("full_finetune (backbone pretraining) trains without latents: use variant sft")
+
+    def to_dict(self) -> dict:
+        """The flat form (``train_config.json``, ``results.json``): the model's fields, then the training ones."""
+        flat = {k: getattr(self.model, k) for k in MODEL_FIELDS}
+        flat.update({f.name: getattr(self, f.name) for f in fields(self)[1:]})
+        return flat
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> TrainConfig:
+        return cls(**flat)
 
     @property
     def stage1_steps(self) -> int:
@@ -103,6 +128,10 @@ class TrainConfig:
         start, length = (0, self.stage1_steps) if step < self.stage1_steps else (
             self.stage1_steps, self.steps - self.stage1_steps)
         return warmup_cosine(step - start, length, max(1, round(length * self.warmup_fraction)), self.lr)
+
+
+for _name in MODEL_FIELDS:  # cfg.variant, cfg.n_latents, ... read the model's config (one source of truth)
+    setattr(TrainConfig, _name, property(lambda self, _n=_name: getattr(self.model, _n)))
 
 
 def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
@@ -138,11 +167,7 @@ def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConf
     values = dict(table[preset])
     if pretrain:
         values.update(variant="sft", tasks="perception", full_finetune=True)
-    known = {f.name for f in fields(TrainConfig)}
-    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
-    unknown = set(overrides) - known
-    if unknown:
-        raise LIVRError(f"unknown training setting(s): {sorted(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
 
 
@@ -150,8 +175,6 @@ def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConf
 def perception_kinds(tasks: str) -> tuple[str, ...] | None:
     """``"perception"`` → the curriculum's kinds, ``"perception:colour,read_letter"`` → those (any kind, including
     the diagnostic ones); None for the task suite."""
-    from livr_viz.data.perception import CURRICULUM, KINDS, WORD_CURRICULUM
-
     if tasks != "perception" and not tasks.startswith("perception:"):
         return None
     spec = tasks.partition(":")[2]
@@ -165,9 +188,6 @@ def perception_kinds(tasks: str) -> tuple[str, ...] | None:
 
 
 def build_datasets(cfg: TrainConfig):
-    from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.data.perception import PerceptionDataset
-
     kinds = perception_kinds(cfg.tasks)
     if kinds is not None:
         return (PerceptionDataset("train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, kinds),
@@ -233,7 +253,7 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
                     scalars[name] = value
     tensors["__rng__"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "scalars": scalars, "config": asdict(cfg)},
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "scalars": scalars, "config": cfg.to_dict()},
                                                        indent=2))
     replace_dir(tmp, path)
 
@@ -244,7 +264,7 @@ _BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task")
 
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
-    new = asdict(cfg)
+    new = cfg.to_dict()
     return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in new.items()
             if k not in _BOOKKEEPING and k in saved and saved[k] != v]
 
@@ -342,8 +362,6 @@ class Trainer:
 
     def train_step(self, batches: list, stage: str, autocast=None) -> tuple[float, float]:
         """One optimizer step over ``batches`` (gradient accumulation): loss, all-reduce, clip, AdamW."""
-        import contextlib
-
         loss_sum = 0.0
         balanced = self.cfg.task_balance == "grad_norm"
         total = [torch.zeros_like(p) for p in self.params] if balanced else None
@@ -399,12 +417,10 @@ class Trainer:
             torch.manual_seed(cfg.seed)  # dropout stream of this run (the trainer owns the process RNG)
             if self.state.is_main_process:
                 self.log_path.write_text("")
-                (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+                (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         lm.model.train()
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.variant}", dynamic_ncols=True)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         tokens, t0 = 0, time.perf_counter()
@@ -446,60 +462,18 @@ class Trainer:
     def _save_final(self) -> None:
         lm, cfg = self.lm, self.cfg
         lm.config.trained_steps = cfg.steps
-        lm.config.training = {k: v for k, v in asdict(cfg).items() if k != "knobs"}
+        lm.config.training = {k: v for k, v in cfg.to_dict().items() if k != "knobs"}
         if cfg.full_finetune:
             save_backbone(lm.base_model, lm.processor, self.out / "model")
         else:
             lm.save(self.out / "model")
 
 
-def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
-    """Loss (and its running mean) and validation accuracy vs step, with the stage switch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    train = [r for r in rows if "loss" in r]
-    evals = [r for r in rows if "eval_average" in r]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    if train:
-        steps = [r["step"] for r in train]
-        losses = [r["loss"] for r in train]
-        ax.plot(steps, losses, color="#bbbbbb", lw=0.8, label="loss")
-        window = max(1, len(losses) // 20)
-        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                  for i in range(len(losses))]
-        ax.plot(steps, smooth, color="#333333", lw=1.5, label="loss (running mean)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("answer NLL")
-    if stage1_steps:
-        ax.axvline(stage1_steps, color="#e8a33c", ls="--", label="stage 1 → stage 2")
-    if evals:
-        ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in evals], [r["eval_average"] for r in evals], "o-", color="#3c7be8",
-                 label="val accuracy")
-        ax2.set_ylabel("val accuracy (macro)")
-        ax2.set_ylim(0, 1)
-        ax2.legend(loc="upper center", fontsize=8)
-    if ax.get_legend_handles_labels()[0]:  # an empty log (resumed at its end, nothing trained) has none
-        ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
-
-
 def build_model_for_training(backbone: str, cfg: TrainConfig):
-    from livr_viz.core.model import LIVRModel
-
     with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
         torch.manual_seed(cfg.seed)
-        return LIVRModel.from_backbone(backbone, variant=cfg.variant, n_latents=cfg.n_latents, lora=not cfg.full_finetune,
-                                       latent_init_seed=cfg.seed, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                       lora_dropout=cfg.lora_dropout, stage1_fraction=cfg.stage1_fraction,
-                                       latent_placement=cfg.latent_placement, answer_format=cfg.answer_format)
+        return LIVRModel.from_backbone(backbone, config=replace(cfg.model, backbone=backbone, latent_init_seed=cfg.seed),
+                                       lora=not cfg.full_finetune)
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

@@ -33,9 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import save_backbone
+from livr_viz.core.model import load_backbone
+from livr_viz.data import draw as D
+from livr_viz.data import make_sample, task_names
+from livr_viz.data.perception import CURRICULUM, LETTER_FREE, make_perception_sample
+from livr_viz.training.trainer import warmup_cosine
 
 N_COLOUR_CLASSES = 10  # background, other, 8 palette colours
 SUBGRID = 4  # luminance sub-cells per patch side
@@ -74,10 +81,6 @@ def draw_glyphs(image, rng: np.random.Generator, n: int) -> tuple[np.ndarray, li
     """Draw ``n`` random letters of :data:`GLYPHS` onto ``image`` (in place).  Returns the ink map ``[H, W]``
     (0 where no letter is visible, else 1 + the index of the letter drawn there, a later one covering an earlier
     one) and each drawn letter's index into :data:`GLYPHS`."""
-    from PIL import Image, ImageDraw
-
-    from livr_viz.data import draw as D
-
     w, h = image.size
     ink = np.zeros((h, w), dtype=np.int64)
     letters = []
@@ -118,8 +121,6 @@ def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple 
                   ) -> dict[str, np.ndarray]:
     """Per-patch labels of a square RGB image whose side is a multiple of ``grid``: see the module docstring.
     ``glyphs`` is what :func:`draw_glyphs` returned for the image; without it the glyph labels are unknown (-100)."""
-    from livr_viz.data import draw as D
-
     a = np.asarray(image.convert("RGB"), dtype=np.int32)
     side = a.shape[0]
     if a.shape[0] != a.shape[1] or side % (grid * SUBGRID):
@@ -171,8 +172,6 @@ def letter_accuracy(logits: torch.Tensor, glyph: torch.Tensor) -> float | None:
 
 class PatchHeads(torch.nn.Module):
     def __init__(self, dim: int, grid: int):
-        from livr_viz.data import draw as D
-
         super().__init__()
         self.colour = torch.nn.Linear(dim, N_COLOUR_CLASSES)
         self.luminance = torch.nn.Linear(dim, SUBGRID * SUBGRID)
@@ -213,10 +212,6 @@ class PatchHeads(torch.nn.Module):
 
 def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
     """A letter-reading image: 0–2 small coloured shapes and 4–8 letters on the background."""
-    from PIL import Image, ImageDraw
-
-    from livr_viz.data import draw as D
-
     image = Image.new("RGB", (size, size), D.BACKGROUND)
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, 3))):
@@ -231,9 +226,6 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False):
     the nine tasks' train split, alternating.  With ``letters``: in thirds, perception questions (those without
     letters of their own get 0–6 random letters), tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
     what :func:`draw_glyphs` returned, None for images whose letters are unknown."""
-    from livr_viz.data import make_sample, task_names
-    from livr_viz.data.perception import CURRICULUM, LETTER_FREE, make_perception_sample
-
     tasks = task_names()
     rng = np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
     parts = 3 if letters else 2
@@ -270,9 +262,6 @@ def _vision_geometry(model) -> tuple[int, int]:
 def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: str | Path, progress: bool = True,
                     log=print) -> dict:
     """Train ``backbone``'s vision tower on dense patch targets; save the whole backbone to ``out_dir/model``."""
-    from livr_viz.core.model import load_backbone
-    from livr_viz.training.trainer import warmup_cosine
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor = load_backbone(str(backbone))
@@ -295,8 +284,6 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=cfg.steps, desc="pretrain vision", dynamic_ncols=True)
     tower.train()
     t0 = time.perf_counter()

@@ -1,0 +1,59 @@
+"""Token maps as figures: a 2-D projection of hidden states, one point per token, interactive (plotly) or static
+(matplotlib)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from livr_viz.core.errors import LIVRError
+from livr_viz.core.segments import SEGMENT_NAMES, Segment
+from livr_viz.methods.tokenmap import TokenPoints
+
+SEGMENT_PLOT_COLOURS = {"image": "#4c9be8", "text": "#8c8c8c", "latent": "#e8a33c", "answer": "#3cb371"}
+
+
+def color_values(points: TokenPoints, color_by: str) -> list:
+    if color_by == "segment":
+        return [SEGMENT_NAMES[Segment(int(s))] for s in points.segment]
+    if color_by not in points.labels:
+        raise LIVRError(f"cannot colour by {color_by!r}; available: segment, {', '.join(points.labels)}")
+    return [str(v) for v in points.labels[color_by]]
+
+
+def tokenmap_figure_plotly(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
+    """Interactive scatter (plotly): hover shows segment, sample and position."""
+    import plotly.graph_objects as go
+
+    colours = color_values(points, color_by)
+    fig = go.Figure()
+    for value in sorted(set(colours), key=str):
+        keep = np.array([c == value for c in colours])
+        hover = [f"{SEGMENT_NAMES[Segment(int(s))]} · sample {smp} · pos {pos}" for s, smp, pos in
+                 zip(points.segment[keep], np.array(points.labels.get("sample", [0] * len(keep)))[keep],
+                     np.array(points.labels.get("position", [0] * len(keep)))[keep])]
+        fig.add_trace(go.Scattergl(x=xy[keep, 0], y=xy[keep, 1], mode="markers", name=str(value), text=hover,
+                                   hoverinfo="text", marker=dict(size=6, color=SEGMENT_PLOT_COLOURS.get(value),
+                                                                 opacity=0.8)))
+    fig.update_layout(title=title, height=480, margin=dict(l=10, r=10, t=40, b=10), legend_title=color_by,
+                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    return fig
+
+
+def tokenmap_figure(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
+    """Static matplotlib version (PNG/SVG export)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = color_values(points, color_by)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    for value in sorted(set(colours), key=str):
+        keep = np.array([c == value for c in colours])
+        ax.scatter(xy[keep, 0], xy[keep, 1], s=10, alpha=0.8, label=value, color=SEGMENT_PLOT_COLOURS.get(value))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=1.5, title=color_by, title_fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
