@@ -40,19 +40,12 @@ from livr_viz.methods.interventions import (
     LatentAblation,
     per_latent_effects,
 )
-from livr_viz.methods.probes import (
-    PROBES_DIR,
-    ConceptSpec,
-    ProbeReport,
-    builtin_specs,
-    probe_curves_figure,
-    read_with_probe,
-    run_probes,
-)
+from livr_viz.methods.probes import PROBES_DIR, ConceptSpec, ProbeReport, builtin_specs, read_with_probe, run_probes
 from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, warm_up_umap
 from livr_viz.views.analysis import answer_latent_figure, save_figure
 from livr_viz.views.heatmaps import display_image, evidence_overlay, latent_grid_figure, montage, overlay, stack
 from livr_viz.views.masks import mask_figure
+from livr_viz.views.probes import probe_curves_figure, save_probe_curves
 from livr_viz.views.tokenmap import tokenmap_figure, tokenmap_figure_plotly
 
 VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
@@ -482,6 +475,7 @@ def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> 
         items = SyntheticTaskDataset(spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0,
                                      answer_format=answer_format_of(model))
         report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True, progress=progress)
+        save_probe_curves(report, cache)
         source, folder = f"trained now on {report.n} samples", cache
     else:
         report = ProbeReport(**json.loads(report_path.read_text()))

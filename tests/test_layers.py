@@ -63,3 +63,28 @@ def test_the_layers_cover_the_package():
     top = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     top |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert top == set(ALLOWED)
+
+
+# distribution name -> the module it is imported as (where the two differ)
+IMPORT_NAMES = {"pillow": "PIL", "scikit-learn": "sklearn", "umap-learn": "umap", "huggingface-hub": "huggingface_hub"}
+RUNTIME_ONLY = {"pyarrow"}  # imported by pandas (read_parquet), not by us
+
+
+def test_declared_dependencies_match_imports():
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    declared_modules = {IMPORT_NAMES.get(d, d) for d in declared - RUNTIME_ONLY}
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    imported -= set(sys.stdlib_module_names) | {"livr_viz"}
+    assert imported - declared_modules == set(), "imported but not declared"
+    assert declared_modules - imported == set(), "declared but never imported"

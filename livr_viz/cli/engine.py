@@ -37,6 +37,7 @@ def _probe_items(args):
 def cmd_probe(args) -> int:
     from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.methods.probes import ConceptSpec, builtin_specs, run_probes
+    from livr_viz.views.probes import save_probe_curves
 
     lm = _load(args)
     names = builtin_specs() if args.concepts == "all" else args.concepts.split(",")
@@ -47,6 +48,7 @@ def cmd_probe(args) -> int:
         items = user_items if user_items is not None else SyntheticTaskDataset(
             spec.tasks or "all", "train", args.n, args.seed, answer_format=lm.config.answer_format)
         report = run_probes(lm, spec, items, args.out, csv_path=args.csv, random_baseline=not args.no_random)
+        save_probe_curves(report, args.out)
         best = report.layers[report.best_layer]
         summary[spec.name] = {"best_layer": report.best_layer, "accuracy": best["latent_pooled"]["accuracy"],
                               "selectivity": best["selectivity"], "majority": report.majority}

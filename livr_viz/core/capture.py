@@ -7,8 +7,10 @@ computes the normal output with the stock sdpa / eager kernel and, only while a
 O(layers · heads · rows · T) instead of O(layers · heads · T²), and the forward
 itself is untouched (no ``output_attentions``, no forced eager).
 
-Capture points are named TransformerLens-style: ``layers.{i}.attn.rows``
-(``[batch, head, row, key]``) and ``layers.{i}.resid_post`` (``[batch, pos, d_model]``).
+A :class:`CaptureResult` is indexed by TransformerLens-style names (``result["layers.2.attn.rows"]``,
+:meth:`CaptureResult.names`): ``embed`` (``[batch, pos, d_model]``, the input embeddings),
+``layers.{i}.attn.rows`` (``[batch, head, row, key]``: the captured rows' attention in layer ``i``) and
+``layers.{i}.resid_post`` (``[batch, pos, d_model]``: the residual stream after layer ``i``).
 
 The recorder lives in a ``contextvars.ContextVar``: concurrent requests in
 different threads never see each other's rows, and the hook disappears when the
@@ -157,6 +159,23 @@ class CaptureResult:
     @property
     def n_heads(self) -> int:
         return self.attention.shape[2]
+
+    def names(self) -> list[str]:
+        """The capture points this result holds, by name (see the module docstring)."""
+        out = [f"layers.{i}.attn.rows" for i in range(self.n_layers)]
+        if self.hidden_states is not None:
+            out = ["embed"] + out + [f"layers.{i}.resid_post" for i in range(self.hidden_states.shape[0] - 1)]
+        return out
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        parts = name.split(".")
+        if name in self.names():
+            if name == "embed":
+                return self.hidden_states[0]
+            i = int(parts[1])
+            return self.attention[i] if parts[2] == "attn" else self.hidden_states[i + 1]
+        raise KeyError(f"no capture point {name!r}; this result holds {', '.join(self.names()[:3])}, … "
+                       f"({len(self.names())} in all)")
 
     def key_positions(self, segment: Segment, index: int = 0) -> torch.Tensor:
         return (self.segments[index] == int(segment)).nonzero(as_tuple=True)[0]

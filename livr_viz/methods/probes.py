@@ -334,47 +334,7 @@ def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | Non
                 out / f"{spec.name}_layer{layer}", {"concept": spec.name, "layer": layer, "features": "latent_pooled",
                                                     "stage": stage, "model_variant": lm.config.variant})
         (out / f"{spec.name}_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-        fig = probe_curves_figure(report)
-        fig.savefig(out / f"{spec.name}_curves.png", dpi=100)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     return report
-
-
-def probe_curves_figure(report: ProbeReport):
-    """Per-layer accuracy of the latent probe, its control, selectivity and the baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    layers = [r["layer"] for r in report.layers]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-
-    def curve(key, label, style, colour):
-        acc = [r[key]["accuracy"] for r in report.layers if key in r]
-        if len(acc) == len(layers):
-            ax.plot(layers, acc, style, label=label, color=colour)
-            lo = [r[key]["ci95"][0] for r in report.layers]
-            hi = [r[key]["ci95"][1] for r in report.layers]
-            if key == "latent_pooled":
-                ax.fill_between(layers, lo, hi, color=colour, alpha=0.2)
-
-    curve("latent_pooled", "latents (pooled)", "o-", "#e8a33c")
-    curve("control", "control task", "x--", "#999999")
-    curve("image_pooled", "image tokens", "s-", "#4c9be8")
-    curve("text_pooled", "text tokens", "^-", "#555555")
-    curve("random_model", "random model latents", "d:", "#b04040")
-    ax.plot(layers, [r["selectivity"] for r in report.layers], "o:", color="#3cb371", label="selectivity")
-    ax.axhline(report.majority, color="black", lw=0.8, ls=":", label="majority")
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel("5-fold accuracy")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"probe: {report.concept} (n={report.n})", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
 
 
 def read_with_probe(lm, probe_path: str | Path, image, prompt: str, stage: str = "full") -> dict[str, float]:

@@ -266,7 +266,7 @@ def serve(args) -> None:
     demo = build_app(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir() / "examples")])
+                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())])
 
 
 if __name__ == "__main__":
