@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -63,3 +64,55 @@ def repo_tool(module: str):
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return importlib.import_module(module)
+
+
+# help for options that several commands share (an option's own help, where given, wins)
+COMMON_HELP = {
+    "--seed": "seed of the synthetic samples drawn",
+    "--stage": "attention at inference: full (causal) or bottleneck (the Stage-1 mask: text and answer rows cannot "
+               "see the image)",
+    "--split": "synthetic split: train | val | test",
+    "--out": "output path",
+    "--lr": "peak learning rate (default: the preset's)",
+    "--batch-size": "micro-batch size (default: the preset's)",
+    "--grad-accum": "micro-batches per optimizer step (default: the preset's)",
+    "--precision": "fp32, or bf16 CPU autocast (default: the preset's)",
+    "--variant": "livr (Stage 1 + 2) | latents_only (latents, Stage 2 only) | sft (plain LoRA, no latents)",
+    "--n-latents": "K, the number of latent tokens",
+    "--preset": "quick (tests, seconds) | demo (the shipped models)",
+    "--steps": "optimizer steps (default: the preset's)",
+    "--trust-remote-code": "run model code from its repository (only if you trust its authors)",
+    "--image": "image file",
+    "--prompt": "the question, with its options",
+    "--aggregation": "how heads are combined: mean | max, or rollout across layers",
+    "--tasks": "comma list of synthetic tasks, or all",
+    "--method": "projection: tsne | umap | pca",
+    "--json": "also write the results as JSON here",
+    "--task": "synthetic task",
+    "--n": "number of samples",
+    "--size": "image size in pixels",
+    "--pretrain-steps": "perception-curriculum steps (default: the preset's)",
+    "path": "the JSONL file to check",
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default unless it is None / False or its help already speaks of the default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def finish_help(parser: argparse.ArgumentParser) -> None:
+    """Every option of every command gets a help line and shows its default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                finish_help(sub)
+        elif not action.help and action.dest != "help":
+            key = action.option_strings[-1] if action.option_strings else action.dest
+            action.help = COMMON_HELP.get(key, "")
+    parser.formatter_class = HelpFormatter

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from livr_viz.cli import data, engine, models, training
-from livr_viz.cli.common import _quiet_transformers, repo_tool
+from livr_viz.cli.common import _quiet_transformers, finish_help, repo_tool
 from livr_viz.core.errors import LIVRError
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the app's options: --model, --host, --port (env GRADIO_SERVER_PORT), --max-upload-mb, "
                         "--concurrency, --help (a leading `--` is accepted and dropped)")
     p.set_defaults(func=cmd_app)
+    finish_help(parser)
     return parser
 
 
