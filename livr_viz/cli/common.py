@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -116,3 +117,20 @@ def finish_help(parser: argparse.ArgumentParser) -> None:
             key = action.option_strings[-1] if action.option_strings else action.dest
             action.help = COMMON_HELP.get(key, "")
     parser.formatter_class = HelpFormatter
+
+
+def write_json(path: str | None, value) -> None:
+    """``--json PATH``: write ``value`` there (folders made) and say so; nothing when no path was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(value, indent=2))
+        print(f"wrote {path}")
+
+
+def suite_items(lm, args, split: str = "test"):
+    """``args.n`` synthetic questions per task of ``args.tasks`` (seed ``args.seed``) in the model's answer format."""
+    from livr_viz.data import resolve_tasks
+    from livr_viz.data.dataset import SyntheticTaskDataset
+
+    return SyntheticTaskDataset(resolve_tasks(args.tasks), split, args.n, args.seed,
+                                answer_format=lm.config.answer_format)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from livr_viz.cli.common import MODEL_HELP, _load
+from livr_viz.cli.common import MODEL_HELP, _load, suite_items, write_json
 from livr_viz.core.config import STAGES
 
 
@@ -62,37 +62,28 @@ def cmd_probe(args) -> int:
 
 
 def cmd_faithfulness(args) -> int:
-    from livr_viz.data import resolve_tasks
-    from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.methods.faithfulness import faithfulness_report, randomization_sanity
 
     out = {}
     for name in args.model.split(","):
         args_one = argparse.Namespace(**{**vars(args), "model": name})
         lm = _load(args_one)
-        items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed,
-                                     answer_format=lm.config.answer_format)
+        items = suite_items(lm, args)
         report = faithfulness_report(lm, items, args.stage)
         report["sanity"] = randomization_sanity(lm, [items[i] for i in range(min(len(items), args.sanity_n))])
         out[name] = report
         avg = report["average"]
         print(f"{name}: mass in evidence {avg['mass_in_evidence']:.3f}, lift {avg['lift']:.2f}, pointing game "
               f"{avg['pointing_game']:.3f}; randomisation rank correlation {report['sanity']['spearman_mean']:.3f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, out)
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from livr_viz.data import resolve_tasks
-    from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.methods.interventions import ablation_accuracy
 
     lm = _load(args)
-    items = SyntheticTaskDataset(resolve_tasks(args.tasks), "test", args.n, args.seed,
-                                 answer_format=lm.config.answer_format)
+    items = suite_items(lm, args)
     out = {}
     for stage in args.stage.split(","):
         r = ablation_accuracy(lm, [items[i] for i in range(len(items))], args.mode, args.layer, stage.strip())
@@ -101,10 +92,7 @@ def cmd_ablate(args) -> int:
         print(f"stage {stage}: accuracy {100 * r['accuracy_intact']:.1f} % intact, "
               f"{100 * r['accuracy_all_ablated']:.1f} % with all {lm.config.n_latents} latents ablated ({args.mode}); "
               f"n = {r['n']}\n  each latent alone (points): {drops}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, out)
     return 0
 
 
@@ -136,6 +124,13 @@ def add_commands(sub) -> None:
         p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (unsafe)")
         p.add_argument("--trust-remote-code", action="store_true")
 
+    def suite_opts(p, n: int, seed: int, n_help: str, stage: bool = True):  # which synthetic questions, which mask
+        p.add_argument("--tasks", default="all")
+        p.add_argument("--n", type=int, default=n, help=n_help)
+        p.add_argument("--seed", type=int, default=seed)
+        if stage:
+            p.add_argument("--stage", choices=STAGES, default="full")
+
     p = sub.add_parser("analyze", help="answer + latent heatmaps, answer→latent bars, mask, token map, report.json")
     model_opts(p)
     p.add_argument("--image", required=True)
@@ -148,13 +143,10 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("tokenmap", help="t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)")
     model_opts(p)
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n", type=int, default=27, help="samples")
-    p.add_argument("--seed", type=int, default=0)
+    suite_opts(p, 27, 0, "samples")
     p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
     p.add_argument("--method", choices=["tsne", "umap", "pca"], default="tsne")
     p.add_argument("--color-by", default="segment", help="segment, task or a concept key")
-    p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--out", required=True, help="output path (PNG and HTML are written)")
     p.set_defaults(func=cmd_tokenmap)
 
@@ -171,19 +163,14 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("faithfulness", help="attention mass in evidence, lift, pointing game, randomisation check")
     model_opts(p)
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n", type=int, default=30, help="test samples per task")
-    p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--stage", choices=STAGES, default="full")
+    suite_opts(p, 30, 2026, "test samples per task")
     p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_faithfulness)
 
     p = sub.add_parser("ablate", help="test accuracy with latents ablated: all at once and each alone")
     model_opts(p)
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n", type=int, default=100, help="test samples per task")
-    p.add_argument("--seed", type=int, default=2026)
+    suite_opts(p, 100, 2026, "test samples per task", stage=False)
     p.add_argument("--mode", choices=["remove", "blind", "zero", "mean", "noise"], default="remove",
                    help="remove: no later token may read the latent; blind: the latent may not read the image; "
                         "zero / mean / noise: replace its residual")

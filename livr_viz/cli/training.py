@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from livr_viz.cli.common import MODEL_HELP, _load, repo_tool
+from livr_viz.cli.common import MODEL_HELP, _load, repo_tool, write_json
 from livr_viz.core.config import STAGES, VARIANTS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
@@ -74,10 +73,7 @@ def cmd_eval(args) -> int:
         print(f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
               f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}")
     print(f"{'average':<27} acc {metrics['average']['accuracy']:.3f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, metrics)
     return 0
 
 

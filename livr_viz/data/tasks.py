@@ -735,6 +735,15 @@ def _side_choices(fmt: str) -> list[str]:
     return ["candidate A", "candidate B"] if fmt == "letter" else ["left", "right"]
 
 
+def _reference_and_pair(panels: list, fmt: str, size: int) -> tuple[Image.Image, np.ndarray]:
+    """The reference panel above two candidates; the evidence is all three panels (the comparison needs each)."""
+    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
+    evidence = np.zeros((size, size), bool)
+    for box in boxes:
+        evidence |= D.box_mask((size, size), box)
+    return canvas, evidence
+
+
 def _candidates_question(fmt: str, relation: str) -> str:
     """The question of the reference-above-two-candidates layout (visual similarity, art style)."""
     if fmt == "letter":
@@ -768,10 +777,7 @@ def _similarity(rng, target, size, k: SimilarityKnobs, fmt):
                          phase=float(rng.uniform()))
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [Image.fromarray(a) for a in (ref, *cands)]
-    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
-    evidence = np.zeros((size, size), bool)
-    for box in boxes:
-        evidence |= D.box_mask((size, size), box)
+    canvas, evidence = _reference_and_pair(panels, fmt, size)
     return dict(image=canvas, question=_candidates_question(fmt, "has the same texture as"),
                 choices=_side_choices(fmt), evidence=evidence,
                 concepts={"texture": kind, "frequency": round(freq, 3), "angle_deg": round(math.degrees(angle), 1),
@@ -834,10 +840,7 @@ def _art_style(rng, target, size, k: ArtStyleKnobs, fmt):
     diff = _render_style(rng, side, STYLES[other])
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [ref, *cands]
-    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
-    evidence = np.zeros((size, size), bool)
-    for box in boxes:
-        evidence |= D.box_mask((size, size), box)
+    canvas, evidence = _reference_and_pair(panels, fmt, size)
     return dict(image=canvas, question=_candidates_question(fmt, "was drawn in the same style as"),
                 choices=_side_choices(fmt), evidence=evidence,
                 concepts={"style_id": sid, "palette": style[0], "rendering": style[1], "stroke_width": style[2],
