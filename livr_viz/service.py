@@ -32,7 +32,7 @@ from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.tasks import format_prompt
 from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS, EXAMPLES_DIR  # noqa: F401 - part of the service API
 from livr_viz.methods.analysis import run_analysis
-from livr_viz.methods.attribution import attribute
+from livr_viz.methods.attribution import LatentAttribution
 from livr_viz.methods.faithfulness import evidence_scores
 from livr_viz.methods.heatmaps import top_regions
 from livr_viz.methods.interventions import (
@@ -503,7 +503,7 @@ def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image
     a = analysis_for(model, image, prompt, stage)
     lm = POOL.get(model)
     target = attribution_target(target, a)
-    attr = attribute(lm, lm.build_inputs([a.image], [prompt]), target, method, stage, grid=a.grid)
+    attr = LatentAttribution(lm, method).run(lm.build_inputs([a.image], [prompt]), target, stage, grid=a.grid)
     pix = attr.pixels / (attr.pixels.max() or 1.0)
     shown = display_image(a.image, 256)
     heat = np.asarray(Image.fromarray((pix * 255).astype(np.uint8)).resize(shown.size)) / 255.0

@@ -43,30 +43,16 @@ def test_upload_run_and_every_tab(page):
     assert page.locator("#latent-gallery img").count() >= 16
     page.screenshot(path=str(ARTIFACTS / "01-latent-attention.png"), full_page=True)
 
-    page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare").click()
-    page.locator("#compare-sheet img").first.wait_for()
-    page.screenshot(path=str(ARTIFACTS / "02-compare.png"), full_page=True)
-
-    page.get_by_role("tab", name="Token map").click()
-    page.locator("#token-map").click()
-    page.locator(".js-plotly-plot").first.wait_for()
-    page.screenshot(path=str(ARTIFACTS / "03-token-map.png"), full_page=True)
-
-    page.get_by_role("tab", name="Probes").click()
-    page.locator("#probes").click()
-    page.get_by_text("Best layer").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "04-probes.png"), full_page=True)
-
-    page.get_by_role("tab", name="Attribution").click()
-    page.locator("#attribute").click()
-    page.get_by_text("Attribution of the logit").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "05-attribution.png"), full_page=True)
-
-    page.get_by_role("tab", name="Ablation").click()
-    page.locator("#ablate").click()
-    page.get_by_text("Switching off latents").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "06-ablation.png"), full_page=True)
+    for shot, tab, button, done in (
+            ("02-compare", "Compare", "#compare", "#compare-sheet img"),
+            ("03-token-map", "Token map", "#token-map", ".js-plotly-plot"),
+            ("04-probes", "Probes", "#probes", "text=Best layer"),
+            ("05-attribution", "Attribution", "#attribute", "text=Attribution of the logit"),
+            ("06-ablation", "Ablation", "#ablate", "text=Switching off latents")):
+        page.get_by_role("tab", name=tab).click()
+        page.locator(button).click()
+        page.locator(done).first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
 
     page.get_by_role("tab", name="How it works").click()
     page.locator("#mask").click()
