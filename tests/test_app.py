@@ -1,5 +1,6 @@
 """gradio_client tests against the launched app: every main endpoint, errors, and that it keeps serving."""
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_export_zip_reproduces_the_settings(client):
         names = set(zf.namelist())
         assert {"report.json", "settings.json", "latent_heatmaps.png", "image.png"} <= names
         assert len([n for n in names if n.startswith("latents/")]) == 16
-        settings = __import__("json").loads(zf.read("settings.json"))
+        settings = json.loads(zf.read("settings.json"))
         assert settings["stage"] == "bottleneck" and settings["layers"] == "0,3" and settings["aggregation"] == "max"
 
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from livr_viz.data import make_sample
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -34,8 +36,7 @@ def page(app_url):
 def test_upload_run_and_every_tab(page):
     example = Path(__file__).resolve().parent.parent / "assets" / "examples" / "counting-test-0-0-word.png"
     page.locator("#image-input input[type=file]").set_input_files(str(example))
-    page.locator("#prompt textarea").fill(__import__("livr_viz.data", fromlist=["x"]).make_sample(
-        "counting", "test", 0, 0).prompt)
+    page.locator("#prompt textarea").fill(make_sample("counting", "test", 0, 0).prompt)
     page.wait_for_timeout(1000)
     page.locator("#run").click()
     page.get_by_text("Answer:").wait_for()

@@ -15,6 +15,7 @@ Bundled names:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,5 +159,5 @@ def save_demo_backbone(out_dir: str | Path, cfg: DemoBackboneConfig | None = Non
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    (out / "demo_backbone.json").write_text(__import__("json").dumps(asdict(cfg), indent=2))
+    (out / "demo_backbone.json").write_text(json.dumps(asdict(cfg), indent=2))
     return out
