@@ -33,7 +33,7 @@ from livr_viz.data.tasks import format_prompt
 from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS, EXAMPLES_DIR  # noqa: F401 - part of the service API
 from livr_viz.methods.analysis import run_analysis
 from livr_viz.methods.attribution import LatentAttribution
-from livr_viz.methods.faithfulness import evidence_scores
+from livr_viz.methods.faithfulness import evidence_scores, heatmaps_for
 from livr_viz.methods.heatmaps import top_regions
 from livr_viz.methods.interventions import (
     ABLATIONS,  # noqa: F401 - part of the service API
@@ -43,7 +43,15 @@ from livr_viz.methods.interventions import (
 from livr_viz.methods.probes import PROBES_DIR, ConceptSpec, ProbeReport, builtin_specs, read_with_probe, run_probes
 from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, warm_up_umap
 from livr_viz.views.analysis import answer_latent_figure, save_figure
-from livr_viz.views.heatmaps import display_image, evidence_overlay, latent_grid_figure, montage, overlay, stack
+from livr_viz.views.heatmaps import (
+    attention_tile,
+    display_image,
+    evidence_overlay,
+    latent_grid_figure,
+    montage,
+    overlay,
+    stack,
+)
 from livr_viz.views.masks import mask_figure
 from livr_viz.views.probes import probe_curves_figure, save_probe_curves
 from livr_viz.views.tokenmap import tokenmap_figure, tokenmap_figure_plotly
@@ -246,12 +254,22 @@ def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:
 
 
 def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normalisation="per_latent",
-                  opacity: float = 0.55) -> list[tuple[Image.Image, str]]:
-    """(overlay image, caption) per latent (or the answer row for sft)."""
+                  opacity: float = 0.55, evidence: np.ndarray | None = None) -> list[tuple[Image.Image, str]]:
+    """(tile, caption) per latent (or the answer row for sft): crisp patch grid, colour bar with the scale, the
+    row's image / text / latent split, and with ``evidence`` its outline and the row's attention mass inside it."""
     maps = analysis.latent_maps(layers, heads, aggregation, normalisation)
-    base = display_image(analysis.image)
+    raw = analysis.latent_maps(layers, heads, aggregation, "none")
+    split = analysis.row_split(layers, heads)
     label = "latent" if analysis.n_latents else "answer row"
-    return [(Image.fromarray(overlay(base, m, opacity)), f"{label} {i}") for i, m in enumerate(maps)]
+    inside = evidence_scores(maps, evidence, raw)["mass_in_evidence"] if evidence is not None else None
+    tiles = []
+    for i, m in enumerate(maps):
+        scale = float(raw[i].max()) if normalisation == "per_latent" else float(raw.max())
+        caption = f"{label} {i} · image {100 * split[i][0]:.0f}%"
+        if inside is not None:
+            caption += f" · in evidence {100 * inside[i]:.0f}%"
+        tiles.append((attention_tile(analysis.image, m, scale, normalisation, split[i], evidence, opacity), caption))
+    return tiles
 
 
 def answer_format_of(model_name: str) -> str:
@@ -356,15 +374,16 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
         report["answer_latent_attention"] = [float(v) for v in values]
         report["figures"]["answer_latents"] = save_figure(answer_latent_figure(values), out_dir / "answer_latents.png")
     elif a.grid is not None:
-        Image.fromarray(overlay(shown, a.answer_image_map(layers, heads, aggregation))).save(out_dir / "answer_image.png")
+        answer_map = a.answer_image_map(layers, heads, aggregation)
+        Image.fromarray(overlay(shown, answer_map)).save(out_dir / "answer_image.png")
         report["figures"]["answer_image"] = str(out_dir / "answer_image.png")
     report["figures"]["mask"] = save_figure(mask_figure(a.segments, stage), out_dir / "mask.png")
     if tokenmap:
         layer = a.capture.hidden_states.shape[0] - 1
         points = points_from_capture(a.capture, layer, 0)
         xy = project(points.vectors, "tsne")
-        report["figures"]["token_map"] = save_figure(tokenmap_figure(points, xy, title=f"t-SNE of layer {layer} tokens"),
-                                               out_dir / "token_map.png")
+        figure = tokenmap_figure(points, xy, title=f"t-SNE of layer {layer} tokens")
+        report["figures"]["token_map"] = save_figure(figure, out_dir / "token_map.png")
     with open(out_dir / "report.json", "w") as fh:
         json.dump(report, fh, indent=2)
     return report
@@ -393,7 +412,9 @@ def attention_view(model, image, prompt, stage, layers, heads, aggregation, norm
     """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars."""
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
-    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
+    sample = synthetic_sample_for(image, prompt)
+    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity,
+                          evidence=sample.evidence if sample is not None else None)
     bars = a.answer_latent_attention(lay, hd)
     frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(bars))], "attention": bars.astype(float)})
     notes = "".join(f"\n\n> note: {escape_markdown(n)}" for n in a.notes)
@@ -401,7 +422,6 @@ def attention_view(model, image, prompt, stage, layers, heads, aggregation, norm
     kind = "" if a.choice_probs else " (free-form, greedy)"
     md = (f"### Answer: **{shown}**{kind}  \n{escape_markdown(model)} · stage `{stage}` · K = {a.n_latents}"
           f"{notes}")
-    sample = synthetic_sample_for(image, prompt)
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
     return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
@@ -415,7 +435,8 @@ def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[
     rows, sheets = [], []
     for model in compare_set(selected):
         a = analysis_for(model, image, prompt, stage)
-        tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity)
+        tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity,
+                              evidence=sample.evidence if sample is not None else None)
         sheets.append(montage(tiles, columns=8, title=model))
         row = {"model": model, "answer": a.answer, **{f"p({k})": round(v, 3) for k, v in a.choice_probs.items()}}
         if sample is not None:
@@ -544,13 +565,14 @@ def export_view(model, image, prompt, stage, layers, heads, aggregation, normali
     """A zip of the attention view (figures, report.json with the numbers, settings.json); returns its path."""
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
-    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity)
+    sample = synthetic_sample_for(image, prompt)
+    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity,
+                          evidence=sample.evidence if sample is not None else None)
     files = {"image.png": a.image, "latent_heatmaps.png": montage(tiles, title=f"{model} {stage} {aggregation}")}
     files.update({f"latents/{caption.replace(' ', '_')}.png": img for img, caption in tiles})
     report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
               "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
               "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes}
-    sample = synthetic_sample_for(image, prompt)
     if sample is not None:
         report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
     settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
@@ -570,3 +592,39 @@ def example_pick(model: str, index: int) -> tuple[str, str]:
 def warm_up() -> None:
     """Compile UMAP once (numba), off the request path."""
     warm_up_umap()
+
+
+DATASET_VIEW_SAMPLES = (2, 64)
+
+
+def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0) -> dict:
+    """The Attention tab's dataset view: one example can mislead, so each latent's map averaged over ``n`` fresh
+    samples of ``task`` (drawn over the mean evidence of those samples, its ≥ 50 % region outlined), and per
+    latent its mean attention mass inside the evidence, lift (mass / evidence area; 1.0 = no better than
+    uniform) and pointing-game hit rate."""
+    n = int(n)
+    if not DATASET_VIEW_SAMPLES[0] <= n <= DATASET_VIEW_SAMPLES[1]:
+        raise LIVRError(f"samples must be between {DATASET_VIEW_SAMPLES[0]} and {DATASET_VIEW_SAMPLES[1]}")
+    resolve_tasks([task])
+    lm = POOL.get(model)
+    items = [make_sample(task, "test", seed, i, answer_format=lm.config.answer_format) for i in range(n)]
+    maps = heatmaps_for(lm, items, stage, aggregation)
+    scores = [evidence_scores(m, it.evidence, raw) for it, (m, raw) in zip(items, maps)]
+    k = len(maps[0][0])
+    mean_raw = np.mean([raw for _, raw in maps], axis=0)  # [K, rows, cols]
+    density = np.mean([it.evidence for it in items], axis=0)  # [H, W]: how often each pixel is evidence
+    background = Image.fromarray((255 - 120 * density).astype(np.uint8)).convert("RGB")
+    label = "latent" if lm.config.n_latents else "answer row"
+    rows = [{label: f"{i:02d}", "mass in evidence": round(float(np.mean([s["mass_in_evidence"][i] for s in scores])), 3),
+             "lift": round(float(np.mean([s["lift"][i] for s in scores])), 2),
+             "pointing game": round(float(np.mean([s["pointing_hit"][i] for s in scores])), 2)} for i in range(k)]
+    top = float(mean_raw.max()) or 1.0
+    tiles = [(attention_tile(background, mean_raw[i] / top, top, "global", None, density >= 0.5),
+              f"{label} {i} · lift {rows[i]['lift']:.2f}") for i in range(k)]
+    lift = float(np.mean([r["lift"] for r in rows]))
+    md = (f"**{n} fresh `{task}` samples** (test split, seed {seed}), {escape_markdown(model)}, stage `{stage}`: "
+          f"mean lift **{lift:.2f}** (1.0 = attention no more on the evidence than its area), mass in evidence "
+          f"{np.mean([r['mass in evidence'] for r in rows]):.3f} over an evidence area of "
+          f"{np.mean([s['evidence_area_fraction'] for s in scores]):.3f}. Tiles: mean maps on one shared scale, "
+          "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples).")
+    return {"markdown": md, "tiles": tiles, "table": pd.DataFrame(rows)}

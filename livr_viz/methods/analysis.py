@@ -91,6 +91,18 @@ class Analysis:
         latent_keys = self.capture.key_positions(Segment.LATENT, 0)
         return att[..., latent_keys].mean(dim=(0, 1)).numpy()
 
+    def row_split(self, layers=None, heads=None) -> np.ndarray:
+        """``[R, 3]``: how each latent row's attention (the answer row's for sft) splits between image, text and
+        latent keys, mean over the chosen layers and heads; rows sum to 1 (up to the answer / pad keys)."""
+        rows = self._rows("latent") if self.n_latents else self._rows("answer")
+        att = rows.attention[:, 0]  # [L, H, R, T]
+        if layers is not None:
+            att = att[list(layers)]
+        if heads is not None:
+            att = att[:, list(heads)]
+        keys = [self.capture.key_positions(s, 0) for s in (Segment.IMAGE, Segment.TEXT, Segment.LATENT)]
+        return torch.stack([att[..., k].sum(-1).mean(dim=(0, 1)) for k in keys], -1).numpy()
+
     def segment_attention(self, which: str = "latent") -> dict[str, list[float]]:
         return self._rows(which if self.n_latents else "answer").segment_attention(0)
 

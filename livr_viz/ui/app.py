@@ -56,6 +56,12 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
 
 
 @user_errors
+def on_dataset_view(model, task, n, stage, aggregation):
+    v = S.dataset_view(model, task, n, stage, aggregation)
+    return v["markdown"], v["tiles"], v["table"]
+
+
+@user_errors
 def on_compare(selected, image, prompt, stage, aggregation, opacity):
     return S.compare_view(selected, image, prompt, stage, aggregation, opacity)
 
@@ -147,6 +153,15 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=4,
                                              height="auto", object_fit="contain", elem_id="latent-gallery")
                         bars = gr.BarPlot(x="latent", y="attention", title="answer → latent attention", height=220)
+                        with gr.Accordion("dataset view: the same maps over many samples of a task", open=False):
+                            with gr.Row():
+                                dataset_n = gr.Slider(*S.DATASET_VIEW_SAMPLES, value=16, step=1, label="samples")
+                                dataset_btn = gr.Button("average over samples of the task", elem_id="dataset-view")
+                            dataset_md = gr.Markdown()
+                            dataset_gallery = gr.Gallery(label="mean latent → image attention", columns=4,
+                                                         height="auto", object_fit="contain",
+                                                         elem_id="dataset-gallery")
+                            dataset_table = gr.Dataframe(label="per latent, over the samples")
                     with gr.Tab("Compare", id="tab-compare"):
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
@@ -208,7 +223,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
+        results = [answer, probs, gallery, bars, dataset_md, dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
                    probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
                    ablate_effects, mask_plot, export_file]
 
@@ -227,6 +242,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
         example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False)
         template.change(on_template, [template, model], [prompt], api_name=False)
+        dataset_btn.click(on_dataset_view, [model, task, dataset_n, stage, aggregation],
+                          [dataset_md, dataset_gallery, dataset_table], api_name="dataset_view", **MODEL_EVENTS)
         compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_sheet],
                           api_name="compare", **MODEL_EVENTS)
         token_event = token_btn.click(on_token_map, [model, image, prompt, stage, method, tlayer, scope, n_samples,

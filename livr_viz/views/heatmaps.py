@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
 
 def display_image(image: Image.Image, size: int = 192) -> Image.Image:
@@ -77,3 +77,50 @@ def stack(sheets: list[Image.Image], gap: int = 6, top: int = 0) -> Image.Image:
 def evidence_overlay(image: Image.Image, evidence: np.ndarray) -> Image.Image:
     base = display_image(image)
     return Image.fromarray(overlay(base, evidence.astype(float), 0.45, cmap="Greens"))
+
+
+SPLIT_COLOURS = {"image": (76, 155, 232), "text": (140, 140, 140), "latent": (232, 163, 60)}  # as in the token map
+SCALE_NAMES = {"per_latent": "per-latent scale", "global": "shared scale", "none": "absolute"}
+
+
+def evidence_outline(mask: np.ndarray, size: tuple[int, int], width: int = 2) -> np.ndarray:
+    """``[H, W]`` bool: the border of the evidence mask, drawn ``width`` pixels wide at display ``size`` (w, h)."""
+    big = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).resize(size, Image.NEAREST)
+    grown = big.filter(ImageFilter.MaxFilter(2 * width + 1))
+    return (np.asarray(grown) > 0) & ~(np.asarray(big) > 0)
+
+
+def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normalisation: str = "per_latent",
+                   split: Sequence[float] | None = None, evidence: np.ndarray | None = None, opacity: float = 0.55,
+                   size: int = 192, cmap: str = "inferno") -> Image.Image:
+    """One latent's map as a picture that tells its scale: the patch grid drawn crisp (one flat cell per patch,
+    no interpolation) over the image at ``size`` px, the ground-truth evidence outlined in green, a colour bar
+    underneath labelled with its scale (``per_latent``: 0 … this latent's own maximum; ``global``: shared by all
+    tiles; ``none``: absolute attention, 0 … 1), and on top a stacked bar of where this row's attention goes (image /
+    text / latents: a map that looks focused but spends 2 % on the image shows it)."""
+    shown = image.convert("RGB").resize((size, round(size * image.height / image.width)), Image.LANCZOS)
+    w, h = shown.size
+    cells = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)
+    colour = plt.get_cmap(cmap)(np.asarray(cells, dtype=np.float32) / 255.0)[..., :3]
+    base = np.asarray(shown, dtype=np.float32) / 255.0
+    pixels = np.clip((1 - opacity) * base + opacity * colour, 0, 1)
+    if evidence is not None:
+        pixels[evidence_outline(evidence, (w, h))] = (0.2, 1.0, 0.3)
+    bar_h, scale_h, text_h = 10, 8, 12
+    tile = Image.new("RGB", (w, bar_h + h + scale_h + text_h), (255, 255, 255))
+    tile.paste(Image.fromarray((pixels * 255).astype(np.uint8)), (0, bar_h))
+    draw = ImageDraw.Draw(tile)
+    if split is not None:
+        x = 0.0
+        for (name, rgb), share in zip(SPLIT_COLOURS.items(), split):
+            draw.rectangle([round(x), 1, round(x + share * w), bar_h - 2], fill=rgb)
+            x += share * w
+    ramp = (plt.get_cmap(cmap)(np.linspace(0, 1, w))[:, :3] * 255).astype(np.uint8)
+    tile.paste(Image.fromarray(np.repeat(ramp[None], scale_h, 0)), (0, bar_h + h))
+    top = f"{raw_max:.3g}" if normalisation != "none" else "1"  # absolute: attention is a probability
+    y = bar_h + h + scale_h
+    draw.text((1, y), "0", fill=(0, 0, 0))
+    name = SCALE_NAMES[normalisation]
+    draw.text(((w - draw.textlength(name)) / 2, y), name, fill=(90, 90, 90))
+    draw.text((w - draw.textlength(top) - 1, y), top, fill=(0, 0, 0))
+    return tile
