@@ -424,6 +424,9 @@ def attention_view(model, image, prompt, stage, layers, heads, aggregation, norm
           f"{notes}")
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
+    ood = ood_note(model, a)
+    if ood:
+        md += f"\n\n> ⚠ out of distribution: {escape_markdown(ood)}"
     return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
             "image": display_image(a.image, 256)}
 
@@ -615,9 +618,11 @@ def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0
     density = np.mean([it.evidence for it in items], axis=0)  # [H, W]: how often each pixel is evidence
     background = Image.fromarray((255 - 120 * density).astype(np.uint8)).convert("RGB")
     label = "latent" if lm.config.n_latents else "answer row"
-    rows = [{label: f"{i:02d}", "mass in evidence": round(float(np.mean([s["mass_in_evidence"][i] for s in scores])), 3),
-             "lift": round(float(np.mean([s["lift"][i] for s in scores])), 2),
-             "pointing game": round(float(np.mean([s["pointing_hit"][i] for s in scores])), 2)} for i in range(k)]
+    def mean_of(key: str, i: int, digits: int) -> float:
+        return round(float(np.mean([s[key][i] for s in scores])), digits)
+
+    rows = [{label: f"{i:02d}", "mass in evidence": mean_of("mass_in_evidence", i, 3), "lift": mean_of("lift", i, 2),
+             "pointing game": mean_of("pointing_hit", i, 2)} for i in range(k)]
     top = float(mean_raw.max()) or 1.0
     tiles = [(attention_tile(background, mean_raw[i] / top, top, "global", None, density >= 0.5),
               f"{label} {i} · lift {rows[i]['lift']:.2f}") for i in range(k)]
@@ -628,3 +633,87 @@ def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0
           f"{np.mean([s['evidence_area_fraction'] for s in scores]):.3f}. Tiles: mean maps on one shared scale, "
           "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples).")
     return {"markdown": md, "tiles": tiles, "table": pd.DataFrame(rows)}
+
+
+OOD_REFERENCE_SAMPLES = 54  # synthetic training images per model that define "like its training data"
+OOD_MARGIN = 2.0  # more than this many times the most colourful reference image is out of distribution
+_OOD_REFERENCES: dict[str, int] = {}
+
+
+def distinct_colours(image: Image.Image, size: int = 96) -> int:
+    """Distinct RGB values at ``size`` px: the synthetic suite draws flat colours (at most ~160 in a textured
+    jigsaw, 2–15 elsewhere); photographs and JPEG-compressed copies have thousands."""
+    pixels = np.asarray(image.convert("RGB").resize((size, size), Image.NEAREST)).reshape(-1, 3)
+    return len(np.unique(pixels, axis=0))
+
+
+def ood_note(model_name: str, analysis) -> str | None:
+    """A warning beside the answer when the input is unlike the images the model was fine-tuned on (only for
+    models trained on the synthetic suite). The test: distinct colours, against the most colourful of
+    ``OOD_REFERENCE_SAMPLES`` training samples of the model's tasks times ``OOD_MARGIN``. (Pooled vision features
+    did not separate photos from the suite for the demo models: their tiny tower maps both to similar tokens.)"""
+    lm = POOL.get(model_name)
+    trained = lm.config.training.get("tasks")
+    if not trained:
+        return None
+    try:
+        tasks = resolve_tasks(trained)
+    except LIVRError:  # perception-pretrained backbones and the like: no suite to compare with
+        return None
+    if model_name not in _OOD_REFERENCES:
+        _OOD_REFERENCES[model_name] = max(
+            distinct_colours(make_sample(tasks[i % len(tasks)], "train", 1, i // len(tasks)).image)
+            for i in range(OOD_REFERENCE_SAMPLES))
+    reference, colours = _OOD_REFERENCES[model_name], distinct_colours(analysis.image)
+    if colours <= OOD_MARGIN * reference:
+        return None
+    return (f"this image is unlike the synthetic images {model_name} was trained on ({colours:,} distinct colours "
+            f"at 96 px; its training images have at most {reference}): the answer and the maps say little about "
+            "how the model reasons on its tasks")
+
+
+# ------------------------------------------------------------------------------------------------ diagnosis
+def stage1_checkpoint(name: str) -> Path | None:
+    """The Stage-1 checkpoint saved beside a LIVR model (``tools/reproduce.py`` writes ``<run>/livr/stage1_model`` next
+    to ``<run>/livr/model``), or inside it; None when there is none."""
+    from livr_viz.core.refs import resolve_reference
+
+    path = Path(resolve_reference(name)).expanduser()
+    for candidate in (path.parent / "stage1_model", path / "stage1_model"):
+        if (candidate / "livr_config.json").is_file() and candidate.resolve() != path.resolve():
+            return candidate
+    return None
+
+
+def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=None, out_html=None, progress=None,
+                    batch_size: int = 32, check_backends: bool = False, effect_per_task: int | None = 10):
+    """"Is the model really using its latents?" for each named model on the same ``n`` test questions per task
+    (:func:`~livr_viz.methods.diagnostics.diagnose`; ``effect_per_task`` of them per task for the per-latent
+    effects, None = all); resumes from ``out_json`` when it exists, writes the HTML page to ``out_html``. A LIVR
+    model's Stage-1 checkpoint (:func:`stage1_checkpoint`) is diagnosed with it. Returns the ``DiagnosticReport``."""
+    from livr_viz.methods.diagnostics import diagnose
+    from livr_viz.views.diagnostics import diagnostics_html
+
+    names = [names] if isinstance(names, str) else [str(v).strip() for v in names]
+    if not names or not all(names):
+        raise LIVRError("name at least one model to diagnose")
+    if len(set(names)) != len(names):
+        raise LIVRError(f"a model is named twice: {', '.join(names)}")
+    task_list = resolve_tasks(tasks)
+    if int(n) < 1:
+        raise LIVRError(f"n (test questions per task) must be at least 1; got {n}")
+    if int(batch_size) < 1:
+        raise LIVRError(f"batch size must be at least 1; got {batch_size}")
+    models = {name: POOL.get(name) for name in names}
+    formats = {name: lm.config.answer_format for name, lm in models.items()}
+    if len(set(formats.values())) > 1:
+        raise LIVRError(f"the models answer in different formats ({formats}): compare models trained in one format")
+    items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=next(iter(formats.values())))
+    stage1 = {name: POOL.get(str(path)) for name in names if models[name].config.variant == "livr"
+              and (path := stage1_checkpoint(name)) is not None}
+    report = diagnose(models, items, stage1, progress, out=out_json, batch_size=int(batch_size),
+                      effect_per_task=effect_per_task, backends=check_backends)
+    if out_html:
+        Path(out_html).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_html).write_text(diagnostics_html(report))
+    return report

@@ -162,9 +162,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
     p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
     p.add_argument("--out", default=None,
-                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from OUT/init when that holds a backbone (e.g. one of another size "
-                        "from `livr-viz build-demo --out OUT/init --text-hidden 384`), else from a fresh "
-                        "shipped-size one")
+                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
+                        "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
+                        "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
     p.add_argument("--pretrain-steps", type=int, default=None)
@@ -177,7 +177,7 @@ def add_commands(sub) -> None:
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
     p.add_argument("--install-as", default="demo", choices=list(DEMO_SETS),
-                   help="the bundled set to install as (implies --install; 'demo' ships backbone, adapters and RESULTS.md; "
-                        "any other set only its three adapters, fine-tuned on the bundled demo-base)")
+                   help="the bundled set to install as (implies --install; 'demo' ships backbone, adapters and "
+                        "RESULTS.md; any other set only its three adapters, fine-tuned on the bundled demo-base)")
     p.set_defaults(func=cmd_reproduce)
 

@@ -1,0 +1,75 @@
+"""Pictures that tell the truth: tiles carry their scale, the evidence outline and where attention goes; the
+dataset view averages over samples; an out-of-distribution input is named as such."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from livr_viz import service as S
+from livr_viz.views.heatmaps import SPLIT_COLOURS, attention_tile, evidence_outline
+
+GREEN = np.array([51, 255, 76])
+
+
+def test_tile_is_a_crisp_grid_with_colour_bar_split_and_outline():
+    image = Image.new("RGB", (96, 96), (200, 200, 200))
+    heat = np.zeros((8, 8))
+    heat[2, 3] = 1.0
+    evidence = np.zeros((96, 96), bool)
+    evidence[24:48, 24:48] = True
+    tile = np.asarray(attention_tile(image, heat, 0.031, "per_latent", [0.5, 0.3, 0.2], evidence, size=192))
+    h = 192
+    grid = tile[10: 10 + h]
+    cell = grid[2 * 24: 3 * 24, 3 * 24: 4 * 24]  # patch (2, 3) at 24 px per patch: one flat colour, no blur
+    assert (cell[2:-2, 2:-2] == cell[4, 4]).all()
+    assert not (grid[2 * 24 - 1, 3 * 24 + 12] == cell[4, 4]).all()  # the neighbouring cell differs at once
+    assert (np.abs(grid.astype(int) - GREEN).sum(-1) < 8).sum() > 4 * 40  # the evidence outline is drawn
+    ramp = tile[10 + h + 2]  # the colour bar: dark at 0, bright at the top of the scale
+    assert ramp[0].sum() < 60 and ramp[-1].sum() > 400
+    top = tile[4]  # the split bar, image / text / latent in order
+    assert tuple(top[20]) == SPLIT_COLOURS["image"] and tuple(top[130]) == SPLIT_COLOURS["text"]
+    assert tuple(top[180]) == SPLIT_COLOURS["latent"]
+
+
+def test_evidence_outline_is_a_border():
+    mask = np.zeros((10, 10), bool)
+    mask[3:7, 3:7] = True
+    ring = evidence_outline(mask, (10, 10), width=1)
+    assert ring.sum() == 6 * 6 - 4 * 4 and not (ring & mask).any()
+
+
+@pytest.fixture(scope="module")
+def counting_example():
+    from livr_viz.data import make_sample
+
+    return str(S.EXAMPLES_DIR / "counting-test-0-0-word.png"), make_sample("counting", "test", 0, 0).prompt
+
+
+def test_attention_view_tiles_name_the_evidence_and_the_image_share(counting_example):  # the shipped model's view
+    path, prompt = counting_example
+    v = S.attention_view("demo-livr", path, prompt, "full", None, None, "mean", "per_latent", 0.55)
+    assert len(v["tiles"]) == 16
+    assert all(" · image " in c and "% · in evidence " in c for _, c in v["tiles"])
+    assert "out of distribution" not in v["markdown"]
+
+
+def test_dataset_view_averages_over_samples():
+    v = S.dataset_view("demo-art-style-livr", "art_style", 4)
+    assert len(v["tiles"]) == 16 and len(v["table"]) == 16
+    assert (v["table"]["lift"] > 0).all() and "4 fresh `art_style` samples" in v["markdown"]
+    with pytest.raises(S.LIVRError, match="samples must be between"):
+        S.dataset_view("demo-livr", "counting", 1)
+    with pytest.raises(S.LIVRError):
+        S.dataset_view("demo-livr", "no_such_task", 4)
+
+
+def test_a_photo_is_named_out_of_distribution_and_synthetic_samples_are_not(counting_example):
+    path, prompt = counting_example
+    photo = S.attention_view("demo-livr", str(S.EXAMPLES_DIR / "photo-flower.jpg"), prompt, "full", None, None,
+                             "mean", "per_latent", 0.55)
+    assert "out of distribution" in photo["markdown"] and "distinct colours" in photo["markdown"]
+    from livr_viz.data import make_sample, task_names
+
+    reference = S._OOD_REFERENCES["demo-livr"]
+    fresh = [make_sample(t, "test", 11, i) for i, t in enumerate(task_names()) for _ in range(3)]
+    assert all(S.distinct_colours(s.image) <= S.OOD_MARGIN * reference for s in fresh)
