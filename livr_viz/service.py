@@ -564,24 +564,65 @@ def mask_view(model, image, prompt, stage):
     return mask_figure(analysis_for(model, image, prompt, stage).segments, stage)
 
 
-def export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> str:
-    """A zip of the attention view (figures, report.json with the numbers, settings.json); returns its path."""
+def record_view(views: dict | None, tab: str, settings: dict, figures: dict | None = None,
+                numbers: dict | None = None) -> dict:
+    """A session's record of a tab it ran (what Export writes): a new dict, ``views`` untouched. ``figures``: name →
+    PIL image, matplotlib or plotly figure; ``numbers``: name → anything JSON-able or a DataFrame."""
+    return {**(views or {}), tab: {"settings": settings, "figures": figures or {}, "numbers": numbers or {}}}
+
+
+def _export_files(prefix: str, figures: dict) -> dict:
+    files = {}
+    for name, fig in figures.items():
+        if isinstance(fig, Image.Image):
+            files[f"{prefix}{name}.png"] = fig
+        elif hasattr(fig, "to_html"):  # plotly: interactive, plotly.js inside (opens offline)
+            files[f"{prefix}{name}.html"] = fig.to_html(include_plotlyjs=True).encode()
+        elif hasattr(fig, "savefig"):
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            files[f"{prefix}{name}.png"] = buf.getvalue()
+    return files
+
+
+def _jsonable(value):
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity,
+                views: dict | None = None) -> str:
+    """A zip of the attention view (figures, report.json with the numbers, settings.json) and of every other tab
+    this session ran (``views`` from :func:`record_view`: ``TAB/…`` figures, ``report.json["tabs"][TAB]`` numbers,
+    ``settings.json["tabs"][TAB]`` settings); returns its path."""
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
     tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity,
                           evidence=sample.evidence if sample is not None else None)
     files = {"image.png": a.image, "latent_heatmaps.png": montage(tiles, title=f"{model} {stage} {aggregation}")}
-    files.update({f"latents/{caption.replace(' ', '_')}.png": img for img, caption in tiles})
+    files.update({f"latents/{caption.split(' · ')[0].replace(' ', '_')}.png": img for img, caption in tiles})
     report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
               "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
-              "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes}
+              "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes,
+              "tile_captions": [caption for _, caption in tiles], "tabs": {}}
     if sample is not None:
         report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
     settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
                 "aggregation": aggregation, "normalisation": normalisation, "opacity": opacity,
                 "image_sha1": image_digest(image), "reproduce": f"livr-viz analyze --model {model} --image IMAGE "
-                f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR"}
+                f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR", "tabs": {}}
+    for tab, view in (views or {}).items():
+        files.update(_export_files(f"{tab}/", view["figures"]))
+        report["tabs"][tab] = _jsonable(view["numbers"])
+        settings["tabs"][tab] = view["settings"]
     return export_zip(files, report, settings, scratch_dir() / "exports")
 
 

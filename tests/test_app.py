@@ -29,7 +29,7 @@ def test_analyze(client):
     assert "Answer:" in md and f"ground truth **{SAMPLE.target}**" in md
     assert {c["label"] for c in label["confidences"]} == set(SAMPLE.options)
     assert len(gallery) == 16 and all(Path(item["image"]).exists() for item in gallery)
-    assert gallery[3]["caption"] == "latent 3"
+    assert gallery[3]["caption"].startswith("latent 3 · image ") and "% · in evidence " in gallery[3]["caption"]
     assert [row[0] for row in bars["data"]] == [f"{i:02d}" for i in range(16)]
 
 
@@ -75,7 +75,9 @@ def test_token_map_probes_attribution_ablation_mask(client):
     assert mask["type"] == "matplotlib"
 
 
-def test_export_zip_reproduces_the_settings(client):
+def test_export_zip_reproduces_the_settings_of_every_tab_run(client):
+    client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55, api_name="/compare")
+    client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", api_name="/mask")
     path = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", "0,3", "1", "max", "global", 0.4,
                           api_name="/export")
     with zipfile.ZipFile(path) as zf:
@@ -84,6 +86,11 @@ def test_export_zip_reproduces_the_settings(client):
         assert len([n for n in names if n.startswith("latents/")]) == 16
         settings = json.loads(zf.read("settings.json"))
         assert settings["stage"] == "bottleneck" and settings["layers"] == "0,3" and settings["aggregation"] == "max"
+        assert {"compare/heatmaps.png", "mask/mask.png"} <= names  # the other tabs this session ran
+        report = json.loads(zf.read("report.json"))
+        assert [row["model"] for row in report["tabs"]["compare"]["table"]] == ["demo-livr", "demo-latents-only",
+                                                                                "demo-sft"]
+        assert settings["tabs"]["mask"]["stage"] == "bottleneck" and settings["tabs"]["compare"]["stage"] == "full"
 
 
 def test_new_sample(client):

@@ -56,48 +56,70 @@ def on_analyze(model, image, prompt, stage, layers, heads, aggregation, normalis
 
 
 @user_errors
-def on_dataset_view(model, task, n, stage, aggregation):
+def on_dataset_view(model, task, n, stage, aggregation, views):
     v = S.dataset_view(model, task, n, stage, aggregation)
-    return v["markdown"], v["tiles"], v["table"]
+    settings = dict(model=model, task=task, n=n, stage=stage, aggregation=aggregation)
+    views = S.record_view(views, "dataset_view", settings, {"mean_maps": S.montage(v["tiles"], columns=8, tile=192)},
+                          {"per_latent": v["table"]})
+    return v["markdown"], v["tiles"], v["table"], views
 
 
 @user_errors
-def on_compare(selected, image, prompt, stage, aggregation, opacity):
-    return S.compare_view(selected, image, prompt, stage, aggregation, opacity)
+def on_compare(selected, image, prompt, stage, aggregation, opacity, views):
+    table, sheet = S.compare_view(selected, image, prompt, stage, aggregation, opacity)
+    views = S.record_view(views, "compare", dict(models=list(S.compare_set(selected)), prompt=prompt, stage=stage,
+                                                 aggregation=aggregation), {"heatmaps": sheet}, {"table": table})
+    return table, sheet, views
 
 
 @user_errors
-def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, color_by, progress=gr.Progress()):
-    return S.token_map_view(model, image, prompt, stage, method, layer, scope, n_samples, color_by,
-                            progress=lambda it: progress.tqdm(it, desc="capturing hidden states"))
+def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, color_by, views,
+                 progress=gr.Progress()):
+    fig = S.token_map_view(model, image, prompt, stage, method, layer, scope, n_samples, color_by,
+                           progress=lambda it: progress.tqdm(it, desc="capturing hidden states"))
+    views = S.record_view(views, "token_map", dict(model=model, prompt=prompt, stage=stage, method=method,
+                                                   layer=layer, scope=scope, n_samples=n_samples, color_by=color_by),
+                          {"token_map": fig})
+    return fig, views
 
 
 @user_errors
-def on_probes(model, concept, image, prompt, stage, retrain, progress=gr.Progress()):
+def on_probes(model, concept, image, prompt, stage, retrain, views, progress=gr.Progress()):
     v = S.probe_view(model, concept, image, prompt, stage, retrain,
                      progress=lambda f: progress(f, desc="collecting hidden states"))
-    return v["markdown"], v["figure"], v["table"], v["reading"]
+    views = S.record_view(views, "probes", dict(model=model, concept=concept, prompt=prompt, stage=stage),
+                          {"per_layer_accuracy": v["figure"]},
+                          {"summary": v["markdown"], "per_layer": v["table"], "reading": v["reading"]})
+    return v["markdown"], v["figure"], v["table"], v["reading"], views
 
 
 @user_errors
-def on_attribution(model, image, prompt, stage, target, method):
-    return S.attribution_view(model, image, prompt, stage, target, method)
+def on_attribution(model, image, prompt, stage, target, method, views):
+    picture, frame, md = S.attribution_view(model, image, prompt, stage, target, method)
+    views = S.record_view(views, "attribution", dict(model=model, prompt=prompt, stage=stage, target=target,
+                                                     method=method), {"pixels": picture},
+                          {"summary": md, "latents": frame})
+    return picture, frame, md, views
 
 
 @user_errors
-def on_ablation(model, image, prompt, stage, latents, mode, layer):
+def on_ablation(model, image, prompt, stage, latents, mode, layer, views):
     v = S.ablation_panel(model, image, prompt, stage, latents, mode, layer)
-    return v["markdown"], gr.BarPlot(value=v["bars"], sort=v["order"]), v["effects"]
+    views = S.record_view(views, "ablation", dict(model=model, prompt=prompt, stage=stage, latents=latents,
+                                                  mode=mode, layer=layer), {},
+                          {"summary": v["markdown"], "before_after": v["bars"], "each_latent": v["effects"]})
+    return v["markdown"], gr.BarPlot(value=v["bars"], sort=v["order"]), v["effects"], views
 
 
 @user_errors
-def on_mask(model, image, prompt, stage):
-    return S.mask_view(model, image, prompt, stage)
+def on_mask(model, image, prompt, stage, views):
+    fig = S.mask_view(model, image, prompt, stage)
+    return fig, S.record_view(views, "mask", dict(model=model, prompt=prompt, stage=stage), {"mask": fig})
 
 
 @user_errors
-def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity):
-    return S.export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity)
+def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity, views):
+    return S.export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity, views)
 
 
 @user_errors
@@ -180,7 +202,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         token_plot = gr.Plot(label="token map")
                     with gr.Tab("Probes", id="tab-probes"):
                         with gr.Row():
-                            concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model), label="concept")
+                            concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model),
+                                                  label="concept")
                             retrain = gr.Checkbox(False, label="train again (otherwise load)")
                         probe_btn = gr.Button("load / train probes", elem_id="probes")
                         probe_cancel = gr.Button("cancel")
@@ -219,16 +242,17 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                     export_btn = gr.Button("export figures + report.json + settings", elem_id="export")
                     export_file = gr.File(label="export")
 
+        views = gr.State({})  # this session's tabs that ran: what Export writes besides the attention view
         view_inputs = [model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity]
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, dataset_md, dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
-                   probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
-                   ablate_effects, mask_plot, export_file]
+        results = [answer, probs, gallery, bars, dataset_md, dataset_gallery, dataset_table, compare_table,
+                   compare_sheet, token_plot, probe_md, probe_plot, probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
+                   ablate_effects, mask_plot, export_file, views]
 
         def clear_results():
-            return [STALE if c is answer else None for c in results]
+            return [STALE if c is answer else ({} if c is views else None) for c in results]
 
         for control in (image, prompt, model):
             control.change(clear_results, None, results, api_name=False, queue=False)
@@ -242,23 +266,25 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
         example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False)
         template.change(on_template, [template, model], [prompt], api_name=False)
-        dataset_btn.click(on_dataset_view, [model, task, dataset_n, stage, aggregation],
-                          [dataset_md, dataset_gallery, dataset_table], api_name="dataset_view", **MODEL_EVENTS)
-        compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity], [compare_table, compare_sheet],
-                          api_name="compare", **MODEL_EVENTS)
+        dataset_btn.click(on_dataset_view, [model, task, dataset_n, stage, aggregation, views],
+                          [dataset_md, dataset_gallery, dataset_table, views], api_name="dataset_view", **MODEL_EVENTS)
+        compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity, views],
+                          [compare_table, compare_sheet, views], api_name="compare", **MODEL_EVENTS)
         token_event = token_btn.click(on_token_map, [model, image, prompt, stage, method, tlayer, scope, n_samples,
-                                                     color_by], [token_plot], api_name="token_map", **MODEL_EVENTS)
+                                                     color_by, views], [token_plot, views], api_name="token_map",
+                                      **MODEL_EVENTS)
         token_cancel.click(None, None, None, cancels=[token_event], api_name=False)
-        probe_event = probe_btn.click(on_probes, [model, concept, image, prompt, stage, retrain],
-                                      [probe_md, probe_plot, probe_table, probe_reading], api_name="probes",
+        probe_event = probe_btn.click(on_probes, [model, concept, image, prompt, stage, retrain, views],
+                                      [probe_md, probe_plot, probe_table, probe_reading, views], api_name="probes",
                                       **MODEL_EVENTS)
         probe_cancel.click(None, None, None, cancels=[probe_event], api_name=False)
-        attr_btn.click(on_attribution, [model, image, prompt, stage, target, attr_method],
-                       [attr_image, attr_bars, attr_md], api_name="attribution", **MODEL_EVENTS)
-        ablate_btn.click(on_ablation, [model, image, prompt, stage, ablate_latents, ablate_mode, ablate_layer],
-                         [ablate_md, ablate_plot, ablate_effects], api_name="ablation", **MODEL_EVENTS)
-        mask_btn.click(on_mask, [model, image, prompt, stage], [mask_plot], api_name="mask", **MODEL_EVENTS)
-        export_btn.click(on_export, view_inputs, [export_file], api_name="export", **MODEL_EVENTS)
+        attr_btn.click(on_attribution, [model, image, prompt, stage, target, attr_method, views],
+                       [attr_image, attr_bars, attr_md, views], api_name="attribution", **MODEL_EVENTS)
+        ablate_btn.click(on_ablation, [model, image, prompt, stage, ablate_latents, ablate_mode, ablate_layer, views],
+                         [ablate_md, ablate_plot, ablate_effects, views], api_name="ablation", **MODEL_EVENTS)
+        mask_btn.click(on_mask, [model, image, prompt, stage, views], [mask_plot, views], api_name="mask",
+                       **MODEL_EVENTS)
+        export_btn.click(on_export, view_inputs + [views], [export_file], api_name="export", **MODEL_EVENTS)
     return demo
 
 
