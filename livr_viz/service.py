@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
 from livr_viz.core.errors import LIVRError
@@ -106,6 +106,7 @@ class LRU:
 
 POOL = ModelPool()
 ANALYSES = LRU(64)
+VIEWS = LRU(64)  # rendered attention views (tiles, bars, text) of the analyses above, per view setting
 
 
 def image_digest(path: str | Path) -> str:
@@ -409,7 +410,16 @@ def probs_frame(probs: dict) -> pd.DataFrame:
 
 
 def attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
-    """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars."""
+    """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars. Cached
+    with the analysis: the same input and view settings again cost a lookup, not a re-render."""
+    key = (model, image_digest(image) if image else None, prompt, stage, layers, heads, aggregation, normalisation,
+           float(opacity))
+    cached = VIEWS.get(key)
+    return cached if cached is not None else VIEWS.put(key, _attention_view(model, image, prompt, stage, layers, heads,
+                                                                            aggregation, normalisation, opacity))
+
+
+def _attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
@@ -758,3 +768,63 @@ def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=
         Path(out_html).parent.mkdir(parents=True, exist_ok=True)
         Path(out_html).write_text(diagnostics_html(report))
     return report
+
+
+GRID_CELL = 64  # px per thumbnail of the layer × head grid
+GRID_LABEL = 14  # px above each thumbnail for its label
+
+
+def layer_head_grid(model, image, prompt, stage="full", aggregation_rows: str = "latent") -> Image.Image:
+    """BertViz-style thumbnails, one per (layer, head): the latents' mean map over the image in that layer and
+    head (crisp patch grid, each on its own scale), labelled with the head's share of attention on the image.
+    Click a thumbnail (:func:`layer_head_at`) to show that layer and head in the tiles."""
+    a = analysis_for(model, image, prompt, stage)
+    n_layers, n_heads = lm_dims(model)
+    sheet = Image.new("RGB", (n_heads * GRID_CELL, n_layers * (GRID_CELL + GRID_LABEL)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            maps = a.latent_maps([layer], [head], "mean", "none").mean(0)
+            share = float(a.row_split([layer], [head])[:, 0].mean())
+            cell = attention_tile(a.image, maps / (maps.max() or 1.0), float(maps.max()), "per_latent", size=GRID_CELL)
+            x, y = head * GRID_CELL, layer * (GRID_CELL + GRID_LABEL)
+            sheet.paste(cell.crop((0, 10, GRID_CELL, 10 + GRID_CELL)), (x, y + GRID_LABEL))
+            draw.text((x + 2, y + 1), f"L{layer} H{head} {100 * share:.0f}%", fill=(0, 0, 0))
+    return sheet
+
+
+def layer_head_at(model, x: float, y: float) -> tuple[str, str]:
+    """The (layers, heads) selection text of the thumbnail at pixel (x, y) of :func:`layer_head_grid`."""
+    n_layers, n_heads = lm_dims(model)
+    layer, head = int(y // (GRID_CELL + GRID_LABEL)), int(x // GRID_CELL)
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise LIVRError("click inside the grid of thumbnails")
+    return str(layer), str(head)
+
+
+def patch_readers(model, image, prompt, stage, x: float, y: float, layers=None, heads=None) -> dict:
+    """Reverse lookup (LVLM-Interpret's patch selector): the image patch under pixel (x, y) of the input as the
+    app shows it (:func:`display_image` at 256 px), and how much each latent and the answer row attend to it
+    (mean over the chosen layers and heads), strongest first, with the patch outlined on the image."""
+    a = analysis_for(model, image, prompt, stage)
+    if a.grid is None:
+        raise LIVRError(a.grid_error or "no patch grid for this model")
+    rows, cols = a.grid
+    shown = display_image(a.image, 256).convert("RGB")
+    r, c = int(y * rows // shown.height), int(x * cols // shown.width)
+    if not (0 <= r < rows and 0 <= c < cols):
+        raise LIVRError("click on the image")
+    lay, hd = selection(model, layers, heads)
+    maps = {f"latent {i:02d}": m for i, m in enumerate(a.latent_maps(lay, hd, "mean", "none"))} if a.n_latents else {}
+    maps["answer row"] = a.answer_image_map(lay, hd, "mean", "none")
+    readers = {name: float(m[r, c]) for name, m in maps.items()}
+    frame = pd.DataFrame({"reader": list(readers), "attention": list(readers.values())})
+    frame = frame.sort_values("attention", ascending=False, kind="stable").reset_index(drop=True)
+    cell_w, cell_h = shown.width / cols, shown.height / rows
+    ImageDraw.Draw(shown).rectangle([c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1],
+                                    outline=(0, 255, 255), width=2)
+    top = frame.iloc[0]
+    typical = float(maps[top["reader"]].mean()) or 1.0
+    md = (f"Patch (row {r}, column {c}) of the {rows}×{cols} grid: read most by **{top['reader']}**, "
+          f"{top['attention']:.4f} of its attention ({top['attention'] / typical:.1f}× its mean over the patches).")
+    return {"markdown": md, "readers": frame, "image": shown, "patch": (r, c)}

@@ -73,3 +73,23 @@ def test_a_photo_is_named_out_of_distribution_and_synthetic_samples_are_not(coun
     reference = S._OOD_REFERENCES["demo-livr"]
     fresh = [make_sample(t, "test", 11, i) for i, t in enumerate(task_names()) for _ in range(3)]
     assert all(S.distinct_colours(s.image) <= S.OOD_MARGIN * reference for s in fresh)
+
+
+def test_reverse_lookup_and_layer_head_grid(counting_example):  # on the shipped model: its grid and readers
+    path, prompt = counting_example
+    v = S.patch_readers("demo-livr", path, prompt, "full", 50, 120)  # 192-px display of a 96-px image, 8x8 grid
+    assert v["patch"] == (5, 2) and len(v["readers"]) == 17  # 16 latents + the answer row, strongest first
+    assert v["readers"]["attention"].is_monotonic_decreasing
+    a = S.analysis_for("demo-livr", path, prompt, "full")
+    top = v["readers"].iloc[0]
+    index = int(top["reader"].split()[-1]) if top["reader"].startswith("latent") else None
+    maps = a.latent_maps(None, None, "mean", "none")
+    assert index is None or abs(maps[index][5, 2] - top["attention"]) < 1e-6
+    with pytest.raises(S.LIVRError, match="click on the image"):
+        S.patch_readers("demo-livr", path, prompt, "full", 500, 10)
+    grid = S.layer_head_grid("demo-livr", path, prompt)
+    n_layers, n_heads = S.lm_dims("demo-livr")
+    assert grid.size == (n_heads * S.GRID_CELL, n_layers * (S.GRID_CELL + S.GRID_LABEL))
+    assert S.layer_head_at("demo-livr", S.GRID_CELL * 2 + 5, (S.GRID_CELL + S.GRID_LABEL) * 3 + 5) == ("3", "2")
+    with pytest.raises(S.LIVRError):
+        S.layer_head_at("demo-livr", S.GRID_CELL * n_heads + 1, 5)

@@ -66,7 +66,8 @@ def cache_dir(*parts: str) -> Path:
     """Where livr-viz writes what nobody named a place for (app exports and samples, retrained probes, projection
     caches, default command outputs): ``$LIVR_VIZ_CACHE``, else ``$XDG_CACHE_HOME/livr-viz``, else
     ``~/.cache/livr-viz``. Never the repository."""
-    root = os.environ.get("LIVR_VIZ_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "livr-viz"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    root = os.environ.get("LIVR_VIZ_CACHE") or Path(cache_home) / "livr-viz"
     path = Path(root, *parts).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,22 @@ def on_dataset_view(model, task, n, stage, aggregation, views):
 
 
 @user_errors
+def on_patch(model, image, prompt, stage, layers, heads, evt: gr.SelectData):
+    v = S.patch_readers(model, image, prompt, stage, evt.index[0], evt.index[1], layers, heads)
+    return v["markdown"], v["image"], gr.BarPlot(value=v["readers"], sort=list(v["readers"]["reader"]))
+
+
+@user_errors
+def on_grid(model, image, prompt, stage):
+    return S.layer_head_grid(model, image, prompt, stage)
+
+
+@user_errors
+def on_grid_pick(model, evt: gr.SelectData):
+    return S.layer_head_at(model, evt.index[0], evt.index[1])
+
+
+@user_errors
 def on_compare(selected, image, prompt, stage, aggregation, opacity, views):
     table, sheet = S.compare_view(selected, image, prompt, stage, aggregation, opacity)
     views = S.record_view(views, "compare", dict(models=list(S.compare_set(selected)), prompt=prompt, stage=stage,
@@ -158,7 +174,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 stage = gr.Radio(list(S.STAGES), value="full", label="stage (mask at inference)")
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 example_gallery = gr.Gallery([(p, Path(p).stem) for p in examples], label="examples (click one)",
-                                             columns=4, height=260, allow_preview=False, elem_id="examples")
+                                             columns=4, height="auto", allow_preview=False, elem_id="examples")
             with gr.Column(scale=2):
                 answer = gr.Markdown("Upload an image or press *new sample*, then **Run**.", elem_id="answer")
                 probs = gr.Label(label="choice probabilities", num_top_classes=8)
@@ -175,6 +191,17 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=4,
                                              height="auto", object_fit="contain", elem_id="latent-gallery")
                         bars = gr.BarPlot(x="latent", y="attention", title="answer → latent attention", height=220)
+                        with gr.Accordion("who reads this patch? click a patch of the input", open=False):
+                            patch_md = gr.Markdown("Run, then click the input image above to pick a patch.")
+                            patch_image = gr.Image(label="the patch", interactive=False, height=220,
+                                                   elem_id="patch-image")
+                            patch_bars = gr.BarPlot(x="reader", y="attention", title="attention to the patch",
+                                                    height=220, elem_id="patch-bars")
+                        with gr.Accordion("layer × head grid: click a thumbnail to show that layer and head",
+                                          open=False):
+                            grid_btn = gr.Button("draw the grid", elem_id="grid-button")
+                            grid_image = gr.Image(label="latents' mean map per layer (rows) and head (columns)",
+                                                  interactive=False, elem_id="layer-head-grid")
                         with gr.Accordion("dataset view: the same maps over many samples of a task", open=False):
                             with gr.Row():
                                 dataset_n = gr.Slider(*S.DATASET_VIEW_SAMPLES, value=16, step=1, label="samples")
@@ -247,7 +274,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, dataset_md, dataset_gallery, dataset_table, compare_table,
+        results = [answer, probs, gallery, bars, patch_image, patch_bars, grid_image, dataset_md, dataset_gallery, dataset_table, compare_table,
                    compare_sheet, token_plot, probe_md, probe_plot, probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
                    ablate_effects, mask_plot, export_file, views]
 
@@ -266,6 +293,12 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
         example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False)
         template.change(on_template, [template, model], [prompt], api_name=False)
+        preview.select(on_patch, [model, image, prompt, stage, layers, heads], [patch_md, patch_image, patch_bars],
+                       api_name=False, **MODEL_EVENTS)
+        grid_btn.click(on_grid, [model, image, prompt, stage], [grid_image], api_name="layer_head_grid",
+                       **MODEL_EVENTS)
+        grid_image.select(on_grid_pick, [model], [layers, heads], api_name=False).then(
+            on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
         dataset_btn.click(on_dataset_view, [model, task, dataset_n, stage, aggregation, views],
                           [dataset_md, dataset_gallery, dataset_table, views], api_name="dataset_view", **MODEL_EVENTS)
         compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity, views],
