@@ -1,9 +1,12 @@
 """A real browser (Debian chromium via Playwright) drives the app: upload, run, every tab, screenshots."""
 
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from livr_viz.data import make_sample
 
@@ -43,6 +46,17 @@ def test_upload_run_and_every_tab(page):
     page.locator("#latent-gallery img").first.wait_for()
     assert page.locator("#latent-gallery img").count() >= 16
     page.screenshot(path=str(ARTIFACTS / "01-latent-attention.png"), full_page=True)
+    tile = np.asarray(Image.open(io.BytesIO(page.request.get(
+        page.locator("#latent-gallery img").first.get_attribute("src")).body())).convert("RGB")).astype(int)
+    assert (np.abs(tile - [51, 255, 76]).sum(-1) < 12).sum() > 100  # the counted shapes' evidence, outlined
+    ramp = tile[-15]  # the colour bar under the tile: dark at 0, bright at the top of its scale
+    assert ramp[:3].sum() < 150 and ramp[-3:].sum() > 1200
+
+    page.get_by_text("who reads this patch?").click()  # reverse lookup: click a patch of the input
+    page.locator("#preview img").click(position={"x": 60, "y": 140})
+    page.get_by_text("Patch (row").wait_for()
+    page.locator("#patch-image img").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "01b-reverse-lookup.png"), full_page=True)
 
     for shot, tab, button, done in (
             ("02-compare", "Compare", "#compare", "#compare-sheet img"),

@@ -165,7 +165,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 model = gr.Dropdown(list(S.DEMO_MODELS), value=default_model, allow_custom_value=True,
                                     label="model (demo name, local path or hub id)")
                 image = gr.File(label="image", file_types=["image"], type="filepath", elem_id="image-input")
-                preview = gr.Image(label="input", interactive=False, height=220)
+                preview = gr.Image(label="input (after Run: click a patch to see who reads it)", interactive=False,
+                                   height=220, elem_id="preview")
                 with gr.Row():
                     task = gr.Dropdown(S.task_names(), value="counting", label="task")
                     new = gr.Button("new sample", elem_id="new-sample")
@@ -174,7 +175,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 stage = gr.Radio(list(S.STAGES), value="full", label="stage (mask at inference)")
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 example_gallery = gr.Gallery([(p, Path(p).stem) for p in examples], label="examples (click one)",
-                                             columns=4, height="auto", allow_preview=False, elem_id="examples")
+                                             columns=3, height="auto", allow_preview=False, elem_id="examples")
             with gr.Column(scale=2):
                 answer = gr.Markdown("Upload an image or press *new sample*, then **Run**.", elem_id="answer")
                 probs = gr.Label(label="choice probabilities", num_top_classes=8)
@@ -189,7 +190,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                      label="normalisation")
                             opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="opacity")
                         gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=4,
-                                             height="auto", object_fit="contain", elem_id="latent-gallery")
+                                             format="png", height="auto", object_fit="contain",
+                                             elem_id="latent-gallery")
                         bars = gr.BarPlot(x="latent", y="attention", title="answer → latent attention", height=220)
                         with gr.Accordion("who reads this patch? click a patch of the input", open=False):
                             patch_md = gr.Markdown("Run, then click the input image above to pick a patch.")
@@ -207,7 +209,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                 dataset_n = gr.Slider(*S.DATASET_VIEW_SAMPLES, value=16, step=1, label="samples")
                                 dataset_btn = gr.Button("average over samples of the task", elem_id="dataset-view")
                             dataset_md = gr.Markdown()
-                            dataset_gallery = gr.Gallery(label="mean latent → image attention", columns=4,
+                            dataset_gallery = gr.Gallery(label="mean latent → image attention", columns=4, format="png",
                                                          height="auto", object_fit="contain",
                                                          elem_id="dataset-gallery")
                             dataset_table = gr.Dataframe(label="per latent, over the samples")
@@ -253,7 +255,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                           label="latents to switch off")
                         with gr.Row():
                             ablate_mode = gr.Radio(list(S.ABLATIONS), value="zero", label="mode")
-                            ablate_layer = gr.Slider(-1, n_layers - 1, value=-1, step=1, label="after layer (-1 = embeddings)")
+                            ablate_layer = gr.Slider(-1, n_layers - 1, value=-1, step=1,
+                                                     label="after layer (-1 = embeddings)")
                         ablate_btn = gr.Button("ablate", elem_id="ablate")
                         ablate_md = gr.Markdown()
                         ablate_plot = gr.BarPlot(x="choice", y="probability", color="when", title="before / after",
@@ -274,12 +277,13 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, patch_image, patch_bars, grid_image, dataset_md, dataset_gallery, dataset_table, compare_table,
-                   compare_sheet, token_plot, probe_md, probe_plot, probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot,
-                   ablate_effects, mask_plot, export_file, views]
+        results = [answer, probs, gallery, bars, patch_md, patch_image, patch_bars, grid_image, dataset_md,
+                   dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
+                   probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot, ablate_effects,
+                   mask_plot, export_file, views]
 
         def clear_results():
-            return [STALE if c is answer else ({} if c is views else None) for c in results]
+            return [STALE if c in (answer, patch_md) else ({} if c is views else None) for c in results]
 
         for control in (image, prompt, model):
             control.change(clear_results, None, results, api_name=False, queue=False)
