@@ -91,6 +91,7 @@ class DeletionResult:
     answer: str  # the option predicted on the intact image: its probability is what the curves track
     grid: tuple[int, int]
     maps: dict[str, np.ndarray]  # method -> [rows, cols]
+    orders: dict[str, np.ndarray]  # method -> [rows * cols] flat patch indices, most important first
     curves: dict[str, DeletionCurve]
     evidence: EvidenceOcclusion | None = None
     notes: list[str] = field(default_factory=list)
@@ -351,7 +352,7 @@ def deletion_curves(lm, image, prompt: str, options: Sequence[str] | None = None
         else:
             notes.append(f"evidence test skipped: the evidence touches {inside.sum()} of {inside.size} patches, "
                          "leaving no equal area outside it")
-    return DeletionResult(pil, prompt, options, options[target], grid, maps, curves, test, notes)
+    return DeletionResult(pil, prompt, options, options[target], grid, maps, orders, curves, test, notes)
 
 
 # ---------------------------------------------------------------------------------------------- many items
