@@ -278,11 +278,12 @@ def answer_format_of(model_name: str) -> str:
     return POOL.get(model_name).config.answer_format
 
 
-def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word"):
+def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word",
+               seed: int = 777):
     """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
     resolve_tasks([task])
     index = int(time.time_ns() % 1_000_000) if index is None else index
-    sample = make_sample(task, "test", 777, index, answer_format=answer_format)
+    sample = make_sample(task, "test", seed, index, answer_format=answer_format)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{sample.id}.png"
@@ -479,18 +480,35 @@ def token_map_view(model, image, prompt, stage, method, layer, scope, n_samples,
         points = points_from_capture(a.capture, layer, 0)
         color_by = "segment"
     else:
-        tasks = task_names()
         n = int(n_samples)
         if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
             raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
-        fmt = answer_format_of(model)
-        items = [make_sample(tasks[i % len(tasks)], "test", 0, i // len(tasks), answer_format=fmt) for i in range(n)]
+        items = [make_sample(*token_map_item(i), answer_format=answer_format_of(model)) for i in range(n)]
         points = dataset_points(POOL.get(model), items, layer, stage, progress=progress)
         if color_by != "segment" and color_by not in points.labels:
             keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
             raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or {', '.join(keys[:6])}")
     xy = project(points.vectors, method, cache_dir=scratch_dir() / "projections")
     return tokenmap_figure_plotly(points, xy, color_by, f"{method} of layer {layer} hidden states ({scope})")
+
+
+def token_map_item(index: int) -> tuple[str, str, int, int]:
+    """(task, split, seed, index) of the dataset token map's ``index``-th sample: the tasks in turn."""
+    tasks = task_names()
+    return tasks[index % len(tasks)], "test", 0, index // len(tasks)
+
+
+def token_map_sample(model: str, index) -> tuple[str, str]:
+    """Linked views: the dataset token map's sample ``index`` (or ``"index:nonce"`` from a click) as the app's input
+    (path, prompt)."""
+    try:
+        index = int(str(index).split(":")[0])
+    except ValueError:
+        raise LIVRError(f"not a sample index: {index!r}") from None
+    if not 0 <= index < TOKEN_MAP_SAMPLES[1]:
+        raise LIVRError(f"sample index must be in 0..{TOKEN_MAP_SAMPLES[1] - 1}")
+    task, _, seed, i = token_map_item(index)
+    return new_sample(task, scratch_dir() / "samples", i, answer_format_of(model), seed=seed)
 
 
 PROBE_TRAIN_SAMPLES = 120  # per task, when the app trains a probe that is not bundled

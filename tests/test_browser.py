@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livr_viz.data import make_sample
+from livr_viz.data import make_sample, task_names
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -68,6 +68,21 @@ def test_upload_run_and_every_tab(page):
         page.locator(button).click()
         page.locator(done).first.wait_for()
         page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+
+    page.get_by_role("tab", name="Token map").click()  # linked views: a point of the dataset map loads its sample
+    page.locator("#token-scope").get_by_label("dataset").check()
+    page.locator("#token-map").click()
+    page.get_by_text("hidden states (dataset)").wait_for()
+    page.wait_for_timeout(1500)
+    task = task_names()[4]  # the map's sample 4 is the fifth task's first test sample
+    assert page.evaluate("""() => document.querySelector('#token-plot .js-plotly-plot').data
+                                    .some(trace => trace.customdata.includes(4))""")
+    page.evaluate("""() => document.querySelector('#token-plot .js-plotly-plot')
+                             .emit('plotly_click', {points: [{customdata: 4}]})""")  # what plotly sends on a click
+    page.wait_for_function(f"document.querySelector('#prompt textarea').value.includes("
+                           f"{make_sample(task, 'test', 0, 0).prompt.splitlines()[0]!r})")
+    assert task in page.locator("#image-input").inner_text()  # and its image
+    page.screenshot(path=str(ARTIFACTS / "03b-linked-token-map.png"), full_page=True)
 
     page.get_by_role("tab", name="How it works").click()
     page.locator("#mask").click()

@@ -93,3 +93,17 @@ def test_reverse_lookup_and_layer_head_grid(counting_example):  # on the shipped
     assert S.layer_head_at("demo-livr", S.GRID_CELL * 2 + 5, (S.GRID_CELL + S.GRID_LABEL) * 3 + 5) == ("3", "2")
     with pytest.raises(S.LIVRError):
         S.layer_head_at("demo-livr", S.GRID_CELL * n_heads + 1, 5)
+
+
+def test_token_map_points_are_linked_to_their_samples():
+    from livr_viz.data import make_sample
+
+    path, prompt = S.token_map_sample("demo-livr", "4:1733059200000")  # what a click on a point sends
+    task, split, seed, index = S.token_map_item(4)
+    assert path.endswith(f"{task}-{split}-{seed}-{index}-word.png") and prompt == make_sample(task, split, seed,
+                                                                                             index).prompt
+    assert S.synthetic_sample_for(path, prompt) is not None  # the loaded sample keeps its ground truth
+    with pytest.raises(S.LIVRError):
+        S.token_map_sample("demo-livr", "abc")
+    with pytest.raises(S.LIVRError):
+        S.token_map_sample("demo-livr", 999)

@@ -18,6 +18,21 @@ import gradio as gr
 from livr_viz import service as S
 
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=1)
+# linked views: a click on a point of the token map writes its sample index into the hidden #token-pick box
+LINK_TOKEN_MAP = """() => {
+  const attach = (tries) => {
+    const plot = document.querySelector('#token-plot .js-plotly-plot');
+    if (!plot || !plot.on) { if (tries > 0) setTimeout(() => attach(tries - 1), 300); return; }
+    if (plot.dataset.linked) return;
+    plot.dataset.linked = '1';
+    plot.on('plotly_click', (event) => {
+      const box = document.querySelector('#token-pick textarea');
+      box.value = event.points[0].customdata + ':' + Date.now();  // a new value each click: a change event
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    });
+  };
+  attach(40);
+}"""
 STALE = "Inputs changed: press **Run** for this image, prompt and model."
 HOW_IT_WORKS = """
 **LIVR** inserts K learned *latent tokens* between the prompt and the answer: `image · prompt · latents · answer`.
@@ -139,6 +154,16 @@ def on_export(model, image, prompt, stage, layers, heads, aggregation, normalisa
 
 
 @user_errors
+def on_preview(image):
+    return S.display_image(S.load_upload(image), 256) if image else None
+
+
+@user_errors
+def on_token_pick(index, model):
+    return S.token_map_sample(model, index)
+
+
+@user_errors
 def on_new_sample(task, model):
     return S.new_sample(task, S.scratch_dir() / "samples", answer_format=S.answer_format_of(model))
 
@@ -222,13 +247,16 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         with gr.Row():
                             method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
                             tlayer = gr.Slider(0, n_layers, value=n_layers, step=1, label="layer (0 = embeddings)")
-                            scope = gr.Radio(["this image", "dataset"], value="this image", label="tokens of")
+                            scope = gr.Radio(["this image", "dataset"], value="this image", label="tokens of",
+                                             elem_id="token-scope")
                         with gr.Row():
                             n_samples = gr.Slider(2, 60, value=12, step=1, label="dataset samples")
                             color_by = gr.Textbox(value="segment", label="colour by (segment, task, a concept key)")
                         token_btn = gr.Button("draw token map", elem_id="token-map")
                         token_cancel = gr.Button("cancel")
-                        token_plot = gr.Plot(label="token map")
+                        token_plot = gr.Plot(label="token map (dataset: click a point to load its sample)",
+                                             elem_id="token-plot")
+                        token_pick = gr.Textbox(visible="hidden", elem_id="token-pick")
                     with gr.Tab("Probes", id="tab-probes"):
                         with gr.Row():
                             concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model),
@@ -282,14 +310,17 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                    probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot, ablate_effects,
                    mask_plot, export_file, views]
 
-        def clear_results():
-            return [STALE if c in (answer, patch_md) else ({} if c is views else None) for c in results]
+        def clear_results(scope):
+            return [STALE if c in (answer, patch_md) else {} if c is views else
+                    gr.update() if c is token_plot and scope == "dataset" else None for c in results]
 
-        for control in (image, prompt, model):
-            control.change(clear_results, None, results, api_name=False, queue=False)
+        for control in (image, prompt):
+            control.change(clear_results, [scope], results, api_name=False, queue=False)
+        image.change(on_preview, [image], [preview], api_name=False)  # the input shown is always the input given
+        model.change(lambda: clear_results("this image"), None, results, api_name=False, queue=False)
         model.change(user_errors(S.default_concept), [model], [concept], api_name=False)
         stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
-        run.click(clear_results, None, results, api_name=False, queue=False).then(
+        run.click(clear_results, [scope], results, api_name=False, queue=False).then(
             on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS)
         for control in (aggregation, normalisation, stage):
             control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
@@ -311,6 +342,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                      color_by, views], [token_plot, views], api_name="token_map",
                                       **MODEL_EVENTS)
         token_cancel.click(None, None, None, cancels=[token_event], api_name=False)
+        token_event.then(None, None, None, js=LINK_TOKEN_MAP, api_name=False)  # a click on a point fills token_pick
+        token_pick.change(on_token_pick, [token_pick, model], [image, prompt], api_name=False)
         probe_event = probe_btn.click(on_probes, [model, concept, image, prompt, stage, retrain, views],
                                       [probe_md, probe_plot, probe_table, probe_reading, views], api_name="probes",
                                       **MODEL_EVENTS)

@@ -20,20 +20,37 @@ def color_values(points: TokenPoints, color_by: str) -> list:
     return [str(v) for v in points.labels[color_by]]
 
 
+SVG_POINTS = 4000  # up to this many points the map is drawn in SVG, beyond in WebGL
+SEGMENT_SYMBOLS = {"image": "circle", "text": "square", "latent": "diamond", "answer": "x"}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
 def tokenmap_figure_plotly(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
-    """Interactive scatter (plotly): hover shows segment, sample and position."""
+    """Interactive scatter (plotly): the marker's shape says the token type (image ● / text ■ / latent ◆ /
+    answer ✕), its colour the chosen label (``segment``, ``task`` or a concept key); hover shows type, sample,
+    position and that label; each point carries its sample index (``customdata``) so a click can load it."""
     import plotly.graph_objects as go
 
     colours = color_values(points, color_by)
+    kinds = [SEGMENT_NAMES[Segment(int(s))] for s in points.segment]
+    samples = np.array(points.labels.get("sample", [0] * len(kinds)))
+    positions = np.array(points.labels.get("position", [0] * len(kinds)))
+    values = sorted(set(colours), key=str)
+    scatter = go.Scatter if len(kinds) <= SVG_POINTS else go.Scattergl  # SVG: exact hover and click picking
     fig = go.Figure()
-    for value in sorted(set(colours), key=str):
-        keep = np.array([c == value for c in colours])
-        hover = [f"{SEGMENT_NAMES[Segment(int(s))]} · sample {smp} · pos {pos}" for s, smp, pos in
-                 zip(points.segment[keep], np.array(points.labels.get("sample", [0] * len(keep)))[keep],
-                     np.array(points.labels.get("position", [0] * len(keep)))[keep])]
-        fig.add_trace(go.Scattergl(x=xy[keep, 0], y=xy[keep, 1], mode="markers", name=str(value), text=hover,
-                                   hoverinfo="text", marker=dict(size=6, color=SEGMENT_PLOT_COLOURS.get(value),
-                                                                 opacity=0.8)))
+    for v_index, value in enumerate(values):
+        for kind, symbol in SEGMENT_SYMBOLS.items():
+            keep = np.array([c == value and k == kind for c, k in zip(colours, kinds)])
+            if not keep.any():
+                continue
+            hover = [f"{kind} · sample {smp} · pos {pos} · {color_by} {value}"
+                     for smp, pos in zip(samples[keep], positions[keep])]
+            colour = SEGMENT_PLOT_COLOURS.get(value) or PALETTE[v_index % len(PALETTE)]
+            name = f"{value} · {kind}" if color_by != "segment" else value
+            fig.add_trace(scatter(x=xy[keep, 0], y=xy[keep, 1], mode="markers", text=hover, hoverinfo="text",
+                                  customdata=samples[keep].tolist(), name=name,
+                                  marker=dict(size=7, color=colour, symbol=symbol, opacity=0.8)))
     fig.update_layout(title=title, height=480, margin=dict(l=10, r=10, t=40, b=10), legend_title=color_by,
                       xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return fig
