@@ -452,13 +452,14 @@ def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[
         tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity,
                               evidence=sample.evidence if sample is not None else None)
         sheets.append(montage(tiles, columns=8, title=model))
-        row = {"model": model, "answer": a.answer, **{f"p({k})": round(v, 3) for k, v in a.choice_probs.items()}}
-        if sample is not None:
+        row = {"model": model, "answer": a.answer}
+        if sample is not None:  # the evidence columns first: they are what the comparison is about
             maps = a.latent_maps(None, None, aggregation)
             raw = a.latent_maps(None, None, aggregation, "none")
             f = evidence_scores(maps, sample.evidence, raw)
             row.update({"truth": sample.target, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
                         "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2)})
+        row.update({f"p({k})": round(v, 3) for k, v in a.choice_probs.items()})
         rows.append(row)
     if sample is not None:
         sheets.append(montage([(evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8,

@@ -20,6 +20,14 @@ def cmd_analyze(args) -> int:
     print(f"answer: {report['answer']}")
     if report["choice_probs"]:
         print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    if args.check_backends:  # the same input under the other attention kernels, added to report.json
+        from types import SimpleNamespace
+
+        from livr_viz.methods.diagnostics import backend_lines, check_backends
+
+        report["backends"] = check_backends(lm, [SimpleNamespace(image=load_image(args.image), prompt=args.prompt)])
+        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
+        print("\n".join(backend_lines(report["backends"])))
     print(f"wrote {Path(args.out) / 'report.json'}")
     return 0
 
@@ -138,6 +146,8 @@ def add_commands(sub) -> None:
     p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--aggregation", choices=["mean", "max", "rollout"], default="mean")
     p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
+    p.add_argument("--check-backends", action="store_true",
+                   help="also rerun this input under the other attention kernels (eager / sdpa) and compare")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_analyze)
 

@@ -15,12 +15,12 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-from livr_viz.methods.diagnostics import DiagnosticReport  # noqa: E402
+from livr_viz.methods.diagnostics import DiagnosticReport
 
 SEGMENT_COLOURS = {"image": "#3b7dd8", "text": "#888888", "latent": "#e8a33c"}
 STAGE_STYLES = {"full": "-", "bottleneck": "--"}
@@ -72,15 +72,14 @@ def effect_attention_figure(report: DiagnosticReport):
         drop = section["latents"]["drop"]["average"]
         y = np.asarray(drop["mean"])
         err = None if drop["ci95"] is None else np.abs(np.asarray(drop["ci95"]) - y)
-        for key, marker in (("image", "o"), ("evidence", "s")):
+        for key, marker, colour in (("image", "o", SEGMENT_COLOURS["image"]), ("evidence", "s", "#c0392b")):
             summary = section["latents"].get(key)
             if summary is None:
                 continue
             x = np.asarray(summary["average"]["mean"])
             rho = section["spearman"][key]["rho"]
             label = f"on {key} (ρ = {'n/a' if rho is None else f'{rho:+.2f}'})"
-            ax.errorbar(x, y, yerr=err, fmt=marker, ms=4, capsize=2, color=SEGMENT_COLOURS["image" if key == "image"
-                                                                                           else "latent"], label=label)
+            ax.errorbar(x, y, yerr=err, fmt=marker, ms=4, capsize=2, color=colour, label=label)
             if key == "image":
                 for i, (xi, yi) in enumerate(zip(x, y)):
                     ax.annotate(str(i), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -173,12 +172,12 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto
 def diagnostics_html(report: DiagnosticReport) -> str:
     """The whole report as one self-contained HTML page (no external files or scripts)."""
     s = report.settings
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz diagnosis</title>"
-             f"<style>{STYLE}</style></head><body><h1>Is the model really using its latents?</h1>",
-             f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))});"
-             f" items digest <code>{html.escape(s['items_digest'])}</code>; torch "
-             f"{html.escape(report.environment.get('torch', '?'))}, transformers "
-             f"{html.escape(report.environment.get('transformers', '?'))}.</p>"]
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz diagnosis</title>"
+              f"<style>{STYLE}</style></head><body><h1>Is the model really using its latents?</h1>"),
+             (f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))})"
+              f"; items digest <code>{html.escape(s['items_digest'])}</code>; torch "
+              f"{html.escape(report.environment.get('torch', '?'))}, transformers "
+              f"{html.escape(report.environment.get('transformers', '?'))}.</p>")]
     for name, entry in report.models.items():
         info = entry["info"]
         parts.append(f"<h2>{html.escape(name)}</h2><p>variant {html.escape(info['variant'])}, K = {info['n_latents']},"

@@ -48,17 +48,19 @@ def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", op
 
 
 def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "") -> Image.Image:
-    """One image of labelled tiles (for side-by-side comparison and export)."""
+    """One image of labelled tiles (for side-by-side comparison and export): each ``tile`` px wide, its aspect
+    kept, captioned with the caption's first part (``latent 3`` of ``latent 3 · image 26% · …``)."""
     rows = -(-len(tiles) // columns)
+    height = max((round(tile * img.height / img.width) for img, _ in tiles), default=tile)
     head = 14 if title else 0
-    sheet = Image.new("RGB", (columns * tile, head + rows * (tile + 12)), (255, 255, 255))
+    sheet = Image.new("RGB", (columns * tile, head + rows * (height + 12)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((3, 1), title, fill=(0, 0, 0))
     for i, (img, caption) in enumerate(tiles):
-        x, y = (i % columns) * tile, head + (i // columns) * (tile + 12)
-        sheet.paste(img.resize((tile - 2, tile - 2)), (x + 1, y + 12))
-        draw.text((x + 2, y), caption, fill=(0, 0, 0))
+        x, y = (i % columns) * tile, head + (i // columns) * (height + 12)
+        sheet.paste(img.resize((tile - 2, round((tile - 2) * img.height / img.width)), Image.LANCZOS), (x + 1, y + 12))
+        draw.text((x + 2, y), caption.split(" · ")[0], fill=(0, 0, 0))
     return sheet
 
 

@@ -1,0 +1,57 @@
+"""``livr-viz diagnose``: is the model really using its latents? (the §4.6 table, attention flow per layer,
+per-latent effects, optionally the attention-kernel check), as JSON and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import sys
+
+from livr_viz.cli.common import MODEL_HELP
+
+
+def _progress():
+    """Progress on stderr: one updating line on a terminal, a line per section in a log."""
+    shown = {"message": None}
+
+    def report(fraction: float, message: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r[{100 * fraction:5.1f} %] {message:<50}", end="" if fraction < 1 else "\n", file=sys.stderr,
+                  flush=True)
+        elif message != shown["message"]:
+            shown["message"] = message
+            print(f"[{100 * fraction:5.1f} %] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_diagnose(args) -> int:
+    from livr_viz.service import diagnose_models
+
+    effects = {} if args.effect_n is None else {"effect_per_task": args.effect_n or None}  # 0 = every question
+    report = diagnose_models([args.model, *args.compare], args.tasks, args.n, args.seed, args.json, args.html,
+                             _progress(), batch_size=args.batch_size, check_backends=args.check_backends, **effects)
+    print("\n".join(report.summary_lines()))
+    for path in (args.json, args.html):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("diagnose", help="is the model really using its latents? §4.6 table with 95 %% CIs, attention "
+                                        "flow per layer, per-latent effect vs attention (JSON + HTML, resumable)")
+    p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
+    p.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
+                   help="more models, diagnosed on the same questions and compared with --model")
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n", type=int, default=50, help="test questions per task")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--json", default=None, help="write the report here; an existing one is resumed (finished "
+                                                "sections are skipped)")
+    p.add_argument("--html", default=None, help="write a self-contained HTML page (tables and figures) here")
+    p.add_argument("--batch-size", type=int, default=32, help="questions per forward pass")
+    p.add_argument("--effect-n", type=int, default=None,
+                   help="questions per task for the per-latent effects, which cost K forwards per batch (default: "
+                        "the library's EFFECT_PER_TASK, 10); 0 = all")
+    p.add_argument("--check-backends", action="store_true",
+                   help="also rerun the captures under the other attention kernels (eager / sdpa) and compare")
+    p.set_defaults(func=cmd_diagnose)
