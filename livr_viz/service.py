@@ -847,3 +847,62 @@ def patch_readers(model, image, prompt, stage, x: float, y: float, layers=None, 
     md = (f"Patch (row {r}, column {c}) of the {rows}×{cols} grid: read most by **{top['reader']}**, "
           f"{top['attention']:.4f} of its attention ({top['attention'] / typical:.1f}× its mean over the patches).")
     return {"markdown": md, "readers": frame, "image": shown, "patch": (r, c)}
+
+
+DIAGNOSTIC_SAMPLES = (2, 100)  # per task, in the app (the CLI takes any N)
+DELETION_ITEMS = 3  # questions per model for the deletion / insertion curves in the app
+DELETION_METHODS = ("latent_mean", "answer", "saliency", "random")  # IG costs ~20x more forwards: CLI only
+
+
+def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) -> dict:
+    """The Diagnostics tab: :func:`diagnose_models` on the chosen models, then the table (one row per model:
+    the verdict, accuracy under each condition of the paper's table, answer → latent attention), the flow per
+    layer, the per-latent effect-vs-attention scatter, deletion / insertion AUCs of each explanation on a few
+    questions, and the redundancy of the first latent model's maps."""
+    from livr_viz.methods.deletion import deletion_report
+    from livr_viz.methods.geometry import latent_redundancy
+    from livr_viz.views.deletion import deletion_summary_figure, summary_markdown
+    from livr_viz.views.diagnostics import effect_attention_figure, flow_figure
+    from livr_viz.views.geometry import redundancy_figure
+
+    names = [names] if isinstance(names, str) else list(names or [])
+    if not DIAGNOSTIC_SAMPLES[0] <= int(n) <= DIAGNOSTIC_SAMPLES[1]:
+        raise LIVRError(f"questions per task must be between {DIAGNOSTIC_SAMPLES[0]} and {DIAGNOSTIC_SAMPLES[1]} "
+                        "in the app (`livr-viz diagnose` takes any number)")
+    tick = progress or (lambda fraction, desc=None: None)
+    report = diagnose_models(names, tasks, int(n), seed, progress=lambda f, m="": tick(0.8 * f, desc=m),
+                             effect_per_task=min(int(n), 10))
+    rows = []
+    for name in names:
+        table = report.section(name, "table")
+        row = {"model": name, "uses its latents": table.get("verdict", {}).get("answer", "n/a")}
+        for condition, value in table.get("conditions", {}).items():
+            row[f"{condition} %"] = round(100 * value["average"]["mean"], 1)
+        attention = table.get("answer_latent_attention")
+        row["answer → latents"] = round(attention["average"]["mean"], 3) if attention else None
+        rows.append(row)
+    task_list = resolve_tasks(tasks)
+    items = SyntheticTaskDataset(task_list, "test", -(-DELETION_ITEMS // len(task_list)), seed + 1,
+                                 answer_format=POOL.get(names[0]).config.answer_format)
+    picked = [items[i] for i in range(min(DELETION_ITEMS, len(items)))]
+    summaries = []
+    for k, name in enumerate(names):
+        tick(0.8 + 0.15 * k / len(names), desc=f"deletion curves: {name}")
+        summaries.append(deletion_report(POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8,
+                                         model=name).summary)
+    latent_models = [name for name in names if POOL.get(name).config.n_latents]
+    redundancy, note = None, "no model with latents: no redundancy matrix"
+    if latent_models:
+        first = picked[0]
+        a = run_analysis(POOL.get(latent_models[0]), first.image, first.prompt)
+        result = latent_redundancy(a.latent_maps(None, None, "mean", "none"))
+        redundancy = redundancy_figure(result)
+        note = (f"{latent_models[0]} on `{first.id}`: effective number of distinct latents "
+                f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}")
+    tick(1.0, desc="done")
+    md = ("```\n" + "\n".join(report.summary_lines()) + "\n```\n\n" + f"Redundancy: {note}.\n\n"
+          f"Deletion / insertion on {len(picked)} questions (occluded with the suite's mean colour; lower deletion "
+          f"AUC / higher insertion AUC = more faithful):\n\n" + summary_markdown(summaries))
+    return {"markdown": md, "table": pd.DataFrame(rows), "flow": flow_figure(report),
+            "effects": effect_attention_figure(report), "deletion": deletion_summary_figure(summaries),
+            "redundancy": redundancy, "report": report.to_dict()}

@@ -129,3 +129,11 @@ def test_free_form_questions_get_a_short_answer_and_user_text_stays_inert(client
     assert not label or not label.get("confidences")  # no probability bar of a special token
     # the ground truth is the sample's only for its own question
     assert "ground truth" not in md
+
+
+def test_diagnostics_tab(client):
+    md, table, flow, effects, deletion, redundancy = client.predict(
+        ["demo-livr", "demo-sft"], "counting", 2, api_name="/diagnose")
+    assert "uses its latents" in md and "Deletion / insertion" in md and "effective number" in md
+    assert [row[0] for row in table["data"]] == ["demo-livr", "demo-sft"]
+    assert all(fig["type"] == "matplotlib" for fig in (flow, effects, deletion, redundancy))

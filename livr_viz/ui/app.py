@@ -159,6 +159,16 @@ def on_preview(image):
 
 
 @user_errors
+def on_diagnose(models, tasks, n, views, progress=gr.Progress()):
+    v = S.diagnostics_view(models, tasks, n, progress=lambda f, desc=None: progress(f, desc=desc))
+    views = S.record_view(views, "diagnostics", dict(models=models, tasks=tasks, n=n),
+                          {"flow": v["flow"], "effects": v["effects"], "deletion": v["deletion"],
+                           **({"redundancy": v["redundancy"]} if v["redundancy"] is not None else {})},
+                          {"table": v["table"], "report": v["report"]})
+    return v["markdown"], v["table"], v["flow"], v["effects"], v["deletion"], v["redundancy"], views
+
+
+@user_errors
 def on_token_pick(index, model):
     return S.token_map_sample(model, index)
 
@@ -292,6 +302,24 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         ablate_effects = gr.BarPlot(x="latent", y="change",
                                                     title="change of the answer's probability, each latent alone",
                                                     height=220)
+                    with gr.Tab("Diagnostics", id="tab-diagnostics"):
+                        gr.Markdown("Is the model really using its latents? The paper's table (standard, bottleneck "
+                                    "mask at test time, latents blinded, latents removed) with 95 % intervals, "
+                                    "where attention flows per layer, each latent's causal effect against its "
+                                    "attention, how faithful each explanation is under deletion, and how redundant "
+                                    "the latents' maps are. `livr-viz diagnose` runs the same at any size.")
+                        with gr.Row():
+                            diag_models = gr.CheckboxGroup(list(S.DEMO_MODELS), label="models",
+                                                           value=list(S.compare_set(default_model)))
+                            diag_tasks = gr.Dropdown(["all", *S.task_names()], value="all", label="tasks")
+                            diag_n = gr.Slider(*S.DIAGNOSTIC_SAMPLES, value=5, step=1, label="questions per task")
+                        diag_btn = gr.Button("diagnose", elem_id="diagnose")
+                        diag_md = gr.Markdown()
+                        diag_table = gr.Dataframe(label="per model")
+                        diag_flow = gr.Plot(label="attention flow per layer")
+                        diag_effects = gr.Plot(label="per-latent effect vs attention")
+                        diag_deletion = gr.Plot(label="deletion / insertion AUC per explanation")
+                        diag_redundancy = gr.Plot(label="redundancy of the latents' maps")
                     with gr.Tab("How it works", id="tab-how"):
                         gr.Markdown(HOW_IT_WORKS)
                         mask_btn = gr.Button("draw the mask of this input", elem_id="mask")
@@ -352,6 +380,9 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                        [attr_image, attr_bars, attr_md, views], api_name="attribution", **MODEL_EVENTS)
         ablate_btn.click(on_ablation, [model, image, prompt, stage, ablate_latents, ablate_mode, ablate_layer, views],
                          [ablate_md, ablate_plot, ablate_effects, views], api_name="ablation", **MODEL_EVENTS)
+        diag_btn.click(on_diagnose, [diag_models, diag_tasks, diag_n, views],
+                       [diag_md, diag_table, diag_flow, diag_effects, diag_deletion, diag_redundancy, views],
+                       api_name="diagnose", **MODEL_EVENTS)
         mask_btn.click(on_mask, [model, image, prompt, stage, views], [mask_plot, views], api_name="mask",
                        **MODEL_EVENTS)
         export_btn.click(on_export, view_inputs + [views], [export_file], api_name="export", **MODEL_EVENTS)
