@@ -45,21 +45,22 @@ def _states(lm, batch, stage, blind):
     return hidden, logits
 
 
+def _pair_states(lm, impl, stage, blind):
+    """Two inputs that differ only in the image, under ``impl``: (batch, hidden / logits of one, of the other)."""
+    install_capture(lm.base_model, impl)
+    b1, b2 = _pair(lm)
+    return b1, _states(lm, b1, stage, blind), _states(lm, b2, stage, blind)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_bottleneck_with_blind_latents_makes_answer_independent_of_image(wrapped, impl):
-    install_capture(wrapped.base_model, impl)
-    b1, b2 = _pair(wrapped)
-    _, l1 = _states(wrapped, b1, "bottleneck", True)
-    _, l2 = _states(wrapped, b2, "bottleneck", True)
+    _, (_, l1), (_, l2) = _pair_states(wrapped, impl, "bottleneck", True)
     assert torch.allclose(l1, l2, atol=1e-5), (l1 - l2).abs().max()
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_bottleneck_text_invariant_latents_see_image(wrapped, impl):
-    install_capture(wrapped.base_model, impl)
-    b1, b2 = _pair(wrapped)
-    h1, _ = _states(wrapped, b1, "bottleneck", False)
-    h2, _ = _states(wrapped, b2, "bottleneck", False)
+    b1, (h1, _), (h2, _) = _pair_states(wrapped, impl, "bottleneck", False)
     seg = b1.segments
     diff = (h1 - h2).abs()
     positions = torch.arange(seg.shape[1]).expand_as(seg)
@@ -74,25 +75,19 @@ def test_bottleneck_text_invariant_latents_see_image(wrapped, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_full_stage_answer_sees_image(wrapped, impl):
-    install_capture(wrapped.base_model, impl)
-    b1, b2 = _pair(wrapped)
-    _, l1 = _states(wrapped, b1, "full", False)
-    _, l2 = _states(wrapped, b2, "full", False)
+    _, (_, l1), (_, l2) = _pair_states(wrapped, impl, "full", False)
     assert (l1 - l2).abs().max() > 1e-4
 
 
 def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch):
     """The measured transformers-5 gotcha: eager *adds* a bool mask. Our invariance check must fail then."""
     lm = _wrap("llava")
-    install_capture(lm.base_model, "eager")
 
     def bool_mask(segments, stage="full", block_latent_image=False, dtype=torch.float32):
         return masks_module.allowed_attention(segments, stage, block_latent_image).unsqueeze(1)
 
     monkeypatch.setattr("livr_viz.core.model.attention_mask_4d", bool_mask)
-    b1, b2 = _pair(lm)
-    _, l1 = _states(lm, b1, "bottleneck", True)
-    _, l2 = _states(lm, b2, "bottleneck", True)
+    _, (_, l1), (_, l2) = _pair_states(lm, "eager", "bottleneck", True)
     assert (l1 - l2).abs().max() > 1e-5, "a boolean mask did not leak: the leakage tests would be toothless"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from livr_viz.cli import data, diagnose, engine, models, training
+from livr_viz.cli import data, diagnose, engine, models, sweep, training
 from livr_viz.cli.common import _quiet_transformers, finish_help, repo_tool
 from livr_viz.core.errors import LIVRError
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_commands(sub)
     engine.add_commands(sub)
     diagnose.add_commands(sub)
+    sweep.add_commands(sub)
     p = sub.add_parser("bench", help="benchmarks (ratios measured side by side); results for BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="small sizes and fewer repeats")
     p.add_argument("--json", default=None, help="write results here")
