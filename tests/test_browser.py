@@ -94,3 +94,21 @@ def test_upload_run_and_every_tab(page):
     for name in ("01-latent-attention", "02-compare", "03-token-map", "04-probes", "05-attribution", "06-ablation",
                  "07-how-it-works"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_waiting_user_sees_the_queue_position(page, app_url):
+    """Model events run one at a time: while one user's diagnosis runs, another's Run shows its place in the queue."""
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = context.new_page()
+    other.set_default_timeout(120_000)
+    other.goto(app_url)
+    page.get_by_role("tab", name="Diagnostics").click()
+    page.locator("#diagnose").click()
+    other.locator("#image-input input[type=file]").set_input_files(str(ARTIFACTS.parent / "assets" / "examples" /
+                                                                       "counting-test-0-0-word.png"))
+    other.locator("#prompt textarea").fill(make_sample("counting", "test", 0, 0).prompt)
+    other.wait_for_timeout(800)
+    other.locator("#run").click()
+    other.get_by_text("queue: 1/").first.wait_for()
+    other.get_by_text("Answer:").wait_for()  # and is served once the diagnosis is done
+    context.close()
