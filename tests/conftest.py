@@ -1,4 +1,5 @@
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -7,6 +8,8 @@ import torch
 from PIL import Image
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# what the app and commands write where nobody named a place (exports, retrained probes, caches): not ~/.cache
+os.environ.setdefault("LIVR_VIZ_CACHE", tempfile.mkdtemp(prefix="livr-viz-test-cache-"))
 warnings.filterwarnings("ignore", category=FutureWarning)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -32,6 +35,37 @@ def demo_model():
     from livr_viz.core.model import load_model
 
     return load_model("demo-livr")
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory):
+    """A random backbone with the bundled one's layout (96 px, 8 x 8 patches, 4 LM layers, K = 16) at a tenth of its
+    size, and a checkpoint of every variant on it: {"base": dir, "livr": dir, "latents_only": dir, "sft": dir}."""
+    from livr_viz.core.model import VARIANTS, LIVRModel
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+
+    root = tmp_path_factory.mktemp("tiny")
+    sizes = DemoBackboneConfig(vision_hidden=32, vision_layers=2, vision_heads=2, text_hidden=64, text_heads=4,
+                               text_intermediate=128)
+    paths = {"base": str(save_demo_backbone(root / "base", sizes))}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for variant in VARIANTS:
+            lm = LIVRModel.from_backbone(paths["base"], variant=variant)
+            with torch.no_grad():  # LoRA's B starts at zero: random adapter weights make it live, as after training
+                for p in lm.model.parameters():
+                    if p.requires_grad:
+                        p.add_(0.02 * torch.randn_like(p))
+            paths[variant] = str(lm.save(root / variant))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_paths):
+    """The tiny LIVR checkpoint of ``tiny_paths`` (loaded once per session, never mutated by tests)."""
+    from livr_viz.core.model import load_model
+
+    return load_model(tiny_paths["livr"])
 
 
 def _free_port() -> int:

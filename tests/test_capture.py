@@ -1,4 +1,4 @@
-"""Row capture equals output_attentions (eager) on the demo model and every family; hooks are scoped."""
+"""Row capture equals output_attentions (eager) on a saved checkpoint and every family; hooks are scoped."""
 
 import numpy as np
 import pytest
@@ -23,13 +23,13 @@ def _reference_rows(lm, batch, stage, rows):
     return torch.stack([full[:, b][:, :, rows[b]] for b in range(rows.shape[0])], 1)
 
 
-@pytest.mark.parametrize("name", ["demo", *sorted(TINY_BUILDERS)])
+@pytest.mark.parametrize("name", ["checkpoint", *sorted(TINY_BUILDERS)])
 @pytest.mark.parametrize("stage", ["full", "bottleneck"])
-def test_capture_matches_output_attentions(name, stage):
-    if name == "demo":
+def test_capture_matches_output_attentions(name, stage, tiny_paths):
+    if name == "checkpoint":
         from livr_viz.core.model import load_model
 
-        lm, size = load_model("demo-livr"), (96, 96)
+        lm, size = load_model(tiny_paths["livr"]), (96, 96)
     else:
         model, processor = TINY_BUILDERS[name]()
         lm, size = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=4), (40, 56)

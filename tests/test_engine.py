@@ -1,5 +1,5 @@
-"""Engine pieces on the demo model and tiny configs: analysis report, interventions, probes, token maps,
-attribution, faithfulness."""
+"""Engine pieces on tiny random models (the bundled ones where their training is the subject): analysis report,
+interventions, probes, token maps, attribution, faithfulness."""
 
 import json
 import subprocess
@@ -24,6 +24,7 @@ from livr_viz.methods.probes import (
     run_probes,
 )
 from livr_viz.methods.tokenmap import _CACHE, points_from_capture, project
+from livr_viz.views.probes import save_probe_curves
 
 
 def test_parse_choices():
@@ -34,9 +35,9 @@ def test_parse_choices():
     assert parse_choices("Options: red.") == []  # one option is no choice
 
 
-def test_analysis_rows_and_views(demo_model):
-    s = make_sample("counting", "test", 0, 0, answer_format=demo_model.config.answer_format)
-    a = run_analysis(demo_model, s.image, s.prompt)
+def test_analysis_rows_and_views(tiny_model):
+    s = make_sample("counting", "test", 0, 0, answer_format=tiny_model.config.answer_format)
+    a = run_analysis(tiny_model, s.image, s.prompt)
     assert set(a.choice_probs) == set(s.options) and abs(sum(a.choice_probs.values()) - 1) < 1e-5
     maps = a.latent_maps()
     assert maps.shape == (16, 8, 8) and maps.min() >= 0 and maps.max() <= 1
@@ -51,10 +52,10 @@ def test_analysis_rows_and_views(demo_model):
         a.latent_maps(layers=[9])
 
 
-def test_analyze_cli_writes_the_report(tmp_path, demo_model):
-    s = make_sample("jigsaw", "test", 0, 0, answer_format=demo_model.config.answer_format)
+def test_analyze_cli_writes_the_report(tmp_path, tiny_model, tiny_paths):
+    s = make_sample("jigsaw", "test", 0, 0, answer_format=tiny_model.config.answer_format)
     s.image.save(tmp_path / "in.png")
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "analyze", "--model", "demo-livr", "--image",
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "analyze", "--model", tiny_paths["livr"], "--image",
                            str(tmp_path / "in.png"), "--prompt", s.prompt, "--stage", "bottleneck", "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -67,10 +68,10 @@ def test_analyze_cli_writes_the_report(tmp_path, demo_model):
         assert (tmp_path / "out" / path.split("/")[-1]).stat().st_size > 1000
 
 
-def test_sft_analysis_uses_the_answer_row():
+def test_sft_analysis_uses_the_answer_row(tiny_paths):
     from livr_viz.core.model import load_model
 
-    lm = load_model("demo-sft")
+    lm = load_model(tiny_paths["sft"])
     s = make_sample("counting", "test", 0, 1)
     a = run_analysis(lm, s.image, s.prompt)
     assert a.latent_maps().shape == (1, 8, 8) and a.answer_latent_attention().size == 0
@@ -78,33 +79,33 @@ def test_sft_analysis_uses_the_answer_row():
         LatentAblation(lm)
 
 
-def test_ablation_and_patching_move_probabilities_and_unhook(demo_model):
+def test_ablation_and_patching_move_probabilities_and_unhook(tiny_model):
     s, s2 = make_sample("counting", "test", 0, 2), make_sample("counting", "test", 0, 3)
-    b = demo_model.build_inputs([s.image], [s.prompt])
-    b2 = demo_model.build_inputs([s2.image], [s2.prompt])
+    b = tiny_model.build_inputs([s.image], [s.prompt])
+    b2 = tiny_model.build_inputs([s2.image], [s2.prompt])
     for mode in ("zero", "mean", "noise", "remove", "blind"):
-        r = LatentAblation(demo_model, mode).run(b, range(16), s.letters)
+        r = LatentAblation(tiny_model, mode).run(b, range(16), s.letters)
         assert r.after.shape == (1, 4) and torch.allclose(r.after.sum(-1), torch.ones(1))
         assert r.delta.abs().max() > 0
-    blind = LatentAblation(demo_model, "blind").run(b, range(16), s.letters, "bottleneck").after
-    masked = demo_model.answer_logits(b, "bottleneck", block_latent_image=True)[:, demo_model.choice_token_ids(
+    blind = LatentAblation(tiny_model, "blind").run(b, range(16), s.letters, "bottleneck").after
+    masked = tiny_model.answer_logits(b, "bottleneck", block_latent_image=True)[:, tiny_model.choice_token_ids(
         s.letters)].float().softmax(-1)
     assert torch.allclose(blind, masked, atol=1e-5)  # blinding every latent == the mask's blind-latents option
-    same = LatentPatching(demo_model, layer=1).run(b, b, s.letters)
-    other = LatentPatching(demo_model, layer=1).run(b, b2, s.letters)
+    same = LatentPatching(tiny_model, layer=1).run(b, b, s.letters)
+    other = LatentPatching(tiny_model, layer=1).run(b, b2, s.letters)
     assert other.after.shape == (1, 4)
     assert torch.allclose(same.before, same.after, atol=1e-5)  # patching in your own latents changes nothing
     with pytest.raises(LIVRError, match="latent indices"):
-        LatentAblation(demo_model).run(b, [99], s.letters)
-    for make in (lambda layer: LatentAblation(demo_model, "zero", layer),
-                 lambda layer: LatentAblation(demo_model, "remove", layer),
-                 lambda layer: LatentPatching(demo_model, layer=layer).run(b, b2, s.letters)):
-        for layer in (99, 4, -2):  # the demo LM has layers 0..3; -1 (embeddings) is the only negative
+        LatentAblation(tiny_model).run(b, [99], s.letters)
+    for make in (lambda layer: LatentAblation(tiny_model, "zero", layer),
+                 lambda layer: LatentAblation(tiny_model, "remove", layer),
+                 lambda layer: LatentPatching(tiny_model, layer=layer).run(b, b2, s.letters)):
+        for layer in (99, 4, -2):  # the LM has layers 0..3; -1 (embeddings) is the only negative
             with pytest.raises(LIVRError, match="layer must be -1 \\(embeddings\\) or 0..3"):
                 make(layer)
-    layer = demo_model.family.language_model(demo_model.base_model).layers[0]
+    layer = tiny_model.family.language_model(tiny_model.base_model).layers[0]
     hooks_before = dict(layer._forward_hooks)  # transformers keeps its own output-capturing hooks here
-    with pytest.raises(RuntimeError), replace_positions(demo_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 192)):
+    with pytest.raises(RuntimeError), replace_positions(tiny_model, 0, torch.tensor([[0]]), torch.zeros(1, 1, 64)):
         raise RuntimeError("boom")
     assert dict(layer._forward_hooks) == hooks_before
 
@@ -126,15 +127,16 @@ def test_linear_probe_learns_a_planted_direction_and_round_trips(tmp_path):
     assert again.meta_["layer"] == 2
 
 
-def test_builtin_specs_and_probe_run(demo_model, tmp_path):
+def test_builtin_specs_and_probe_run(tiny_model, tmp_path):
     assert {"count", "color", "shape", "quadrant", "brightness_order", "transform", "style"} <= set(builtin_specs())
     items = SyntheticTaskDataset("counting", "train", 40, 0)
-    report = run_probes(demo_model, ConceptSpec.load("count"), items, tmp_path, random_baseline=True,
+    report = run_probes(tiny_model, ConceptSpec.load("count"), items, tmp_path, random_baseline=True,
                         per_latent=False)
     assert len(report.layers) == 5 and report.n == 40
     layer = report.layers[-1]
     assert {"latent_pooled", "control", "selectivity", "image_pooled", "text_pooled", "random_model"} <= set(layer)
-    assert (tmp_path / "count_layer4.npz").exists() and (tmp_path / "count_curves.png").exists()
+    assert (tmp_path / "count_layer4.npz").exists() and (tmp_path / "count_report.json").exists()
+    assert save_probe_curves(report, tmp_path).name == "count_curves.png"  # the figure is a view's job
     assert not list(tmp_path.glob("*.pkl"))
 
 
@@ -152,9 +154,9 @@ def test_concept_csv_errors(tmp_path):
         read_concept_csv(tmp_path / "d.csv", "colour")
 
 
-def test_tokenmap_projection_is_cached_and_deterministic(demo_model):
+def test_tokenmap_projection_is_cached_and_deterministic(tiny_model):
     s = make_sample("art_style", "test", 0, 0)
-    a = run_analysis(demo_model, s.image, s.prompt)
+    a = run_analysis(tiny_model, s.image, s.prompt)
     points = points_from_capture(a.capture, layer=4, index=0)
     assert set(np.unique(points.segment)) == {1, 2, 3}
     xy = project(points.vectors, "pca")
@@ -175,59 +177,60 @@ def test_evidence_scores_math():
     assert evidence_on_grid(evidence, (2, 2)).tolist() == [[1.0, 0.0], [0.0, 0.0]]
 
 
-def test_attribution_reports_convergence_delta(demo_model):
+def test_attribution_reports_convergence_delta(tiny_model):
     from livr_viz.methods.attribution import attribute
 
     s = make_sample("counting", "test", 0, 4)
-    b = demo_model.build_inputs([s.image], [s.prompt])
-    ig = attribute(demo_model, b, "A", "integrated_gradients", n_steps=8, grid=(8, 8))
+    b = tiny_model.build_inputs([s.image], [s.prompt])
+    ig = attribute(tiny_model, b, "A", "integrated_gradients", n_steps=8, grid=(8, 8))
     assert ig.pixels.shape == (96, 96) and ig.patches.shape == (8, 8) and ig.latents.shape == (16,)
     assert ig.convergence_delta is not None and np.isfinite(ig.convergence_delta)
-    sal = attribute(demo_model, b, "B", "saliency")
+    sal = attribute(tiny_model, b, "B", "saliency")
     assert sal.convergence_delta is None and sal.pixels.sum() > 0
 
 
-def test_collator_builds_training_batches(demo_model):
+def test_collator_builds_training_batches(tiny_model):
     from livr_viz.core.segments import Segment
     from livr_viz.data.dataset import LIVRCollator
 
     items = [SyntheticTaskDataset("all", "train", 2, 0)[i] for i in range(4)]
-    batch = LIVRCollator(demo_model)(items)
+    batch = LIVRCollator(tiny_model)(items)
     assert batch.meta["tasks"] == [it.task for it in items]
     answers = batch.labels[batch.labels != -100]
     assert len(answers) == 2 * len(items)  # the letter and the end-of-sequence token per item
     assert (batch.segments == int(Segment.ANSWER)).sum() == 2 * len(items)
 
 
-def test_tokenmap_cli(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "tokenmap", "--model", "demo-livr", "--n", "6",
+def test_tokenmap_cli(tmp_path, tiny_paths):
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "tokenmap", "--model", tiny_paths["livr"], "--n", "6",
                            "--method", "pca", "--color-by", "task", "--out", str(tmp_path / "map")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
 
 
-def test_probe_and_faithfulness_cli(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "probe", "--model", "demo-livr", "--concepts", "count",
-                           "--n", "25", "--no-random", "--out", str(tmp_path / "p")], capture_output=True, text=True,
-                          timeout=300)
+def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "probe", "--model", tiny_paths["livr"], "--concepts",
+                           "count", "--n", "25", "--no-random", "--out", str(tmp_path / "p")], capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "p" / "count_report.json").read_text())
     assert report["concept"] == "count" and len(report["layers"]) == 5
     assert (tmp_path / "p" / "count_curves.png").exists() and (tmp_path / "p" / "summary.json").exists()
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "faithfulness", "--model", "demo-livr,demo-sft",
+    models = (tiny_paths["livr"], tiny_paths["sft"])
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "faithfulness", "--model", ",".join(models),
                            "--tasks", "counting,jigsaw", "--n", "3", "--sanity-n", "3", "--json",
                            str(tmp_path / "f.json")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     faith = json.loads((tmp_path / "f.json").read_text())
-    assert set(faith) == {"demo-livr", "demo-sft"}
+    assert set(faith) == set(models)
     for report in faith.values():
         assert set(report["tasks"]) == {"counting", "jigsaw"}
         assert {"mass_in_evidence", "lift", "pointing_game"} <= set(report["average"])
         assert -1.0 <= report["sanity"]["spearman_mean"] <= 1.0
 
 
-def test_ablation_accuracy_over_a_dataset():
+def test_ablation_accuracy_over_a_dataset(tiny_model, tiny_paths):
     """Dataset-level ablation on the shipped art-style LIVR (RESULTS.md: blinding its last latent alone costs it
     everything it gained over chance; blinding any other one costs nothing)."""
     from livr_viz.core.model import load_model
@@ -244,7 +247,6 @@ def test_ablation_accuracy_over_a_dataset():
         "accuracy"]
     assert r["accuracy_intact"] + r["per_latent_change"][15] == pytest.approx(r["accuracy_all_ablated"])  # readout
     with pytest.raises(LIVRError, match="no latents"):
-        ablation_accuracy(load_model("demo-sft"), [items[0]])
+        ablation_accuracy(load_model(tiny_paths["sft"]), [items[0]])
     mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # other options per task: grouped, not mixed
-    assert ablation_accuracy(load_model("demo-livr"), [mixed[i] for i in range(len(mixed))], "remove",
-                             each=False)["n"] == 6
+    assert ablation_accuracy(tiny_model, [mixed[i] for i in range(len(mixed))], "remove", each=False)["n"] == 6

@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from livr_viz.data import make_sample, task_names
 
 pytestmark = pytest.mark.slow
-MODELS = ("demo-livr", "demo-latents-only", "demo-sft")
+MODELS = ("demo-livr", "demo-latents-only", "demo-sft")  # the app serves the bundled set by name
 
 
 def _inputs(tmp_path):

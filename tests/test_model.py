@@ -1,4 +1,4 @@
-"""Wrapper behaviour on the bundled demo model and clear errors for bad input."""
+"""Wrapper behaviour (on a tiny random model of the demo's layout) and clear errors for bad input."""
 
 import io
 import json
@@ -16,44 +16,44 @@ from livr_viz.demo.tiny import tiny_llava
 from .conftest import random_image
 
 
-def test_demo_model_loads_from_assets(demo_model):
+def test_demo_model_loads_from_assets(demo_model):  # the shipped checkpoint itself
     assert demo_model.config.variant == "livr" and demo_model.config.n_latents == 16
     assert type(demo_model.base_model).__name__ == "LlavaForConditionalGeneration"
     counts = demo_model.param_counts()
     assert 2_000_000 <= counts["total"] <= 10_000_000
 
 
-def test_latent_prompt_injection_is_neutralised(demo_model):
-    batch = demo_model.build_inputs([random_image(0)], ["look <latent_3><latent_0> here <image> <s>"])
+def test_latent_prompt_injection_is_neutralised(tiny_model):
+    batch = tiny_model.build_inputs([random_image(0)], ["look <latent_3><latent_0> here <image> <s>"])
     assert int((batch.segments == int(Segment.LATENT)).sum()) == 16
-    cfg = demo_model.base_model.config
+    cfg = tiny_model.base_model.config
     n_image = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
     assert int((batch.segments == int(Segment.IMAGE)).sum()) == n_image
     assert any("<latent_3>" in note for note in batch.notes)
     assert "<latent_" not in batch.prompts[0] and "<image>" not in batch.prompts[0]
 
 
-def test_unicode_and_rtl_prompts_work(demo_model):
-    batch = demo_model.build_inputs([random_image(0)], ["כמה עיגולים? كم دائرة؟ 🙂 Ünïcödé"])
-    probs = demo_model.choice_probs(batch, ["A", "B"])
+def test_unicode_and_rtl_prompts_work(tiny_model):
+    batch = tiny_model.build_inputs([random_image(0)], ["כמה עיגולים? كم دائرة؟ 🙂 Ünïcödé"])
+    probs = tiny_model.choice_probs(batch, ["A", "B"])
     assert torch.isfinite(probs).all()
 
 
-def test_too_long_prompt_is_a_clear_error(demo_model):
+def test_too_long_prompt_is_a_clear_error(tiny_model):
     with pytest.raises(LIVRError, match="at most"):
-        demo_model.build_inputs([random_image(0)], ["word " * 2000])
+        tiny_model.build_inputs([random_image(0)], ["word " * 2000])
 
 
-def test_undecodable_image_is_a_clear_error(demo_model):
+def test_undecodable_image_is_a_clear_error(tiny_model):
     with pytest.raises(LIVRError, match="cannot be decoded"):
-        demo_model.build_inputs([b"this is not a png at all"], ["hi"])
+        tiny_model.build_inputs([b"this is not a png at all"], ["hi"])
 
 
-def test_generate_and_choice_probs(demo_model):
+def test_generate_and_choice_probs(tiny_model):
     images = [random_image(0), random_image(1)]
-    out = demo_model.generate(images, ["hi", "there"], max_new_tokens=2)
+    out = tiny_model.generate(images, ["hi", "there"], max_new_tokens=2)
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
-    probs = demo_model.choice_probs(demo_model.build_inputs(images, ["a", "b"]), ["A", "B", "C"])
+    probs = tiny_model.choice_probs(tiny_model.build_inputs(images, ["a", "b"]), ["A", "B", "C"])
     assert probs.shape == (2, 3) and torch.allclose(probs.sum(-1), torch.ones(2))
 
 
@@ -115,20 +115,20 @@ def test_pickle_weights_are_refused(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_trained_checkpoint_refuses_a_different_variant():
+def test_trained_checkpoint_refuses_a_different_variant(tiny_paths):
     with pytest.raises(LIVRError, match="cannot be changed"):
-        load_model("demo-livr", variant="sft")
+        load_model(tiny_paths["livr"], variant="sft")
 
 
-def test_hidden_states_and_latent_rows(demo_model):
-    emb = demo_model.latent_embeddings()
-    assert emb.shape == (16, demo_model.base_model.config.text_config.hidden_size)
+def test_hidden_states_and_latent_rows(tiny_model):
+    emb = tiny_model.latent_embeddings()
+    assert emb.shape == (16, tiny_model.base_model.config.text_config.hidden_size)
     assert torch.linalg.matrix_rank(emb) == 16  # K distinct latents, not one repeated
 
 
-def test_cli_errors_are_one_line_without_traceback():
+def test_cli_errors_are_one_line_without_traceback(tiny_paths):
     for argv in (["info", "demo-nope"], ["info", "demo-base", "--n-latents", "0"],
-                 ["demo", "--image", "/no/such.png", "--prompt", "x"]):
+                 ["demo", tiny_paths["livr"], "--image", "/no/such.png", "--prompt", "x"]):
         proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", *argv], capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 2, proc.stderr
@@ -137,19 +137,19 @@ def test_cli_errors_are_one_line_without_traceback():
         assert "Traceback" not in proc.stderr
 
 
-def test_cli_info_prints_the_model():
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "info", "demo-livr"], capture_output=True, text=True,
-                          timeout=300)
+def test_cli_info_prints_the_model(tiny_paths):
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "info", tiny_paths["livr"]], capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "LlavaForConditionalGeneration" in proc.stdout and "n_latents" in proc.stdout and "16" in proc.stdout
 
 
-def test_info_and_demo_take_the_model_positionally_or_as_an_option(capsys):
+def test_info_and_demo_take_the_model_positionally_or_as_an_option(tiny_paths, capsys):
     from livr_viz.cli import main
 
-    assert main(["info", "--model", "demo-sft", "--json"]) == 0
+    assert main(["info", "--model", tiny_paths["sft"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["variant"] == "sft"
-    assert main(["info", "--json"]) == 0
+    assert main(["info", "--json"]) == 0  # the default model is the bundled one
     assert json.loads(capsys.readouterr().out)["model"] == "demo-livr"
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "demo-sft", "--model", "demo-livr"])
@@ -177,11 +177,11 @@ def test_every_command_has_help():
 
 
 @pytest.mark.parametrize("size", [(1, 1), (8000, 100), (100, 8000)])
-def test_extreme_image_sizes_run_through_the_model(demo_model, size):
+def test_extreme_image_sizes_run_through_the_model(tiny_model, size):
     from PIL import Image
 
-    batch = demo_model.build_inputs([Image.new("RGB", size, (200, 30, 30))], ["What colour is it?"])
-    assert torch.isfinite(demo_model.choice_probs(batch, ["A", "B"])).all()
+    batch = tiny_model.build_inputs([Image.new("RGB", size, (200, 30, 30))], ["What colour is it?"])
+    assert torch.isfinite(tiny_model.choice_probs(batch, ["A", "B"])).all()
 
 
 def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):

@@ -63,6 +63,6 @@ def test_a_probe_no_better_than_its_baselines_says_so():
     assert "the majority class (0.500)" in S.probe_caveat({"latent_pooled": {"accuracy": 0.5}}, majority=0.5)
 
 
-def test_probe_concept_defaults_to_the_models_tasks():
+def test_probe_concept_defaults_to_the_models_tasks():  # reads what the shipped models were trained on
     assert S.default_concept("demo-livr") == "brightness_order"  # nine tasks: the first concept of any of them
     assert S.default_concept("demo-art-style-sft") == "style"  # not 'count', which art style never trained

@@ -41,10 +41,10 @@ def test_data_order_is_shared_and_endless():
 
 
 @pytest.mark.slow
-def test_training_changes_only_lora_and_latent_rows(tmp_path):
+def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
     cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", steps=6, eval_every=0,
                         log_every=1, checkpoint_every=0, n_val_per_task=4)
-    lm = build_model_for_training("demo-base", cfg)
+    lm = build_model_for_training(tiny_paths["base"], cfg)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     emb_before = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0])).detach().clone()
     Trainer(lm, cfg, tmp_path, progress=False).run()
@@ -58,9 +58,9 @@ def test_training_changes_only_lora_and_latent_rows(tmp_path):
     assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "stage1_model" / "livr_config.json").exists()
 
 
-def _train_cmd(out, *extra):
-    return [sys.executable, "-m", "livr_viz.cli", "train", "--variant", "livr", "--tasks", "counting,jigsaw",
-            "--preset", "quick", "--steps", "24", "--out", str(out), *extra]
+def _train_cmd(model, out, *extra):
+    return [sys.executable, "-m", "livr_viz.cli", "train", "--model", model, "--variant", "livr", "--tasks",
+            "counting,jigsaw", "--preset", "quick", "--steps", "24", "--out", str(out), *extra]
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -76,10 +76,11 @@ def _log_records(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    subprocess.run(_train_cmd(tmp_path / "straight"), check=True, capture_output=True, env=env, timeout=600)
-    proc = subprocess.Popen(_train_cmd(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    base = tiny_paths["base"]
+    subprocess.run(_train_cmd(base, tmp_path / "straight"), check=True, capture_output=True, env=env, timeout=600)
+    proc = subprocess.Popen(_train_cmd(base, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env)
     state = tmp_path / "killed" / "checkpoint" / "trainer_state.json"
     deadline = time.time() + 300
@@ -96,7 +97,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         state = tmp_path / "killed" / "checkpoint.old" / "trainer_state.json"
     step = json.loads(state.read_text())["step"]
     assert 8 <= step < 24, "the run finished before it could be killed"
-    subprocess.run(_train_cmd(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600)
+    subprocess.run(_train_cmd(base, tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env,
+                   timeout=600)
     straight_log, killed_log = _log_records(tmp_path / "straight"), _log_records(tmp_path / "killed")
     lines = [[(r["step"], "loss" in r) for r in log] for log in (straight_log, killed_log)]
     assert lines[1] == lines[0]  # every line once: none lost or duplicated by the resume
@@ -109,7 +111,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     # process to the next at all, which a second uninterrupted run tells apart.
     straight, killed = ({r["step"]: r["loss"] for r in log if "loss" in r} for log in (straight_log, killed_log))
     first = min((s for s in straight if straight[s] != killed.get(s)), default=None)
-    subprocess.run(_train_cmd(tmp_path / "again"), check=True, capture_output=True, env=env, timeout=600)
+    subprocess.run(_train_cmd(base, tmp_path / "again"), check=True, capture_output=True, env=env, timeout=600)
     again = _final_weights(tmp_path / "again")
     rerun, resumed = _largest_difference(a, again), _largest_difference(a, b)
     what = (f"resumed from step {step}: {len(differing)} tensors differ from the uninterrupted run (largest "
@@ -119,15 +121,16 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert resumed <= 4 * rerun, what + ": the resume adds more than this machine's run-to-run noise"
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    proc = subprocess.run(_train_cmd(tmp_path / "none", "--resume"), capture_output=True, text=True, timeout=300)
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_paths):
+    proc = subprocess.run(_train_cmd(tiny_paths["base"], tmp_path / "none", "--resume"), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
 
 
-def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path):
+def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path, tiny_paths):
     cfg = preset_config("quick", variant="sft", tasks="counting", steps=4, eval_every=0, checkpoint_every=2,
                         n_val_per_task=2)
-    lm = build_model_for_training("demo-base", cfg)
+    lm = build_model_for_training(tiny_paths["base"], cfg)
     trainer = Trainer(lm, cfg, tmp_path, progress=False)
     trainer.run()
     before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
@@ -159,14 +162,14 @@ def test_a_swap_killed_between_its_renames_keeps_the_old_copy(tmp_path):
     assert recover_dir(target) and (target / "f").read_text() == "fourth" and not recover_dir(target)
 
 
-def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path):
+def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path, tiny_paths):
     cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
                         n_val_per_task=2)
-    Trainer(build_model_for_training("demo-base", cfg), cfg, tmp_path, progress=False).run()
+    Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path, progress=False).run()
     before = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # the kill came between the swap's renames
     (tmp_path / "checkpoint.tmp").mkdir()
-    lm = build_model_for_training("demo-base", cfg)
+    lm = build_model_for_training(tiny_paths["base"], cfg)
     Trainer(lm, cfg, tmp_path, progress=False).run(resume=True)
     assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
     after = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
@@ -175,12 +178,13 @@ def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_cpu_launch_with_accelerate(tmp_path):
+def test_two_process_cpu_launch_with_accelerate(tmp_path, tiny_paths):
     """The same trainer under `accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 writes."""
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "livr_viz.cli", "train", "--variant", "livr",
-           "--tasks", "counting", "--preset", "quick", "--steps", "4", "--batch-size", "2", "--out", str(tmp_path)]
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "livr_viz.cli", "train", "--model",
+           tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset", "quick", "--steps", "4",
+           "--batch-size", "2", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "model" / "adapter_model.safetensors").exists()
@@ -220,19 +224,20 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     assert (tmp_path / "sft" / "model").is_dir() and (tmp_path / "livr" / "model").is_dir()
 
 
-def test_resume_with_other_settings_is_a_clear_error(tmp_path):
+def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
+    base = tiny_paths["base"]
     cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
                         n_val_per_task=2)
-    Trainer(build_model_for_training("demo-base", cfg), cfg, tmp_path, progress=False).run()
+    Trainer(build_model_for_training(base, cfg), cfg, tmp_path, progress=False).run()
     before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
     changed = preset_config("quick", variant="sft", tasks="counting", steps=4, lr=1e-3, eval_every=5,
                             checkpoint_every=1, n_val_per_task=2)  # eval_every is bookkeeping: not reported
     with pytest.raises(LIVRError, match=r"other settings \(steps: 2 -> 4; lr: 0\.002 -> 0\.001\)"):
-        Trainer(build_model_for_training("demo-base", changed), changed, tmp_path, progress=False).run(resume=True)
+        Trainer(build_model_for_training(base, changed), changed, tmp_path, progress=False).run(resume=True)
     assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
     again = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=5, checkpoint_every=1,
                           n_val_per_task=2)
-    Trainer(build_model_for_training("demo-base", again), again, tmp_path, progress=False).run(resume=True)
+    Trainer(build_model_for_training(base, again), again, tmp_path, progress=False).run(resume=True)
 
 
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):
@@ -254,7 +259,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
 
     seen = []
     monkeypatch.setattr(rep, "_trainer_phase", fake_phase)
-    monkeypatch.setattr("livr_viz.core.model.load_model", stop)
+    monkeypatch.setattr(rep, "load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
@@ -268,7 +273,7 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
     """A backbone of another size placed at OUT/init (`livr-viz build-demo --out OUT/init ...`) is where stage 0
     starts, untouched; the shipped-size random init is written only when OUT/init is empty."""
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
-    from tools.reproduce import backbone_size, reproduce
+    from tools import reproduce as rep
 
     class Started(Exception):
         pass
@@ -278,12 +283,12 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
         raise Started
 
     seen = []
-    monkeypatch.setattr("livr_viz.training.vision_pretrain.pretrain_vision", stop)
+    monkeypatch.setattr(rep, "pretrain_vision", stop)
     save_demo_backbone(tmp_path / "init", DemoBackboneConfig(text_hidden=96, text_layers=2, text_heads=4))
     with pytest.raises(Started):
-        reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
     assert seen == [tmp_path / "init"]
-    assert backbone_size(tmp_path / "init") | {"parameters": 0} == {
+    assert rep.backbone_size(tmp_path / "init") | {"parameters": 0} == {
         "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4}
 
 
@@ -337,20 +342,20 @@ def test_installing_another_set_refuses_a_different_backbone(tmp_path):
     assert (ASSETS_DIR / "demo-art-style-livr" / "adapter_model.safetensors").read_bytes() == before
 
 
-def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path):
+def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths):
     from livr_viz.cli import main
 
-    assert main(["train", "--variant", "sft", "--tasks", "counting", "--preset", "quick", "--steps", "2", "--seed", "5",
-                 "--data-seed", "3", "--out", str(tmp_path)]) == 0
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting", "--preset", "quick",
+                 "--steps", "2", "--seed", "5", "--data-seed", "3", "--out", str(tmp_path)]) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
 
-def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, capsys):
+def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, tiny_paths, capsys):
     from livr_viz.cli import main
 
-    assert main(["train", "--variant", "latents_only", "--tasks", "counting", "--preset", "quick", "--steps", "2",
-                 "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm",
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "latents_only", "--tasks", "counting", "--preset",
+                 "quick", "--steps", "2", "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm",
                  "--out", str(tmp_path)]) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
@@ -361,7 +366,7 @@ def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path,
               if "lora_A" in n}
     assert shapes and all(s[0] == 4 for s in shapes)
     assert main(["train", "--variant", "sft", "--preset", "quick", "--lora-r", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "lora_r=0" in capsys.readouterr().err
+    assert "lora_r must be >= 1" in capsys.readouterr().err
 
 
 def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
@@ -377,6 +382,7 @@ def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
 
     cfg = preset_config("quick", tasks="counting,art_style", variant="sft", grad_accum=2, task_balance="grad_norm",
                         max_grad_norm=1e9)
+    # the bundled backbone: on trained weights the two tasks' gradient norms differ (below), on random ones they do not
     lm = build_model_for_training("demo-base", cfg)
     trainer = Trainer(lm, cfg, "unused", progress=False)
     tasks = [[trainer.train_set[i].task for i in trainer._micro_batch_indices(step, micro)]
