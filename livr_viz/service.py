@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
+from livr_viz.core.capture import LatentAttention
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.core.images import load_image
@@ -513,6 +514,20 @@ def token_map_sample(model: str, index) -> tuple[str, str]:
 
 
 PROBE_TRAIN_SAMPLES = 120  # per task, when the app trains a probe that is not bundled
+PROBE_TIMING_ITEMS = 8
+PROBE_COST_FACTOR = 5.0
+
+
+def probe_training_estimate(lm, items, stage: str = "full") -> float:
+    """Seconds to train a concept's probes on ``items``, from one timed forward of a few of them, scaled by
+    ``PROBE_COST_FACTOR``: the hidden states are collected twice (the model and the random-weight baseline) and the
+    cross-validated fits of the concept, its control task and the baselines at every layer cost about as much
+    again (measured on demo-latents-only: 41 s for a forward-time extrapolation of 7.7 s)."""
+    few = [items[i] for i in range(min(PROBE_TIMING_ITEMS, len(items)))]
+    start = time.perf_counter()
+    LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(
+        lm.build_inputs([it.image for it in few], [it.prompt for it in few]), stage)
+    return PROBE_COST_FACTOR * (time.perf_counter() - start) * len(items) / len(few)
 
 
 def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> dict:
@@ -527,9 +542,17 @@ def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> 
     if retrain or report_path is None:
         items = SyntheticTaskDataset(spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0,
                                      answer_format=answer_format_of(model))
+        if not POOL.get(model).config.n_latents:
+            raise LIVRError(f"{model} has no latents to probe (variant sft); pick a model with latents")
+        estimate = probe_training_estimate(POOL.get(model), items, stage)
+        if progress is not None:
+            progress(0.0, desc=f"training probes on {len(items)} samples: about {estimate:.0f} s")
+        start = time.perf_counter()
         report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True, progress=progress)
         save_probe_curves(report, cache)
-        source, folder = f"trained now on {report.n} samples", cache
+        source = (f"trained now on {report.n} samples in {time.perf_counter() - start:.0f} s (estimated "
+                  f"{estimate:.0f} s)")
+        folder = cache
     else:
         report = ProbeReport(**json.loads(report_path.read_text()))
         source, folder = f"loaded from {report_path.parent}", report_path.parent

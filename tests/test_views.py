@@ -107,3 +107,13 @@ def test_token_map_points_are_linked_to_their_samples():
         S.token_map_sample("demo-livr", "abc")
     with pytest.raises(S.LIVRError):
         S.token_map_sample("demo-livr", 999)
+
+
+def test_probe_training_says_how_long_it_will_take_first(tiny_paths):
+    lm = S.POOL.get(str(tiny_paths["livr"]))
+    from livr_viz.data.dataset import SyntheticTaskDataset
+
+    items = SyntheticTaskDataset("counting", "train", 16, 0)
+    assert 0 < S.probe_training_estimate(lm, items) < 600
+    with pytest.raises(S.LIVRError, match="no latents to probe"):
+        S.probe_view(str(tiny_paths["sft"]), "count", None, None, "full", True)

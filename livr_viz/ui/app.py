@@ -271,7 +271,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         with gr.Row():
                             concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model),
                                                   label="concept")
-                            retrain = gr.Checkbox(False, label="train again (otherwise load)")
+                            retrain = gr.Checkbox(False, label="train again (otherwise load the bundled or cached "
+                                                              "probes; training shows its estimated time first)")
                         probe_btn = gr.Button("load / train probes", elem_id="probes")
                         probe_cancel = gr.Button("cancel")
                         probe_md = gr.Markdown()
