@@ -439,6 +439,7 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     ood = ood_note(model, a)
     if ood:
         md += f"\n\n> ⚠ out of distribution: {escape_markdown(ood)}"
+    md += backend_badge(model, a)
     return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
             "image": display_image(a.image, 256)}
 
@@ -929,3 +930,20 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
     return {"markdown": md, "table": pd.DataFrame(rows), "flow": flow_figure(report),
             "effects": effect_attention_figure(report), "deletion": deletion_summary_figure(summaries),
             "redundancy": redundancy, "report": report.to_dict()}
+
+
+def backend_badge(model: str, analysis) -> str:
+    """The attention kernel that produced this view, and a warning badge when the other available kernels
+    (eager / sdpa) disagree on this very input above :data:`~livr_viz.methods.diagnostics.BACKEND_KL_TOLERANCE`
+    / ``BACKEND_ATTENTION_TOLERANCE`` (real VLMs can: transformers issue 35749)."""
+    from types import SimpleNamespace
+
+    from livr_viz.core.capture import base_attn_implementation
+    from livr_viz.methods.diagnostics import check_backends
+
+    lm = POOL.get(model)
+    check = check_backends(lm, [SimpleNamespace(image=analysis.image, prompt=analysis.prompt)])
+    text = f"  \nattention kernel `{base_attn_implementation(lm.base_model)}`"
+    if check.get("status") == "done" and check["warnings"]:
+        text += "\n\n> ⚠ **attention kernels disagree on this input**: " + escape_markdown("; ".join(check["warnings"]))
+    return text

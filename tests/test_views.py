@@ -117,3 +117,14 @@ def test_probe_training_says_how_long_it_will_take_first(tiny_paths):
     assert 0 < S.probe_training_estimate(lm, items) < 600
     with pytest.raises(S.LIVRError, match="no latents to probe"):
         S.probe_view(str(tiny_paths["sft"]), "count", None, None, "full", True)
+
+
+def test_backend_badge_names_the_kernel_and_warns_on_disagreement(counting_example, monkeypatch):
+    path, prompt = counting_example
+    a = S.analysis_for("demo-livr", path, prompt, "full")
+    assert S.backend_badge("demo-livr", a) == "  \nattention kernel `sdpa`"  # eager and sdpa agree here
+    import livr_viz.methods.diagnostics as D
+
+    monkeypatch.setattr(D, "check_backends", lambda lm, items: {
+        "status": "done", "warnings": ["eager vs sdpa (full): KL max 2.0e-02 above 1.0e-04"]})
+    assert "attention kernels disagree on this input" in S.backend_badge("demo-livr", a)
