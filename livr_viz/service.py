@@ -18,6 +18,8 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
@@ -883,11 +885,8 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
     the verdict, accuracy under each condition of the paper's table, answer → latent attention), the flow per
     layer, the per-latent effect-vs-attention scatter, deletion / insertion AUCs of each explanation on a few
     questions, and the redundancy of the first latent model's maps."""
-    from livr_viz.methods.deletion import deletion_report
-    from livr_viz.methods.geometry import latent_redundancy
     from livr_viz.views.deletion import deletion_summary_figure, summary_markdown
     from livr_viz.views.diagnostics import effect_attention_figure, flow_figure
-    from livr_viz.views.geometry import redundancy_figure
 
     names = [names] if isinstance(names, str) else list(names or [])
     if not DIAGNOSTIC_SAMPLES[0] <= int(n) <= DIAGNOSTIC_SAMPLES[1]:
@@ -905,24 +904,10 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
         attention = table.get("answer_latent_attention")
         row["answer → latents"] = round(attention["average"]["mean"], 3) if attention else None
         rows.append(row)
-    task_list = resolve_tasks(tasks)
-    items = SyntheticTaskDataset(task_list, "test", -(-DELETION_ITEMS // len(task_list)), seed + 1,
-                                 answer_format=POOL.get(names[0]).config.answer_format)
-    picked = [items[i] for i in range(min(DELETION_ITEMS, len(items)))]
-    summaries = []
-    for k, name in enumerate(names):
-        tick(0.8 + 0.15 * k / len(names), desc=f"deletion curves: {name}")
-        summaries.append(deletion_report(POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8,
-                                         model=name).summary)
-    latent_models = [name for name in names if POOL.get(name).config.n_latents]
-    redundancy, note = None, "no model with latents: no redundancy matrix"
-    if latent_models:
-        first = picked[0]
-        a = run_analysis(POOL.get(latent_models[0]), first.image, first.prompt)
-        result = latent_redundancy(a.latent_maps(None, None, "mean", "none"))
-        redundancy = redundancy_figure(result)
-        note = (f"{latent_models[0]} on `{first.id}`: effective number of distinct latents "
-                f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}")
+    explanations = explanation_diagnostics(names, tasks, DELETION_ITEMS, seed, progress=lambda f, m="": tick(
+        0.8 + 0.2 * f, desc=m))
+    redundancy, note = explanations["redundancy_figure"], explanations["redundancy_note"]
+    summaries, picked = explanations["summaries"], explanations["items"]
     tick(1.0, desc="done")
     md = ("```\n" + "\n".join(report.summary_lines()) + "\n```\n\n" + f"Redundancy: {note}.\n\n"
           f"Deletion / insertion on {len(picked)} questions (occluded with the suite's mean colour; lower deletion "
@@ -947,3 +932,41 @@ def backend_badge(model: str, analysis) -> str:
     if check.get("status") == "done" and check["warnings"]:
         text += "\n\n> ⚠ **attention kernels disagree on this input**: " + escape_markdown("; ".join(check["warnings"]))
     return text
+
+
+def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, seed: int = 2026, progress=None) -> dict:
+    """How faithful each explanation is and how redundant the latents are, for ``diagnose`` and the Diagnostics
+    tab: deletion / insertion AUCs of the latents' maps, the answer row's map, Saliency and a random order on
+    ``n_items`` questions per model (IG costs ~20x more: ``methods.deletion.deletion_report`` has it), and the
+    redundancy of the first latent model's maps on the first question. ``to_json`` is the JSON-able part."""
+    from livr_viz.methods.deletion import deletion_report
+    from livr_viz.methods.geometry import latent_redundancy
+    from livr_viz.views.geometry import redundancy_figure
+
+    names = [names] if isinstance(names, str) else list(names)
+    if int(n_items) < 1:
+        raise LIVRError(f"explanation questions must be at least 1; got {n_items}")
+    tick = progress or (lambda fraction, message="": None)
+    task_list = resolve_tasks(tasks)
+    items = SyntheticTaskDataset(task_list, "test", -(-int(n_items) // len(task_list)), seed + 1,
+                                 answer_format=POOL.get(names[0]).config.answer_format)
+    picked = [items[i] for i in range(min(int(n_items), len(items)))]
+    summaries = []
+    for k, name in enumerate(names):
+        tick(k / (len(names) + 1), f"deletion curves: {name}")
+        summaries.append(deletion_report(POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8,
+                                         model=name).summary)
+    latent_models = [name for name in names if POOL.get(name).config.n_latents]
+    figure, note, numbers = None, "no model with latents: no redundancy matrix", None
+    if latent_models:
+        a = run_analysis(POOL.get(latent_models[0]), picked[0].image, picked[0].prompt)
+        result = latent_redundancy(a.latent_maps(None, None, "mean", "none"))
+        figure = redundancy_figure(result)
+        note = (f"{latent_models[0]} on `{picked[0].id}`: effective number of distinct latents "
+                f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}")
+        numbers = {"model": latent_models[0], "item": picked[0].id, "effective_number": result.effective_number,
+                   "mean_pairwise_iou": result.mean_pairwise_iou, "clusters": result.clusters}
+    tick(1.0, "explanations done")
+    return {"items": picked, "summaries": summaries, "redundancy_figure": figure, "redundancy_note": note,
+            "to_json": _jsonable({"items": [it.id for it in picked], "methods": list(DELETION_METHODS),
+                                  "deletion": [asdict(s) for s in summaries], "redundancy": numbers})}

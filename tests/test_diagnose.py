@@ -215,3 +215,19 @@ def test_report_round_trips_through_json(report):
     assert again.to_dict() == json.loads(json.dumps(report.to_dict()))
     with pytest.raises(LIVRError, match="not a diagnosis report"):
         D.DiagnosticReport.from_dict({"version": 0})
+
+
+def test_cli_scores_explanations_beside_the_report(tmp_path):
+    """``--explanations N``: deletion / insertion AUCs per explanation and the latents' redundancy, as JSON."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "d.json"
+    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "diagnose", "--model", "demo-livr", "--tasks",
+                           "counting", "--n", "2", "--effect-n", "1", "--explanations", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.with_suffix(".explanations.json").read_text())
+    assert found["items"] and {s["model"] for s in found["deletion"]} == {"demo-livr"}
+    assert found["redundancy"]["effective_number"] >= 1 and "deletion AUC" in proc.stdout

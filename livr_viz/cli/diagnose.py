@@ -4,6 +4,7 @@ per-latent effects, optionally the attention-kernel check), as JSON and one self
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from livr_viz.cli.common import MODEL_HELP
 
@@ -33,6 +34,17 @@ def cmd_diagnose(args) -> int:
     for path in (args.json, args.html):
         if path:
             print(f"wrote {path}")
+    if args.explanations:  # how faithful each explanation is, how redundant the latents are
+        from livr_viz.cli.common import write_json
+        from livr_viz.service import explanation_diagnostics
+        from livr_viz.views.deletion import summary_markdown
+
+        found = explanation_diagnostics([args.model, *args.compare], args.tasks, args.explanations, args.seed,
+                                        _progress())
+        print(summary_markdown(found["summaries"]))
+        print(f"redundancy: {found['redundancy_note']}")
+        if args.json:
+            write_json(str(Path(args.json).with_suffix(".explanations.json")), found["to_json"])
     return 0
 
 
@@ -52,6 +64,9 @@ def add_commands(sub) -> None:
     p.add_argument("--effect-n", type=int, default=None,
                    help="questions per task for the per-latent effects, which cost K forwards per batch (default: "
                         "the library's EFFECT_PER_TASK, 10); 0 = all")
+    p.add_argument("--explanations", type=int, default=0, metavar="N",
+                   help="also score each explanation by deletion / insertion on N questions per model and the "
+                        "latents' redundancy (JSON beside --json as *.explanations.json)")
     p.add_argument("--check-backends", action="store_true",
                    help="also rerun the captures under the other attention kernels (eager / sdpa) and compare")
     p.set_defaults(func=cmd_diagnose)
