@@ -970,3 +970,36 @@ def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, s
     return {"items": picked, "summaries": summaries, "redundancy_figure": figure, "redundancy_note": note,
             "to_json": _jsonable({"items": [it.id for it in picked], "methods": list(DELETION_METHODS),
                                   "deletion": [asdict(s) for s in summaries], "redundancy": numbers})}
+
+
+def filmstrip_view(model, image, prompt, stage="full"):
+    """Each latent's map across the layers (rows: latents, columns: layers), per-latent scale."""
+    from livr_viz.methods.geometry import latent_maps_by_layer
+    from livr_viz.views.geometry import filmstrip_figure
+
+    a = analysis_for(model, image, prompt, stage)
+    if not a.n_latents:
+        raise LIVRError(f"{model} has no latents (variant sft): no filmstrip")
+    return filmstrip_figure(latent_maps_by_layer(a), display_image(a.image, 96))
+
+
+def aligned_token_map(model, stage="full", method="pca", layer=None, n_samples=12, color_by="segment"):
+    """The model's set (LIVR / latents-only / SFT) in ONE embedding of layer ``layer`` over ``n_samples`` synthetic
+    samples, fitted once on the union, each panel printing its trustworthiness and seed-to-seed stability, so a
+    difference between the variants is not an artefact of separate runs."""
+    from livr_viz.methods.geometry import shared_projection
+    from livr_viz.views.geometry import shared_projection_figure
+
+    names = compare_set(model)
+    n = int(n_samples)
+    if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
+        raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
+    n_layers = lm_dims(names[0])[0]
+    layer = n_layers if layer is None else int(layer)
+    if not 0 <= layer <= n_layers:
+        raise LIVRError(f"layer must be in 0..{n_layers}")
+    items = [make_sample(*token_map_item(i), answer_format=answer_format_of(names[0])) for i in range(n)]
+    points = {name: dataset_points(POOL.get(name), items, layer, stage) for name in names}
+    projection = shared_projection(points, method, "joint")
+    return shared_projection_figure(projection, color_by if color_by in ("segment", "task") else "segment",
+                                    f"{method} of layer {layer}, one embedding for {', '.join(names)}")

@@ -138,3 +138,10 @@ def test_diagnostics_tab(client):
     assert "uses its latents" in md and "Deletion / insertion" in md and "effective number" in md
     assert [row[0] for row in table["data"]] == ["demo-livr", "demo-sft"]
     assert all(fig["type"] == "matplotlib" for fig in (flow, effects, deletion, redundancy))
+
+
+def test_filmstrip_and_aligned_token_map(client):
+    film = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", api_name="/filmstrip")
+    assert film["type"] == "matplotlib"
+    aligned = client.predict("demo-livr", "full", "pca", 4, 3, "segment", api_name="/aligned_token_map")
+    assert aligned["type"] == "matplotlib"

@@ -169,6 +169,20 @@ def on_diagnose(models, tasks, n, views, progress=gr.Progress()):
 
 
 @user_errors
+def on_aligned(model, stage, method, layer, n_samples, color_by, views):
+    fig = S.aligned_token_map(model, stage, method, layer, n_samples, color_by)
+    views = S.record_view(views, "aligned_token_map", dict(model=model, stage=stage, method=method, layer=layer,
+                                                           n_samples=n_samples), {"aligned_token_map": fig})
+    return fig, views
+
+
+@user_errors
+def on_filmstrip(model, image, prompt, stage, views):
+    fig = S.filmstrip_view(model, image, prompt, stage)
+    return fig, S.record_view(views, "filmstrip", dict(model=model, prompt=prompt, stage=stage), {"filmstrip": fig})
+
+
+@user_errors
 def on_token_pick(index, model):
     return S.token_map_sample(model, index)
 
@@ -239,6 +253,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                             grid_btn = gr.Button("draw the grid", elem_id="grid-button")
                             grid_image = gr.Image(label="latents' mean map per layer (rows) and head (columns)",
                                                   interactive=False, elem_id="layer-head-grid")
+                            film_btn = gr.Button("filmstrip: each latent across the layers", elem_id="filmstrip")
+                            film_plot = gr.Plot(label="latents (rows) × layers (columns), per-latent scale")
                         with gr.Accordion("dataset view: the same maps over many samples of a task", open=False):
                             with gr.Row():
                                 dataset_n = gr.Slider(*S.DATASET_VIEW_SAMPLES, value=16, step=1, label="samples")
@@ -267,6 +283,10 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         token_plot = gr.Plot(label="token map (dataset: click a point to load its sample)",
                                              elem_id="token-plot")
                         token_pick = gr.Textbox(visible="hidden", elem_id="token-pick")
+                        aligned_btn = gr.Button("one aligned map of LIVR · latents-only · SFT (dataset samples)",
+                                                elem_id="aligned-map")
+                        aligned_plot = gr.Plot(label="the model's set in one embedding, with trustworthiness and "
+                                                     "seed-to-seed stability")
                     with gr.Tab("Probes", id="tab-probes"):
                         with gr.Row():
                             concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model),
@@ -334,7 +354,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, patch_md, patch_image, patch_bars, grid_image, dataset_md,
+        results = [answer, probs, gallery, bars, patch_md, patch_image, patch_bars, grid_image, film_plot, dataset_md,
                    dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
                    probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot, ablate_effects,
                    mask_plot, export_file, views]
@@ -360,6 +380,10 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         preview.select(on_patch, [model, image, prompt, stage, layers, heads], [patch_md, patch_image, patch_bars],
                        api_name=False, **MODEL_EVENTS)
         grid_btn.click(on_grid, [model, image, prompt, stage], [grid_image], api_name="layer_head_grid",
+                       **MODEL_EVENTS)
+        aligned_btn.click(on_aligned, [model, stage, method, tlayer, n_samples, color_by, views], [aligned_plot, views],
+                          api_name="aligned_token_map", **MODEL_EVENTS)
+        film_btn.click(on_filmstrip, [model, image, prompt, stage, views], [film_plot, views], api_name="filmstrip",
                        **MODEL_EVENTS)
         grid_image.select(on_grid_pick, [model], [layers, heads], api_name=False).then(
             on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
