@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
-from livr_viz.core.capture import LatentAttention
+from livr_viz.core.capture import LatentAttention, base_attn_implementation
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.core.images import load_image
@@ -356,6 +356,7 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
     a = run_analysis(lm, image, prompt, stage)
     report: dict = {
         "model_variant": a.variant, "n_latents": a.n_latents, "stage": stage, "prompt": a.prompt, "notes": a.notes,
+        "attention_implementation": base_attn_implementation(lm.base_model),
         "answer": a.answer, "choice_probs": a.choice_probs,
         "segment_attention": a.segment_attention("latent"),
         "answer_segment_attention": a.segment_attention("answer"),
@@ -923,7 +924,6 @@ def backend_badge(model: str, analysis) -> str:
     / ``BACKEND_ATTENTION_TOLERANCE`` (real VLMs can: transformers issue 35749)."""
     from types import SimpleNamespace
 
-    from livr_viz.core.capture import base_attn_implementation
     from livr_viz.methods.diagnostics import check_backends
 
     lm = POOL.get(model)

@@ -62,6 +62,7 @@ def test_analyze_cli_writes_the_report(tmp_path, tiny_model, tiny_paths):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["answer"] in s.options and set(report["choice_probs"]) == set(s.options)
     assert report["answer_segment_attention"]["image"] == [0.0] * 4  # Stage 1: the answer row never sees the image
+    assert report["attention_implementation"] == "sdpa"  # every report names the kernel that produced it
     assert set(report["segment_attention"]) == {"image", "text", "latent", "answer"}
     assert report["latent_image_attention_shape"] == [16, 8, 8]
     for path in report["figures"].values():
