@@ -45,11 +45,14 @@ def test_upload_run_and_every_tab(page):
     page.get_by_text("Answer:").wait_for()
     page.locator("#latent-gallery img").first.wait_for()
     assert page.locator("#latent-gallery img").count() >= 16
+    page.wait_for_function("""() => [...document.querySelectorAll('#latent-gallery img')]
+                                    .every(img => img.complete && img.naturalWidth > 0)""")  # drawn, not loading
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "01-latent-attention.png"), full_page=True)
     tile = np.asarray(Image.open(io.BytesIO(page.request.get(
         page.locator("#latent-gallery img").first.get_attribute("src")).body())).convert("RGB")).astype(int)
     assert (np.abs(tile - [51, 255, 76]).sum(-1) < 12).sum() > 100  # the counted shapes' evidence, outlined
-    ramp = tile[-15]  # the colour bar under the tile: dark at 0, bright at the top of its scale
+    ramp = tile[10 + 192 + 2]  # the colour bar under the map: dark at 0, bright at the top of its scale
     assert ramp[:3].sum() < 150 and ramp[-3:].sum() > 1200
 
     page.get_by_text("who reads this patch?").click()  # reverse lookup: click a patch of the input

@@ -109,7 +109,8 @@ def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normali
     if evidence is not None:
         pixels[evidence_outline(evidence, (w, h))] = (0.2, 1.0, 0.3)
     bar_h, scale_h, text_h = 10, 8, 12
-    tile = Image.new("RGB", (w, bar_h + h + scale_h + text_h), (255, 255, 255))
+    caption_h = 16  # blank room for a gallery's caption overlay, so it never hides the colour bar
+    tile = Image.new("RGB", (w, bar_h + h + scale_h + text_h + caption_h), (255, 255, 255))
     tile.paste(Image.fromarray((pixels * 255).astype(np.uint8)), (0, bar_h))
     draw = ImageDraw.Draw(tile)
     if split is not None:
