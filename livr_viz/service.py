@@ -224,7 +224,7 @@ def load_upload(path: str | Path) -> Image.Image:
 
 
 def analysis_for(model_name: str, image_path: str | None, prompt: str, stage: str = "full"):
-    """Cached :func:`~livr_viz.analysis.run_analysis` for this input."""
+    """Cached :func:`~livr_viz.methods.analysis.run_analysis` for this input."""
     if not image_path:
         raise LIVRError("upload an image (or pick an example / press 'new sample') first")
     if prompt is None or not prompt.strip():

@@ -1,7 +1,7 @@
 """One small adapter per model family: where image tokens are, what LoRA targets, positions, patch grids.
 
 Everything architecture-specific lives here, the way peft keeps one folder per
-tuner; the wrapper in :mod:`livr_viz.model` only calls these methods.
+tuner; the wrapper in :mod:`livr_viz.core.model` only calls these methods.
 """
 
 from __future__ import annotations

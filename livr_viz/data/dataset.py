@@ -55,7 +55,7 @@ class RecordDataset(Dataset):
 
 @dataclass
 class LIVRCollator:
-    """Turn a list of samples/records into a :class:`~livr_viz.model.LIVRBatch` (answers included)."""
+    """Turn a list of samples/records into a :class:`~livr_viz.core.model.LIVRBatch` (answers included)."""
 
     model: object  # a LIVRModel
     with_answers: bool = True

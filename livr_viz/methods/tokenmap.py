@@ -38,7 +38,7 @@ class TokenPoints:
 
 
 def points_from_capture(result, layer: int, index: int | None = None, extra: dict | None = None) -> TokenPoints:
-    """Tokens of a :class:`~livr_viz.capture.CaptureResult` at ``layer`` (0 = embeddings), PAD dropped."""
+    """Tokens of a :class:`~livr_viz.core.capture.CaptureResult` at ``layer`` (0 = embeddings), PAD dropped."""
     if result.hidden_states is None:
         raise LIVRError("the capture holds no hidden states (run LatentAttention with hidden_states=True)")
     n_layers = result.hidden_states.shape[0]
