@@ -16,16 +16,15 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
-from pathlib import Path
-
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
 from livr_viz.core.capture import LatentAttention, base_attn_implementation
+from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.core.images import load_image
@@ -50,6 +49,7 @@ from livr_viz.views.heatmaps import (
     attention_tile,
     display_image,
     evidence_overlay,
+    grid_overlay,
     latent_grid_figure,
     montage,
     overlay,
@@ -486,10 +486,7 @@ def token_map_view(model, image, prompt, stage, method, layer, scope, n_samples,
         points = points_from_capture(a.capture, layer, 0)
         color_by = "segment"
     else:
-        n = int(n_samples)
-        if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
-            raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
-        items = [make_sample(*token_map_item(i), answer_format=answer_format_of(model)) for i in range(n)]
+        items = token_map_items(model, n_samples)
         points = dataset_points(POOL.get(model), items, layer, stage, progress=progress)
         if color_by != "segment" and color_by not in points.labels:
             keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
@@ -502,6 +499,14 @@ def token_map_item(index: int) -> tuple[str, str, int, int]:
     """(task, split, seed, index) of the dataset token map's ``index``-th sample: the tasks in turn."""
     tasks = task_names()
     return tasks[index % len(tasks)], "test", 0, index // len(tasks)
+
+
+def token_map_items(model: str, n_samples) -> list:
+    """The dataset token map's first ``n_samples`` samples, in the model's answer format."""
+    n = int(n_samples)
+    if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
+        raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
+    return [make_sample(*token_map_item(i), answer_format=answer_format_of(model)) for i in range(n)]
 
 
 def token_map_sample(model: str, index) -> tuple[str, str]:
@@ -661,8 +666,7 @@ def export_view(model, image, prompt, stage, layers, heads, aggregation, normali
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
-    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity,
-                          evidence=sample.evidence if sample is not None else None)
+    tiles = attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity)["tiles"]
     files = {"image.png": a.image, "latent_heatmaps.png": montage(tiles, title=f"{model} {stage} {aggregation}")}
     files.update({f"latents/{caption.split(' · ')[0].replace(' ', '_')}.png": img for img, caption in tiles})
     report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
@@ -832,9 +836,9 @@ def layer_head_grid(model, image, prompt, stage="full", aggregation_rows: str = 
         for head in range(n_heads):
             maps = a.latent_maps([layer], [head], "mean", "none").mean(0)
             share = float(a.row_split([layer], [head])[:, 0].mean())
-            cell = attention_tile(a.image, maps / (maps.max() or 1.0), float(maps.max()), "per_latent", size=GRID_CELL)
+            cell = grid_overlay(a.image, maps / (maps.max() or 1.0), size=GRID_CELL)
             x, y = head * GRID_CELL, layer * (GRID_CELL + GRID_LABEL)
-            sheet.paste(cell.crop((0, 10, GRID_CELL, 10 + GRID_CELL)), (x, y + GRID_LABEL))
+            sheet.paste(cell, (x, y + GRID_LABEL))
             draw.text((x + 2, y + 1), f"L{layer} H{head} {100 * share:.0f}%", fill=(0, 0, 0))
     return sheet
 
@@ -991,14 +995,11 @@ def aligned_token_map(model, stage="full", method="pca", layer=None, n_samples=1
     from livr_viz.views.geometry import shared_projection_figure
 
     names = compare_set(model)
-    n = int(n_samples)
-    if not TOKEN_MAP_SAMPLES[0] <= n <= TOKEN_MAP_SAMPLES[1]:
-        raise LIVRError(f"dataset size must be between {TOKEN_MAP_SAMPLES[0]} and {TOKEN_MAP_SAMPLES[1]} samples")
+    items = token_map_items(names[0], n_samples)
     n_layers = lm_dims(names[0])[0]
     layer = n_layers if layer is None else int(layer)
     if not 0 <= layer <= n_layers:
         raise LIVRError(f"layer must be in 0..{n_layers}")
-    items = [make_sample(*token_map_item(i), answer_format=answer_format_of(names[0])) for i in range(n)]
     points = {name: dataset_points(POOL.get(name), items, layer, stage) for name in names}
     projection = shared_projection(points, method, "joint")
     return shared_projection_figure(projection, color_by if color_by in ("segment", "task") else "segment",

@@ -92,14 +92,10 @@ def evidence_outline(mask: np.ndarray, size: tuple[int, int], width: int = 2) ->
     return (np.asarray(grown) > 0) & ~(np.asarray(big) > 0)
 
 
-def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normalisation: str = "per_latent",
-                   split: Sequence[float] | None = None, evidence: np.ndarray | None = None, opacity: float = 0.55,
-                   size: int = 192, cmap: str = "inferno") -> Image.Image:
-    """One latent's map as a picture that tells its scale: the patch grid drawn crisp (one flat cell per patch,
-    no interpolation) over the image at ``size`` px, the ground-truth evidence outlined in green, a colour bar
-    underneath labelled with its scale (``per_latent``: 0 … this latent's own maximum; ``global``: shared by all
-    tiles; ``none``: absolute attention, 0 … 1), and on top a stacked bar of where this row's attention goes (image /
-    text / latents: a map that looks focused but spends 2 % on the image shows it)."""
+def grid_overlay(image: Image.Image, heat: np.ndarray, evidence: np.ndarray | None = None, opacity: float = 0.55,
+                 size: int = 192, cmap: str = "inferno") -> Image.Image:
+    """``heat`` (values in [0, 1], one cell per patch) drawn crisp over the image at ``size`` px wide, with the
+    evidence's border in green."""
     shown = image.convert("RGB").resize((size, round(size * image.height / image.width)), Image.LANCZOS)
     w, h = shown.size
     cells = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)
@@ -108,10 +104,23 @@ def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normali
     pixels = np.clip((1 - opacity) * base + opacity * colour, 0, 1)
     if evidence is not None:
         pixels[evidence_outline(evidence, (w, h))] = (0.2, 1.0, 0.3)
+    return Image.fromarray((pixels * 255).astype(np.uint8))
+
+
+def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normalisation: str = "per_latent",
+                   split: Sequence[float] | None = None, evidence: np.ndarray | None = None, opacity: float = 0.55,
+                   size: int = 192, cmap: str = "inferno") -> Image.Image:
+    """One latent's map as a picture that tells its scale: the patch grid drawn crisp (one flat cell per patch,
+    no interpolation) over the image at ``size`` px, the ground-truth evidence outlined in green, a colour bar
+    underneath labelled with its scale (``per_latent``: 0 … this latent's own maximum; ``global``: shared by all
+    tiles; ``none``: absolute attention, 0 … 1), and on top a stacked bar of where this row's attention goes (image /
+    text / latents: a map that looks focused but spends 2 % on the image shows it)."""
+    grid = grid_overlay(image, heat, evidence, opacity, size, cmap)
+    w, h = grid.size
     bar_h, scale_h, text_h = 10, 8, 12
     caption_h = 16  # blank room for a gallery's caption overlay, so it never hides the colour bar
     tile = Image.new("RGB", (w, bar_h + h + scale_h + text_h + caption_h), (255, 255, 255))
-    tile.paste(Image.fromarray((pixels * 255).astype(np.uint8)), (0, bar_h))
+    tile.paste(grid, (0, bar_h))
     draw = ImageDraw.Draw(tile)
     if split is not None:
         x = 0.0
