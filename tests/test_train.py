@@ -289,7 +289,8 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
         rep.reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
     assert seen == [tmp_path / "init"]
     assert rep.backbone_size(tmp_path / "init") | {"parameters": 0} == {
-        "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4}
+        "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4,
+        "image_size": 96, "patch_size": 12}
 
 
 def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):

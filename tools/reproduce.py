@@ -287,7 +287,8 @@ def backbone_size(model_dir: Path) -> dict | None:
             n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
     text, vision = config.get("text_config", {}), config.get("vision_config", {})
     return {"parameters": n, "text_hidden": text.get("hidden_size"), "text_layers": text.get("num_hidden_layers"),
-            "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers")}
+            "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers"),
+            "image_size": vision.get("image_size"), "patch_size": vision.get("patch_size")}
 
 
 def _batch(cfg: dict) -> str:
@@ -463,7 +464,10 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     if size:
         lines.append(f"- Backbone: {size_text}; language model {size['text_layers']} layers of width "
                      f"{size['text_hidden']}, vision tower {size['vision_layers']} layers of width "
-                     f"{size['vision_hidden']}.")
+                     f"{size['vision_hidden']}" + (
+                         f", {size['image_size']}-px images in {size['patch_size']}-px patches "
+                         f"({(size['image_size'] // size['patch_size']) ** 2} image tokens)"
+                         if size.get("image_size") and size.get("patch_size") else "") + ".")
     lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): {vis['steps']} steps, "
               f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
               f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "

@@ -214,8 +214,11 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
     """Accuracy over multiple-choice ``items`` with the latents intact, with all of them ablated, and (``each``)
     with every latent alone ablated: which latents does the model's *accuracy* rely on, not one answer's?
 
-    The last latent's row is also the row that predicts the first answer token, so ``remove`` (nobody may read
-    the latents) never removes that row's own attention to the image: "all ablated" is not "no latents".
+    Under the ``before_answer`` placement the last latent's row is also the row that predicts the first answer
+    token, so ``remove`` (nobody may read the latents) never removes that row's own attention to the image: there
+    "all ablated" is not "no latents". Under ``end_of_prompt`` (the default) the answer is predicted by template
+    text rows, so "all ablated" with ``remove`` is "no latents".
+    Items are batched by their option list (the letters, or a word-format task's option words).
     """
     k = lm.config.n_latents
     if not k:
