@@ -280,14 +280,19 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
 
     def stop(init, cfg, out, log=print):
         seen.append(Path(init))
+        steps.append(cfg.steps)
         raise Started
 
-    seen = []
+    seen, steps = [], []
     monkeypatch.setattr(rep, "pretrain_vision", stop)
     save_demo_backbone(tmp_path / "init", DemoBackboneConfig(text_hidden=96, text_layers=2, text_heads=4))
     with pytest.raises(Started):
         rep.reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
-    assert seen == [tmp_path / "init"]
+    with pytest.raises(Started):  # --vision-steps sets stage 0's length
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=9, log=lambda *a: None)
+    with pytest.raises(LIVRError, match="steps=0"):
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=0, log=lambda *a: None)
+    assert seen == [tmp_path / "init"] * 2 and steps == [6, 9]
     assert rep.backbone_size(tmp_path / "init") | {"parameters": 0} == {
         "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4,
         "image_size": 96, "patch_size": 12}

@@ -84,7 +84,8 @@ def cmd_reproduce(args) -> int:
     install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
-                        install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance)
+                        install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
+                        vision_steps=args.vision_steps)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
 
@@ -167,6 +168,8 @@ def add_commands(sub) -> None:
                         "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
+    p.add_argument("--vision-steps", type=int, default=None,
+                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
     p.add_argument("--grad-accum", type=int, default=None,
