@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
+from livr_viz.core.config import TEST_SEED
 from livr_viz.core.config import VARIANTS as MODEL_VARIANTS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir
@@ -26,11 +27,10 @@ from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
 from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
 from livr_viz.training.evaluate import summarize
-from livr_viz.training.trainer import Trainer, build_model_for_training, config_differences, preset_config
+from livr_viz.training.trainer import Trainer, build_model_for_training, check_run_settings, preset_config
 from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
 VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
-TEST_SEED = 2026  # fresh seed for the test split: never used in training or validation
 
 PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
           "pretrain_words": "pretrain-words", **{v: v for v in VARIANTS}}  # timing key -> phase folder
@@ -49,11 +49,8 @@ def run_phase(out: Path, train_fn, log, cfg=None) -> float:
     """Run ``train_fn()`` unless ``out/model`` exists; its wall time is kept in ``out/time.json``.
 
     With ``cfg`` (a TrainConfig), a finished phase trained with other settings is an error, not a silent reuse."""
-    if _phase_done(out) and cfg is not None and (out / "train_config.json").is_file():
-        changed = config_differences(json.loads((out / "train_config.json").read_text()), cfg)
-        if changed:
-            raise LIVRError(f"{out} holds a model trained with other settings ({'; '.join(changed)}); "
-                            "use a fresh --out, or delete that folder to retrain it")
+    if _phase_done(out) and cfg is not None:
+        check_run_settings(out, cfg)
     if _phase_done(out):
         log(f"{out.name}: already trained, skipping")
         return 0.0

@@ -19,6 +19,7 @@ LATENT_PLACEMENTS: tuple[str, ...] = ("end_of_prompt", "before_answer")
 ANSWER_FORMATS: tuple[str, ...] = ("word", "letter")  # the synthetic suite's: marker word / number, or BLINK letters
 LETTERS = "ABCDEFGH"  # BLINK's multiple-choice letters, (A), (B), ...: options of items that name none of their own
 MAX_LATENTS = 512
+TEST_SEED = 2026  # the synthetic test split's seed for reported numbers: never used in training or validation
 
 
 def check_choice(name: str, value, allowed) -> None:

@@ -19,20 +19,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from livr_viz.core.config import TEST_SEED
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import previous_copy
 from livr_viz.core.model import load_model
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.tasks import resolve_tasks
 from livr_viz.training.evaluate import evaluate
-from livr_viz.training.trainer import TrainConfig, config_differences, preset_config, train
+from livr_viz.training.trainer import TrainConfig, check_run_settings, preset_config, train
 from livr_viz.views.sweep import plot_sweep
 
 # the settings a sweep may vary, and the values each takes (LIVRConfig checks the upper bounds)
 PARAMS = {"n_latents": "integers >= 1 (K, the number of latent tokens)",
           "stage1_fraction": "numbers in [0, 1] (the share of steps in Stage 1)",
           "lora_r": "integers >= 1 (the LoRA rank; alpha follows at 2 x rank)"}
-TEST_SEED = 2026  # the test split's seed, as in `livr-viz reproduce`: never used in training or validation
 RESULTS_NAME, PLOT_NAME = "sweep.json", "sweep.png"
 
 
@@ -187,12 +187,7 @@ def _write(out: Path, record: dict) -> None:
 def _trained_model(backbone: str, cfg: TrainConfig, run_dir: Path):
     """The run's model: its saved one when training finished (the evaluation was not recorded), else trained,
     continuing from its checkpoint when there is one. Returns (model, what was done)."""
-    saved = run_dir / "train_config.json"
-    if saved.is_file():
-        changed = config_differences(json.loads(saved.read_text()), cfg)
-        if changed:
-            raise LIVRError(f"{run_dir} holds a run trained with other settings ({'; '.join(changed)}); delete that "
-                            "folder to retrain it, or use a fresh --out")
+    check_run_settings(run_dir, cfg)
     if (run_dir / "model").is_dir():
         return load_model(str(run_dir / "model")), "evaluated its saved model"
     resume = (run_dir / "checkpoint").is_dir() or previous_copy(run_dir / "checkpoint").is_dir()

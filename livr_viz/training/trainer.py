@@ -269,6 +269,16 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
             if k not in _BOOKKEEPING and k in saved and saved[k] != v]
 
 
+def check_run_settings(run_dir: Path, cfg: TrainConfig) -> None:
+    """A run folder whose ``train_config.json`` differs from ``cfg`` is an error naming the differences, so a
+    finished or half-trained run is never silently reused with other settings."""
+    saved = run_dir / "train_config.json"
+    changed = config_differences(json.loads(saved.read_text()), cfg) if saved.is_file() else []
+    if changed:
+        raise LIVRError(f"{run_dir} holds a model trained with other settings ({'; '.join(changed)}); delete that "
+                        "folder to retrain it, or use a fresh --out")
+
+
 def load_checkpoint(path: Path, lm, optimizer, cfg: TrainConfig | None = None) -> int:
     """Restore trainable weights, optimizer moments and RNG; returns the step to continue from.
     With ``cfg``, a checkpoint trained with other settings is refused before anything is restored."""
