@@ -14,7 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from livr_viz.core.errors import LIVRError
-from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training, preset_config, sample_indices
+from livr_viz.training.trainer import (
+    TrainConfig,
+    Trainer,
+    build_model_for_training,
+    check_run_settings,
+    preset_config,
+    sample_indices,
+)
 
 
 def test_schedule_is_four_six_with_a_warmup_and_cosine_per_stage():
@@ -238,6 +245,21 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
     again = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=5, checkpoint_every=1,
                           n_val_per_task=2)
     Trainer(build_model_for_training(base, again), again, tmp_path, progress=False).run(resume=True)
+
+
+def test_pretraining_keeps_the_tower_and_flags_runs_saved_before_the_setting(tmp_path, tiny_paths):
+    cfg = preset_config("quick", pretrain=True, steps=2)
+    assert cfg.full_finetune and not cfg.train_vision_tower
+    lm = build_model_for_training(tiny_paths["base"], cfg)
+    assert not any(p.requires_grad for p in lm.family.vision_encoder_parameters(lm.model))
+    with pytest.raises(LIVRError, match="train_vision_tower needs full_finetune"):
+        TrainConfig(variant="sft", train_vision_tower=True)
+    # a pretraining run saved before the setting existed trained its tower: reusing it now is a difference
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "train_vision_tower"}
+    (tmp_path / "train_config.json").write_text(json.dumps(legacy))
+    with pytest.raises(LIVRError, match="train_vision_tower: True -> False"):
+        check_run_settings(tmp_path, cfg)
+    check_run_settings(tmp_path, preset_config("quick", pretrain=True, steps=2, train_vision_tower=True))
 
 
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):

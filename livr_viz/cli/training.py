@@ -169,7 +169,7 @@ def add_commands(sub) -> None:
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
     p.add_argument("--vision-steps", type=int, default=None,
-                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
+                   help="stage-0 (vision tower) steps (default: the preset's, 1800 for demo)")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
     p.add_argument("--grad-accum", type=int, default=None,

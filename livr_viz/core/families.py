@@ -23,6 +23,7 @@ class Family:
     name: str
     model_types: tuple[str, ...]
     lm_prefix: str  # dotted path segment that names the language model inside the HF model
+    vision_prefix: str  # attribute of the inner model that holds the vision encoder
 
     @property
     def lora_target_regex(self) -> str:
@@ -45,6 +46,11 @@ class Family:
         for part in ("model", self.lm_prefix):
             module = getattr(module, part)
         return module
+
+    def vision_encoder_parameters(self, model) -> list[torch.nn.Parameter]:
+        """The vision tower's parameters, without the projector into the language model: what LLaVA-style
+        training keeps frozen (``model.model.<vision_prefix>``)."""
+        return list(getattr(model.model, self.vision_prefix).parameters())
 
     def processor_images(self, images: list) -> list:
         return images
@@ -73,6 +79,10 @@ class LlavaFamily(Family):
 
 @dataclass(frozen=True)
 class QwenVLFamily(Family):
+    def vision_encoder_parameters(self, model):
+        # Qwen2-VL's projector (``merger``) lives inside ``visual``
+        return [p for n, p in model.model.visual.named_parameters() if not n.startswith("merger.")]
+
     def position_ids(self, model, inputs, padding_mask):
         # M-RoPE positions come from a 2D padding mask; a 4D mask inside forward raises IndexError.
         base = model.model
@@ -98,9 +108,9 @@ class Idefics3Family(Family):
 
 
 FAMILIES: tuple[Family, ...] = (
-    LlavaFamily("llava", ("llava", "llava_next", "llava_onevision"), "language_model"),
-    QwenVLFamily("qwen2_vl", ("qwen2_vl", "qwen2_5_vl"), "language_model"),
-    Idefics3Family("idefics3", ("idefics3", "smolvlm"), "text_model"),
+    LlavaFamily("llava", ("llava", "llava_next", "llava_onevision"), "language_model", "vision_tower"),
+    QwenVLFamily("qwen2_vl", ("qwen2_vl", "qwen2_5_vl"), "language_model", "visual"),
+    Idefics3Family("idefics3", ("idefics3", "smolvlm"), "text_model", "vision_model"),
 )
 
 
