@@ -270,3 +270,14 @@ def test_match_colour_answer_is_the_candidate_with_the_reference_colour():
         assert s.choices == ["candidate A", "candidate B"] and (a == ref).all(-1).sum() > 0
         answers.add(s.answer)
     assert answers == {"A", "B"}
+
+
+def test_placement_starts_over_instead_of_failing_and_keeps_what_it_drew():
+    # seed 39: the first disc lands where no second one fits (it used to raise, and crashed box_around questions)
+    with pytest.raises(RuntimeError, match="could not place"):
+        D.place_disjoint(np.random.default_rng(39), 2, (96, 96), 18.5, margin=3, restarts=1)
+    (a, b) = D.place_disjoint(np.random.default_rng(39), 2, (96, 96), 18.5, margin=3)
+    assert np.hypot(a[0] - b[0], a[1] - b[1]) > 2 * 18.5 + 3
+    for seed in range(20):  # a placement that succeeded first time is unchanged
+        once = D.place_disjoint(np.random.default_rng(seed), 2, (96, 96), 18.5, margin=3, restarts=1)
+        assert D.place_disjoint(np.random.default_rng(seed), 2, (96, 96), 18.5, margin=3) == once

@@ -74,22 +74,27 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: f
 
 
 def place_disjoint(rng: np.random.Generator, n: int, size: tuple[int, int], radius: float, margin: float = 2.0,
-                   avoid: list[tuple[float, float, float]] | None = None, tries: int = 400):
-    """``n`` centres inside ``size`` (w, h) whose discs of ``radius`` + margin do not touch (rejection sampling)."""
+                   avoid: list[tuple[float, float, float]] | None = None, tries: int = 400, restarts: int = 20):
+    """``n`` centres inside ``size`` (w, h) whose discs of ``radius`` + margin do not touch (rejection sampling).
+
+    Greedy placement can paint itself into a corner (a first disc near the centre of a small image leaves no room
+    for the second), so a failed attempt starts over, up to ``restarts`` times; an attempt that succeeds first
+    time draws exactly what it always drew."""
     w, h = size
-    placed: list[tuple[float, float, float]] = list(avoid or [])
-    out = []
-    for _ in range(tries):
+    for _ in range(restarts):
+        placed: list[tuple[float, float, float]] = list(avoid or [])
+        out = []
+        for _ in range(tries):
+            if len(out) == n:
+                break
+            x = rng.uniform(radius + 1, w - radius - 1)
+            y = rng.uniform(radius + 1, h - radius - 1)
+            if all((x - px) ** 2 + (y - py) ** 2 > (radius + pr + margin) ** 2 for px, py, pr in placed):
+                placed.append((x, y, radius))
+                out.append((x, y))
         if len(out) == n:
-            break
-        x = rng.uniform(radius + 1, w - radius - 1)
-        y = rng.uniform(radius + 1, h - radius - 1)
-        if all((x - px) ** 2 + (y - py) ** 2 > (radius + pr + margin) ** 2 for px, py, pr in placed):
-            placed.append((x, y, radius))
-            out.append((x, y))
-    if len(out) < n:
-        raise RuntimeError(f"could not place {n} objects of radius {radius} in {size}")
-    return out
+            return out
+    raise RuntimeError(f"could not place {n} objects of radius {radius} in {size}")
 
 
 def disc_mask(size: tuple[int, int], cx: float, cy: float, r: float) -> np.ndarray:
