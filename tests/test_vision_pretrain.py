@@ -120,6 +120,35 @@ def test_letter_reading_adds_the_glyph_losses(tmp_path):
     assert json.loads((tmp_path / "vision" / "vision_config.json").read_text())["letters"] is True
 
 
+def test_present_labels_see_a_ring_on_a_shape():
+    img = Image.new("RGB", (96, 96), D.BACKGROUND)
+    img.paste(D.PALETTE["purple"], (0, 0, 12, 12))  # a shape filling patch (0, 0)
+    img.paste(D.PALETTE["red"], (2, 2, 6, 6))  # a small red ring on it: 16 px of 144, not the majority
+    t = patch_targets(img, 8)
+    names = list(D.PALETTE)
+    assert t["colour"][0] == 2 + names.index("purple")  # the majority head sees the shape only
+    assert {names[i] for i in np.flatnonzero(t["present"][0])} == {"purple", "red"}
+    assert t["present"][1:].sum() == 0
+
+
+def test_marker_images_and_the_present_head(tmp_path):
+    from livr_viz.data.perception import WORD_CURRICULUM
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+
+    stream = image_stream(0, 96, markers=True)
+    kinds = [next(stream)[1].get("kind") for _ in range(2 * len(WORD_CURRICULUM))][::2]
+    assert kinds == list(WORD_CURRICULUM)  # the word curriculum, alternating with the tasks in the word format
+    with pytest.raises(LIVRError, match="exclusive"):
+        VisionPretrainConfig(letters=True, markers=True)
+    init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
+    cfg = VisionPretrainConfig(steps=2, batch_size=8, warmup_steps=1, log_every=1, markers=True)
+    metrics = pretrain_vision(init, cfg, tmp_path / "vision", progress=False, log=lambda *a: None)
+    assert "loss_present" in metrics and 0 <= metrics["acc_present_mixed"] <= 1
+    plain = pretrain_vision(init, VisionPretrainConfig(steps=1, batch_size=4, warmup_steps=1, log_every=1),
+                            tmp_path / "plain", progress=False, log=lambda *a: None)
+    assert "loss_present" not in plain  # opt-in: the default stage 0 is unchanged
+
+
 def test_non_llava_backbones_are_refused(tmp_path):
     from livr_viz.demo.tiny import tiny_qwen2_vl
 

@@ -48,7 +48,7 @@ def cmd_pretrain_vision(args) -> int:
         raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
     overrides = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size}
     settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None},
-                "letters": args.letters}
+                "letters": args.letters, "markers": args.markers}
     pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
@@ -145,6 +145,9 @@ def add_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--letters", action="store_true",
                    help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)")
+    p.add_argument("--markers", action="store_true",
+                   help="see the word format's images (coloured rings on shapes, coloured boxes and frames) and learn "
+                        "every colour a patch holds, not only the majority one")
     p.set_defaults(func=cmd_pretrain_vision)
 
     p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")

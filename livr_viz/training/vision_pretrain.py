@@ -12,6 +12,8 @@ layer (the features LLaVA's projector reads) predict:
 * ``row`` / ``col``: where the patch is (so position is linearly readable from each image token);
 * ``shape``: the shape class on patches covered by the one coloured shape of the perception questions about a
   single object (ignored elsewhere);
+* ``present`` (with ``markers=True``): every palette colour that covers at least :data:`MIN_PIXELS` of the patch,
+  not only the majority one, so a small coloured ring on a larger shape is seen along with the shape;
 * ``glyph`` (with ``letters=True``): which letter (none, A, B, C, D) is drawn in the patch.  The nine tasks name
   points, boxes and candidates with small drawn letters, so the tower must tell them apart.  Perception images without letters of
   their own get 0–6 letters drawn at random places, in the tasks' fonts and colours; the ink of each letter is
@@ -19,7 +21,8 @@ layer (the features LLaVA's projector reads) predict:
   patches with only fragments of a letter are ignored.  (Images that bring their own letters are ignored too.)
 
 Images alternate between the perception curriculum and the nine tasks' train split (with ``letters``, a third are
-letter sheets).  The heads are thrown away; the tower's weights are saved with the rest of the (untouched)
+letter sheets; with ``markers``, the word curriculum, whose read-outs put coloured rings on shapes, and the tasks in
+the word format, with their coloured rings, boxes and frames).  The heads are thrown away; the tower's weights are saved with the rest of the (untouched)
 backbone.  Only LLaVA-family backbones with a square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
 """
 
@@ -41,7 +44,7 @@ from livr_viz.core.fsutil import save_backbone
 from livr_viz.core.model import load_backbone
 from livr_viz.data import draw as D
 from livr_viz.data import make_sample, task_names
-from livr_viz.data.perception import CURRICULUM, LETTER_FREE, make_perception_sample
+from livr_viz.data.perception import CURRICULUM, LETTER_FREE, WORD_CURRICULUM, make_perception_sample
 from livr_viz.training.trainer import warmup_cosine
 
 N_COLOUR_CLASSES = 10  # background, other, 8 palette colours
@@ -65,6 +68,9 @@ class VisionPretrainConfig:
     data_seed: int = 0  # train split seed of the synthetic images
     log_every: int = 25
     letters: bool = False  # also learn to read drawn letters (glyph head, letter sheets; more steps: ~1200)
+    # also see the word format's images (coloured option rings on shapes, coloured boxes and frames) and learn every
+    # palette colour each patch holds (the ``present`` head)
+    markers: bool = False
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -72,6 +78,9 @@ class VisionPretrainConfig:
                 raise LIVRError(f"invalid vision pretraining setting {name}={getattr(self, name)!r}")
         if self.lr <= 0:
             raise LIVRError(f"invalid vision pretraining setting lr={self.lr!r}")
+        if self.letters and self.markers:
+            raise LIVRError("vision pretraining: letters (the letter format's images) and markers (the word "
+                            "format's) are exclusive")
 
 
 VISION_PRESETS = {"quick": dict(steps=6, batch_size=8, warmup_steps=2, log_every=2), "demo": dict()}
@@ -146,8 +155,9 @@ def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple 
         ci = 2 + list(D.PALETTE).index(concepts["colour"])
         shape[counts[:, ci] >= need] = D.SHAPES.index(concepts["shape"])
     glyph = np.full(grid * grid, -100, dtype=np.int64) if glyphs is None else glyph_labels(*glyphs, grid)
+    present = (counts[:, 2:] >= need).astype(np.float32)  # [N, 8]: every palette colour the patch holds
     return {"colour": colour, "luminance": sub.reshape(grid * grid, SUBGRID * SUBGRID).astype(np.float32),
-            "shape": shape, "glyph": glyph}
+            "shape": shape, "glyph": glyph, "present": present}
 
 
 def glyph_losses(logits: torch.Tensor, glyph: torch.Tensor, letter_weight: float = LETTER_WEIGHT) -> dict:
@@ -178,11 +188,13 @@ class PatchHeads(torch.nn.Module):
         self.shape = torch.nn.Linear(dim, len(D.SHAPES))
         self.row = torch.nn.Linear(dim, grid)
         self.col = torch.nn.Linear(dim, grid)
-        self.glyph = torch.nn.Linear(dim, 1 + len(GLYPHS))  # created last: the other heads' init is unchanged
+        self.glyph = torch.nn.Linear(dim, 1 + len(GLYPHS))  # created after the others: their init is unchanged
+        self.present = torch.nn.Linear(dim, len(D.PALETTE))  # likewise
         self.register_buffer("rows", torch.arange(grid).repeat_interleave(grid), persistent=False)
         self.register_buffer("cols", torch.arange(grid).repeat(grid), persistent=False)
 
-    def forward(self, h: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, h: torch.Tensor, targets: dict[str, torch.Tensor], markers: bool = False
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         b = h.shape[0]
         parts = {
             "colour": F.cross_entropy(self.colour(h).flatten(0, 1), targets["colour"].flatten()),
@@ -196,6 +208,8 @@ class PatchHeads(torch.nn.Module):
         glyph = self.glyph(h) if (targets["glyph"] >= 0).any() else None
         if glyph is not None:
             parts.update(glyph_losses(glyph, targets["glyph"]))
+        if markers:
+            parts["present"] = F.binary_cross_entropy_with_logits(self.present(h), targets["present"])
         with torch.no_grad():
             metrics = {f"loss_{k}": float(v) for k, v in parts.items()}
             hit = self.colour(h).argmax(-1) == targets["colour"]
@@ -207,6 +221,11 @@ class PatchHeads(torch.nn.Module):
                 metrics["acc_shape"] = float(hit.float().mean())
             if glyph is not None and (acc := letter_accuracy(glyph, targets["glyph"])) is not None:
                 metrics["acc_glyph"] = acc
+            if markers:  # on patches that hold two or more colours (a ring on a shape): all of them right
+                mixed = targets["present"].sum(-1) >= 2
+                if mixed.any():
+                    hit = ((self.present(h) > 0) == (targets["present"] > 0.5)).all(-1)
+                    metrics["acc_present_mixed"] = float(hit[mixed].float().mean())
         return sum(parts.values()), metrics
 
 
@@ -221,9 +240,10 @@ def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
     return image, draw_glyphs(image, rng, int(rng.integers(4, 9)))
 
 
-def image_stream(data_seed: int, image_size: int, letters: bool = False):
+def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False):
     """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
-    the nine tasks' train split, alternating.  With ``letters``: in thirds, perception questions (those without
+    the nine tasks' train split, alternating (with ``markers``: the word curriculum's questions and the tasks in
+    the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With ``letters``: in thirds, perception questions (those without
     letters of their own get 0–6 random letters), tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
     what :func:`draw_glyphs` returned, None for images whose letters are unknown."""
     tasks = task_names()
@@ -233,14 +253,15 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False):
     while True:
         k, part = divmod(i, parts)
         if part == 0:
-            kind = CURRICULUM[k % len(CURRICULUM)]
+            kinds = WORD_CURRICULUM if markers else CURRICULUM
+            kind = kinds[k % len(kinds)]
             s = make_perception_sample(kind, "train", data_seed, k // len(CURRICULUM), image_size)
             glyphs = draw_glyphs(s.image, rng, int(rng.integers(0, 7))) if letters and kind in LETTER_FREE else None
             yield s.image, s.concepts, glyphs
         elif part == 1:
             # the letter-format images the shipped tower was trained on (drawn letters included, see --letters)
             s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size,
-                            answer_format="letter")
+                            answer_format="word" if markers else "letter")
             yield s.image, s.concepts, None
         else:
             image, glyphs = glyph_sheet(rng, image_size)
@@ -278,7 +299,7 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = image_stream(cfg.data_seed, size, cfg.letters)
+    stream = image_stream(cfg.data_seed, size, cfg.letters, cfg.markers)
     log_path = out / "log.jsonl"
     log_path.write_text("")
     (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -297,7 +318,7 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
         targets = {k: torch.from_numpy(np.stack([x[k] for x in t])) for k in t[0]}
         pixels = processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
         hidden = tower(pixels, output_hidden_states=True).hidden_states[layer]
-        loss, metrics = heads(hidden[:, 1:] if drop_cls else hidden, targets)
+        loss, metrics = heads(hidden[:, 1:] if drop_cls else hidden, targets, cfg.markers)
         loss.backward()
         loss = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
