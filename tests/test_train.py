@@ -287,8 +287,14 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
                       log=lambda *a: None)
     assert seen[0].tasks == "perception:words" and seen[0].full_finetune  # stage 1c, on the given backbone
+    assert not seen[0].train_vision_tower  # the tower stays frozen after stage 0 unless asked
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen[1:]] == [
         (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
+    (tmp_path / "again" / "pretrain" / "model").mkdir(parents=True)
+    seen.clear()
+    with pytest.raises(Evaluating):
+        rep.reproduce(tmp_path / "again", preset="quick", tasks="counting", train_vision_tower=True, log=lambda *a: None)
+    assert seen[0].tasks == "perception:words" and seen[0].train_vision_tower
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
@@ -303,18 +309,20 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
     def stop(init, cfg, out, log=print):
         seen.append(Path(init))
         steps.append(cfg.steps)
+        markers.append(cfg.markers)
         raise Started
 
-    seen, steps = [], []
+    seen, steps, markers = [], [], []
     monkeypatch.setattr(rep, "pretrain_vision", stop)
     save_demo_backbone(tmp_path / "init", DemoBackboneConfig(text_hidden=96, text_layers=2, text_heads=4))
     with pytest.raises(Started):
         rep.reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
-    with pytest.raises(Started):  # --vision-steps sets stage 0's length
-        rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=9, log=lambda *a: None)
+    with pytest.raises(Started):  # --vision-steps sets stage 0's length, --vision-markers its images and heads
+        rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=9, vision_markers=True,
+                      log=lambda *a: None)
     with pytest.raises(LIVRError, match="steps=0"):
         rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=0, log=lambda *a: None)
-    assert seen == [tmp_path / "init"] * 2 and steps == [6, 9]
+    assert seen == [tmp_path / "init"] * 2 and steps == [6, 9] and markers == [False, True]
     assert rep.backbone_size(tmp_path / "init") | {"parameters": 0} == {
         "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4,
         "image_size": 96, "patch_size": 12}

@@ -78,13 +78,17 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
-              vision_steps: int | None = None, log=print) -> dict:
+              vision_steps: int | None = None, vision_markers: bool = False, train_vision_tower: bool = False,
+              log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
     ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
-    ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured).
+    ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
+    ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
+    ``train_vision_tower`` lets the pretraining phases after stage 0 train the tower too (the shipped backbone was
+    built that way, with ``vision_steps=600``; by default the tower stays frozen).
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     if preset not in VISION_PRESETS:
@@ -94,15 +98,16 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     steps0 = {} if vision_steps is None else {"steps": vision_steps}
-    vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0))
+    vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers}))
+    tower = {"train_vision_tower": train_vision_tower}
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
     warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
-                             warmup_fraction=1 / 3)
+                             warmup_fraction=1 / 3, **tower)
     # stage 1b: the whole perception curriculum
-    pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps)
+    pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps, **tower)
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
-    words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset])
+    words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
                                       grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
     out = Path(out)
