@@ -58,14 +58,14 @@ def test_lora_targets_only_the_language_model(backbone_dir):
     assert not any(("vision" in n or "visual" in n) for n in trainable)
 
 
-@pytest.mark.parametrize("train_vision", [False, True])
-def test_full_parameter_mode_keeps_the_vision_encoder_frozen_unless_asked(backbone_dir, train_vision):
+@pytest.mark.parametrize("freeze_vision", [False, True])
+def test_full_parameter_mode_can_freeze_the_vision_encoder(backbone_dir, freeze_vision):
     name, path = backbone_dir
-    lm = LIVRModel.from_backbone(str(path), variant="sft", lora=False, train_vision=train_vision)
+    lm = LIVRModel.from_backbone(str(path), variant="sft", lora=False, freeze_vision=freeze_vision)
     tower = {id(p) for p in lm.family.vision_encoder_parameters(lm.model)}
     assert tower, f"{name}: no vision encoder found"
     trainable = {id(p) for p in lm.model.parameters() if p.requires_grad}
-    assert (tower <= trainable) if train_vision else not (tower & trainable)
+    assert not (tower & trainable) if freeze_vision else (tower <= trainable)
     language = {id(p) for p in lm.family.language_model(lm.model).parameters()}
     assert language <= trainable  # the language model (and the projector) always train in this mode
     projector = [p for n, p in lm.model.named_parameters() if "projector" in n or "connector" in n or "merger" in n]

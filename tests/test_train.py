@@ -18,7 +18,6 @@ from livr_viz.training.trainer import (
     TrainConfig,
     Trainer,
     build_model_for_training,
-    check_run_settings,
     preset_config,
     sample_indices,
 )
@@ -247,19 +246,16 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
     Trainer(build_model_for_training(base, again), again, tmp_path, progress=False).run(resume=True)
 
 
-def test_pretraining_keeps_the_tower_and_flags_runs_saved_before_the_setting(tmp_path, tiny_paths):
+def test_pretraining_can_keep_the_vision_tower_frozen(tiny_paths):
     cfg = preset_config("quick", pretrain=True, steps=2)
-    assert cfg.full_finetune and not cfg.train_vision_tower
+    assert cfg.full_finetune and not cfg.freeze_vision_tower  # the shipped backbone's recipe: the tower trains
     lm = build_model_for_training(tiny_paths["base"], cfg)
-    assert not any(p.requires_grad for p in lm.family.vision_encoder_parameters(lm.model))
-    with pytest.raises(LIVRError, match="train_vision_tower needs full_finetune"):
-        TrainConfig(variant="sft", train_vision_tower=True)
-    # a pretraining run saved before the setting existed trained its tower: reusing it now is a difference
-    legacy = {k: v for k, v in cfg.to_dict().items() if k != "train_vision_tower"}
-    (tmp_path / "train_config.json").write_text(json.dumps(legacy))
-    with pytest.raises(LIVRError, match="train_vision_tower: True -> False"):
-        check_run_settings(tmp_path, cfg)
-    check_run_settings(tmp_path, preset_config("quick", pretrain=True, steps=2, train_vision_tower=True))
+    assert all(p.requires_grad for p in lm.family.vision_encoder_parameters(lm.model))
+    frozen = build_model_for_training(tiny_paths["base"], preset_config("quick", pretrain=True, steps=2,
+                                                                          freeze_vision_tower=True))
+    assert not any(p.requires_grad for p in frozen.family.vision_encoder_parameters(frozen.model))
+    with pytest.raises(LIVRError, match="freeze_vision_tower needs full_finetune"):
+        TrainConfig(variant="sft", freeze_vision_tower=True)
 
 
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):
@@ -287,14 +283,15 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
                       log=lambda *a: None)
     assert seen[0].tasks == "perception:words" and seen[0].full_finetune  # stage 1c, on the given backbone
-    assert not seen[0].train_vision_tower  # the tower stays frozen after stage 0 unless asked
+    assert not seen[0].freeze_vision_tower  # the tower trains after stage 0 unless asked
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen[1:]] == [
         (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
     (tmp_path / "again" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
-        rep.reproduce(tmp_path / "again", preset="quick", tasks="counting", train_vision_tower=True, log=lambda *a: None)
-    assert seen[0].tasks == "perception:words" and seen[0].train_vision_tower
+        rep.reproduce(tmp_path / "again", preset="quick", tasks="counting", freeze_vision_tower=True,
+                      log=lambda *a: None)
+    assert seen[0].tasks == "perception:words" and seen[0].freeze_vision_tower
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
-              vision_steps: int | None = None, vision_markers: bool = False, train_vision_tower: bool = False,
+              vision_steps: int | None = None, vision_markers: bool = False, freeze_vision_tower: bool = False,
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
@@ -87,8 +87,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
-    ``train_vision_tower`` lets the pretraining phases after stage 0 train the tower too (the shipped backbone was
-    built that way, with ``vision_steps=600``; by default the tower stays frozen).
+    ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
+    the shipped backbone trained it, docs/experiments/frozen-tower/ measures the frozen one).
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     if preset not in VISION_PRESETS:
@@ -99,7 +99,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     steps0 = {} if vision_steps is None else {"steps": vision_steps}
     vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers}))
-    tower = {"train_vision_tower": train_vision_tower}
+    tower = {"freeze_vision_tower": freeze_vision_tower}
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
     warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
@@ -473,7 +473,10 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
                          f"({(size['image_size'] // size['patch_size']) ** 2} image tokens)"
                          if size.get("image_size") and size.get("patch_size") else "") + ".")
     lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): {vis['steps']} steps, "
-              f"batch {vis['batch_size']} images, lr {vis['lr']}, {took('vision')}.",
+              f"batch {vis['batch_size']} images, lr {vis['lr']}"
+              + (", on the word format's images with the every-colour head" if vis.get("markers") else "")
+              + f", {took('vision')}. The phases after it "
+              + ("keep the tower frozen." if pre.get("freeze_vision_tower") else "train the tower too."),
               f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
               f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
               f"{took('pretrain_colour')}.",

@@ -86,7 +86,7 @@ def cmd_reproduce(args) -> int:
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
                         install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
                         vision_steps=args.vision_steps, vision_markers=args.vision_markers,
-                        train_vision_tower=args.train_vision_tower)
+                        freeze_vision_tower=args.freeze_vision_tower)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
 
@@ -173,13 +173,13 @@ def add_commands(sub) -> None:
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
     p.add_argument("--vision-steps", type=int, default=None,
-                   help="stage-0 (vision tower) steps (default: the preset's, 1800 for demo)")
+                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
     p.add_argument("--vision-markers", action="store_true",
                    help="stage 0 on the word format's images, learning every colour a patch holds (see "
                         "`pretrain-vision --markers`)")
-    p.add_argument("--train-vision-tower", action="store_true",
-                   help="train the vision tower in the pretraining phases after stage 0 too (default: frozen, as in "
-                        "LLaVA; the shipped backbone was built with it and --vision-steps 600)")
+    p.add_argument("--freeze-vision-tower", action="store_true",
+                   help="keep the vision tower frozen in the pretraining phases after stage 0 (LLaVA's recipe; the "
+                        "shipped backbone trained it)")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
     p.add_argument("--grad-accum", type=int, default=None,

@@ -206,16 +206,14 @@ class LIVRModel:
         processor=None,
         lora: bool = True,
         config: LIVRConfig | None = None,
-        train_vision: bool = False,
+        freeze_vision: bool = False,
         **config_kwargs,
     ) -> LIVRModel:
         """Fresh (untrained) LIVR model: add K latents, init their rows, attach LoRA.
 
         Pass ``model``/``processor`` to wrap objects already in memory (tests, notebooks).
-        ``lora=False`` (variant ``sft`` only) keeps the raw model with every parameter trainable except the vision
-        tower, which stays frozen as in LLaVA's recipe unless ``train_vision``: the full-parameter pretraining of
-        the demo backbone uses it (with a trainable tower its first 150 steps erase what stage 0 taught it: a
-        linear shape probe on its patches falls from 95.2 % to 41.0 %, docs/experiments/frozen-tower/).
+        ``lora=False`` (variant ``sft`` only) keeps the raw model with every parameter trainable, the vision tower
+        too unless ``freeze_vision`` (LLaVA's recipe): the full-parameter pretraining of the demo backbone uses it.
         ``config`` gives every model setting at once (the trainer passes its ``TrainConfig.model``); otherwise
         ``variant``, ``n_latents`` and ``config_kwargs`` do.
         """
@@ -236,7 +234,7 @@ class LIVRModel:
         if not lora:
             for p in model.parameters():
                 p.requires_grad_(True)
-            if not train_vision:
+            if freeze_vision:
                 for p in family.vision_encoder_parameters(model):
                     p.requires_grad_(False)
             return cls(model, processor, config, family)

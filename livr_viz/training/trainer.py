@@ -74,9 +74,9 @@ class TrainConfig:
     data_seed: int = 0  # synthetic data seed (train / val splits of this seed)
     image_size: int = 96
     full_finetune: bool = False  # all parameters, no LoRA (backbone pretraining)
-    # with full_finetune: train the vision tower too (default: frozen, as in LLaVA; a trainable tower forgets what
-    # stage 0 taught it, see docs/experiments/frozen-tower/)
-    train_vision_tower: bool = False
+    # with full_finetune: keep the vision tower frozen (LLaVA's recipe). A trained tower forgets stage 0's shape
+    # features but adapts its others; the frozen one gave a worse trio (docs/experiments/frozen-tower/)
+    freeze_vision_tower: bool = False
     knobs: dict = field(default_factory=dict)  # task -> difficulty knob overrides
     # "grad_norm": every micro-batch holds one task (round robin) and its gradient is scaled to the step's mean
     # gradient norm before accumulation, so no task's gradient outweighs another's (see RESULTS.md: in the
@@ -106,8 +106,8 @@ class TrainConfig:
         perception_kinds(self.tasks)  # validates "perception:…" early
         if self.task_balance != "none" and perception_kinds(self.tasks) is not None:
             raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
-        if self.train_vision_tower and not self.full_finetune:
-            raise LIVRError("train_vision_tower needs full_finetune (LoRA fine-tunes touch the language model only)")
+        if self.freeze_vision_tower and not self.full_finetune:
+            raise LIVRError("freeze_vision_tower needs full_finetune (LoRA fine-tunes never touch the vision tower)")
         if self.full_finetune and self.variant != "sft":
             raise LIVRError("full_finetune (backbone pretraining) trains without latents: use variant sft")
 
@@ -267,14 +267,9 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
 _BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task")
 
 
-# settings newer than some saved runs: the value a run saved without them was trained with
-_LEGACY = {"train_vision_tower": lambda saved: bool(saved.get("full_finetune"))}
-
-
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
     new = cfg.to_dict()
-    saved = {k: f(saved) for k, f in _LEGACY.items() if k not in saved} | saved
     return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in new.items()
             if k not in _BOOKKEEPING and k in saved and saved[k] != v]
 
@@ -493,7 +488,7 @@ def build_model_for_training(backbone: str, cfg: TrainConfig):
     with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
         torch.manual_seed(cfg.seed)
         return LIVRModel.from_backbone(backbone, config=replace(cfg.model, backbone=backbone, latent_init_seed=cfg.seed),
-                                       lora=not cfg.full_finetune, train_vision=cfg.train_vision_tower)
+                                       lora=not cfg.full_finetune, freeze_vision=cfg.freeze_vision_tower)
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

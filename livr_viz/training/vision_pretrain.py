@@ -58,7 +58,9 @@ LETTER_WEIGHT = 3.0  # letter identity is learnt late and from few patches (unwe
 
 @dataclass
 class VisionPretrainConfig:
-    steps: int = 1800  # the shape head needs ~1,200 (37.8 % after 600, 97.6 % after 1,800: docs/experiments/stage0-long/)
+    # the shape head needs ~1,200 (37.8 % after 600, 97.6 % after 1,800: docs/experiments/stage0-long/), but the
+    # pipeline's later phases overwrite it unless the tower is frozen, and frozen it gave a worse trio (frozen-tower/)
+    steps: int = 600
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
