@@ -22,8 +22,8 @@ layer (the features LLaVA's projector reads) predict:
 
 Images alternate between the perception curriculum and the nine tasks' train split (with ``letters``, a third are
 letter sheets; with ``markers``, the word curriculum, whose read-outs put coloured rings on shapes, and the tasks in
-the word format, with their coloured rings, boxes and frames).  The heads are thrown away; the tower's weights are saved with the rest of the (untouched)
-backbone.  Only LLaVA-family backbones with a square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
+the word format, with their coloured rings, boxes and frames).  The heads are thrown away; the tower's weights are
+saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
 """
 
 from __future__ import annotations
@@ -245,8 +245,9 @@ def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
 def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False):
     """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
     the nine tasks' train split, alternating (with ``markers``: the word curriculum's questions and the tasks in
-    the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With ``letters``: in thirds, perception questions (those without
-    letters of their own get 0–6 random letters), tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
+    the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With
+    ``letters``: in thirds, perception questions (those without letters of their own get 0–6 random letters),
+    tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
     what :func:`draw_glyphs` returned, None for images whose letters are unknown."""
     tasks = task_names()
     rng = np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
@@ -257,7 +258,7 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False, markers
         if part == 0:
             kinds = WORD_CURRICULUM if markers else CURRICULUM
             kind = kinds[k % len(kinds)]
-            s = make_perception_sample(kind, "train", data_seed, k // len(CURRICULUM), image_size)
+            s = make_perception_sample(kind, "train", data_seed, k // len(kinds), image_size)
             glyphs = draw_glyphs(s.image, rng, int(rng.integers(0, 7))) if letters and kind in LETTER_FREE else None
             yield s.image, s.concepts, glyphs
         elif part == 1:
