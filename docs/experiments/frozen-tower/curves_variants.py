@@ -1,8 +1,11 @@
 """Experiment: question before the image in the demo template (monkeypatch), else perception_curves unchanged."""
-import os, sys
+import os
+import sys
+
 sys.path.insert(0, "/work/main/tools/experiments")
-from livr_viz.core.model import LIVRModel
 import perception_curves as pc
+
+from livr_viz.core.model import LIVRModel
 
 orig = LIVRModel.prefix_text
 def prefix_text(self, prompt):

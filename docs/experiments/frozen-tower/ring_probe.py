@@ -1,11 +1,16 @@
 """Can a linear probe read which marker colour's ring is in a patch where a shape dominates? (marker_on_shape)"""
-import sys, numpy as np, torch
+import sys
+
+import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+
 from livr_viz.core.model import load_backbone
 from livr_viz.data import draw as D
 from livr_viz.data.perception import make_perception_sample
 from livr_viz.data.tasks import MARKER_WORDS
+
 torch.set_num_threads(2)
 pal = {w: np.array(D.PALETTE[w]) for w in MARKER_WORDS}
 def data(model, proc, split, n):
