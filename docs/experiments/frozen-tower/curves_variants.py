@@ -1,8 +1,13 @@
-"""Experiment: question before the image in the demo template (monkeypatch), else perception_curves unchanged."""
+"""Experiment: tools/experiments/perception_curves.py with two switches (monkeypatched, the tool unchanged):
+FREEZE_TOWER=1 keeps the vision tower frozen, TEXT_FIRST=1 puts the question before the image in the demo template.
+
+    FREEZE_TOWER=1 python docs/experiments/frozen-tower/curves_variants.py --init BACKBONE --kinds shape,count
+"""
 import os
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/main/tools/experiments")
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "experiments"))
 import perception_curves as pc
 
 from livr_viz.core.model import LIVRModel
