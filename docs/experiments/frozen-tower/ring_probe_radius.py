@@ -1,0 +1,12 @@
+"""ring_probe.py with the option rings drawn at another radius: python ring_probe_radius.py RADIUS BACKBONE..."""
+import functools
+import runpy
+import sys
+from pathlib import Path
+from livr_viz.data import draw as D
+r = float(sys.argv.pop(1))
+D.draw_ring = functools.partial(D.draw_ring, r=r)
+import livr_viz.data.perception as P
+P.D.draw_ring = D.draw_ring
+sys.argv = ["ring_probe.py"] + sys.argv[1:]
+runpy.run_path(str(Path(__file__).with_name("ring_probe.py")), run_name="__main__")
