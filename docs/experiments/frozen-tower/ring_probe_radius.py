@@ -3,10 +3,8 @@ import functools
 import runpy
 import sys
 from pathlib import Path
+
 from livr_viz.data import draw as D
-r = float(sys.argv.pop(1))
-D.draw_ring = functools.partial(D.draw_ring, r=r)
-import livr_viz.data.perception as P
-P.D.draw_ring = D.draw_ring
-sys.argv = ["ring_probe.py"] + sys.argv[1:]
+
+D.draw_ring = functools.partial(D.draw_ring, r=float(sys.argv.pop(1)))  # the generators look it up on the module
 runpy.run_path(str(Path(__file__).with_name("ring_probe.py")), run_name="__main__")
