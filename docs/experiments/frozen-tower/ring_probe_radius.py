@@ -1,10 +1,15 @@
-"""ring_probe.py with the option rings drawn at another radius: python ring_probe_radius.py RADIUS BACKBONE..."""
+"""The ring probe (tools/experiments/tower_probe.py --concept ring) with the option rings drawn at another radius:
+
+    python docs/experiments/frozen-tower/ring_probe_radius.py 6 BACKBONE --seed 3 --n-train 300 --n-val 150
+"""
 import functools
-import runpy
 import sys
 from pathlib import Path
 
 from livr_viz.data import draw as D
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "experiments"))
+import tower_probe
+
 D.draw_ring = functools.partial(D.draw_ring, r=float(sys.argv.pop(1)))  # the generators look it up on the module
-runpy.run_path(str(Path(__file__).with_name("ring_probe.py")), run_name="__main__")
+tower_probe.main(sys.argv[1:] + ["--concept", "ring"])
