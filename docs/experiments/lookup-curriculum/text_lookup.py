@@ -40,6 +40,13 @@ def item(rng, n: int, fmt: str = "sentence", query_last: bool = False):
     return prompt, str(rings[t])
 
 
+def update(loss, params, opt) -> None:
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad()
+
+
 def induction_batch(batch: int, length: int, lo: int, hi: int, bos: int, fixed: bool):
     """Random strings repeated once, the repeat supervised from its second token on.  Unless ``fixed``, each row
     has its own string length (6..length) and a random filler of 0..length tokens between the string and its repeat,
@@ -124,10 +131,7 @@ def main(argv=None):
             logits = model(input_ids=ids, attention_mask=mask).logits
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
                                                      ignore_index=-100)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            ind_opt.step()
-            ind_opt.zero_grad()
+            update(loss, params, ind_opt)
             if (step + 1) % 50 == 0:
                 acc = (logits[:, :-1].argmax(-1) == labels[:, 1:])[labels[:, 1:] >= 0].float().mean().item()
                 print(f"induction step {step + 1} loss {loss.item():.3f} copy acc {acc:.2f} "
@@ -140,10 +144,7 @@ def main(argv=None):
         enc, labels, _ = encode(*zip(*batch))
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad()
+        update(loss, params, opt)
         if (step + 1) % 25 == 0:
             print(f"step {step + 1} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
         if (step + 1) % a.eval_every == 0 or step + 1 == a.steps:
