@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "experime
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frozen-tower"))
 import curves_variants  # noqa: F401  (TEXT_FIRST=1 / FREEZE_TOWER=1 switches)
 import perception_curves as pc
+from text_lookup import told
 
 from livr_viz.data import draw as D
 from livr_viz.data.tasks import LETTERS, MARKER_WORDS, SCENE_COLOURS, SPLITS, Sample
@@ -61,16 +62,11 @@ def look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
 def text_look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
     """``look{n}``'s scene told in words on a blank image: the same look-up with no seeing to do."""
     rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"tlook"), n, SPLITS[split], seed, index]))
-    shapes = [str(x) for x in rng.choice(D.SHAPES, size=n, replace=False)]
-    colours = [str(c) for c in rng.choice(SCENE_COLOURS, size=n)]
-    rings = [str(c) for c in rng.choice(MARKER_WORDS, size=n, replace=False)]
-    t = int(rng.integers(n))
-    scene = " ".join(f"The {c} {sh} has a {r} point." for c, sh, r in zip(colours, shapes, rings))
+    scene, question, answer = told(rng, n)
     return Sample(id=f"tlook{n}-{split}-{seed}-{index}", task=f"perception_tlook{n}",
-                  image=Image.new("RGB", (size, size), D.BACKGROUND),
-                  question=f"{scene} Which coloured point is on the {colours[t]} {shapes[t]}?", choices=list(MARKER_WORDS),
-                  answer=LETTERS[MARKER_WORDS.index(rings[t])], evidence=np.zeros((size, size), bool),
-                  concepts={"shape": shapes[t]}, answer_format="word")
+                  image=Image.new("RGB", (size, size), D.BACKGROUND), question=f"{scene} {question}",
+                  choices=list(MARKER_WORDS), answer=LETTERS[MARKER_WORDS.index(answer)],
+                  evidence=np.zeros((size, size), bool), concepts={}, answer_format="word")
 
 
 def make_perception_sample(kind, split="train", seed=0, index=0, size=96):

@@ -23,21 +23,29 @@ from livr_viz.data.tasks import MARKER_WORDS, SCENE_COLOURS
 from livr_viz.training.trainer import warmup_cosine
 
 
-def item(rng, n: int, fmt: str = "sentence", query_last: bool = False):
+def told(rng, n: int, fmt: str = "sentence"):
+    """``n`` facts (distinct shapes in scene colours, each with a marker colour) told in words, and the question on
+    one of them: (scene, question, answer marker word)."""
     shapes = rng.choice(D.SHAPES, size=n, replace=False)
     colours = rng.choice(SCENE_COLOURS, size=n)
     rings = rng.choice(MARKER_WORDS, size=n, replace=False)
     t = int(rng.integers(n))
-    if fmt == "pairs":  # the marker word right after its shape: one hop fewer
-        scene = " ".join(f"{c} {s} {r}." for c, s, r in zip(colours, shapes, rings))
-    else:
-        scene = " ".join(f"The {c} {s} has a {r} point." for c, s, r in zip(colours, shapes, rings))
-    question = f"Which coloured point is on the {colours[t]} {shapes[t]}?"
+    fact = "{} {} {}." if fmt == "pairs" else "The {} {} has a {} point."  # pairs: the marker word right after its shape
+    scene = " ".join(fact.format(c, s, r) for c, s, r in zip(colours, shapes, rings))
+    return scene, f"Which coloured point is on the {colours[t]} {shapes[t]}?", str(rings[t])
+
+
+def item(rng, n: int, fmt: str = "sentence", query_last: bool = False):
+    scene, question, answer = told(rng, n, fmt)
     if query_last:  # the question right before the assistant marker: no gathering over the options line
         prompt = f"{scene}\nOptions: red, blue, green, yellow.\nAnswer with one word.\n{question}"
     else:
         prompt = f"{scene} {question}\nOptions: red, blue, green, yellow.\nAnswer with one word."
-    return prompt, str(rings[t])
+    return prompt, answer
+
+
+def next_token_loss(logits, labels):
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
 
 
 def update(loss, params, opt) -> None:
@@ -129,8 +137,7 @@ def main(argv=None):
             ids, labels, mask = induction_batch(a.batch_size, a.induction_len, lo, min(tok.vocab_size, 1024),
                                                 tok.bos_token_id, a.induction_fixed)
             logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
-                                                     ignore_index=-100)
+            loss = next_token_loss(logits, labels)
             update(loss, params, ind_opt)
             if (step + 1) % 50 == 0:
                 acc = (logits[:, :-1].argmax(-1) == labels[:, 1:])[labels[:, 1:] >= 0].float().mean().item()
@@ -143,7 +150,7 @@ def main(argv=None):
         batch = [item(rng, int(rng.integers(1, a.max_facts + 1)), a.format, a.query_last) for _ in range(a.batch_size)]
         enc, labels, _ = encode(*zip(*batch))
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        loss = next_token_loss(logits, labels)
         update(loss, params, opt)
         if (step + 1) % 25 == 0:
             print(f"step {step + 1} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
