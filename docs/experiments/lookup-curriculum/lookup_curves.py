@@ -5,8 +5,8 @@ Kinds ``lookN`` (N = 1..4): marker_on_shape's layout with N shapes (distinct sha
 each in N distinct marker colours drawn at random; the question names one shape, the options are always the four
 marker words (4-way at every N; N = 1 is reading the one ring's colour).  MARKER=dot (DOT_R=4) draws filled discs
 instead of the suite's rings; TEXT_FIRST=1 puts the question before the image and FREEZE_TOWER=1 freezes the
-tower (../frozen-tower/curves_variants.py).  Kinds ``tlookN`` tell lookN's scene in words on a blank image
-(the same look-up with nothing to see).  Everything else is
+tower (../frozen-tower/curves_variants.py); DENSE=1 makes each training target answer every shape's look-up.
+Kinds ``tlookN`` tell lookN's scene in words on a blank image (the same look-up with nothing to see).  Everything else is
 tools/experiments/perception_curves.py (the kinds are patched into its sampler):
 
     python docs/experiments/lookup-curriculum/lookup_curves.py --init assets/demo-base \
@@ -16,6 +16,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -32,6 +33,10 @@ from livr_viz.data.tasks import LETTERS, MARKER_WORDS, SCENE_COLOURS, SPLITS, Sa
 _orig = pc.make_perception_sample
 MARKER = os.environ.get("MARKER", "ring")  # ring: the suite's draw_ring | dot: a filled disc of radius DOT_R
 DOT_R = float(os.environ.get("DOT_R", "4"))
+# DENSE=1: a training item's target goes on to ask and answer the look-up for every other shape of its scene
+# ("blue\nWhich coloured point is on the orange square? yellow ..."): N supervised look-ups per image instead of
+# one (validation unchanged)
+DENSE = os.environ.get("DENSE") == "1"
 
 
 def look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
@@ -53,10 +58,15 @@ def look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
             D.draw_ring(draw, mx, my, D.PALETTE[ring])
     t = int(rng.integers(n))
     evidence = D.disc_mask(img.size, *centres[t], r)
-    return Sample(id=f"look{n}-{split}-{seed}-{index}", task=f"perception_look{n}", image=img,
-                  question=f"Which coloured point is on the {colours[t]} {shapes[t]}?", choices=list(MARKER_WORDS),
-                  answer=LETTERS[MARKER_WORDS.index(rings[t])], evidence=evidence, concepts={"shape": shapes[t]},
-                  answer_format="word")
+    sample = Sample(id=f"look{n}-{split}-{seed}-{index}", task=f"perception_look{n}", image=img,
+                    question=f"Which coloured point is on the {colours[t]} {shapes[t]}?", choices=list(MARKER_WORDS),
+                    answer=LETTERS[MARKER_WORDS.index(rings[t])], evidence=evidence, concepts={"shape": shapes[t]},
+                    answer_format="word")
+    if not (DENSE and split == "train"):
+        return sample
+    more = "".join(f"\nWhich coloured point is on the {colours[i]} {shapes[i]}? {rings[i]}"
+                   for i in rng.permutation(n) if i != t)
+    return SimpleNamespace(image=img, prompt=sample.prompt, target=sample.target + more)
 
 
 def text_look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
