@@ -159,3 +159,16 @@ def test_word_format_draws_no_text():
 def test_bad_answer_format_is_a_clear_error():
     with pytest.raises(ValueError, match="answer_format must be one of"):
         make_sample("counting", answer_format="emoji")
+
+
+def test_shipped_examples_are_the_generators_draws():
+    """The app's gallery ships one word-format test sample per task; each must be exactly what the generator draws
+    now, or the app would show a picture the question and the models were not made for."""
+    from PIL import Image
+
+    from livr_viz.demo.bundled import EXAMPLES_DIR
+
+    for task in task_names():
+        s = make_sample(task, "test", 0, 0, answer_format="word")
+        shipped = np.asarray(Image.open(EXAMPLES_DIR / f"{s.id}.png").convert("RGB"))
+        assert np.array_equal(shipped, np.asarray(s.image)), f"assets/examples/{s.id}.png is stale"
