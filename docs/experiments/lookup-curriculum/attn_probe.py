@@ -6,9 +6,10 @@ language-model curve.  This asks the image tokens directly: the backbone is froz
 
 The probe: the asked shape's colour and shape words are two learnt embeddings, summed into one query. ``--hops 0``
 lets that query attend once over the 64 image tokens (one head, learnt position embedding added to the keys) and
-reads the answer (4 marker words) off the attended value with an MLP. ```--hops 1`` first runs one self-attention
+reads the answer (4 marker words) off the attended value with an MLP. ``--hops 1`` first runs one self-attention
 layer over the image tokens, so a disc's patch and its shape's patches can exchange what they hold before the
-query looks.  ``--raw`` probes the patches' pixels instead (is the probe able to learn it at all?).  The look{N} scenes are lookup_curves.py's (MARKER=dot for discs).
+query looks.  ``--raw`` probes the patches' pixels instead (is the probe able to learn it at all?).  The look{N}
+scenes are lookup_curves.py's (MARKER=dot for discs).
 
     MARKER=dot python docs/experiments/lookup-curriculum/attn_probe.py --model assets/demo-base --n 2 --hops 0
 """
@@ -37,19 +38,22 @@ def scene_query(sample) -> tuple[int, int]:
 
 @torch.no_grad()
 def features(model, processor, n: int, split: str, count: int, batch: int = 128):
+    """The look{n} scenes' image tokens as the language model reads them (``model`` None: the patches' pixels),
+    each scene's query (colour, shape) and answer index."""
     feats, queries, answers = [], [], []
     for start in range(0, count, batch):
         samples = [L.look(n, split, 0, i) for i in range(start, min(count, start + batch))]
         pixels = processor.image_processor([s.image for s in samples], return_tensors="pt")["pixel_values"]
-        if model is None:  # --raw: the patches' pixels themselves
+        if model is None:
             p = processor.patch_size
             grid = pixels.unfold(2, p, p).unfold(3, p, p)  # [B, 3, g, g, p, p]
             feats.append(grid.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2))
-            queries += [scene_query(s) for s in samples]
-            answers += [LETTERS.index(s.answer) for s in samples]
-            continue
-        hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-1][:, 1:]
-        feats.append(model.model.multi_modal_projector(hidden))
+        else:  # the layer and CLS handling LLaVA's projector reads (as tools/experiments/tower_probe.py)
+            hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+            hidden = hidden[model.config.vision_feature_layer]
+            if model.config.vision_feature_select_strategy == "default":
+                hidden = hidden[:, 1:]
+            feats.append(model.model.multi_modal_projector(hidden))
         queries += [scene_query(s) for s in samples]
         answers += [LETTERS.index(s.answer) for s in samples]
     return torch.cat(feats), torch.tensor(queries), torch.tensor(answers)
