@@ -61,6 +61,9 @@ def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
     assert torch.equal(emb_before, emb_after)  # every non-latent row is bit-identical
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in log if "stage" in r} == {"bottleneck", "full"}
+    final = [r for r in log if "eval" in r][-1]  # validation under both masks, the same tasks
+    assert set(final["eval_bottleneck"]) == set(final["eval"]) == {"counting", "relative_reflectance"}
+    assert 0 <= final["eval_bottleneck_average"] <= 1
     assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "stage1_model" / "livr_config.json").exists()
 
 
@@ -139,6 +142,8 @@ def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path,
     lm = build_model_for_training(tiny_paths["base"], cfg)
     trainer = Trainer(lm, cfg, tmp_path, progress=False)
     trainer.run()
+    final = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1]
+    assert "eval" in final and "eval_bottleneck" not in final  # no latents, no bottleneck route to measure
     before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
     (tmp_path / "checkpoint.tmp").write_text("a file where the temp dir must go: writing fails like a full disk")
     with pytest.raises(LIVRError, match="last complete checkpoint \\(step 4\\) is intact"):

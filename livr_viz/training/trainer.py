@@ -370,9 +370,15 @@ class Trainer:
             return None
         self.lm.model.eval()
         metrics = evaluate(self.lm, self.val_set, "full", batch_size=64)
+        record = {"step": step, "eval": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
+                  "eval_average": metrics["average"].get("accuracy")}
+        if self.cfg.n_latents:  # the same questions under the Stage-1 mask: has a route image -> latents -> answer
+            # formed? (the answer rows see no image; chance where nothing flows through the latents)
+            bottleneck = evaluate(self.lm, self.val_set, "bottleneck", batch_size=64)
+            record.update(eval_bottleneck={t: m["accuracy"] for t, m in bottleneck["tasks"].items()},
+                          eval_bottleneck_average=bottleneck["average"].get("accuracy"))
         self.lm.model.train()
-        self._log({"step": step, "eval": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
-                   "eval_average": metrics["average"].get("accuracy")})
+        self._log(record)
         return metrics
 
     def train_step(self, batches: list, stage: str, autocast=None) -> tuple[float, float]:

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
-    """Loss (and its running mean) and validation accuracy vs step, with the stage switch marked."""
+    """Loss (and its running mean) and validation accuracy vs step (for latent variants also under the bottleneck
+    mask), with the stage switch marked."""
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval_average" in r]
@@ -33,6 +34,10 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
         ax2 = ax.twinx()
         ax2.plot([r["step"] for r in evals], [r["eval_average"] for r in evals], "o-", color="#3c7be8",
                  label="val accuracy")
+        blocked = [r for r in evals if "eval_bottleneck_average" in r]
+        if blocked:  # latent variants: the same questions with the answer rows cut off from the image
+            ax2.plot([r["step"] for r in blocked], [r["eval_bottleneck_average"] for r in blocked], "s--",
+                     color="#8a3ce8", label="val accuracy, bottleneck mask")
         ax2.set_ylabel("val accuracy (macro)")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="upper center", fontsize=8)
