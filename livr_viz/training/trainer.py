@@ -370,13 +370,16 @@ class Trainer:
             return None
         self.lm.model.eval()
         metrics = evaluate(self.lm, self.val_set, "full", batch_size=64)
-        record = {"step": step, "eval": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
-                  "eval_average": metrics["average"].get("accuracy")}
+        record = {"step": step}
+
+        def add(key: str, m: dict) -> None:
+            record.update({key: {t: v["accuracy"] for t, v in m["tasks"].items()},
+                           f"{key}_average": m["average"].get("accuracy")})
+
+        add("eval", metrics)
         if self.cfg.n_latents:  # the same questions under the Stage-1 mask: has a route image -> latents -> answer
             # formed? (the answer rows see no image; chance where nothing flows through the latents)
-            bottleneck = evaluate(self.lm, self.val_set, "bottleneck", batch_size=64)
-            record.update(eval_bottleneck={t: m["accuracy"] for t, m in bottleneck["tasks"].items()},
-                          eval_bottleneck_average=bottleneck["average"].get("accuracy"))
+            add("eval_bottleneck", evaluate(self.lm, self.val_set, "bottleneck", batch_size=64))
         self.lm.model.train()
         self._log(record)
         return metrics
