@@ -37,23 +37,29 @@ def scene_query(sample) -> tuple[int, int]:
 
 
 @torch.no_grad()
+def image_tokens(model, processor, images) -> torch.Tensor:
+    """``[B, 64, D]``: the images' tokens as the language model reads them (``model`` None: the 12-px patches'
+    pixels, before any tower)."""
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    if model is None:
+        p = processor.patch_size
+        grid = pixels.unfold(2, p, p).unfold(3, p, p)  # [B, 3, g, g, p, p]
+        return grid.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+    # the layer and CLS handling LLaVA's projector reads (as tools/experiments/tower_probe.py)
+    hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
+    hidden = hidden[model.config.vision_feature_layer]
+    if model.config.vision_feature_select_strategy == "default":
+        hidden = hidden[:, 1:]
+    return model.model.multi_modal_projector(hidden)
+
+
+@torch.no_grad()
 def features(model, processor, n: int, split: str, count: int, batch: int = 128):
-    """The look{n} scenes' image tokens as the language model reads them (``model`` None: the patches' pixels),
-    each scene's query (colour, shape) and answer index."""
+    """The look{n} scenes' image tokens (``image_tokens``), each scene's query (colour, shape) and answer index."""
     feats, queries, answers = [], [], []
     for start in range(0, count, batch):
         samples = [L.look(n, split, 0, i) for i in range(start, min(count, start + batch))]
-        pixels = processor.image_processor([s.image for s in samples], return_tensors="pt")["pixel_values"]
-        if model is None:
-            p = processor.patch_size
-            grid = pixels.unfold(2, p, p).unfold(3, p, p)  # [B, 3, g, g, p, p]
-            feats.append(grid.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2))
-        else:  # the layer and CLS handling LLaVA's projector reads (as tools/experiments/tower_probe.py)
-            hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
-            hidden = hidden[model.config.vision_feature_layer]
-            if model.config.vision_feature_select_strategy == "default":
-                hidden = hidden[:, 1:]
-            feats.append(model.model.multi_modal_projector(hidden))
+        feats.append(image_tokens(model, processor, [s.image for s in samples]))
         queries += [scene_query(s) for s in samples]
         answers += [LETTERS.index(s.answer) for s in samples]
     return torch.cat(feats), torch.tensor(queries), torch.tensor(answers)
@@ -79,21 +85,30 @@ class Probe(nn.Module):
         return self.out(torch.einsum("bt,btd->bd", att, self.v(x)))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--n", type=int, default=2, help="shapes per scene (look{n})")
-    ap.add_argument("--hops", type=int, default=0, choices=(0, 1))
+def probe_args(ap: argparse.ArgumentParser, val: int) -> argparse.ArgumentParser:
+    """The options every frozen-token probe here takes (this one and task-ceilings/token_probe.py)."""
+    ap.add_argument("--model", required=True, help="backbone directory (its processor gives the patches for --raw)")
     ap.add_argument("--train", type=int, default=20000)
-    ap.add_argument("--val", type=int, default=1000)
+    ap.add_argument("--val", type=int, default=val)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--raw", action="store_true", help="probe the patches' pixels instead of the image tokens")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def frozen_backbone(a: argparse.Namespace):
+    """(model or None for --raw, processor), with the global seed set for the probe."""
     torch.manual_seed(0)
     model, processor = load_backbone(a.model)
-    model.eval()
-    model = None if a.raw else model
+    return (None if a.raw else model.eval()), processor
+
+
+def main(argv=None):
+    ap = probe_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), val=1000)
+    ap.add_argument("--n", type=int, default=2, help="shapes per scene (look{n})")
+    ap.add_argument("--hops", type=int, default=0, choices=(0, 1))
+    a = ap.parse_args(argv)
+    model, processor = frozen_backbone(a)
     t0 = time.time()
     tr, va = features(model, processor, a.n, "train", a.train), features(model, processor, a.n, "val", a.val)
     print(f"features: {tuple(tr[0].shape)} train, {tuple(va[0].shape)} val ({time.time() - t0:.0f} s)", flush=True)

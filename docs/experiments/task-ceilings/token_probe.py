@@ -13,34 +13,28 @@ are drawn fresh (split train, seed 0); the test is the VLM runs' test questions 
     python docs/experiments/task-ceilings/token_probe.py --model BACKBONE --task visual_similarity --pool flat
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from livr_viz.core.model import load_backbone
 from livr_viz.data.tasks import TASKS, make_sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lookup-curriculum"))
+from attn_probe import frozen_backbone, image_tokens, probe_args
 
 
 @torch.no_grad()
 def features(model, processor, task: str, split: str, seed: int, count: int, batch: int = 128):
-    """Image tokens as the language model reads them (``model`` None: the patches' pixels) and answer indices."""
+    """The questions' image tokens (attn_probe.image_tokens; ``model`` None: raw patches) and answer indices."""
     feats, answers = [], []
     for start in range(0, count, batch):
         samples = [make_sample(task, split, seed, i, answer_format="word") for i in range(start, min(count, start + batch))]
-        pixels = processor.image_processor([s.image for s in samples], return_tensors="pt")["pixel_values"]
-        if model is None:
-            p = processor.patch_size
-            grid = pixels.unfold(2, p, p).unfold(3, p, p)  # [B, 3, g, g, p, p]
-            feats.append(grid.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2))
-        else:  # the layer and CLS handling LLaVA's projector reads
-            hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states
-            hidden = hidden[model.config.vision_feature_layer]
-            if model.config.vision_feature_select_strategy == "default":
-                hidden = hidden[:, 1:]
-            feats.append(model.model.multi_modal_projector(hidden))
+        feats.append(image_tokens(model, processor, [s.image for s in samples]))
         answers += [s.letters.index(s.answer) for s in samples]
     return torch.cat(feats), torch.tensor(answers)
 
@@ -69,21 +63,12 @@ class Probe(nn.Module):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="backbone directory (its processor gives the patches for --raw)")
+    ap = probe_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), val=500)
     ap.add_argument("--task", required=True, choices=sorted(TASKS))
     ap.add_argument("--pool", choices=("mean", "flat"), default="mean")
     ap.add_argument("--layers", type=int, default=2, help="transformer encoder layers of the mean-pooled probe")
-    ap.add_argument("--train", type=int, default=20000)
-    ap.add_argument("--val", type=int, default=500)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--raw", action="store_true", help="probe the patches' pixels instead of the image tokens")
     a = ap.parse_args(argv)
-    torch.manual_seed(0)
-    model, processor = load_backbone(a.model)
-    model.eval()
-    model = None if a.raw else model
+    model, processor = frozen_backbone(a)
     t0 = time.time()
     tr = features(model, processor, a.task, "train", 0, a.train)
     va = features(model, processor, a.task, "test", 2026, a.val)
