@@ -287,6 +287,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
         rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
                       log=lambda *a: None)
+    assert all(not c.task_weights for c in seen)
     assert seen[0].tasks == "perception:words" and seen[0].full_finetune  # stage 1c, on the given backbone
     assert not seen[0].freeze_vision_tower  # the tower trains after stage 0 unless asked
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen[1:]] == [
@@ -297,6 +298,13 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
         rep.reproduce(tmp_path / "again", preset="quick", tasks="counting", freeze_vision_tower=True,
                       log=lambda *a: None)
     assert seen[0].tasks == "perception:words" and seen[0].freeze_vision_tower
+    (tmp_path / "weighted" / "pretrain" / "model").mkdir(parents=True)
+    seen.clear()
+    with pytest.raises(Evaluating):
+        rep.reproduce(tmp_path / "weighted", preset="quick", tasks="counting,jigsaw", task_weights={"jigsaw": 3},
+                      log=lambda *a: None)
+    assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
+    assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
@@ -339,6 +347,7 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
     assert _batch({"batch_size": 32, "grad_accum": 1}) == "32"
     assert _batch({"batch_size": 32, "grad_accum": 2}) == "32 × 2 micro-batches (64 per step)"
     assert "same norm" in _batch({"batch_size": 32, "grad_accum": 9, "task_balance": "grad_norm"})
+    assert "weighted in every batch (jigsaw 4; the others 1" in _batch({"batch_size": 32, "task_weights": {"jigsaw": 4}})
 
 
 def test_bundled_art_style_models_carry_the_image_through_their_latents():
@@ -447,3 +456,55 @@ def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
         TrainConfig(task_balance="loss")
     with pytest.raises(LIVRError, match="task_balance"):
         TrainConfig(variant="sft", tasks="perception", task_balance="grad_norm")
+
+
+def test_task_weights_give_each_task_its_share_from_its_own_question_order():
+    from livr_viz.training.trainer import weighted_indices, weighted_schedule
+
+    weights = [4, 1, 1, 2]  # 8 slots a period
+    schedule = weighted_schedule(weights)
+    assert sorted(schedule) == [0, 0, 0, 0, 1, 2, 3, 3]
+    assert schedule == [0, 3, 0, 1, 2, 0, 3, 0]  # spread over the period, not in runs
+    stream = weighted_indices(weights, 50, 3, 0, 8 * 50)  # 50 periods: every task's questions exactly w times over
+    for task, w in enumerate(weights):
+        questions = [i // 4 for i in stream if i % 4 == task]
+        assert len(questions) == 50 * w
+        assert all(sorted(questions[k * 50:(k + 1) * 50]) == list(range(50)) for k in range(w))  # epochs of its order
+    # a pure function of the slot: any window equals the same slots of the whole stream (exact resume)
+    assert weighted_indices(weights, 50, 3, 37, 29) == stream[37:66]
+    assert weighted_indices(weights, 50, 4, 0, 64) != stream[:64]  # the data seed draws other orders
+
+
+def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, capsys):
+    from collections import Counter
+
+    from livr_viz.cli import main
+    from livr_viz.training.trainer import Trainer, TrainConfig, build_model_for_training, parse_task_weights
+
+    cfg = preset_config("quick", tasks="counting,art_style,jigsaw", variant="sft", task_weights={"art_style": 6})
+    trainer = Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "t", progress=False)
+    tasks = Counter(trainer.train_set[i].task for step in range(3) for i in trainer._micro_batch_indices(step, 0))
+    assert tasks == {"art_style": 18, "counting": 3, "jigsaw": 3}  # 3 steps of 8: 6 : 1 : 1
+
+    assert parse_task_weights(" art_style=4, counting=2 ") == {"art_style": 4, "counting": 2}
+    for bad in ("art_style", "art_style=", "art_style=x", "=3", "art_style=-1", ","):
+        with pytest.raises(LIVRError, match="--task-weights"):
+            parse_task_weights(bad)
+    with pytest.raises(LIVRError, match="not among this fine-tune's tasks"):
+        TrainConfig(tasks="counting,jigsaw", task_weights={"art_style": 2})
+    with pytest.raises(LIVRError, match="whole numbers >= 1"):
+        TrainConfig(tasks="all", task_weights={"art_style": 0})
+    with pytest.raises(LIVRError, match="whole numbers >= 1"):
+        TrainConfig(tasks="all", task_weights={"art_style": 1.5})
+    with pytest.raises(LIVRError, match="use one"):
+        TrainConfig(tasks="all", task_weights={"art_style": 2}, task_balance="grad_norm")
+    with pytest.raises(LIVRError, match="perception pretraining"):
+        TrainConfig(variant="sft", tasks="perception", task_weights={"colour": 2})
+
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting,jigsaw", "--preset",
+                 "quick", "--steps", "2", "--task-weights", "jigsaw=3", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "train_config.json").read_text())["task_weights"] == {"jigsaw": 3}
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting", "--preset",
+                 "quick", "--task-weights", "jigsaw", "--out", str(tmp_path / "bad")]) == 2
+    assert "task=whole number pairs" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

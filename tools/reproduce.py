@@ -78,13 +78,14 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
-              vision_steps: int | None = None, vision_markers: bool = False, freeze_vision_tower: bool = False,
+              task_weights: dict | None = None, vision_steps: int | None = None, vision_markers: bool = False, freeze_vision_tower: bool = False,
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
     ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
-    ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``).
+    ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``);
+    ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
@@ -109,7 +110,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
     words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
-                                      grad_accum=grad_accum, task_balance=task_balance) for variant in VARIANTS}
+                                      grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights)
+               for variant in VARIANTS}
     out = Path(out)
     base = SET_BACKBONES.get(install_as, "demo-base")
     if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(
@@ -301,6 +303,9 @@ def _batch(cfg: dict) -> str:
         f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)")
     if cfg.get("task_balance", "none") == "grad_norm":
         text += ", one task per micro-batch, each task's gradient scaled to the same norm (`--task-balance grad_norm`)"
+    if cfg.get("task_weights"):
+        weights = ", ".join(f"{t} {w}" for t, w in cfg["task_weights"].items())
+        text += f", tasks weighted in every batch ({weights}; the others 1; `--task-weights`)"
     return text
 
 

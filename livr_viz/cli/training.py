@@ -10,6 +10,9 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.demo.bundled import DEMO_SETS
 
+TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
+                     "batch, tasks not named 1 (default: an equal share each)")
+
 
 def cmd_train(args) -> int:
     from livr_viz.training.trainer import preset_config, train
@@ -22,6 +25,7 @@ def cmd_train(args) -> int:
                         answer_format=getattr(args, "answer_format", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
                         task_balance=getattr(args, "task_balance", None),
+                        task_weights=_task_weights(getattr(args, "task_weights", None)),
                         warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
                         **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
     backbone = "demo-base" if args.model == "demo" else args.model
@@ -29,6 +33,12 @@ def cmd_train(args) -> int:
     print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
+
+
+def _task_weights(text: str | None) -> dict | None:
+    from livr_viz.training.trainer import parse_task_weights
+
+    return None if text is None else parse_task_weights(text)
 
 
 def _lora_settings(r: int | None, alpha: int | None) -> dict:
@@ -85,6 +95,7 @@ def cmd_reproduce(args) -> int:
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
                         install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
+                        task_weights=_task_weights(args.task_weights),
                         vision_steps=args.vision_steps, vision_markers=args.vision_markers,
                         freeze_vision_tower=args.freeze_vision_tower)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
@@ -130,6 +141,8 @@ def add_commands(sub) -> None:
     p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
                    help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
                         "all of them in every step), each task's gradient scaled to the same norm (default none)")
+    p.add_argument("--task-weights", default=None, metavar="TASK=W,...",
+                   help=TASK_WEIGHTS_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
@@ -186,6 +199,7 @@ def add_commands(sub) -> None:
                    help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
     p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
                    help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
+    p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")

@@ -34,6 +34,7 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
 from livr_viz.core.model import LIVRModel
 from livr_viz.data.dataset import SyntheticTaskDataset
+from livr_viz.data.tasks import resolve_tasks
 from livr_viz.data.perception import CURRICULUM, KINDS, WORD_CURRICULUM, PerceptionDataset
 from livr_viz.training.evaluate import evaluate
 from livr_viz.views.training import plot_training
@@ -82,6 +83,10 @@ class TrainConfig:
     # gradient norm before accumulation, so no task's gradient outweighs another's (see RESULTS.md: in the
     # nine-task mix counting's gradient is 25x art style's); "none": mixed micro-batches, plain mean
     task_balance: str = "none"
+    # task -> integer sampling weight (tasks not named: 1): a task of weight w gets w shares of every training batch
+    # (a smooth round robin of the weights, each task drawing from its own seeded order of its questions); {} = the
+    # plain shuffled mix, every task an equal share on average
+    task_weights: dict = field(default_factory=dict)
 
     def __init__(self, model: LIVRConfig | None = None, **settings):
         given = {k: settings.pop(k) for k in MODEL_FIELDS if k in settings}
@@ -106,6 +111,8 @@ class TrainConfig:
         perception_kinds(self.tasks)  # validates "perception:…" early
         if self.task_balance != "none" and perception_kinds(self.tasks) is not None:
             raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
+        if self.task_weights:
+            check_task_weights(self.task_weights, self.tasks, self.task_balance)
         if self.freeze_vision_tower and not self.full_finetune:
             raise LIVRError("freeze_vision_tower needs full_finetune (LoRA fine-tunes never touch the vision tower)")
         if self.full_finetune and self.variant != "sft":
@@ -137,6 +144,66 @@ class TrainConfig:
 
 for _name in MODEL_FIELDS:  # cfg.variant, cfg.n_latents, ... read the model's config (one source of truth)
     setattr(TrainConfig, _name, property(lambda self, _n=_name: getattr(self.model, _n)))
+
+
+def check_task_weights(weights: dict, tasks: str, task_balance: str = "none") -> None:
+    """``weights`` must name tasks of the fine-tune's suite with integer weights >= 1."""
+    if perception_kinds(tasks) is not None:
+        raise LIVRError("task_weights applies to task-suite fine-tunes, not to perception pretraining")
+    if task_balance != "none":
+        raise LIVRError("task_weights and task_balance=grad_norm are two ways to set the mix; use one")
+    names = resolve_tasks(tasks)
+    unknown = [t for t in weights if t not in names]
+    if unknown:
+        raise LIVRError(f"task_weights names {', '.join(map(repr, unknown))}, not among this fine-tune's tasks "
+                        f"({', '.join(names)})")
+    bad = [f"{t}={w!r}" for t, w in weights.items() if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+    if bad:
+        raise LIVRError(f"task weights must be whole numbers >= 1; got {', '.join(bad)}")
+
+
+def parse_task_weights(text: str) -> dict[str, int]:
+    """``"art_style=4,counting=4"`` → ``{"art_style": 4, "counting": 4}`` (the CLI's ``--task-weights``)."""
+    weights: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or not name.strip() or not value.strip().isdigit():
+            raise LIVRError(f"--task-weights takes task=whole number pairs separated by commas "
+                            f"(e.g. art_style=4,counting=4); got {part!r}")
+        weights[name.strip()] = int(value)
+    if not weights:
+        raise LIVRError("--task-weights is empty; give task=weight pairs, e.g. art_style=4,counting=4")
+    return weights
+
+
+def weighted_schedule(weights: list[int]) -> list[int]:
+    """One period (``sum(weights)`` slots) of a smooth weighted round robin: task ``t`` fills ``weights[t]`` slots,
+    spread as evenly as the weights allow (nginx's smooth weighted round robin)."""
+    current, total, order = [0] * len(weights), sum(weights), []
+    for _ in range(total):
+        current = [c + w for c, w in zip(current, weights)]
+        pick = max(range(len(weights)), key=lambda t: current[t])
+        current[pick] -= total
+        order.append(pick)
+    return order
+
+
+def weighted_indices(weights: list[int], n_per_task: int, data_seed: int, start: int, count: int) -> list[int]:
+    """Slots ``start .. start+count`` of the endless weighted stream over an interleaved task dataset (item
+    ``j * T + t`` is question ``j`` of task ``t``): the slot's task comes from :func:`weighted_schedule`, its question
+    from that task's own seeded order, so the stream is a pure function of the slot (exact resume)."""
+    schedule, n_tasks = weighted_schedule(weights), len(weights)
+    period = len(schedule)
+    seen = [[0] * n_tasks]  # seen[k][t]: slots of task t in schedule[:k]
+    for t in schedule:
+        seen.append([c + (u == t) for u, c in enumerate(seen[-1])])
+    out = []
+    for slot in range(start, start + count):
+        cycle, k = divmod(slot, period)
+        task = schedule[k]
+        j = sample_indices(n_per_task, data_seed * 1_009 + task, cycle * weights[task] + seen[k][task], 1)[0]
+        out.append(j * n_tasks + task)
+    return out
 
 
 def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
@@ -203,7 +270,7 @@ def build_datasets(cfg: TrainConfig):
                                  cfg.answer_format))
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)  # one order per task of a weighted mix
 def _permutation(n_items: int, data_seed: int, epoch: int) -> torch.Tensor:
     # cached: drawing a 10M-item permutation takes ~0.3 s, as long as a training step
     return torch.randperm(n_items, generator=torch.Generator().manual_seed(data_seed * 100_003 + epoch))
@@ -355,6 +422,10 @@ class Trainer:
         cfg, world, rank = self.cfg, self.state.num_processes, self.state.process_index
         global_batch = cfg.batch_size * world
         index = step * cfg.grad_accum + micro  # micro-batches so far
+        if cfg.task_weights:
+            weights = [cfg.task_weights.get(t, 1) for t in self.train_set.tasks]
+            return weighted_indices(weights, self.train_set.n_per_task, cfg.data_seed,
+                                    index * global_batch + rank * cfg.batch_size, cfg.batch_size)
         if cfg.task_balance == "none":
             return sample_indices(len(self.train_set), cfg.data_seed, index * global_batch + rank * cfg.batch_size,
                                   cfg.batch_size)
