@@ -347,7 +347,8 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
     assert _batch({"batch_size": 32, "grad_accum": 1}) == "32"
     assert _batch({"batch_size": 32, "grad_accum": 2}) == "32 × 2 micro-batches (64 per step)"
     assert "same norm" in _batch({"batch_size": 32, "grad_accum": 9, "task_balance": "grad_norm"})
-    assert "weighted in every batch (jigsaw 4; the others 1" in _batch({"batch_size": 32, "task_weights": {"jigsaw": 4}})
+    weighted = _batch({"batch_size": 32, "task_weights": {"jigsaw": 4}})
+    assert "weighted in every batch (jigsaw 4; the others 1" in weighted
 
 
 def test_bundled_art_style_models_carry_the_image_through_their_latents():

@@ -78,7 +78,8 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
-              task_weights: dict | None = None, vision_steps: int | None = None, vision_markers: bool = False, freeze_vision_tower: bool = False,
+              task_weights: dict | None = None, vision_steps: int | None = None, vision_markers: bool = False,
+              freeze_vision_tower: bool = False,
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
