@@ -31,6 +31,13 @@ def test_schedule_is_four_six_with_a_warmup_and_cosine_per_stage():
     assert cfg.lr_at(39) < 0.01 and cfg.lr_at(40) == pytest.approx(1 / 6)  # stage 2 restarts its warmup
     for variant in ("latents_only", "sft"):
         assert {TrainConfig(variant=variant, steps=10).stage_at(s) for s in range(10)} == {"full"}
+    slow = TrainConfig(variant="livr", steps=100, lr=1.0, warmup_fraction=0.1, stage2_lr=0.1)  # --stage2-lr
+    assert [slow.lr_at(s) for s in range(40)] == [cfg.lr_at(s) for s in range(40)]  # Stage 1 untouched
+    assert slow.lr_at(40) == pytest.approx(0.1 / 6) and max(slow.lr_at(s) for s in range(40, 100)) == pytest.approx(0.1)
+    with pytest.raises(LIVRError, match="stage2_lr"):
+        TrainConfig(variant="livr", stage2_lr=0.0)
+    with pytest.raises(LIVRError, match="one stage"):
+        TrainConfig(variant="sft", stage2_lr=1e-4)
 
 
 def test_bad_settings_are_clear_errors():
@@ -302,9 +309,10 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     seen.clear()
     with pytest.raises(Evaluating):
         rep.reproduce(tmp_path / "weighted", preset="quick", tasks="counting,jigsaw", task_weights={"jigsaw": 3},
-                      log=lambda *a: None)
+                      stage2_lr=1e-4, log=lambda *a: None)
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
+    assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
@@ -505,6 +513,12 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting,jigsaw", "--preset",
                  "quick", "--steps", "2", "--task-weights", "jigsaw=3", "--out", str(tmp_path / "cli")]) == 0
     assert json.loads((tmp_path / "cli" / "train_config.json").read_text())["task_weights"] == {"jigsaw": 3}
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset",
+                 "quick", "--steps", "5", "--stage2-lr", "1e-4", "--out", str(tmp_path / "s2")]) == 0
+    stage2 = [r["lr"] for r in map(json.loads, (tmp_path / "s2" / "log.jsonl").read_text().splitlines())
+              if r.get("stage") == "full"]
+    assert json.loads((tmp_path / "s2" / "train_config.json").read_text())["stage2_lr"] == 1e-4
+    assert stage2 and max(stage2) <= 1e-4  # the quick preset's lr is 2e-3
     assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting", "--preset",
                  "quick", "--task-weights", "jigsaw", "--out", str(tmp_path / "bad")]) == 2
     assert "task=whole number pairs" in capsys.readouterr().err

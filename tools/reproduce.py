@@ -78,7 +78,8 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
-              task_weights: dict | None = None, vision_steps: int | None = None, vision_markers: bool = False,
+              task_weights: dict | None = None, stage2_lr: float | None = None, vision_steps: int | None = None,
+              vision_markers: bool = False,
               freeze_vision_tower: bool = False,
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
@@ -86,7 +87,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
     ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``);
-    ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1).
+    ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1); ``stage2_lr`` sets the
+    LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
@@ -111,7 +113,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
     words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
     configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
-                                      grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights)
+                                      grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights,
+                                      stage2_lr=stage2_lr if variant == "livr" else None)
                for variant in VARIANTS}
     out = Path(out)
     base = SET_BACKBONES.get(install_as, "demo-base")
@@ -310,6 +313,10 @@ def _batch(cfg: dict) -> str:
     return text
 
 
+def _stage2_lr(cfg: dict) -> str:
+    return "" if cfg.get("stage2_lr") is None else f" (Stage 2 at peak lr {cfg['stage2_lr']}, `--stage2-lr`)"
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
@@ -495,7 +502,8 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     lines += [f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}, latents "
               f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
               f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
-              f"{cfg['stage1_fraction']:.0%} of steps; seed {cfg['seed']}, data seed {cfg['data_seed']}; "
+              f"{cfg['stage1_fraction']:.0%} of steps{_stage2_lr(cfg)}; seed {cfg['seed']}, "
+              f"data seed {cfg['data_seed']}; "
               f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
               f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
               f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "

@@ -24,6 +24,7 @@ def cmd_train(args) -> int:
                         latent_placement=getattr(args, "latent_placement", None),
                         answer_format=getattr(args, "answer_format", None),
                         stage1_fraction=getattr(args, "stage1_fraction", None),
+                        stage2_lr=getattr(args, "stage2_lr", None),
                         task_balance=getattr(args, "task_balance", None),
                         task_weights=_task_weights(getattr(args, "task_weights", None)),
                         warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
@@ -95,7 +96,7 @@ def cmd_reproduce(args) -> int:
     results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
                         install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
-                        task_weights=_task_weights(args.task_weights),
+                        task_weights=_task_weights(args.task_weights), stage2_lr=args.stage2_lr,
                         vision_steps=args.vision_steps, vision_markers=args.vision_markers,
                         freeze_vision_tower=args.freeze_vision_tower)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
@@ -136,6 +137,8 @@ def add_commands(sub) -> None:
                    help="word (default): options named by marker colour / position, answered with that word (counting: "
                         "the number); letter: BLINK's drawn letters")
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
+    p.add_argument("--stage2-lr", type=float, default=None,
+                   help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)")
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
     p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
@@ -200,6 +203,8 @@ def add_commands(sub) -> None:
     p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
                    help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
     p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
+    p.add_argument("--stage2-lr", type=float, default=None,
+                   help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")

@@ -62,6 +62,9 @@ class TrainConfig:
     batch_size: int = 8  # micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4  # peak learning rate
+    # LIVR: Stage 2's peak learning rate (None = lr, as the paper). Stage 2 restarts its warmup + cosine; at the
+    # full rate it can throw away the route Stage 1 built (docs/experiments/task-weights/)
+    stage2_lr: float | None = None
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
@@ -102,7 +105,8 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
-                  "lr": self.lr > 0, "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
+                  "lr": self.lr > 0, "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
+                  "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
                   "n_train_per_task": self.n_train_per_task >= 1, "precision": self.precision in ("fp32", "bf16"),
                   "task_balance": self.task_balance in TASK_BALANCE}
         bad = [k for k, ok in checks.items() if not ok]
@@ -111,6 +115,8 @@ class TrainConfig:
         perception_kinds(self.tasks)  # validates "perception:…" early
         if self.task_balance != "none" and perception_kinds(self.tasks) is not None:
             raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
+        if self.stage2_lr is not None and self.variant != "livr":
+            raise LIVRError(f"stage2_lr is LIVR's Stage-2 learning rate; variant {self.variant} has one stage (use lr)")
         if self.task_weights:
             check_task_weights(self.task_weights, self.tasks, self.task_balance)
         if self.freeze_vision_tower and not self.full_finetune:
@@ -137,9 +143,10 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Warmup + cosine within the stage that ``step`` belongs to."""
-        start, length = (0, self.stage1_steps) if step < self.stage1_steps else (
-            self.stage1_steps, self.steps - self.stage1_steps)
-        return warmup_cosine(step - start, length, max(1, round(length * self.warmup_fraction)), self.lr)
+        stage1 = step < self.stage1_steps
+        start, length = (0, self.stage1_steps) if stage1 else (self.stage1_steps, self.steps - self.stage1_steps)
+        peak = self.lr if stage1 or self.stage2_lr is None else self.stage2_lr
+        return warmup_cosine(step - start, length, max(1, round(length * self.warmup_fraction)), peak)
 
 
 for _name in MODEL_FIELDS:  # cfg.variant, cfg.n_latents, ... read the model's config (one source of truth)
