@@ -488,7 +488,7 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     from collections import Counter
 
     from livr_viz.cli import main
-    from livr_viz.training.trainer import Trainer, TrainConfig, build_model_for_training, parse_task_weights
+    from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training, parse_task_weights
 
     cfg = preset_config("quick", tasks="counting,art_style,jigsaw", variant="sft", task_weights={"art_style": 6})
     trainer = Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "t", progress=False)

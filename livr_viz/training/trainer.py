@@ -34,8 +34,8 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
 from livr_viz.core.model import LIVRModel
 from livr_viz.data.dataset import SyntheticTaskDataset
-from livr_viz.data.tasks import resolve_tasks
 from livr_viz.data.perception import CURRICULUM, KINDS, WORD_CURRICULUM, PerceptionDataset
+from livr_viz.data.tasks import resolve_tasks
 from livr_viz.training.evaluate import evaluate
 from livr_viz.views.training import plot_training
 
