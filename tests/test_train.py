@@ -313,6 +313,14 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
+    (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
+    seen.clear()
+    with pytest.raises(Evaluating):
+        rep.reproduce(tmp_path / "full", preset="demo", tasks="counting", finetune="full", log=lambda *a: None)
+    assert seen[0].tasks == "perception:words"  # the backbone's phases are the same
+    demo = rep.FULL_FINETUNE_PRESETS["demo"]
+    assert [(c.variant, c.full_finetune, c.lr, c.steps, c.n_train_per_task) for c in seen[1:]] == [
+        (v, True, demo["lr"], demo["steps"], demo["n_train_per_task"]) for v in rep.VARIANTS]
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
@@ -423,6 +431,12 @@ def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path,
     assert shapes and all(s[0] == 4 for s in shapes)
     assert main(["train", "--variant", "sft", "--preset", "quick", "--lora-r", "0", "--out", str(tmp_path / "x")]) == 2
     assert "lora_r must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--model", tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset",
+                 "quick", "--steps", "2", "--finetune", "full", "--out", str(tmp_path / "full")]) == 0
+    cfg = json.loads((tmp_path / "full" / "train_config.json").read_text())
+    assert cfg["full_finetune"] and cfg["lr"] == 3e-4  # the full fine-tune preset's rate
+    saved = json.loads((tmp_path / "full" / "model" / "livr_config.json").read_text())
+    assert saved["finetune"] == "full" and (tmp_path / "full" / "model" / "model" / "model.safetensors").is_file()
 
 
 def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
@@ -430,6 +444,8 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
 
     with pytest.raises(LIVRError, match="grad_accum"):
         reproduce(tmp_path / "run", preset="quick", tasks="counting", grad_accum=0, log=lambda *a: None)
+    with pytest.raises(LIVRError, match="finetune must be one of lora, full"):
+        reproduce(tmp_path / "run", preset="quick", tasks="counting", finetune="qlora", log=lambda *a: None)
     assert not (tmp_path / "run").exists()
 
 
@@ -523,3 +539,53 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
                  "quick", "--task-weights", "jigsaw", "--out", str(tmp_path / "bad")]) == 2
     assert "task=whole number pairs" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(tmp_path, tiny_paths):
+    """``full_finetune`` on the task suite: every variant may train every parameter (tower, projector, language
+    model, all embedding rows); the run saves a LIVR checkpoint with its whole model that loads back to the same
+    logits under both masks, and a resumed run ends with the same weights as an uninterrupted one."""
+    from livr_viz.core.model import LIVRModel
+    from livr_viz.data.dataset import SyntheticTaskDataset
+
+    cfg = preset_config("quick", variant="livr", tasks="counting,art_style", full_finetune=True, steps=4,
+                        eval_every=0, checkpoint_every=2, log_every=1, n_val_per_task=2)
+    lm = build_model_for_training(tiny_paths["base"], cfg)
+    assert lm.config.finetune == "full" and all(p.requires_grad for p in lm.model.parameters())
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    Trainer(lm, cfg, tmp_path / "run", progress=False).run()
+    changed = {n for n, p in lm.model.named_parameters() if not torch.equal(p, before[n])}
+    assert any("vision_tower" in n for n in changed) and any("language_model" in n for n in changed)
+    saved = tmp_path / "run" / "model"
+    assert (saved / "model" / "config.json").is_file() and not (saved / "adapter_model.safetensors").exists()
+    again = LIVRModel.load(saved)
+    assert again.config.finetune == "full" and again.latent_token_ids == lm.latent_token_ids
+    items = list(SyntheticTaskDataset("counting", "val", 2, 0))
+    with torch.no_grad():
+        for stage in ("full", "bottleneck"):
+            a = lm.forward(lm.build_inputs([x.image for x in items], [x.prompt for x in items]), stage).logits
+            b = again.forward(again.build_inputs([x.image for x in items], [x.prompt for x in items]), stage).logits
+            assert torch.equal(a, b), stage
+    # killed after step 3 (checkpoint at step 2), then resumed: the same final weights as the uninterrupted run
+    calls, step = {"n": 0}, Trainer.train_step
+
+    def dies_at_step_three(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Trainer, "train_step", dies_at_step_three)
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "killed", progress=False).run()
+    Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "killed", progress=False).run(
+        resume=True)
+    a, b = _final_weights(tmp_path / "run"), _final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    # a full-parameter checkpoint without its model is a clear error
+    shutil.rmtree(saved / "model")
+    with pytest.raises(LIVRError, match="needs its model"):
+        LIVRModel.load(saved)
+    with pytest.raises(LIVRError, match="perception"):
+        preset_config("quick", pretrain=True, variant="livr")

@@ -27,7 +27,13 @@ from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
 from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
 from livr_viz.training.evaluate import summarize
-from livr_viz.training.trainer import Trainer, build_model_for_training, check_run_settings, preset_config
+from livr_viz.training.trainer import (
+    FULL_FINETUNE_PRESETS,
+    Trainer,
+    build_model_for_training,
+    check_run_settings,
+    preset_config,
+)
 from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
 VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
@@ -80,7 +86,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
               install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
               task_weights: dict | None = None, stage2_lr: float | None = None, vision_steps: int | None = None,
               vision_markers: bool = False,
-              freeze_vision_tower: bool = False,
+              freeze_vision_tower: bool = False, finetune: str = "lora",
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
@@ -93,6 +99,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
     the shipped backbone trained it, docs/experiments/frozen-tower/ measures the frozen one).
+    ``finetune="full"`` trains every parameter in the three fine-tunes (``FULL_FINETUNE_PRESETS``) instead of LoRA.
     ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
     ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
     if preset not in VISION_PRESETS:
@@ -112,7 +119,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps, **tower)
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
     words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
-    configs = {variant: preset_config(preset, variant=variant, tasks=tasks, steps=steps, seed=seed, data_seed=seed,
+    configs = {variant: preset_config(preset, finetune=finetune, variant=variant, tasks=tasks, steps=steps, seed=seed,
+                                      data_seed=seed,
                                       grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights,
                                       stage2_lr=stage2_lr if variant == "livr" else None)
                for variant in VARIANTS}
@@ -499,7 +507,9 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
         lines.append(f"- Word curriculum (full parameters, `perception:words`: the tasks' read-outs in their own "
                      f"layouts, `livr_viz/data/perception.py`): {words['steps']} steps, batch {words['batch_size']}, "
                      f"lr {words['lr']}, {took('pretrain_words')}.")
-    lines += [f"- Fine-tunes (LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}, K = {cfg['n_latents']}, latents "
+    tuned = ("every parameter (`--finetune full`)" if cfg.get("full_finetune")
+             else f"LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}")
+    lines += [f"- Fine-tunes ({tuned}, K = {cfg['n_latents']}, latents "
               f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
               f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
               f"{cfg['stage1_fraction']:.0%} of steps{_stage2_lr(cfg)}; seed {cfg['seed']}, "

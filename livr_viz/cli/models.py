@@ -21,6 +21,7 @@ def cmd_info(args) -> int:
         "family": cfg.family,
         "backbone": cfg.backbone,
         "variant": cfg.variant,
+        "finetune": "every parameter" if cfg.finetune == "full" else f"LoRA r {cfg.lora_r}",
         "n_latents": cfg.n_latents,
         "stage1_fraction": cfg.stage1_fraction,
         "trained_steps": cfg.trained_steps,

@@ -10,6 +10,10 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.demo.bundled import DEMO_SETS
 
+FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
+                 "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
+                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions); a departure from the paper for the 3 M demo "
+                 "backbone (docs/experiments/full-finetune/)")
 TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
                      "batch, tasks not named 1 (default: an equal share each)")
 
@@ -17,7 +21,8 @@ TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a t
 def cmd_train(args) -> int:
     from livr_viz.training.trainer import preset_config, train
 
-    cfg = preset_config(args.preset, pretrain=args.command == "pretrain", variant=getattr(args, "variant", None),
+    cfg = preset_config(args.preset, pretrain=args.command == "pretrain", finetune=getattr(args, "finetune", "lora"),
+                        variant=getattr(args, "variant", None),
                         tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                         grad_accum=args.grad_accum, precision=args.precision, seed=args.seed, data_seed=args.data_seed,
                         n_latents=getattr(args, "n_latents", None),
@@ -98,7 +103,7 @@ def cmd_reproduce(args) -> int:
                         install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
                         task_weights=_task_weights(args.task_weights), stage2_lr=args.stage2_lr,
                         vision_steps=args.vision_steps, vision_markers=args.vision_markers,
-                        freeze_vision_tower=args.freeze_vision_tower)
+                        freeze_vision_tower=args.freeze_vision_tower, finetune=args.finetune)
     print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
 
@@ -139,6 +144,7 @@ def add_commands(sub) -> None:
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument("--stage2-lr", type=float, default=None,
                    help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)")
+    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help=FINETUNE_HELP)
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
     p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
@@ -205,6 +211,7 @@ def add_commands(sub) -> None:
     p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
     p.add_argument("--stage2-lr", type=float, default=None,
                    help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
+    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help="the fine-tunes: " + FINETUNE_HELP)
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")

@@ -16,6 +16,7 @@ VARIANTS: tuple[str, ...] = ("livr", "latents_only", "sft")  # LIVR; latents in 
 STAGES: tuple[str, ...] = ("full", "bottleneck")  # attention at a forward pass: causal, or the Stage-1 bottleneck
 STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), "sft": ("full",)}  # training order
 LATENT_PLACEMENTS: tuple[str, ...] = ("end_of_prompt", "before_answer")
+FINETUNES: tuple[str, ...] = ("lora", "full")  # LoRA on the language model (the paper), or every parameter
 ANSWER_FORMATS: tuple[str, ...] = ("word", "letter")  # the synthetic suite's: marker word / number, or BLINK letters
 LETTERS = "ABCDEFGH"  # BLINK's multiple-choice letters, (A), (B), ...: options of items that name none of their own
 MAX_LATENTS = 512
@@ -40,6 +41,11 @@ class LIVRConfig:
     lora_r: int = 16  # LoRA rank (paper: 16)
     lora_alpha: int = 32  # LoRA alpha (paper: 32)
     lora_dropout: float = 0.05  # LoRA dropout (paper: 0.05)
+    # "lora" (the paper): LoRA on the language model + the latent rows, saved as an adapter on ``backbone``;
+    # "full": every parameter trained (vision tower, projector, language model, all embedding rows), saved as a whole
+    # model beside the config (a departure for the 3 M-parameter demo backbone, trained from scratch: see
+    # docs/experiments/full-finetune/)
+    finetune: str = "lora"
     latent_init_seed: int = 0  # seed of the latent-row initialisation
     latent_token_ids: list[int] = field(default_factory=list)  # filled in when latents are added
     # where the K latents go: "end_of_prompt" (the paper's Q' = Q + L) = at the end of the user turn, before the chat
@@ -69,6 +75,7 @@ class LIVRConfig:
         if self.lora_r < 1:
             raise LIVRError(f"lora_r must be >= 1; got {self.lora_r}")
         check_choice("answer_format", self.answer_format, ANSWER_FORMATS)
+        check_choice("finetune", self.finetune, FINETUNES)
         check_choice("latent_placement", self.latent_placement, LATENT_PLACEMENTS)
 
     def to_json(self) -> str:

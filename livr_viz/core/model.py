@@ -47,6 +47,7 @@ from livr_viz.core.segments import Segment, segment_ids
 
 CONFIG_NAME = "livr_config.json"
 LATENTS_NAME = "latents.safetensors"
+FULL_MODEL_DIR = "model"  # a full-parameter fine-tune's whole model, beside its livr_config.json
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -212,8 +213,9 @@ class LIVRModel:
         """Fresh (untrained) LIVR model: add K latents, init their rows, attach LoRA.
 
         Pass ``model``/``processor`` to wrap objects already in memory (tests, notebooks).
-        ``lora=False`` (variant ``sft`` only) keeps the raw model with every parameter trainable, the vision tower
-        too unless ``freeze_vision`` (LLaVA's recipe): the full-parameter pretraining of the demo backbone uses it.
+        ``lora=False`` keeps the raw model with every parameter trainable (``finetune="full"``), the vision tower
+        too unless ``freeze_vision`` (LLaVA's recipe): the full-parameter pretraining of the demo backbone uses it
+        (variant ``sft``), and so do full-parameter fine-tunes of every variant.
         ``config`` gives every model setting at once (the trainer passes its ``TrainConfig.model``); otherwise
         ``variant``, ``n_latents`` and ``config_kwargs`` do.
         """
@@ -221,9 +223,7 @@ class LIVRModel:
             config = replace(config, backbone=backbone, family="", latent_token_ids=[])
         else:
             config = LIVRConfig(variant=variant, n_latents=n_latents, backbone=backbone, **config_kwargs)
-        variant = config.variant
-        if not lora and variant != "sft":
-            raise LIVRError("lora=False (full-parameter training) is only available for variant 'sft'")
+        config.finetune = "lora" if lora else "full"
         if model is None or processor is None:
             model, processor = load_backbone(backbone, attn_implementation, allow_pickle, trust_remote_code)
         family = family_for(model.config)
@@ -252,6 +252,8 @@ class LIVRModel:
             raise LIVRError(f"{path} is not a LIVR checkpoint (no {CONFIG_NAME})")
         config = LIVRConfig.from_json(cfg_file.read_text())
         saved_ids = list(config.latent_token_ids)
+        if config.finetune == "full":
+            return cls._load_full(path, config, attn_implementation)
         model, processor = load_backbone(config.backbone, attn_implementation, allow_pickle, trust_remote_code)
         family = family_for(model.config)
         if config.n_latents:
@@ -271,15 +273,35 @@ class LIVRModel:
         peft_model.eval()
         return cls(peft_model, processor, config, family)
 
+    @classmethod
+    def _load_full(cls, path: Path, config: LIVRConfig, attn_implementation: str) -> LIVRModel:
+        """A full-parameter fine-tune: the whole model (latent rows and tokens included) lies in ``path/model``."""
+        if not (path / FULL_MODEL_DIR / "config.json").is_file():
+            raise LIVRError(f"{path}: a full-parameter checkpoint needs its model in {FULL_MODEL_DIR}/, which is "
+                            "missing")
+        model, processor = load_backbone(str(path / FULL_MODEL_DIR), attn_implementation)
+        family = family_for(model.config)
+        ids = processor.tokenizer.convert_tokens_to_ids([latent_token(i) for i in range(config.n_latents)])
+        unknown = processor.tokenizer.unk_token_id
+        if list(ids) != list(config.latent_token_ids) or (unknown is not None and unknown in ids):
+            raise LIVRError(f"{path}: the saved model's latent tokens do not match its {CONFIG_NAME}")
+        model.eval()
+        return cls(model, processor, config, family)
+
     def save(self, path: str | Path) -> Path:
-        """Write adapter (safetensors), latent rows, livr_config.json. Written to a temp dir, then renamed."""
+        """Write adapter (safetensors), latent rows, livr_config.json. Written to a temp dir, then renamed.
+        A full-parameter fine-tune writes its whole model (safetensors) to ``model/`` instead of an adapter."""
         from peft import get_peft_model_state_dict
 
         path = Path(path)
         tmp = fresh_tmp_dir(path)
-        state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
-        save_file(state, str(tmp / "adapter_model.safetensors"))
-        self.model.peft_config["default"].save_pretrained(str(tmp))
+        if self.config.finetune == "full":
+            self.model.save_pretrained(tmp / FULL_MODEL_DIR, safe_serialization=True)
+            self.processor.save_pretrained(tmp / FULL_MODEL_DIR)
+        else:
+            state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
+            save_file(state, str(tmp / "adapter_model.safetensors"))
+            self.model.peft_config["default"].save_pretrained(str(tmp))
         if self.config.n_latents:
             save_file({"latent_embeddings": self.latent_embeddings().contiguous().cpu()}, str(tmp / LATENTS_NAME))
         (tmp / CONFIG_NAME).write_text(self.config.to_json())

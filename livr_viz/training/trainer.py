@@ -77,7 +77,7 @@ class TrainConfig:
     seed: int = 42  # latent init + dropout
     data_seed: int = 0  # synthetic data seed (train / val splits of this seed)
     image_size: int = 96
-    full_finetune: bool = False  # all parameters, no LoRA (backbone pretraining)
+    full_finetune: bool = False  # all parameters, no LoRA (backbone pretraining; a task fine-tune: finetune="full")
     # with full_finetune: keep the vision tower frozen (LLaVA's recipe). A trained tower forgets stage 0's shape
     # features but adapts its others; the frozen one gave a worse trio (docs/experiments/frozen-tower/)
     freeze_vision_tower: bool = False
@@ -121,8 +121,9 @@ class TrainConfig:
             check_task_weights(self.task_weights, self.tasks, self.task_balance)
         if self.freeze_vision_tower and not self.full_finetune:
             raise LIVRError("freeze_vision_tower needs full_finetune (LoRA fine-tunes never touch the vision tower)")
-        if self.full_finetune and self.variant != "sft":
-            raise LIVRError("full_finetune (backbone pretraining) trains without latents: use variant sft")
+        if self.full_finetune and self.variant != "sft" and perception_kinds(self.tasks) is not None:
+            raise LIVRError("full_finetune on perception (backbone pretraining) trains without latents: use variant "
+                            "sft")
 
     def to_dict(self) -> dict:
         """The flat form (``train_config.json``, ``results.json``): the model's fields, then the training ones."""
@@ -239,13 +240,30 @@ PRETRAIN_PRESETS: dict[str, dict] = {
 }
 
 
-def preset_config(preset: str, pretrain: bool = False, **overrides) -> TrainConfig:
-    table = PRETRAIN_PRESETS if pretrain else PRESETS
+# fine-tunes that train every parameter (``finetune="full"``): the pretraining phases' optimiser (wd 0.05, 3 % warmup),
+# a third of their learning rate (at their 1e-3 a full fine-tune on the nine tasks lost the backbone's readings,
+# docs/experiments/stage1-route/), fresh questions; measured in docs/experiments/full-finetune/
+FULL_FINETUNE_PRESETS: dict[str, dict] = {
+    "quick": dict(PRESETS["quick"], lr=3e-4),
+    "demo": dict(steps=2000, batch_size=32, lr=3e-4, n_train_per_task=1_000_000, n_val_per_task=100, eval_every=250,
+                 checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
+}
+FINETUNE_PRESETS = {"lora": PRESETS, "full": FULL_FINETUNE_PRESETS}
+
+
+def preset_config(preset: str, pretrain: bool = False, finetune: str = "lora", **overrides) -> TrainConfig:
+    """A preset's settings with ``overrides`` (None = the preset's). ``pretrain``: the backbone's full-parameter
+    perception phases; ``finetune="full"``: a task fine-tune of every parameter (any variant) instead of LoRA."""
+    if finetune not in FINETUNE_PRESETS:
+        raise LIVRError(f"finetune must be one of {', '.join(FINETUNE_PRESETS)}; got {finetune!r}")
+    table = PRETRAIN_PRESETS if pretrain else FINETUNE_PRESETS[finetune]
     if preset not in table:
         raise LIVRError(f"unknown preset {preset!r}; choose from {', '.join(table)}")
     values = dict(table[preset])
     if pretrain:
         values.update(variant="sft", tasks="perception", full_finetune=True)
+    elif finetune == "full":
+        values.update(full_finetune=True)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
 
@@ -565,7 +583,7 @@ class Trainer:
         lm, cfg = self.lm, self.cfg
         lm.config.trained_steps = cfg.steps
         lm.config.training = {k: v for k, v in cfg.to_dict().items() if k != "knobs"}
-        if cfg.full_finetune:
+        if cfg.full_finetune and perception_kinds(cfg.tasks) is not None:  # a backbone for the next phase
             save_backbone(lm.base_model, lm.processor, self.out / "model")
         else:
             lm.save(self.out / "model")
