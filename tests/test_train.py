@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.training.trainer import (
+    FULL_FINETUNE_PRESETS,
     TrainConfig,
     Trainer,
     build_model_for_training,
@@ -318,7 +319,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     with pytest.raises(Evaluating):
         rep.reproduce(tmp_path / "full", preset="demo", tasks="counting", finetune="full", log=lambda *a: None)
     assert seen[0].tasks == "perception:words"  # the backbone's phases are the same
-    demo = rep.FULL_FINETUNE_PRESETS["demo"]
+    demo = FULL_FINETUNE_PRESETS["demo"]
     assert [(c.variant, c.full_finetune, c.lr, c.steps, c.n_train_per_task) for c in seen[1:]] == [
         (v, True, demo["lr"], demo["steps"], demo["n_train_per_task"]) for v in rep.VARIANTS]
 

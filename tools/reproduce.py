@@ -27,13 +27,7 @@ from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
 from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
 from livr_viz.training.evaluate import summarize
-from livr_viz.training.trainer import (
-    FULL_FINETUNE_PRESETS,
-    Trainer,
-    build_model_for_training,
-    check_run_settings,
-    preset_config,
-)
+from livr_viz.training.trainer import Trainer, build_model_for_training, check_run_settings, preset_config
 from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
 VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
@@ -444,24 +438,29 @@ def latent_use_lines(results: dict) -> list[str]:
     return lines
 
 
-def write_results_md(results: dict, path: Path, out: Path) -> Path:
-    tasks = results["tasks"]
-    ev = results["eval"]
-    paired = results["paired"]["livr_vs_sft"]
-    lines = ["# Results: the demo models", "",
-             f"Measured by `livr-viz reproduce --preset {results['preset']}` on this machine (2 CPU cores, no GPU). "
-             f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
-             "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
-             "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
-             "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.", "",
-             "| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
-    for t in tasks:
+def accuracy_table_lines(results: dict) -> list[str]:
+    """Test accuracy per task for the three variants, with the paired LIVR − SFT column."""
+    ev, paired = results["eval"], results["paired"]["livr_vs_sft"]
+    lines = ["| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
+    for t in results["tasks"]:
         row = [ev[v]["standard"]["tasks"][t] for v in VARIANTS]
         lines.append(f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | "
                      f"{_paired(paired['tasks'][t])} |")
     avg = [ev[v]["standard"]["average"] for v in VARIANTS]
     lines.append(f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
                  f"{_paired(paired['average'])} |")
+    return lines
+
+
+def write_results_md(results: dict, path: Path, out: Path) -> Path:
+    paired = results["paired"]["livr_vs_sft"]
+    lines = ["# Results: the demo models", "",
+             f"Measured by `livr-viz reproduce --preset {results['preset']}` on this machine (2 CPU cores, no GPU). "
+             f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
+             "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
+             "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
+             "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.", ""]
+    lines += accuracy_table_lines(results)
     lines += ["", "![results](results.png)", "", "## Targets", ""] + target_lines(results)
     lines += ["", "## Are the latents used? (the paper's §4.6 table, here over all tasks)", ""]
     lines += latent_use_lines(results)

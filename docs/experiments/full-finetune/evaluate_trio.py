@@ -9,7 +9,7 @@ from pathlib import Path
 
 from livr_viz.core.config import TEST_SEED
 from livr_viz.data.dataset import SyntheticTaskDataset
-from tools.reproduce import VARIANTS, _ci, _paired, _pct, evaluate_run, latent_use_lines, target_lines
+from tools.reproduce import VARIANTS, accuracy_table_lines, evaluate_run, latent_use_lines, target_lines
 
 out = Path(sys.argv[1])
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
@@ -18,16 +18,8 @@ results = {"tasks": test.tasks, "n_test_per_task": n, "test_seed": TEST_SEED,
            "configs": {v: json.loads((out / v / "train_config.json").read_text()) for v in VARIANTS}}
 results.update(evaluate_run(out, test))
 (out / "results.json").write_text(json.dumps(results, indent=2))
-ev, paired = results["eval"], results["paired"]["livr_vs_sft"]
-lines = [f"Test split: {n} questions per task, seed {TEST_SEED}, the same questions for every model.", "",
-         "| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
-for t in test.tasks:
-    row = [ev[v]["standard"]["tasks"][t] for v in VARIANTS]
-    lines.append(f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | "
-                 f"{_paired(paired['tasks'][t])} |")
-avg = [ev[v]["standard"]["average"] for v in VARIANTS]
-lines.append(f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
-             f"{_paired(paired['average'])} |")
+lines = [f"Test split: {n} questions per task, seed {TEST_SEED}, the same questions for every model.", ""]
+lines += accuracy_table_lines(results)
 lines += ["", "Targets:", ""] + target_lines(results) + ["", "Are the latents used?", ""] + latent_use_lines(results)
 (out / "RESULTS-trio.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
