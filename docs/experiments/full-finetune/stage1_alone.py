@@ -1,6 +1,7 @@
 """Does Stage 1 alone route a task through the latents? A full-parameter LIVR fine-tune of the shipped demo-base that
 stays in the bottleneck stage for all its steps (stage1_fraction 1.0), validation every EVAL_EVERY steps (default
-100; the CLI has no such option) on 100 questions per task under the bottleneck mask (``eval_bottleneck``: the answer rows see no image) and with the image in view.
+100; the CLI has no such option) on 100 questions per task under the bottleneck mask (``eval_bottleneck``: the
+answer rows see no image) and with the image in view.
   python stage1_alone.py OUT TASKS STEPS [EVAL_EVERY]
 The full fine-tune preset otherwise (lr 3e-4, batch 32, fresh questions). Resumable: rerun the same command."""
 import sys
