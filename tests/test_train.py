@@ -590,3 +590,15 @@ def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(t
         LIVRModel.load(saved)
     with pytest.raises(LIVRError, match="perception"):
         preset_config("quick", pretrain=True, variant="livr")
+
+
+def test_the_full_preset_is_the_demo_full_fine_tune_made_longer():
+    """`--finetune full --preset full`: the issue's longer resumable run, the demo full fine-tune's settings at 5,000
+    steps; LoRA has no such preset and says which it has."""
+    long, demo = preset_config("full", finetune="full"), preset_config("demo", finetune="full")
+    assert (long.steps, long.eval_every, long.full_finetune) == (5000, 500, True)
+    assert (long.lr, long.batch_size, long.n_train_per_task, long.weight_decay) == (
+        demo.lr, demo.batch_size, demo.n_train_per_task, demo.weight_decay)
+    assert preset_config("full", finetune="full", variant="sft", steps=7).steps == 7
+    with pytest.raises(LIVRError, match="quick, demo, paper"):
+        preset_config("full")

@@ -12,7 +12,7 @@ from livr_viz.demo.bundled import DEMO_SETS
 
 FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
                  "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
-                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions); a departure from the paper for the 3 M demo "
+                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions; full: 5,000 steps, `--resume` across sessions); a departure from the paper for the 3 M demo "
                  "backbone (docs/experiments/full-finetune/)")
 TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
                      "batch, tasks not named 1 (default: an equal share each)")
@@ -111,7 +111,7 @@ def cmd_reproduce(args) -> int:
 def add_commands(sub) -> None:
     def common(p):
         p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
-        p.add_argument("--preset", default="demo", help="quick | demo | paper (pretrain: quick | demo)")
+        p.add_argument("--preset", default="demo", help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)")
         p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
         p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
         p.add_argument("--lr", type=float, default=None)

@@ -248,6 +248,9 @@ FULL_FINETUNE_PRESETS: dict[str, dict] = {
     "demo": dict(steps=2000, batch_size=32, lr=3e-4, n_train_per_task=1_000_000, n_val_per_task=100, eval_every=250,
                  checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
 }
+# the longer resumable run (about 70 min per variant alone on 2 cores): 2.5 x the demo's steps, so LIVR's
+# Stage 1 gets the ~2,000 steps the nine-task mix needed before a route formed (docs/experiments/full-finetune/)
+FULL_FINETUNE_PRESETS["full"] = dict(FULL_FINETUNE_PRESETS["demo"], steps=5000, eval_every=500)
 FINETUNE_PRESETS = {"lora": PRESETS, "full": FULL_FINETUNE_PRESETS}
 
 
