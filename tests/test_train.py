@@ -602,3 +602,33 @@ def test_the_full_preset_is_the_demo_full_fine_tune_made_longer():
     assert preset_config("full", finetune="full", variant="sft", steps=7).steps == 7
     with pytest.raises(LIVRError, match="quick, demo, paper"):
         preset_config("full")
+
+
+def test_evaluate_run_reuses_stored_predictions_of_the_same_questions_only(tmp_path):
+    """A variant OUT holds no model for is taken from predictions stored for the same test questions (the paired
+    comparisons then pair them); predictions of other questions are refused, and with neither it says what is missing."""
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from tools import reproduce as rep
+
+    test = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026, answer_format="word")
+    items = [test[i] for i in range(len(test))]
+
+    def rows(correct):
+        return [{"id": it.id, "task": it.task, "answer": it.answer, "prediction": it.answer if c else "?",
+                 "correct": c, "probs": [1.0]} for it, c in zip(items, correct)]
+
+    right, wrong = rows([True] * len(items)), rows([False] * len(items))
+    stored = {"predictions": {"sft": {"standard": wrong}, "latents_only": {"standard": wrong},
+                              "livr": {"standard": right, "bottleneck": right}},
+              "answer_latent_attention": {"livr": 0.25}}
+    res = rep.evaluate_run(tmp_path, test, log=lambda *a: None, stored=stored)
+    assert res["paired"]["livr_vs_sft"]["average"]["delta"] == pytest.approx(1.0)
+    assert res["eval"]["livr"]["bottleneck"]["average"]["accuracy"] == pytest.approx(1.0)
+    assert res["answer_latent_attention"] == {"livr": 0.25}
+    assert json.loads((tmp_path / "predictions.json").read_text())["sft"]["standard"] == wrong
+    stored["predictions"]["sft"]["standard"] = wrong[::-1]
+    with pytest.raises(LIVRError, match="other test questions"):
+        rep.evaluate_run(tmp_path, test, log=lambda *a: None, stored=stored)
+    del stored["predictions"]["sft"]
+    with pytest.raises(LIVRError, match="no stored predictions for sft"):
+        rep.evaluate_run(tmp_path, test, log=lambda *a: None, stored=stored)

@@ -176,21 +176,39 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     return results
 
 
-def evaluate_run(out: Path, test, log=print) -> dict:
+def evaluate_run(out: Path, test, log=print, stored: dict | None = None) -> dict:
     """Every condition of the paper's "are the latents used?" table for the three variants (and the LIVR Stage-1
     checkpoint under the bottleneck), on the same test questions; per-item predictions go to
     ``out/predictions.json``, and LIVR is compared with SFT and with latents-only pairwise (paired bootstrap and
-    McNemar). Returns ``{"eval": {model: {condition: summary}}, "answer_latent_attention": ..., "paired": ...}``."""
+    McNemar). ``stored``: ``{"predictions": {model: {condition: rows}}, "answer_latent_attention": {model: float}}``
+    measured earlier on these same questions, used for a model OUT does not hold (a variant not retrained); a stored
+    row set of other questions is refused. Returns ``{"eval": {model: {condition: summary}}, "answer_latent_attention":
+    ..., "paired": ...}``."""
+    stored = stored or {"predictions": {}, "answer_latent_attention": {}}
     models = {v: out / v / "model" for v in VARIANTS}
     if (out / "livr" / "stage1_model").is_dir():
         models["livr_stage1_only"] = out / "livr" / "stage1_model"
+    elif "livr_stage1_only" in stored["predictions"] and not (out / "livr" / "model").is_dir():
+        models["livr_stage1_only"] = None
     predictions, evals, attention = {}, {}, {}
     for name, path in models.items():
-        log(f"evaluating {name} on {len(test)} test questions")
-        lm = load_model(str(path))
-        conditions = ("standard", "bottleneck") if name == "livr_stage1_only" else None
-        rows = latent_use_predictions(lm, test, conditions, progress=True)
-        attention[name] = float(np.mean(rows.pop("answer_latent_attention")))
+        if path is not None and path.is_dir():
+            log(f"evaluating {name} on {len(test)} test questions")
+            lm = load_model(str(path))
+            conditions = ("standard", "bottleneck") if name == "livr_stage1_only" else None
+            rows = latent_use_predictions(lm, test, conditions, progress=True)
+            attention[name] = float(np.mean(rows.pop("answer_latent_attention")))
+        elif name in stored["predictions"]:
+            rows = stored["predictions"][name]
+            ids = [test[i].id for i in range(len(test))]
+            if any([r["id"] for r in cond] != ids for cond in rows.values()):
+                raise LIVRError(f"the stored predictions of {name} are for other test questions than these "
+                                f"({len(ids)} from seed {TEST_SEED}); evaluate its model instead")
+            log(f"{name}: stored predictions (no model at {path or out / 'livr' / 'stage1_model'})")
+            if name in stored["answer_latent_attention"]:
+                attention[name] = stored["answer_latent_attention"][name]
+        else:
+            raise LIVRError(f"no model at {path} and no stored predictions for {name}")
         predictions[name] = rows
         evals[name] = {condition: summarize(r) for condition, r in rows.items()}
     (out / "predictions.json").write_text(json.dumps(predictions))
