@@ -29,7 +29,11 @@ if args.reference is not None:
         raise LIVRError(f"{args.reference} was evaluated on {ref['n_test_per_task']} questions per task from seed "
                         f"{ref['test_seed']}, not {args.n} from {TEST_SEED}")
     plain, packed = args.reference / "predictions.json", args.reference / "predictions.json.gz"
-    text = plain.read_text() if plain.is_file() else gzip.open(packed, "rt").read()
+    if plain.is_file():
+        text = plain.read_text()
+    else:
+        with gzip.open(packed, "rt") as f:
+            text = f.read()
     stored = {"predictions": json.loads(text), "answer_latent_attention": ref["answer_latent_attention"]}
     reused = [v for v in VARIANTS if not (args.out / v / "model").is_dir()]
     configs = {v: ref["configs"][v] for v in reused}
