@@ -38,6 +38,9 @@ WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps bef
 # stage 1c: the word-answer curriculum (the tasks' read-outs in their own layouts, perception:words)
 WORDS_STEPS = {"quick": 4, "demo": 1500}
 # The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
+# reproduce's presets -> the backbone phases' preset; "full" is the issue's longer run (FULL_FINETUNE_PRESETS["full"],
+# 5,000 steps a variant, about 76 min each alone on 2 cores) on the demo backbone, with --finetune full only
+REPRODUCE_PRESETS = {"quick": "quick", "demo": "demo", "full": "demo"}
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
 
@@ -77,7 +80,7 @@ def _trainer_phase(backbone: str, cfg, out: Path):
 
 def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
-              install_as: str = "demo", grad_accum: int | None = None, task_balance: str | None = None,
+              grad_accum: int | None = None, task_balance: str | None = None,
               task_weights: dict | None = None, stage2_lr: float | None = None, vision_steps: int | None = None,
               vision_markers: bool = False,
               freeze_vision_tower: bool = False, finetune: str = "lora",
@@ -94,12 +97,12 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
     the shipped backbone trained it, docs/experiments/frozen-tower/ measures the frozen one).
     ``finetune="full"`` trains every parameter in the three fine-tunes (``FULL_FINETUNE_PRESETS``) instead of LoRA.
-    ``install`` ships the run: as the default ``demo`` set (backbone, three adapters, RESULTS.md), or with
-    ``install_as`` another bundled set (the three adapters only; they must sit on the bundled backbone)."""
-    if preset not in VISION_PRESETS:
-        raise LIVRError(f"reproduce presets: {', '.join(VISION_PRESETS)}; got {preset!r}")
-    if install_as not in DEMO_SETS:
-        raise LIVRError(f"unknown model set {install_as!r}; bundled sets: {', '.join(DEMO_SETS)}")
+    ``install`` ships the run as the bundled ``demo`` set (backbone, the three fine-tunes, RESULTS.md)."""
+    if preset not in REPRODUCE_PRESETS:
+        raise LIVRError(f"reproduce presets: {', '.join(REPRODUCE_PRESETS)}; got {preset!r}")
+    if preset == "full" and finetune != "full":
+        raise LIVRError("--preset full is the longer run of the full fine-tunes: use it with --finetune full")
+    tune_preset, preset = preset, REPRODUCE_PRESETS[preset]  # the fine-tunes' preset, the backbone phases' preset
     # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     steps0 = {} if vision_steps is None else {"steps": vision_steps}
@@ -113,17 +116,12 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps, **tower)
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
     words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
-    configs = {variant: preset_config(preset, finetune=finetune, variant=variant, tasks=tasks, steps=steps, seed=seed,
-                                      data_seed=seed,
+    configs = {variant: preset_config(tune_preset, finetune=finetune, variant=variant, tasks=tasks, steps=steps,
+                                      seed=seed, data_seed=seed,
                                       grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights,
                                       stage2_lr=stage2_lr if variant == "livr" else None)
                for variant in VARIANTS}
     out = Path(out)
-    base = SET_BACKBONES.get(install_as, "demo-base")
-    if install and install_as != "demo" and _phase_done(out / "pretrain-words") and not _on_bundled_backbone(
-            out, install_as):
-        raise LIVRError(f"--install-as {install_as}: {out}/pretrain-words/model is not the bundled {base}, so its "
-                        f"fine-tunes could not be shipped; seed it with a copy of assets/{base}")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -155,7 +153,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
 
     t_eval = time.perf_counter()
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=configs["livr"].answer_format)
-    results: dict = {"preset": preset, "tasks": test.tasks, "n_test_per_task": n_test, "test_seed": TEST_SEED,
+    results: dict = {"preset": tune_preset, "finetune": finetune, "tasks": test.tasks, "n_test_per_task": n_test,
+                     "test_seed": TEST_SEED,
                      "configs": {v: c.to_dict() for v, c in configs.items()},
                      "pretrain_config": pre_cfg.to_dict(), "warm_start_config": warm_cfg.to_dict(),
                      "words_config": words_cfg.to_dict(), "vision_config": asdict(vision_cfg)}
@@ -168,11 +167,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_results(results, out / "results.png")
     write_results_md(results, out / "RESULTS.md", out)
-    if install and install_as == "demo":
+    if install:
         install_demo_models(out)
         publish_results(out)
-    elif install:
-        install_demo_models(out, install_as)
     return results
 
 
@@ -240,30 +237,25 @@ def publish_results(out: Path) -> None:
     (root / "RESULTS.md").write_text(text)
 
 
-def _on_bundled_backbone(out: Path, model_set: str = "demo") -> bool:
-    """The run's backbone is, byte for byte, the one ``model_set`` ships on."""
+def _on_bundled_backbone(out: Path) -> bool:
+    """The run's backbone is, byte for byte, the bundled one (``demo-base``)."""
     mine = out / "pretrain-words" / "model" / "model.safetensors"
-    bundled = ASSETS_DIR / SET_BACKBONES[model_set] / "model.safetensors"
+    bundled = ASSETS_DIR / SET_BACKBONES["demo"] / "model.safetensors"
     return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
 
 
-def install_demo_models(out: Path, model_set: str = "demo") -> None:
-    """Copy the three adapters into assets/ under the names of ``model_set``; the ``demo`` set ships the
-    pretrained backbone as ``demo-base`` too, every other set must have been fine-tuned on its own bundled backbone
-    (``SET_BACKBONES``)."""
-    base = SET_BACKBONES[model_set]
-    if model_set != "demo" and not _on_bundled_backbone(out, model_set):
-        raise LIVRError(f"the fine-tunes in {out} sit on another backbone than the bundled {base}; only the "
-                        "default set (--install without --install-as) can ship a new backbone")
+def install_demo_models(out: Path) -> None:
+    """Copy the run's backbone into assets/ as ``demo-base`` and its three fine-tunes (LoRA adapters, or whole
+    models with ``--finetune full``) under the names of the bundled ``demo`` set; each folder is replaced whole."""
+    base = SET_BACKBONES["demo"]
 
     def install(src: Path, dst: Path):
         tmp = fresh_tmp_dir(dst)
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         replace_dir(tmp, dst)
 
-    if model_set == "demo":
-        install(out / "pretrain-words" / "model", ASSETS_DIR / "demo-base")
-    for variant, name in zip(MODEL_VARIANTS, DEMO_SETS[model_set]):
+    install(out / "pretrain-words" / "model", ASSETS_DIR / base)
+    for variant, name in zip(MODEL_VARIANTS, DEMO_SETS["demo"]):
         install(out / variant / "model", ASSETS_DIR / name)
         for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
             path = ASSETS_DIR / name / file  # point at the bundled name, not at the run's absolute path
@@ -473,7 +465,9 @@ def accuracy_table_lines(results: dict) -> list[str]:
 def write_results_md(results: dict, path: Path, out: Path) -> Path:
     paired = results["paired"]["livr_vs_sft"]
     lines = ["# Results: the demo models", "",
-             f"Measured by `livr-viz reproduce --preset {results['preset']}` on this machine (2 CPU cores, no GPU). "
+             f"Measured by `livr-viz reproduce --preset {results['preset']}"
+             + (" --finetune full" if results.get("finetune") == "full" else "")
+             + "` on this machine (2 CPU cores, no GPU). "
              f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
              "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
              "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "

@@ -8,7 +8,6 @@ from livr_viz.cli.common import MODEL_HELP, _load, repo_tool, write_json
 from livr_viz.core.config import STAGES, VARIANTS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
-from livr_viz.demo.bundled import DEMO_SETS
 
 FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
                  "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
@@ -97,10 +96,9 @@ def cmd_reproduce(args) -> int:
     reproduce = repo_tool("tools.reproduce").reproduce
     args.out = args.out or str(cache_dir("runs", "reproduce"))
 
-    install = args.install or args.install_as != "demo"  # naming a set to ship it is asking to install
-    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=install,
+    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
                         pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
-                        install_as=args.install_as, grad_accum=args.grad_accum, task_balance=args.task_balance,
+                        grad_accum=args.grad_accum, task_balance=args.task_balance,
                         task_weights=_task_weights(args.task_weights), stage2_lr=args.stage2_lr,
                         vision_steps=args.vision_steps, vision_markers=args.vision_markers,
                         freeze_vision_tower=args.freeze_vision_tower, finetune=args.finetune)
@@ -187,7 +185,9 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
 
     p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
-    p.add_argument("--preset", default="demo", help="quick (tests, ~2 min) | demo (the shipped models)")
+    p.add_argument("--preset", default="demo",
+                   help="quick (tests, ~2 min) | demo | full (with --finetune full: the demo backbone, then 5,000 "
+                        "steps a variant, about 76 min each on 2 cores; the shipped models)")
     p.add_argument("--out", default=None,
                    help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
                         "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
@@ -214,9 +214,8 @@ def add_commands(sub) -> None:
     p.add_argument("--finetune", choices=["lora", "full"], default="lora", help="the fine-tunes: " + FINETUNE_HELP)
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
-    p.add_argument("--install", action="store_true", help="copy the models into assets/ and RESULTS.md to the repo")
-    p.add_argument("--install-as", default="demo", choices=list(DEMO_SETS),
-                   help="the bundled set to install as (implies --install; 'demo' ships backbone, adapters and "
-                        "RESULTS.md; any other set only its three adapters, fine-tuned on the bundled demo-base)")
+    p.add_argument("--install", action="store_true",
+                   help="copy the backbone and the three fine-tunes into assets/ (the bundled demo-base, demo-livr, "
+                        "demo-latents-only, demo-sft) and RESULTS.md to the repo")
     p.set_defaults(func=cmd_reproduce)
 
