@@ -47,13 +47,12 @@ def test_compare_shows_three_variants_and_evidence(client):
 
 
 def test_compare_uses_the_set_of_the_selected_model(client, tmp_path):
-    sample = make_sample("art_style", "test", 0, 0, answer_format="letter")  # the art-style set's format
+    sample = make_sample("art_style", "test", 0, 0)
     path = tmp_path / f"{sample.id}.png"
     sample.image.save(path)
-    table, _ = client.predict("demo-art-style-sft", handle_file(str(path)), sample.prompt, "full", "mean", 0.55,
+    table, _ = client.predict("demo-sft", handle_file(str(path)), sample.prompt, "full", "mean", 0.55,
                               api_name="/compare")
-    assert [r[0] for r in table["data"]] == ["demo-art-style-livr", "demo-art-style-latents-only",
-                                             "demo-art-style-sft"]
+    assert [r[0] for r in table["data"]] == ["demo-livr", "demo-latents-only", "demo-sft"]
     assert [r[table["headers"].index("truth")] for r in table["data"]] == [sample.target] * 3
 
 

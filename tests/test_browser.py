@@ -91,7 +91,7 @@ def test_upload_run_and_every_tab(page):
     page.locator("#mask").click()
     page.wait_for_timeout(3000)
     page.screenshot(path=str(ARTIFACTS / "07-how-it-works.png"), full_page=True)
-    page.locator("#examples img").nth(2).click()  # picking an example sets its image and question
+    page.locator("#examples img").nth(3).click()  # picking an example sets its image and question (art style first)
     page.wait_for_timeout(1500)
     assert "darker" in page.locator("#prompt textarea").input_value()
     for name in ("01-latent-attention", "02-compare", "03-token-map", "04-probes", "05-attribution", "06-ablation",

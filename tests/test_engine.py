@@ -232,21 +232,22 @@ def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
 
 
 def test_ablation_accuracy_over_a_dataset(tiny_model, tiny_paths):
-    """Dataset-level ablation on the shipped art-style LIVR (RESULTS.md: blinding its last latent alone costs it
-    everything it gained over chance; blinding any other one costs nothing)."""
+    """Dataset-level ablation on the shipped LIVR's art-style answers under the bottleneck (measured on these 40:
+    67.5 % intact, 50 % with all latents blinded; blinding latent 7 alone costs 12.5 points, any other one nothing)."""
     from livr_viz.core.model import load_model
     from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.methods.interventions import ablation_accuracy
     from livr_viz.training.evaluate import evaluate
 
-    lm = load_model("demo-art-style-livr")
-    items = SyntheticTaskDataset("art_style", "test", 40, 2026, answer_format="letter")
+    lm = load_model("demo-livr")
+    items = SyntheticTaskDataset("art_style", "test", 40, 2026)
     r = ablation_accuracy(lm, [items[i] for i in range(len(items))], "blind", stage="bottleneck", batch_size=16)
     assert r["n"] == 40 and len(r["per_latent_change"]) == 16
     assert r["accuracy_intact"] == evaluate(lm, items, "bottleneck")["average"]["accuracy"]
     assert r["accuracy_all_ablated"] == evaluate(lm, items, "bottleneck", block_latent_image=True)["average"][
         "accuracy"]
-    assert r["accuracy_intact"] + r["per_latent_change"][15] == pytest.approx(r["accuracy_all_ablated"])  # readout
+    assert r["accuracy_intact"] - r["accuracy_all_ablated"] >= 0.1  # the latents carry what the answer uses
+    assert min(r["per_latent_change"]) <= -0.1 and sum(c == 0 for c in r["per_latent_change"]) >= 12  # a few carry it
     with pytest.raises(LIVRError, match="no latents"):
         ablation_accuracy(load_model(tiny_paths["sft"]), [items[0]])
     mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # other options per task: grouped, not mixed

@@ -54,7 +54,7 @@ def test_attention_view_tiles_name_the_evidence_and_the_image_share(counting_exa
 
 
 def test_dataset_view_averages_over_samples():
-    v = S.dataset_view("demo-art-style-livr", "art_style", 4)
+    v = S.dataset_view("demo-livr", "art_style", 4)
     assert len(v["tiles"]) == 16 and len(v["table"]) == 16
     assert (v["table"]["lift"] > 0).all() and "4 fresh `art_style` samples" in v["markdown"]
     with pytest.raises(S.LIVRError, match="samples must be between"):

@@ -8,9 +8,8 @@ Bundled names:
     ``demo-base``           the backbone alone (no latents, no LoRA)
     ``demo-livr``           LIVR fine-tune (Stage 1 bottleneck + Stage 2), all nine tasks
     ``demo-latents-only``   latents added, Stage 2 only, all nine tasks
-    ``demo-sft``            plain LoRA, no latents, all nine tasks
-    ``demo-art-style-*``    the same three variants fine-tuned on art style alone (the paper's single-task
-                            setting; the one task this backbone learns, see RESULTS.md)
+    ``demo-sft``            no latents, all nine tasks
+    (every parameter fine-tuned, 5,000 steps each: ``livr-viz reproduce --preset full --finetune full``)
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ from livr_viz.core.refs import register_names
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES_DIR = ASSETS_DIR / "examples"  # one sample per task in the demo models' format, and a few photos
 # model sets compared side by side: LIVR, latents-only, SFT fine-tuned the same way on the same backbone
+# (the single-task art-style set that shipped beside it until the nine-task LIVR covered art style is retired: its
+# numbers stay in docs/experiments/letter-format/ and RESULTS.md's history)
 DEMO_SETS = {
     "demo": ("demo-livr", "demo-latents-only", "demo-sft"),  # multi-task, all nine tasks
-    "demo-art-style": ("demo-art-style-livr", "demo-art-style-latents-only", "demo-art-style-sft"),  # single task
 }
 # the backbone each set was fine-tuned on: the nine-task word-format trio sits on demo-base (pretrained through the
-# word curriculum); the art-style set on the earlier letter-format backbone it was trained from
-SET_BACKBONES = {"demo": "demo-base", "demo-art-style": "demo-art-style-base"}
+# word curriculum)
+SET_BACKBONES = {"demo": "demo-base"}
 DEMO_MODELS = tuple(name for names in DEMO_SETS.values() for name in names)  # the model menu, default set first
 DEMO_NAMES = {**{base: base for base in SET_BACKBONES.values()}, **{name: name for name in DEMO_MODELS}}
 

@@ -217,10 +217,10 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 preview = gr.Image(label="input (after Run: click a patch to see who reads it)", interactive=False,
                                    height=220, elem_id="preview")
                 with gr.Row():
-                    task = gr.Dropdown(S.task_names(), value="counting", label="task")
+                    task = gr.Dropdown(S.example_tasks(), value=S.LEAD_TASK, label="task")
                     new = gr.Button("new sample", elem_id="new-sample")
                 template = gr.Dropdown(list(templates), label="prompt template", value=None)
-                prompt = gr.Textbox(label="prompt", lines=4, value=templates["counting"], elem_id="prompt")
+                prompt = gr.Textbox(label="prompt", lines=4, value=templates[S.LEAD_TASK], elem_id="prompt")
                 stage = gr.Radio(list(S.STAGES), value="full", label="stage (mask at inference)")
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 example_gallery = gr.Gallery([(p, Path(p).stem) for p in examples], label="examples (click one)",
