@@ -37,10 +37,10 @@ PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": 
 WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
 # stage 1c: the word-answer curriculum (the tasks' read-outs in their own layouts, perception:words)
 WORDS_STEPS = {"quick": 4, "demo": 1500}
-# The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
 # reproduce's presets -> the backbone phases' preset; "full" is the issue's longer run (FULL_FINETUNE_PRESETS["full"],
 # 5,000 steps a variant, about 76 min each alone on 2 cores) on the demo backbone, with --finetune full only
 REPRODUCE_PRESETS = {"quick": "quick", "demo": "demo", "full": "demo"}
+# The paper's reported LIVR − SFT deltas (points) on Qwen2.5-VL-3B, single task (LIVR.md), for reference.
 PAPER_DELTAS = {"average": 6.24, "jigsaw": 12.00, "functional_correspondence": 13.02}
 
 
