@@ -370,8 +370,8 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
 
 def test_bundled_livr_answers_art_style_through_its_latents():
     """The shipped nine-task LIVR (every parameter, 5,000 steps; RESULTS.md: art style 78.2 % on 500 test questions,
-    62.4 % under the bottleneck, where the shipped latents-only has 56.6 %). Measured on these 100: 82 % in view, 59 % with the
-    latents blinded, 65 % under the bottleneck, 50 % under the bottleneck with the latents blinded."""
+    62.4 % under the bottleneck, where the shipped latents-only has 56.6 %). Measured on these 100: 82 % in view,
+    59 % with the latents blinded, 65 % under the bottleneck, 50 % under the bottleneck with the latents blinded."""
     from livr_viz.core.model import load_model
     from livr_viz.data.dataset import SyntheticTaskDataset
     from livr_viz.service import compare_set
