@@ -88,6 +88,16 @@ def test_counting_answer_from_pixels():
         assert str(counted) == s.choices[LETTERS.index(s.answer)], (s.id, counted)
 
 
+def test_counting_questions_use_the_right_plural():
+    """A teacher reads these aloud: "How many yellow crosses", never "crosss"."""
+    assert [D.plural(s) for s in D.SHAPES] == ["circles", "squares", "triangles", "diamonds", "stars", "crosses"]
+    for i in range(60):
+        s = make_sample("counting", "train", 3, i)
+        shape = s.concepts["target_shape"]
+        assert f" {D.plural(shape)} are in the image?" in s.prompt, s.prompt
+        assert "crosss" not in s.prompt
+
+
 def test_reflectance_answer_from_pixels():
     for i in range(60):
         s = make_sample("relative_reflectance", "test", 1, i)

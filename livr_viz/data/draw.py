@@ -26,6 +26,11 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOR_NAMES = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
+
+
+def plural(noun: str) -> str:
+    """English plural of a shape name: "crosses", "circles"."""
+    return noun + "es" if noun.endswith(("s", "x", "z", "ch", "sh")) else noun + "s"
 # bounding-box fill ratio of each shape (used to tell shapes apart from pixels)
 FILL_RATIO = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5, "diamond": 0.5, "star": 0.38, "cross": 5 / 9}
 BACKGROUND = (245, 245, 240)

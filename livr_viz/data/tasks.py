@@ -227,7 +227,7 @@ def _counting(rng, target, size, k: CountingKnobs, fmt):
     choices = [str(v) for v in _shuffle_into(rng, count, options, target)]
     concepts = {"count": count, "target_color": str(colour), "target_shape": str(shape), "n_distractors": n_dis,
                 **{f"count_{q.replace('-', '_')}": v for q, v in quadrants.items()}}
-    return dict(image=img, question=f"How many {colour} {shape}s are in the image?", choices=choices,
+    return dict(image=img, question=f"How many {colour} {D.plural(shape)} are in the image?", choices=choices,
                 evidence=np.asarray(mask) > 0, concepts=concepts)
 
 
