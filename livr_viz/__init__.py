@@ -17,8 +17,19 @@ Repository tools (``tools/reproduce.py``, ``bench/``) live beside the package an
 __version__ = "0.1.0"
 
 from livr_viz.core.errors import LIVRError
-from livr_viz.core.masks import attention_mask_4d
-from livr_viz.core.segments import Segment, segment_ids
 from livr_viz.demo import bundled as _bundled  # noqa: F401 - registers the bundled demo names with the core
 
 __all__ = ["LIVRError", "Segment", "__version__", "attention_mask_4d", "segment_ids"]
+# torch-backed names load on first use (PEP 562), so `livr-viz --help` and `python app.py --help` never import torch
+_LAZY = {"attention_mask_4d": "livr_viz.core.masks", "Segment": "livr_viz.core.segments",
+         "segment_ids": "livr_viz.core.segments"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'livr_viz' has no attribute {name!r}")
