@@ -4,8 +4,10 @@ from pathlib import Path
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.refs import register_names
+from livr_viz.core.shipped import shipped_dir
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+# the repository's assets/, which the wheel carries as livr_viz._assets (found wherever the package is installed)
+ASSETS_DIR = shipped_dir("livr_viz._assets")
 EXAMPLES_DIR = ASSETS_DIR / "examples"  # one sample per task in the demo models' format, and a few photos
 # model sets compared side by side: LIVR, latents-only, SFT fine-tuned the same way on the same backbone
 # (the single-task art-style set that shipped beside it until the nine-task LIVR covered art style is retired: its
@@ -32,9 +34,9 @@ def resolve_bundled(name: str) -> str | None:
     path = demo_path(name)
     if path is not None:
         if not path.is_dir():
-            raise LIVRError(f"bundled model {name!r} is missing at {path}; restore it with "
-                            "`git checkout -- assets` (or reinstall livr-viz), or retrain it with "
-                            "`livr-viz reproduce --out runs/demo --install` in a clone of livr-viz")
+            raise LIVRError(f"bundled model {name!r} is missing at {path}; reinstall livr-viz (in a clone: "
+                            "`git checkout -- assets`), or retrain it with "
+                            "`python -m tools.reproduce --out runs/demo --install` in a clone of livr-viz")
         return str(path)
     if name in DEMO_SETS and not Path(name).exists():
         raise LIVRError(f"{name!r} is a set of bundled models, not one model: name one of {', '.join(DEMO_SETS[name])} "
