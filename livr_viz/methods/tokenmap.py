@@ -61,17 +61,20 @@ def points_from_capture(result, layer: int, index: int | None = None, extra: dic
 
 
 def dataset_points(lm, items, layer: int, stage: str = "full", concept_keys=None, batch_size: int = 8,
-                   progress=None) -> TokenPoints:
+                   progress=None, answers: bool = False) -> TokenPoints:
     """Tokens of many samples at ``layer``, labelled by sample, position, task and concept keys (``"-"`` if absent).
 
-    ``concept_keys=None`` labels every key any item carries.
+    ``concept_keys=None`` labels every key any item carries. ``answers``: each item's true answer (``target``) is
+    appended, teacher-forced as in training, so its answer tokens are points too (the prompt's hidden states do not
+    change: attention is causal).
     """
     keys = sorted({k for it in items for k in getattr(it, "concepts", {})}) if concept_keys is None else concept_keys
     parts = []
     starts = range(0, len(items), batch_size)
     for start in (progress(starts) if progress else starts):
         chunk = [items[i] for i in range(start, min(len(items), start + batch_size))]
-        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
+        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk],
+                                [str(it.target) for it in chunk] if answers else None)
         capture = LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(batch, stage)
         extra = {"task": [it.task for it in chunk]}
         extra.update({k: [getattr(it, "concepts", {}).get(k, "-") for it in chunk] for k in keys if k != "task"})

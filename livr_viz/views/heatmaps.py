@@ -9,7 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
+
+
+def label_font(size: int | None = None):
+    """PIL's bundled font: the small bitmap one by default (the app's 192-px tiles), a scalable one at ``size`` px
+    for pictures shown smaller than drawn (the Compare sheet) or larger (an enlarged tile), so text stays legible."""
+    return ImageFont.load_default(size) if size else ImageFont.load_default()
 
 
 def display_image(image: Image.Image, size: int = 192) -> Image.Image:
@@ -47,20 +53,26 @@ def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", op
     return fig
 
 
-def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "") -> Image.Image:
+def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "",
+            font_size: int | None = None) -> Image.Image:
     """One image of labelled tiles (for side-by-side comparison and export): each ``tile`` px wide, its aspect
-    kept, captioned with the caption's first part (``latent 3`` of ``latent 3 · image 26% · …``)."""
+    kept, captioned with the caption's first part (``latent 3`` of ``latent 3 · image 26% · …``); ``font_size``
+    for a sheet shown smaller than drawn (tiles already ``tile`` px wide are pasted as they are, not resampled)."""
+    font = label_font(font_size)
+    line = (font_size or 8) + 4
     rows = -(-len(tiles) // columns)
-    height = max((round(tile * img.height / img.width) for img, _ in tiles), default=tile)
-    head = 14 if title else 0
-    sheet = Image.new("RGB", (columns * tile, head + rows * (height + 12)), (255, 255, 255))
+    height = max((round((tile - 2) * img.height / img.width) for img, _ in tiles), default=tile)
+    head = line + 2 if title else 0
+    sheet = Image.new("RGB", (columns * tile, head + rows * (height + line)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((3, 1), title, fill=(0, 0, 0))
+        draw.text((3, 1), title, fill=(0, 0, 0), font=font)
     for i, (img, caption) in enumerate(tiles):
-        x, y = (i % columns) * tile, head + (i // columns) * (height + 12)
-        sheet.paste(img.resize((tile - 2, round((tile - 2) * img.height / img.width)), Image.LANCZOS), (x + 1, y + 12))
-        draw.text((x + 2, y), caption.split(" · ")[0], fill=(0, 0, 0))
+        x, y = (i % columns) * tile, head + (i // columns) * (height + line)
+        if img.width != tile - 2:
+            img = img.resize((tile - 2, round((tile - 2) * img.height / img.width)), Image.LANCZOS)
+        sheet.paste(img, (x + 1, y + line))
+        draw.text((x + 2, y), caption.split(" · ")[0], fill=(0, 0, 0), font=font)
     return sheet
 
 
@@ -109,15 +121,17 @@ def grid_overlay(image: Image.Image, heat: np.ndarray, evidence: np.ndarray | No
 
 def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normalisation: str = "per_latent",
                    split: Sequence[float] | None = None, evidence: np.ndarray | None = None, opacity: float = 0.55,
-                   size: int = 192, cmap: str = "inferno") -> Image.Image:
+                   size: int = 192, cmap: str = "inferno", font_size: int | None = None) -> Image.Image:
     """One latent's map as a picture that tells its scale: the patch grid drawn crisp (one flat cell per patch,
     no interpolation) over the image at ``size`` px, the ground-truth evidence outlined in green, a colour bar
     underneath labelled with its scale (``per_latent``: 0 … this latent's own maximum; ``global``: shared by all
     tiles; ``none``: absolute attention, 0 … 1), and on top a stacked bar of where this row's attention goes (image /
-    text / latents: a map that looks focused but spends 2 % on the image shows it)."""
+    text / latents: a map that looks focused but spends 2 % on the image shows it). ``font_size`` draws the scale's
+    labels that large (the scale's name is left out where it does not fit between its two numbers)."""
     grid = grid_overlay(image, heat, evidence, opacity, size, cmap)
     w, h = grid.size
-    bar_h, scale_h, text_h = 10, 8, 12
+    font = label_font(font_size)
+    bar_h, scale_h, text_h = max(10, (font_size or 0) // 2), max(8, (font_size or 0) // 2), (font_size or 8) + 4
     caption_h = 16  # blank room for a gallery's caption overlay, so it never hides the colour bar
     tile = Image.new("RGB", (w, bar_h + h + scale_h + text_h + caption_h), (255, 255, 255))
     tile.paste(grid, (0, bar_h))
@@ -131,8 +145,10 @@ def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normali
     tile.paste(Image.fromarray(np.repeat(ramp[None], scale_h, 0)), (0, bar_h + h))
     top = f"{raw_max:.3g}" if normalisation != "none" else "1"  # absolute: attention is a probability
     y = bar_h + h + scale_h
-    draw.text((1, y), "0", fill=(0, 0, 0))
+    draw.text((1, y), "0", fill=(0, 0, 0), font=font)
     name = SCALE_NAMES[normalisation]
-    draw.text(((w - draw.textlength(name)) / 2, y), name, fill=(90, 90, 90))
-    draw.text((w - draw.textlength(top) - 1, y), top, fill=(0, 0, 0))
+    room = w - draw.textlength("0", font=font) - draw.textlength(top, font=font) - 8
+    if draw.textlength(name, font=font) <= room:
+        draw.text(((w - draw.textlength(name, font=font)) / 2, y), name, fill=(90, 90, 90), font=font)
+    draw.text((w - draw.textlength(top, font=font) - 1, y), top, fill=(0, 0, 0), font=font)
     return tile
