@@ -14,17 +14,21 @@ from .conftest import random_image
 IMPLS = ["eager", "sdpa"]
 
 
-def _wrap(name):
-    if name == "demo":
+def _backbone(name):
+    """``demo``: the shipped demo architecture (ViT tower); ``demo-spatial``: the same with the spatial reader."""
+    if name in ("demo", "demo-spatial"):
         from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
-        model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
-    else:
-        model, processor = TINY_BUILDERS[name]()
+        return build_demo_backbone(DemoBackboneConfig(seed=3, tower="spatial" if name == "demo-spatial" else "vit"))
+    return TINY_BUILDERS[name]()
+
+
+def _wrap(name):
+    model, processor = _backbone(name)
     return LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4)
 
 
-@pytest.fixture(scope="module", params=["demo", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
+@pytest.fixture(scope="module", params=["demo", "demo-spatial", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
 def wrapped(request):
     return _wrap(request.param)
 
@@ -92,15 +96,10 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("family", ["demo", "llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("family", ["demo", "demo-spatial", "llava", "qwen2_vl", "idefics3"])
 def test_latents_at_the_end_of_the_prompt_keep_the_bottleneck(family, impl):
     """``latent_placement="end_of_prompt"``: the template's assistant marker (a blocked TEXT row) reads out."""
-    if family == "demo":
-        from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
-
-        model, processor = build_demo_backbone(DemoBackboneConfig(seed=3))
-    else:
-        model, processor = TINY_BUILDERS[family]()
+    model, processor = _backbone(family)
     lm = LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4,
                                  latent_placement="end_of_prompt")
     install_capture(lm.base_model, impl)

@@ -17,6 +17,7 @@ generation).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import warnings
 from collections.abc import Sequence
@@ -44,7 +45,9 @@ from livr_viz.core.masks import attention_mask_4d
 from livr_viz.core.processors import load_qwen_processor
 from livr_viz.core.refs import known_names, resolve_reference
 from livr_viz.core.segments import Segment, segment_ids
+from livr_viz.core.spatial_reader import register as _register_spatial_reader
 
+_register_spatial_reader()  # the demo backbone's convolutional tower loads by its model_type like a stock one
 CONFIG_NAME = "livr_config.json"
 LATENTS_NAME = "latents.safetensors"
 FULL_MODEL_DIR = "model"  # a full-parameter fine-tune's whole model, beside its livr_config.json
@@ -398,7 +401,7 @@ class LIVRModel:
         clean = []
         for p in prompts:
             text, n = self.sanitize_prompt(p)
-            clean.append(text)
+            clean.append(normalize_prompt(text))
             notes += n
         texts = [self.prefix_text(p) for p in clean]
         answer_ids: list[list[int]] = []
@@ -487,23 +490,139 @@ class LIVRModel:
         logits = self.base_model.lm_head(hidden[:, :-1][keep])  # [N, V]
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
-    def choice_token_ids(self, choices: Sequence[str]) -> list[int]:
-        ids = []
+    # ------------------------------------------------------------------ options
+    # Options are scored as lm-evaluation-harness scores multiple choice: each option is a continuation of the
+    # prompt, tokenized in context (the templated prompt + the template's join + the option, keeping the tokens
+    # past the prompt's own), and scored by its tokens' log-likelihood. Probabilities are a softmax over the options
+    # of the per-token mean log-probability (the geometric mean token probability, renormalised), so options of
+    # different token lengths compare fairly; where every option is one token this is exactly the softmax of the
+    # answer row's logits over the options' tokens, computed that way (the demo models' numbers).
+
+    def answer_join(self) -> str:
+        """The text the chat template puts between its generation prompt and the assistant's words: "" for the demo
+        and Qwen templates (``ASSISTANT:left``, ``assistant\\nleft``), " " for LLaVA-1.5's (``ASSISTANT: left``)."""
+        if not hasattr(self, "_answer_join"):
+            self._answer_join = _template_join(self.processor, self.tokenizer)
+        return self._answer_join
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def option_continuations(self, prompt: str, choices: Sequence[str]) -> tuple[int, list[list[int]]]:
+        """``(last prompt token id, [token ids of each option in context])`` for one (already cleaned) prompt.
+
+        The continuation is what tokenizing prompt + join + option adds past the prompt's tokens, so a leading space
+        or a merge the tokenizer makes after the template's last token is scored, not the option tokenized alone.
+        """
+        if len(choices) < 2:
+            raise LIVRError(f"need at least two options to score, got {list(choices)}")
+        context = self.prefix_text(prompt)
+        context_ids = self._encode(context)
+        join, continuations = self.answer_join(), []
         for c in choices:
-            toks = self.tokenizer(str(c), add_special_tokens=False)["input_ids"]
-            if not toks:
-                raise LIVRError(f"choice {c!r} is empty after tokenization")
-            ids.append(toks[0])
-        if len(set(ids)) != len(ids):
-            raise LIVRError(f"choices {list(choices)} share a first token; they cannot be scored apart")
-        return ids
+            if not str(c).strip():
+                raise LIVRError(f"option {c!r} is empty")
+            whole = self._encode(context + join + str(c))
+            if whole[:len(context_ids)] != context_ids or len(whole) == len(context_ids):
+                raise LIVRError(f"option {c!r} merges with the end of the prompt's template when tokenized; it cannot "
+                                "be scored as a continuation of the prompt")
+            continuations.append(whole[len(context_ids):])
+        for i, a in enumerate(continuations):
+            for j in range(i):
+                if continuations[j] == a:
+                    raise LIVRError(f"options {choices[j]!r} and {choices[i]!r} are the same tokens in context; they "
+                                    "cannot be scored apart")
+        return context_ids[-1], continuations
+
+    def choice_token_ids(self, choices: Sequence[str], prompt: str = "") -> list[int]:
+        """One token id per option, each option tokenized in context after ``prompt``'s template (the tail of the
+        template, not the prompt, decides it; any prompt gives the same ids under the shipped templates). For the
+        read-outs that compare one logit per option (ablation, attribution, diagnostics); options that span several
+        tokens in context are refused with a clear error — :meth:`choice_probs` scores those."""
+        _, continuations = self.option_continuations(self.clean_prompt(prompt), choices)
+        long = [c for c, ids in zip(choices, continuations) if len(ids) > 1]
+        if long:
+            shown = ", ".join(f"{c!r} ({len(ids)} tokens)" for c, ids in zip(choices, continuations) if len(ids) > 1)
+            raise LIVRError(f"options span several tokens in context: {shown}; this read-out compares one logit per "
+                            "option (the answer's probabilities and accuracy score whole options)")
+        return [ids[0] for ids in continuations]
+
+    def clean_prompt(self, prompt: str) -> str:
+        """The prompt as :meth:`build_inputs` templates it: special tokens removed, whitespace normalised."""
+        return normalize_prompt(self.sanitize_prompt(prompt)[0])
+
+    @torch.no_grad()
+    def score_options(self, batch: LIVRBatch, choices: Sequence[Sequence[str]], stage: str = "full",
+                      block_latent_image: bool = False, answer_logits: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per batch row, ``[n_options]`` probabilities of that row's options (``choices[b]``), scored in context.
+
+        A row whose options are all one token in context reads them off the answer row's logits (``answer_logits``
+        [B, V] if given, else one forward): ``softmax(logits[ids])``, the numbers of every release so far. The rows
+        with a longer option go through one more forward with every option of the row appended after the prompt as
+        ANSWER rows (so the stage mask applies to them: in Stage 1 they see no image key), each option attending only
+        to the prompt and its own tokens, at the positions it would have alone; score = per-token mean log-prob.
+        """
+        if batch.labels is not None:
+            raise LIVRError("options are scored on a batch built without answers")
+        if len(choices) != batch.input_ids.shape[0] or len(batch.prompts) != len(choices):
+            raise LIVRError(f"got option lists for {len(choices)} rows; the batch has {batch.input_ids.shape[0]} rows "
+                            f"and {len(batch.prompts)} prompts")
+        conts = []
+        for b, (prompt, options) in enumerate(zip(batch.prompts, choices)):
+            last_id, continuation = self.option_continuations(prompt, list(options))
+            if int(batch.input_ids[b, int(batch.answer_start[b]) - 1]) != last_id:
+                raise LIVRError("the batch's prompt does not end as its template does; build it with build_inputs")
+            conts.append(continuation)
+        single = [all(len(ids) == 1 for ids in row) for row in conts]
+        out: list[torch.Tensor | None] = [None] * len(conts)
+        if any(single):
+            logits = self.answer_logits(batch, stage, block_latent_image) if answer_logits is None else answer_logits
+            for b in (b for b, one in enumerate(single) if one):
+                out[b] = logits[b, [ids[0] for ids in conts[b]]].float().softmax(-1)
+        if not all(single):
+            multi = [row if not one else [] for row, one in zip(conts, single)]
+            scores = self._continuation_scores(batch, multi, stage, block_latent_image)
+            for b in (b for b, one in enumerate(single) if not one):
+                out[b] = scores[b].softmax(-1)
+        return out  # type: ignore[return-value]
 
     @torch.no_grad()
     def choice_probs(self, batch: LIVRBatch, choices: Sequence[str], stage: str = "full",
-                     block_latent_image: bool = False) -> torch.Tensor:
-        """``[B, n_choices]`` probabilities of each choice's first token, renormalised over the choices."""
-        logits = self.answer_logits(batch, stage, block_latent_image)
-        return logits[:, self.choice_token_ids(choices)].float().softmax(-1)
+                     block_latent_image: bool = False, answer_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_choices]`` probabilities of the same options for every row (see :meth:`score_options`)."""
+        n = batch.input_ids.shape[0]
+        return torch.stack(self.score_options(batch, [list(choices)] * n, stage, block_latent_image, answer_logits))
+
+    def _continuation_scores(self, batch: LIVRBatch, conts: list[list[list[int]]], stage: str,
+                             block_latent_image: bool) -> list[torch.Tensor]:
+        """Per row, ``[n_options]`` per-token mean log-probs of ``conts[b]`` (rows with no options: empty), from one
+        forward of the batch with every row's options packed after its prompt."""
+        packed, groups, position_index = _pack_continuations(batch, conts, self.tokenizer.pad_token_id or 0)
+        mask = attention_mask_4d(packed.segments, stage, block_latent_image, self.dtype)  # [B, 1, T, T]
+        other_option = (groups[:, :, None] >= 0) & (groups[:, None, :] >= 0) & (groups[:, :, None] != groups[:, None, :])
+        mask.masked_fill_(other_option.unsqueeze(1), torch.finfo(mask.dtype).min)
+        positions = self.family.position_ids(self.base_model, packed.inputs, packed.padding_mask)
+        positions = positions.gather(-1, position_index.expand(positions.shape))
+        hidden = self.base_model.model(**packed.inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        rows, at, targets, owner = [], [], [], []
+        for b, options in enumerate(conts):
+            start, offset = int(batch.answer_start[b]), 0
+            for j, ids in enumerate(options):
+                for t, token in enumerate(ids):  # token t is predicted at the position before it
+                    rows.append(b)
+                    at.append(start - 1 if t == 0 else start + offset + t - 1)
+                    targets.append(token)
+                    owner.append((b, j))
+                offset += len(ids)
+        logits = self.base_model.lm_head(hidden[rows, at]).float()  # [N, V]
+        if self.latent_token_ids:
+            logits[:, self.latent_token_ids] = torch.finfo(logits.dtype).min
+        token_logp = logits.log_softmax(-1)[torch.arange(len(targets)), targets]  # [N]
+        scores = [torch.zeros(len(options)) for options in conts]
+        for (b, j), value in zip(owner, token_logp):
+            scores[b][j] += value
+        return [s / torch.tensor([len(ids) for ids in options], dtype=torch.float) if len(options) else s
+                for s, options in zip(scores, conts)]
 
     @torch.no_grad()
     def generate(self, images: Sequence, prompts: Sequence[str], max_new_tokens: int = 8, stage: str = "full") -> list[str]:
@@ -524,6 +643,20 @@ class LIVRModel:
                 break
             batch = _append_tokens(batch, next_ids, self.tokenizer.pad_token_id or 0)
         return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
+
+
+_SPACES = re.compile(r"[^\S\n]+")  # runs of whitespace other than newlines
+
+
+def normalize_prompt(prompt: str) -> str:
+    """A prompt as the model was trained to read it: each line stripped, runs of spaces and tabs collapsed to one
+    space, blank lines (and so leading / trailing newlines) dropped, ``\\r\\n`` read as ``\\n``.
+
+    Applied after :meth:`LIVRModel.sanitize_prompt`, so a leading space, a doubled space, a trailing newline or a
+    special token the user deleted (``<s>``, ``<image>``, leaving a stray space or newline) does not change the
+    tokens the model sees, and so not its answer. The task generators' prompts are fixed points (tested)."""
+    lines = (_SPACES.sub(" ", line).strip() for line in prompt.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return "\n".join(line for line in lines if line)
 
 
 def latent_token(i: int) -> str:
@@ -580,6 +713,58 @@ def _attach_lora(model, family: Family, config: LIVRConfig):
         raise LIVRError(f"could not attach LoRA to the language model: {str(exc).splitlines()[0]}") from None
     peft_model.eval()
     return peft_model
+
+
+def _template_join(processor, tokenizer) -> str:
+    """What a chat template writes between its generation prompt and an assistant message's text ("" if it has no
+    template, renders no assistant turn, or its generation prompt is not a prefix of the rendered turn)."""
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    if not template:
+        return ""
+    sentinel = "LIVRVIZOPTION"
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Question?"}]}]
+    answer = {"role": "assistant", "content": [{"type": "text", "text": sentinel}]}
+    try:
+        prompt = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        whole = processor.apply_chat_template(user + [answer], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render an assistant turn has no join to read
+        return ""
+    if not whole.startswith(prompt) or sentinel not in whole[len(prompt):]:
+        return ""
+    return whole[len(prompt):whole.index(sentinel, len(prompt))]
+
+
+def _pack_continuations(batch: LIVRBatch, conts: list[list[list[int]]], pad_id: int):
+    """The batch with each row's options appended one after another after its last prompt token, as ANSWER tokens.
+
+    Returns ``(packed batch [B, T'], groups [B, T'] (option index, -1 elsewhere), position_index [B, T'])``;
+    ``position_index`` maps each option token to the position it would have alone (prompt end + its index), to be
+    gathered from the position ids of the packed sequence (any family's layout: ``[..., B, T']``)."""
+    ids, B, T = batch.input_ids, *batch.input_ids.shape
+    starts = [int(s) for s in batch.answer_start]
+    width = max(max(s + sum(len(c) for c in row) for s, row in zip(starts, conts)), max(starts))
+    new_ids = torch.full((B, width), pad_id, dtype=ids.dtype)
+    padding = torch.zeros((B, width), dtype=batch.padding_mask.dtype)
+    segments = torch.full((B, width), int(Segment.PAD), dtype=batch.segments.dtype)
+    groups = torch.full((B, width), -1, dtype=torch.long)
+    position_index = torch.arange(width).repeat(B, 1)  # [B, T']
+    per_token = {k: v for k, v in batch.inputs.items()
+                 if k != "input_ids" and not k.startswith("pixel") and tuple(v.shape) == (B, T)}
+    extra = {k: torch.zeros((B, width), dtype=v.dtype) for k, v in per_token.items()}
+    for b, (s, row) in enumerate(zip(starts, conts)):
+        new_ids[b, :s], padding[b, :s], segments[b, :s] = ids[b, :s], batch.padding_mask[b, :s], batch.segments[b, :s]
+        for k, v in per_token.items():
+            extra[k][b, :s] = v[b, :s]
+        at = s
+        for j, option in enumerate(row):
+            span = slice(at, at + len(option))
+            new_ids[b, span] = torch.tensor(option, dtype=ids.dtype)
+            padding[b, span], segments[b, span], groups[b, span] = 1, int(Segment.ANSWER), j
+            position_index[b, span] = torch.arange(s, s + len(option))
+            at += len(option)
+    inputs = {**batch.inputs, **extra, "input_ids": new_ids}
+    return LIVRBatch(inputs, padding, segments, torch.tensor(starts), None, batch.prompts, batch.notes), groups, \
+        position_index
 
 
 def _append_tokens(batch: LIVRBatch, next_ids: torch.Tensor, pad_id: int) -> LIVRBatch:

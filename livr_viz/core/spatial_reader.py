@@ -9,8 +9,8 @@ they are computed:
 * **A convolutional stem.** A 3 × 3 convolution at full resolution, then three *patchify* downsamplings
   (non-overlapping ``s × s`` convolutions, strides multiplying to ``patch_size``) with residual 3 × 3 blocks
   between them. A non-overlapping downsampling keeps token (i, j) centred on patch (i, j); the 3 × 3 layers give each
-  token a local receptive field of its patch plus a margin (:func:`stem_receptive_field`: 34 px for the demo's
-  12-px patches, i.e. 11 px beyond the patch on each side).
+  token a local receptive field of its patch plus a margin (:func:`stem_receptive_field`: 38 px for the demo's
+  12-px patches, i.e. 13 px beyond the patch on each side).
 * **Global attention inside the tower.** ``num_hidden_layers`` pre-norm transformer layers over all tokens, with a
   learned 2-D position embedding, so late tokens can compare a reference panel with each candidate before the
   language model sees them. Residual connections keep each token anchored to its patch; how far a change in one
@@ -73,11 +73,19 @@ def stem_receptive_field(config: SpatialReaderConfig) -> int:
     return rf
 
 
+class _ChannelNorm(nn.LayerNorm):
+    """Layer norm over the channels of each pixel: unlike batch or group norm it uses no statistics pooled over
+    the image, so a stem token depends only on the pixels of its receptive field."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(8, channels), nn.Conv2d(channels, channels, 3, padding=1)
-        self.norm2, self.conv2 = nn.GroupNorm(8, channels), nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1, self.conv1 = _ChannelNorm(channels), nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2, self.conv2 = _ChannelNorm(channels), nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x):
         h = self.conv1(F.gelu(self.norm1(x)))
@@ -94,7 +102,7 @@ class _Stem(nn.Module):
         c_in = widths[0]
         for i, s in enumerate(config.strides):
             c_out = widths[i + 1] if i + 1 < len(widths) else config.hidden_size
-            self.downs.append(nn.Sequential(nn.GroupNorm(8, c_in), nn.GELU(), nn.Conv2d(c_in, c_out, s, stride=s)))
+            self.downs.append(nn.Sequential(_ChannelNorm(c_in), nn.GELU(), nn.Conv2d(c_in, c_out, s, stride=s)))
             blocks = config.blocks[i] if i < len(config.blocks) else 0
             self.stages.append(nn.Sequential(*[_ResBlock(c_out) for _ in range(blocks)]))
             c_in = c_out
@@ -148,7 +156,7 @@ class SpatialReaderModel(PreTrainedModel):
         elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
             nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+        elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, SpatialReaderModel):

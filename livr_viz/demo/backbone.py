@@ -23,6 +23,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.spatial_reader import SpatialReaderConfig
 from livr_viz.data import make_sample, task_names
 from livr_viz.data.perception import CURRICULUM, make_perception_sample
 from livr_viz.demo.bundled import ASSETS_DIR, DEMO_NAMES, DEMO_SETS  # noqa: F401 - re-exported: the demo names live here too
@@ -40,6 +41,9 @@ DEMO_CHAT_TEMPLATE = (
 )
 
 
+TOWERS = ("vit", "spatial")
+
+
 @dataclass
 class DemoBackboneConfig:
     image_size: int = 96  # pixels, square; synthetic tasks default to this size
@@ -54,9 +58,14 @@ class DemoBackboneConfig:
     vocab_size: int = 1024
     max_positions: int = 1024
     seed: int = 0  # weight initialisation seed
+    # "vit": the CLIP-style patch tower the shipped backbone has; "spatial": the convolutional spatial reader with
+    # ``vision_layers`` global attention layers inside the tower (livr_viz.core.spatial_reader)
+    tower: str = "vit"
 
     def __post_init__(self):
-        small = {k: v for k, v in asdict(self).items() if k != "seed" and v < 1}
+        if self.tower not in TOWERS:
+            raise LIVRError(f"tower must be one of {', '.join(TOWERS)}; got {self.tower!r}")
+        small = {k: v for k, v in asdict(self).items() if k not in ("seed", "tower") and v < 1}
         if small:
             raise LIVRError(f"sizes must be positive: {small}")
         if self.image_size % self.patch_size:
@@ -91,18 +100,28 @@ def build_demo_processor(cfg: DemoBackboneConfig) -> LlavaProcessor:
         do_center_crop=False,
         do_convert_rgb=True,
     )
+    vit = cfg.tower == "vit"
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=cfg.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # the CLS token, dropped by the "default" strategy
+        vision_feature_select_strategy="default" if vit else "full",
+        num_additional_image_tokens=1 if vit else 0,  # the ViT's CLS token, dropped by the "default" strategy
         chat_template=DEMO_CHAT_TEMPLATE,
     )
 
 
-def build_demo_config(cfg: DemoBackboneConfig, tokenizer) -> LlavaConfig:
-    vision = CLIPVisionConfig(
+def vision_tower_config(cfg: DemoBackboneConfig):
+    """The tower's config: a CLIP vision config, or the spatial reader's (a conv stem whose downsamplings multiply
+    to ``patch_size``, then ``vision_layers`` global attention layers)."""
+    if cfg.tower == "spatial":
+        strides = {12: (2, 2, 3), 8: (2, 2, 2), 16: (2, 2, 4), 6: (1, 2, 3), 4: (1, 2, 2)}.get(cfg.patch_size)
+        if strides is None:
+            raise LIVRError(f"the spatial reader supports patch sizes 4, 6, 8, 12 and 16; got {cfg.patch_size}")
+        return SpatialReaderConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, strides=strides,
+                                   hidden_size=cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
+                                   num_attention_heads=cfg.vision_heads, intermediate_size=cfg.vision_hidden * 4)
+    return CLIPVisionConfig(
         hidden_size=cfg.vision_hidden,
         intermediate_size=cfg.vision_hidden * 4,
         num_hidden_layers=cfg.vision_layers,
@@ -111,6 +130,10 @@ def build_demo_config(cfg: DemoBackboneConfig, tokenizer) -> LlavaConfig:
         patch_size=cfg.patch_size,
         projection_dim=cfg.vision_hidden,
     )
+
+
+def build_demo_config(cfg: DemoBackboneConfig, tokenizer) -> LlavaConfig:
+    vision = vision_tower_config(cfg)
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.text_hidden,
@@ -128,7 +151,7 @@ def build_demo_config(cfg: DemoBackboneConfig, tokenizer) -> LlavaConfig:
         vision_config=vision,
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="default" if cfg.tower == "vit" else "full",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
         image_seq_length=(cfg.image_size // cfg.patch_size) ** 2,
