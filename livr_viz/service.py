@@ -11,6 +11,7 @@ import hashlib
 import html
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -32,17 +33,27 @@ from livr_viz.core.model import load_model
 from livr_viz.data import TASKS, make_sample, resolve_tasks, task_names
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.tasks import format_prompt
-from livr_viz.demo.bundled import DEMO_MODELS, DEMO_SETS, EXAMPLES_DIR  # noqa: F401 - part of the service API
+from livr_viz.demo.bundled import DEMO_MODELS, DEMO_NAMES, DEMO_SETS, EXAMPLES_DIR
 from livr_viz.methods.analysis import run_analysis
 from livr_viz.methods.attribution import LatentAttribution
-from livr_viz.methods.faithfulness import evidence_scores, heatmaps_for
+from livr_viz.methods.faithfulness import evidence_on_grid, evidence_scores, heatmaps_for
 from livr_viz.methods.heatmaps import top_regions
 from livr_viz.methods.interventions import (
     ABLATIONS,  # noqa: F401 - part of the service API
     LatentAblation,
     per_latent_effects,
 )
-from livr_viz.methods.probes import PROBES_DIR, ConceptSpec, ProbeReport, builtin_specs, read_with_probe, run_probes
+from livr_viz.methods.probes import (
+    PROBES_DIR,
+    ConceptSpec,
+    ProbeReport,
+    builtin_specs,
+    probe_baselines,
+    probe_margin,
+    read_with_probe,
+    run_probes,
+    weak_baselines,
+)
 from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, warm_up_umap
 from livr_viz.views.analysis import answer_latent_figure, save_figure
 from livr_viz.views.heatmaps import (
@@ -69,6 +80,74 @@ def compare_set(model: str | None) -> tuple[str, ...]:
     return next((names for names in DEMO_SETS.values() if name in names), DEMO_SETS["demo"])
 
 
+MODEL_REFUSED = ("unknown model: this server loads only the models in its menu and folders under the roots its "
+                 "operator named (--model-root); other names and paths are not looked up")
+
+
+class ModelAccess:
+    """Which models a served app may load. Unrestricted in the library and the CLI (the user's own machine); the app
+    (:func:`restrict_models`) admits the bundled names, the models the operator started it with, and paths that lie
+    under the roots the operator named. Anything else gets :data:`MODEL_REFUSED` — one text whether the path exists
+    or not, decided before the file system is touched — so a client can neither load nor probe other folders."""
+
+    def __init__(self):
+        self.restricted = False
+        self.names: set[str] = set()
+        self.roots: list[str] = []
+
+    def restrict(self, names=(), roots=()) -> None:
+        self.names = {str(n).strip() for n in names if n}
+        self.roots = [os.path.realpath(os.path.expanduser(str(r))) for r in roots]
+        self.restricted = True
+
+    def allows(self, name: str) -> bool:
+        if not self.restricted or name in DEMO_NAMES or name in self.names:
+            return True
+        real = os.path.realpath(os.path.expanduser(name))
+        return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
+
+    def check(self, name: str) -> None:
+        if not self.allows(name):
+            raise LIVRError(MODEL_REFUSED)
+
+
+ACCESS = ModelAccess()
+
+
+def restrict_models(names=(), roots=()) -> None:
+    """Serve only the bundled models, ``names`` (the app's ``--model``) and folders under ``roots``
+    (``--model-root``, repeatable): see :class:`ModelAccess`."""
+    ACCESS.restrict(names, roots)
+
+
+def model_choices(default_model: str | None = None) -> list[str]:
+    """The model menu of every tab that takes a model: the bundled models, then the one the app started with."""
+    choices = list(DEMO_MODELS)
+    if default_model and default_model.strip() and default_model.strip() not in choices:
+        choices.append(default_model.strip())
+    return choices
+
+
+def display_name(model: str | None) -> str:
+    """How a model is named to the user: a bundled name or hub id as it is, a local folder by its last component
+    (never a server path)."""
+    name = (model or "demo-livr").strip()
+    if name in DEMO_NAMES:
+        return name
+    local = name.startswith(("/", ".", "~")) or ("/" in name and Path(name).is_dir())  # else a hub id: org/name
+    return (Path(name.rstrip("/")).name or name) if local else name
+
+
+def _cache_key(model: str) -> str:
+    """A folder name for this model's cached files (a path's base name and a hash of the full path, so a model
+    given as an absolute path never writes beside itself)."""
+    name = (model or "demo-livr").strip()
+    if name in DEMO_NAMES:
+        return name
+    digest = hashlib.sha1(os.path.realpath(os.path.expanduser(name)).encode()).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(name.rstrip('/')).name)}-{digest}"
+
+
 class ModelPool:
     """Load each model once per process; afterwards shared read-only by every session."""
 
@@ -78,6 +157,7 @@ class ModelPool:
 
     def get(self, name: str):
         name = (name or "demo-livr").strip()
+        ACCESS.check(name)  # before anything touches the file system
         with self._lock:
             if name not in self._models:
                 self._models[name] = load_model(name)
@@ -188,8 +268,16 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
             "answer_after": choices[int(np.argmax(after))], "largest_change": float(result.delta.abs().max())}
 
 
-def default_concept(model_name: str) -> str:
-    """The first bundled probe concept that belongs to a task the model was fine-tuned on (``count`` otherwise)."""
+def default_concept(model_name: str, image: str | None = None) -> str:
+    """The probe concept the Probes tab opens on: one that belongs to the loaded sample's task (``image`` a synthetic
+    sample: :func:`synthetic_sample_for`), else the first that belongs to a task the model was fine-tuned on
+    (``count`` otherwise)."""
+    sample = synthetic_sample_for(image) if image else None
+    if sample is not None:
+        for name in builtin_specs():
+            spec = ConceptSpec.load(name)
+            if sample.task in (spec.tasks or ()) and concept_value(spec, sample) is not None:
+                return name
     trained = POOL.get(model_name).config.training.get("tasks", "all")
     try:
         tasks = set(resolve_tasks(trained))
@@ -201,21 +289,35 @@ def default_concept(model_name: str) -> str:
     return "count"
 
 
-PROBE_MARGIN = 0.02  # a probe must beat its baselines by this much accuracy for its reading to mean anything
+def concept_value(spec: ConceptSpec, sample) -> str | None:
+    """The sample's own value of the concept (None: the concept does not apply to it, e.g. a CSV concept or a key
+    its task does not carry)."""
+    if sample is None or not spec.source.startswith("concept:"):
+        return None
+    value = sample.concepts.get(spec.source.split(":", 1)[1])
+    return None if value is None or value == "" else str(value)
 
 
-def probe_caveat(best_layer: dict, majority: float) -> str:
-    """A warning (Markdown) when the best probe is no better than guessing the majority class or than the same
-    probe on a random-weight model: its reading of an image then says nothing about what the model learnt."""
-    accuracy = best_layer["latent_pooled"]["accuracy"]
-    baselines = {"the majority class": majority}
-    if "random_model" in best_layer:
-        baselines["the same probe on a random-weight model"] = best_layer["random_model"]["accuracy"]
-    failed = [f"{name} ({value:.3f})" for name, value in baselines.items() if accuracy <= value + PROBE_MARGIN]
-    if not failed:
+def probe_baseline_line(report: ProbeReport) -> str:
+    """The best probe's accuracy beside every baseline (:func:`~livr_viz.methods.probes.probe_baselines`), Markdown."""
+    best = report.layers[report.best_layer]
+    parts = [f"{name} {value:.3f}" for name, value in probe_baselines(report).items()]
+    return (f"latents **{best['latent_pooled']['accuracy']:.3f}** (margin {probe_margin(best):.3f}) vs "
+            + " · ".join(parts))
+
+
+def probe_caveat(report: ProbeReport) -> str:
+    """A warning (Markdown) when the latents' best probe does not beat the best of its baselines (majority class,
+    control task, image tokens, text tokens, random-weight model) by the documented margin
+    (:func:`~livr_viz.methods.probes.probe_margin`: 2 points or one standard error, whichever is larger): its
+    reading then says nothing about what the latents themselves encode."""
+    weak = weak_baselines(report)
+    if not weak:
         return ""
-    return (f"\n\n> ⚠ This probe ({accuracy:.3f}) is no better than {' or '.join(failed)}: its reading below says "
-            "nothing about what the model encodes.")
+    best = report.layers[report.best_layer]
+    failed = " or ".join(f"the {name} ({value:.3f})" for name, value in weak.items())
+    return (f"\n\n> ⚠ The latents' probe ({best['latent_pooled']['accuracy']:.3f}) does not beat {failed} by more than "
+            f"{probe_margin(best):.3f}: its reading says nothing about what the latents themselves encode.")
 
 
 def load_upload(path: str | Path) -> Image.Image:
@@ -258,22 +360,33 @@ def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:
 
 
 def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normalisation="per_latent",
-                  opacity: float = 0.55, evidence: np.ndarray | None = None) -> list[tuple[Image.Image, str]]:
+                  opacity: float = 0.55, evidence: np.ndarray | None = None, size: int = 192,
+                  font_size: int | None = None) -> list[tuple[Image.Image, str]]:
     """(tile, caption) per latent (or the answer row for sft): crisp patch grid, colour bar with the scale, the
-    row's image / text / latent split, and with ``evidence`` its outline and the row's attention mass inside it."""
+    row's image / text / latent split, and with ``evidence`` its outline, the row's attention mass inside it beside
+    its chance level (the evidence's share of the image) and the lift (mass / area: 1.0 = chance); ``size`` px
+    wide, labels at ``font_size`` (:func:`attention_tile`)."""
     maps = analysis.latent_maps(layers, heads, aggregation, normalisation)
     raw = analysis.latent_maps(layers, heads, aggregation, "none")
     split = analysis.row_split(layers, heads)
     label = "latent" if analysis.n_latents else "answer row"
-    inside = evidence_scores(maps, evidence, raw)["mass_in_evidence"] if evidence is not None else None
+    scores = evidence_scores(maps, evidence, raw) if evidence is not None else None
     tiles = []
     for i, m in enumerate(maps):
         scale = float(raw[i].max()) if normalisation == "per_latent" else float(raw.max())
         caption = f"{label} {i} · image {100 * split[i][0]:.0f}%"
-        if inside is not None:
-            caption += f" · in evidence {100 * inside[i]:.0f}%"
-        tiles.append((attention_tile(analysis.image, m, scale, normalisation, split[i], evidence, opacity), caption))
+        if scores is not None:
+            caption += (f" · in evidence {100 * scores['mass_in_evidence'][i]:.0f}% of "
+                        f"{100 * scores['evidence_area_fraction']:.0f}% area · lift {scores['lift'][i]:.2f}")
+        tiles.append((attention_tile(analysis.image, m, scale, normalisation, split[i], evidence, opacity, size,
+                                     font_size=font_size), caption))
     return tiles
+
+
+def pointing_chance(evidence: np.ndarray, grid: tuple[int, int]) -> float:
+    """The pointing game's chance level: the share of patches at least half covered by the evidence (a peak put on a
+    random patch hits that often), beside every pointing-game number."""
+    return float((evidence_on_grid(evidence, grid) >= 0.5).mean())
 
 
 def answer_format_of(model_name: str) -> str:
@@ -369,6 +482,7 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
         "model_variant": a.variant, "n_latents": a.n_latents, "stage": stage, "prompt": a.prompt, "notes": a.notes,
         "attention_implementation": base_attn_implementation(lm.base_model),
         "answer": a.answer, "choice_probs": a.choice_probs,
+        "input_notes": input_notes(lm, a.image),  # a tiny image, a photo: said beside the answer
         "segment_attention": a.segment_attention("latent"),
         "answer_segment_attention": a.segment_attention("answer"),
         "latent_image_attention_shape": None, "figures": {},
@@ -409,6 +523,34 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
 # ----------------------------------------------------------------------------------------------- app actions
 # Every action of the app as a plain function (the UI only maps their results onto components); all take model
 # names and file paths, so they are callable from Python and tests exactly as the app calls them.
+#
+# Progress: every action that reports progress takes ONE kind of callback, ``progress(fraction, desc=None)`` — the
+# fraction done in [0, 1] and, optionally, a line saying what runs now (keyword ``desc``). That is Gradio's
+# ``gr.Progress`` call signature, so the app passes its ``gr.Progress`` object as it is; None reports nothing. The
+# engine's own callbacks differ (``collect_features``: fraction only; ``methods.diagnostics.Progress``: (fraction,
+# message); token maps and deletion curves: an iterable wrapper) and are adapted here, never in the UI.
+
+
+def progress_callback(progress):
+    """``progress`` (see above) as a callable that always takes ``(fraction, desc=None)``; None: a no-op."""
+    if progress is None:
+        return lambda fraction, desc=None: None
+    return lambda fraction, desc=None: progress(float(fraction), desc=desc)
+
+
+def progress_iterable(progress, desc: str):
+    """The engine's iterable-wrapper kind of progress, driven by a service progress callback."""
+    tick = progress_callback(progress)
+
+    def wrap(iterable):
+        items = list(iterable)
+        for i, item in enumerate(items):
+            tick(i / max(1, len(items)), desc=desc)
+            yield item
+        tick(1.0, desc=desc)
+
+    return wrap
+
 
 def lm_dims(model_name: str) -> tuple[int, int]:
     """(layers, heads) of the model's language model: the app's selector ranges."""
@@ -446,16 +588,22 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     notes = "".join(f"\n\n> note: {escape_markdown(n)}" for n in a.notes)
     shown = escape_markdown(a.answer) if a.answer else "(no answer: the model ended at once)"
     kind = "" if a.choice_probs else " (free-form, greedy)"
-    md = (f"### Answer: **{shown}**{kind}  \n{escape_markdown(model)} · stage `{stage}` · K = {a.n_latents}"
-          f"{notes}")
+    md = (f"### Answer: **{shown}**{kind}  \n{escape_markdown(display_name(model))} · stage `{stage}` · "
+          f"K = {a.n_latents}{notes}")
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
+    tiny = tiny_image_note(POOL.get(model), a.image)
+    if tiny:
+        md += f"\n\n> ⚠ tiny image: {escape_markdown(tiny)}"
     ood = ood_note(model, a)
     if ood:
         md += f"\n\n> ⚠ out of distribution: {escape_markdown(ood)}"
     md += backend_badge(model, a)
     return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
             "image": display_image(a.image, 256)}
+
+
+COMPARE_FONT = 22  # px: the Compare sheet (8 tiles of 192 px a row) is shown about half size, so its labels stay ≥ 11 px
 
 
 def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[pd.DataFrame, Image.Image]:
@@ -466,20 +614,23 @@ def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[
     for model in compare_set(selected):
         a = analysis_for(model, image, prompt, stage)
         tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity,
-                              evidence=sample.evidence if sample is not None else None)
-        sheets.append(montage(tiles, columns=8, title=model))
+                              evidence=sample.evidence if sample is not None else None, font_size=COMPARE_FONT)
+        sheets.append(montage(tiles, columns=8, tile=192, title=f"{display_name(model)} (per-latent scale: each "
+                                                               "tile 0 … its own maximum)", font_size=COMPARE_FONT))
         row = {"model": model, "answer": a.answer}
         if sample is not None:  # the evidence columns first: they are what the comparison is about
             maps = a.latent_maps(None, None, aggregation)
             raw = a.latent_maps(None, None, aggregation, "none")
             f = evidence_scores(maps, sample.evidence, raw)
             row.update({"truth": sample.target, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
-                        "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2)})
+                        "evidence area (chance)": round(f["evidence_area_fraction"], 3),
+                        "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2),
+                        "pointing chance": round(pointing_chance(sample.evidence, maps.shape[1:]), 2)})
         row.update({f"p({k})": round(v, 3) for k, v in a.choice_probs.items()})
         rows.append(row)
     if sample is not None:
-        sheets.append(montage([(evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8,
-                              title="ground-truth evidence"))
+        sheets.append(montage([(evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8, tile=192,
+                              title="ground-truth evidence", font_size=COMPARE_FONT))
     return pd.DataFrame(rows), stack(sheets, top=24)
 
 
@@ -492,13 +643,17 @@ def token_map_view(model, image, prompt, stage, method, layer, scope, n_samples,
     layer = int(layer)
     if not 0 <= layer <= n_layers:
         raise LIVRError(f"layer must be in 0..{n_layers}")
-    if scope == "this image":
+    if scope == "this image":  # with the model's answer appended: its answer tokens are points too
         a = analysis_for(model, image, prompt, stage)
-        points = points_from_capture(a.capture, layer, 0)
+        lm = POOL.get(model)
+        batch = lm.build_inputs([a.image], [prompt], [a.answer] if a.answer else None)
+        rows = (batch.answer_start - 1).unsqueeze(1)
+        points = points_from_capture(LatentAttention(lm, rows=rows, hidden_states=True).run(batch, stage), layer, 0)
         color_by = "segment"
     else:
         items = token_map_items(model, n_samples)
-        points = dataset_points(POOL.get(model), items, layer, stage, progress=progress)
+        points = dataset_points(POOL.get(model), items, layer, stage, answers=True,
+                                progress=progress_iterable(progress, "capturing hidden states"))
         if color_by != "segment" and color_by not in points.labels:
             keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
             raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or {', '.join(keys[:6])}")
@@ -552,46 +707,69 @@ def probe_training_estimate(lm, items, stage: str = "full") -> float:
 
 def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> dict:
     """The Probes tab: the concept's probes for this model (bundled, else trained now and cached), the accuracy per
-    layer against the control task and a random model, a caveat when they say nothing, and the reading of this
-    image by the best layer's probe."""
+    layer beside every baseline (majority, control task, image tokens, text tokens, random-weight model), a warning
+    when the latents do not beat the best of them (:func:`probe_caveat`), and the best layer's reading of this
+    image — only when the image is a synthetic sample that carries the concept (otherwise the Markdown says why).
+    ``progress``: the service's one progress callback, ``progress(fraction, desc=None)``."""
     spec = ConceptSpec.load(concept)
+    tick = progress_callback(progress)
     bundled = PROBES_DIR / model
-    cache = scratch_dir() / "probes" / model
+    cache = scratch_dir() / "probes" / _cache_key(model)
     found = [d / f"{spec.name}_report.json" for d in (bundled, cache) if (d / f"{spec.name}_report.json").is_file()]
     report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
     if retrain or report_path is None:
+        if not POOL.get(model).config.n_latents:
+            raise LIVRError(f"{display_name(model)} has no latents to probe (variant sft); pick a model with latents")
         items = SyntheticTaskDataset(spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0,
                                      answer_format=answer_format_of(model))
-        if not POOL.get(model).config.n_latents:
-            raise LIVRError(f"{model} has no latents to probe (variant sft); pick a model with latents")
         estimate = probe_training_estimate(POOL.get(model), items, stage)
-        if progress is not None:
-            progress(0.0, desc=f"training probes on {len(items)} samples: about {estimate:.0f} s")
+        tick(0.0, desc=f"training probes on {len(items)} samples: about {estimate:.0f} s")
         start = time.perf_counter()
-        report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True, progress=progress)
+        report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True,
+                            progress=lambda fraction: tick(fraction, desc="collecting hidden states"))
         save_probe_curves(report, cache)
         source = (f"trained now on {report.n} samples in {time.perf_counter() - start:.0f} s (estimated "
                   f"{estimate:.0f} s)")
         folder = cache
     else:
         report = ProbeReport(**json.loads(report_path.read_text()))
-        source, folder = f"loaded from {report_path.parent}", report_path.parent
+        folder = report_path.parent
+        source = ("bundled with livr-viz" if folder == bundled else "trained earlier on this server (cached)") + \
+            f", {report.n} samples"
     best = report.layers[report.best_layer]
     table = pd.DataFrame([{"layer": r["layer"], "latents": round(r["latent_pooled"]["accuracy"], 3),
                            "control": round(r["control"]["accuracy"], 3), "selectivity": round(r["selectivity"], 3),
                            "image tokens": round(r["image_pooled"]["accuracy"], 3),
                            "text tokens": round(r["text_pooled"]["accuracy"], 3),
-                           "random model": round(r.get("random_model", {}).get("accuracy", float("nan")), 3)}
+                           "random model": round(r.get("random_model", {}).get("accuracy", float("nan")), 3),
+                           "majority": round(report.majority, 3)}
                           for r in report.layers])
-    md = (f"**{spec.name}** — {spec.description}. Probes {source}. Best layer {report.best_layer}: "
-          f"accuracy {best['latent_pooled']['accuracy']:.3f} vs control {best['control']['accuracy']:.3f} "
-          f"(selectivity {best['selectivity']:+.3f}); majority baseline {report.majority:.3f}.")
-    md += probe_caveat(best, report.majority)
+    md = (f"**{spec.name}** — {escape_markdown(spec.description)}. Probes {source}. Best layer {report.best_layer}: "
+          f"{probe_baseline_line(report)} (selectivity {best['selectivity']:+.3f}).")
+    md += probe_caveat(report)
     reading = {}
     if image and prompt:
-        reading = read_with_probe(POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",
-                                  load_upload(image), prompt, stage)
+        sample = synthetic_sample_for(image)
+        truth = concept_value(spec, sample)
+        if truth is None:
+            md += "\n\n" + _probe_not_read(spec, sample)
+        else:
+            reading = read_with_probe(POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",
+                                      load_upload(image), prompt, stage)
+            md += (f"\n\nThis sample's true {spec.name}: **{escape_markdown(truth)}** (the probe's reading is in the "
+                   "panel beside this text).")
     return {"markdown": md, "figure": probe_curves_figure(report), "table": table, "reading": reading}
+
+
+def _probe_not_read(spec: ConceptSpec, sample) -> str:
+    """Why a probe's reading of this image is not shown: the concept does not apply to it (a confident-looking
+    class from a probe that was never trained on such an input would mislead)."""
+    tasks = ", ".join(f"`{t}`" for t in spec.tasks) or "its data's"
+    if sample is None:
+        return (f"Not read out: this image is not one of the synthetic samples (a photo or an upload), and "
+                f"**{spec.name}** is defined only on the {tasks} samples, so the probe's class would be a guess.")
+    return (f"Not read out: this `{sample.task}` sample has no **{spec.name}** (it belongs to the {tasks} samples); "
+            "pick a concept of this task or a sample of that task.")
 
 
 def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image.Image, pd.DataFrame, str]:
@@ -617,7 +795,8 @@ def ablation_panel(model, image, prompt, stage, latents, mode, layer) -> dict:
     """The Ablation tab: :func:`ablation_view` for the analysed input, with its bars and its Markdown."""
     lm = POOL.get(model)
     if not lm.config.n_latents:
-        raise LIVRError(f"{model} has no latents to ablate (variant sft); pick demo-livr or demo-latents-only")
+        raise LIVRError(f"{display_name(model)} has no latents to ablate (variant sft); pick demo-livr or "
+                        "demo-latents-only")
     a = analysis_for(model, image, prompt, stage)
     r = ablation_view(lm, a, [int(v) for v in (latents or [])], mode, int(layer), lm_dims(model)[0])
     labels = [f"{c} · {when}" for c in r["choices"] for when in ("before", "after")]
@@ -632,8 +811,8 @@ def ablation_panel(model, image, prompt, stage, latents, mode, layer) -> dict:
 
 
 def mask_view(model, image, prompt, stage):
-    """The How-it-works tab: the attention mask of this very input at ``stage``."""
-    return mask_figure(analysis_for(model, image, prompt, stage).segments, stage)
+    """The How-it-works tab: the attention mask of this very input at ``stage``, its answer tokens included."""
+    return mask_figure(answered_segments(model, image, prompt, stage), stage)
 
 
 def record_view(views: dict | None, tab: str, settings: dict, figures: dict | None = None,
@@ -678,7 +857,8 @@ def export_view(model, image, prompt, stage, layers, heads, aggregation, normali
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
     tiles = attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity)["tiles"]
-    files = {"image.png": a.image, "latent_heatmaps.png": montage(tiles, title=f"{model} {stage} {aggregation}")}
+    files = {"image.png": a.image,
+             "latent_heatmaps.png": montage(tiles, title=f"{display_name(model)} {stage} {aggregation}")}
     files.update({f"latents/{caption.split(' · ')[0].replace(' ', '_')}.png": img for img, caption in tiles})
     report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
               "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
@@ -688,7 +868,8 @@ def export_view(model, image, prompt, stage, layers, heads, aggregation, normali
         report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
     settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
                 "aggregation": aggregation, "normalisation": normalisation, "opacity": opacity,
-                "image_sha1": image_digest(image), "reproduce": f"livr-viz analyze --model {model} --image IMAGE "
+                "image_sha1": image_digest(image),
+                "reproduce": f"livr-viz analyze --model {display_name(model)} --image IMAGE "
                 f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR", "tabs": {}}
     for tab, view in (views or {}).items():
         files.update(_export_files(f"{tab}/", view["figures"]))
@@ -702,6 +883,53 @@ def example_pick(model: str, index: int) -> tuple[str, str]:
     path = ensure_examples()[index]
     sample = synthetic_sample_for(path)
     return path, (sample.prompt if sample is not None else photo_prompt(answer_format_of(model)))
+
+
+_VERDICTS: dict[str, list[bool | None]] = {}
+
+
+def example_verdicts(model: str) -> list[bool | None]:
+    """Per gallery example: does ``model`` answer it right (True), wrong (False), or has it no ground truth (None,
+    the photos)? The question is the one a click on the example loads (:func:`example_pick`), at stage ``full``;
+    computed once per model (each example's analysis is cached too, so a click then Run costs nothing more)."""
+    name = (model or "demo-livr").strip()
+    if name not in _VERDICTS:
+        verdicts = []
+        for i, path in enumerate(ensure_examples()):
+            sample = synthetic_sample_for(path)
+            if sample is None:
+                verdicts.append(None)
+                continue
+            _, prompt = example_pick(name, i)
+            verdicts.append(analysis_for(name, path, prompt, "full").answer.strip() == str(sample.target))
+        _VERDICTS[name] = verdicts
+    return _VERDICTS[name]
+
+
+ENLARGED_TILE = 576  # px: an enlarged tile is drawn again at this width (three times the gallery's 192-px tiles)
+
+
+def enlarged_tile(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity, index: int,
+                  size: int = ENLARGED_TILE) -> tuple[Image.Image, str]:
+    """The Attention tab's ``index``-th tile redrawn at ``size`` px (patch grid, evidence outline, colour bar and
+    split bar at that resolution, labels in a matching font), not the gallery's 192-px tile upscaled; with its
+    caption."""
+    a = analysis_for(model, image, prompt, stage)
+    lay, hd = selection(model, layers, heads)
+    sample = synthetic_sample_for(image, prompt)
+    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, float(opacity),
+                          evidence=sample.evidence if sample is not None else None, size=size,
+                          font_size=max(12, size // 32))
+    if not 0 <= int(index) < len(tiles):
+        raise LIVRError(f"no tile {index}: this view has {len(tiles)}")
+    return tiles[int(index)]
+
+
+def answered_segments(model, image, prompt, stage):
+    """The input's segments with the model's answer appended (image · prompt · latents · answer tokens), so the
+    mask and the token map show the answer rows the legend names — as training and scoring see them."""
+    a = analysis_for(model, image, prompt, stage)
+    return POOL.get(model).build_inputs([a.image], [prompt], [a.answer] if a.answer else None).segments[0]
 
 
 def warm_up() -> None:
@@ -733,16 +961,20 @@ def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0
     def mean_of(key: str, i: int, digits: int) -> float:
         return round(float(np.mean([s[key][i] for s in scores])), digits)
 
-    rows = [{label: f"{i:02d}", "mass in evidence": mean_of("mass_in_evidence", i, 3), "lift": mean_of("lift", i, 2),
-             "pointing game": mean_of("pointing_hit", i, 2)} for i in range(k)]
+    area = round(float(np.mean([s["evidence_area_fraction"] for s in scores])), 3)
+    chance = round(float(np.mean([pointing_chance(it.evidence, maps[0][0].shape[1:]) for it in items])), 2)
+    rows = [{label: f"{i:02d}", "mass in evidence": mean_of("mass_in_evidence", i, 3), "evidence area (chance)": area,
+             "lift": mean_of("lift", i, 2), "pointing game": mean_of("pointing_hit", i, 2),
+             "pointing chance": chance} for i in range(k)]
     top = float(mean_raw.max()) or 1.0
     tiles = [(attention_tile(background, mean_raw[i] / top, top, "global", None, density >= 0.5),
-              f"{label} {i} · lift {rows[i]['lift']:.2f}") for i in range(k)]
+              f"{label} {i} · in evidence {100 * rows[i]['mass in evidence']:.0f}% of {100 * area:.0f}% area · "
+              f"lift {rows[i]['lift']:.2f}") for i in range(k)]
     lift = float(np.mean([r["lift"] for r in rows]))
-    md = (f"**{n} fresh `{task}` samples** (test split, seed {seed}), {escape_markdown(model)}, stage `{stage}`: "
-          f"mean lift **{lift:.2f}** (1.0 = attention no more on the evidence than its area), mass in evidence "
-          f"{np.mean([r['mass in evidence'] for r in rows]):.3f} over an evidence area of "
-          f"{np.mean([s['evidence_area_fraction'] for s in scores]):.3f}. Tiles: mean maps on one shared scale, "
+    md = (f"**{n} fresh `{task}` samples** (test split, seed {seed}), {escape_markdown(display_name(model))}, "
+          f"stage `{stage}`: mean lift **{lift:.2f}** (1.0 = attention no more on the evidence than its area), mass "
+          f"in evidence {np.mean([r['mass in evidence'] for r in rows]):.3f} over an evidence area of "
+          f"{area:.3f} (its chance level); pointing game chance {chance:.2f}. Tiles: mean maps on one shared scale, "
           "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples).")
     return {"markdown": md, "tiles": tiles, "table": pd.DataFrame(rows)}
 
@@ -761,10 +993,15 @@ def distinct_colours(image: Image.Image, size: int = 96) -> int:
 
 def ood_note(model_name: str, analysis) -> str | None:
     """A warning beside the answer when the input is unlike the images the model was fine-tuned on (only for
-    models trained on the synthetic suite). The test: distinct colours, against the most colourful of
-    ``OOD_REFERENCE_SAMPLES`` training samples of the model's tasks times ``OOD_MARGIN``. (Pooled vision features
-    did not separate photos from the suite for the demo models: their tiny tower maps both to similar tokens.)"""
-    lm = POOL.get(model_name)
+    models trained on the synthetic suite): :func:`out_of_distribution_note` for a model of the pool."""
+    return out_of_distribution_note(POOL.get(model_name), analysis.image, display_name(model_name))
+
+
+def out_of_distribution_note(lm, image: Image.Image, name: str = "the model") -> str | None:
+    """The test behind :func:`ood_note`: distinct colours, against the most colourful of ``OOD_REFERENCE_SAMPLES``
+    training samples of the model's tasks times ``OOD_MARGIN``. (Pooled vision features did not separate photos from
+    the suite for the demo models: their tiny tower maps both to similar tokens.) None for models not trained on
+    the synthetic suite."""
     trained = lm.config.training.get("tasks")
     if not trained:
         return None
@@ -772,16 +1009,41 @@ def ood_note(model_name: str, analysis) -> str | None:
         tasks = resolve_tasks(trained)
     except LIVRError:  # perception-pretrained backbones and the like: no suite to compare with
         return None
-    if model_name not in _OOD_REFERENCES:
-        _OOD_REFERENCES[model_name] = max(
+    key = ",".join(tasks)  # the reference depends only on the tasks
+    if key not in _OOD_REFERENCES:
+        _OOD_REFERENCES[key] = max(
             distinct_colours(make_sample(tasks[i % len(tasks)], "train", 1, i // len(tasks)).image)
             for i in range(OOD_REFERENCE_SAMPLES))
-    reference, colours = _OOD_REFERENCES[model_name], distinct_colours(analysis.image)
+    reference, colours = _OOD_REFERENCES[key], distinct_colours(image)
     if colours <= OOD_MARGIN * reference:
         return None
-    return (f"this image is unlike the synthetic images {model_name} was trained on ({colours:,} distinct colours "
-            f"at 96 px; its training images have at most {reference}): the answer and the maps say little about "
-            "how the model reasons on its tasks")
+    return (f"this image is unlike the synthetic images {name} was trained on ({colours:,} distinct colours at "
+            f"96 px; its training images have at most {reference}): the answer and the maps say little about how "
+            "the model reasons on its tasks")
+
+
+def patch_size_of(lm) -> int | None:
+    """The vision tower's patch side in pixels (None when the config does not say)."""
+    vision = getattr(lm.base_model.config, "vision_config", None)
+    size = getattr(vision, "patch_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def tiny_image_note(lm, image: Image.Image) -> str | None:
+    """A warning when the input is smaller than one of the model's patches: the processor blows it up to the model's
+    input size, so the answer and every map read interpolated pixels, not content (a 1 × 1 image is one colour)."""
+    patch = patch_size_of(lm)
+    if patch is None or min(image.size) >= patch:
+        return None
+    return (f"this image is {image.width} × {image.height} px, smaller than one {patch} × {patch} px patch of the "
+            "model: it is stretched to the model's input size, so the answer and the maps read interpolated pixels, "
+            "not picture content")
+
+
+def input_notes(lm, image: Image.Image, name: str = "the model") -> list[str]:
+    """Every warning about the input itself (too small for a patch, unlike the training images), for the app's answer
+    and the CLI's ``analyze`` alike."""
+    return [note for note in (tiny_image_note(lm, image), out_of_distribution_note(lm, image, name)) if note]
 
 
 # ------------------------------------------------------------------------------------------------ diagnosis
@@ -798,11 +1060,13 @@ def stage1_checkpoint(name: str) -> Path | None:
 
 
 def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=None, out_html=None, progress=None,
-                    batch_size: int = 32, check_backends: bool = False, effect_per_task: int | None = 10):
+                    batch_size: int = 32, check_backends: bool = False, effect_per_task: int | None = 10,
+                    short_names: bool = False):
     """"Is the model really using its latents?" for each named model on the same ``n`` test questions per task
     (:func:`~livr_viz.methods.diagnostics.diagnose`; ``effect_per_task`` of them per task for the per-latent
     effects, None = all); resumes from ``out_json`` when it exists, writes the HTML page to ``out_html``. A LIVR
-    model's Stage-1 checkpoint (:func:`stage1_checkpoint`) is diagnosed with it. Returns the ``DiagnosticReport``."""
+    model's Stage-1 checkpoint (:func:`stage1_checkpoint`) is diagnosed with it. ``short_names``: the report names
+    each model as :func:`display_name` does (the app: no server path). Returns the ``DiagnosticReport``."""
     from livr_viz.methods.diagnostics import diagnose
     from livr_viz.views.diagnostics import diagnostics_html
 
@@ -810,19 +1074,23 @@ def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=
     if not names or not all(names):
         raise LIVRError("name at least one model to diagnose")
     if len(set(names)) != len(names):
-        raise LIVRError(f"a model is named twice: {', '.join(names)}")
+        raise LIVRError(f"a model is named twice: {', '.join(map(display_name, names))}")
     task_list = resolve_tasks(tasks)
     if int(n) < 1:
         raise LIVRError(f"n (test questions per task) must be at least 1; got {n}")
     if int(batch_size) < 1:
         raise LIVRError(f"batch size must be at least 1; got {batch_size}")
-    models = {name: POOL.get(name) for name in names}
+    label = display_name if short_names else (lambda name: name)
+    if len({label(name) for name in names}) != len(names):
+        raise LIVRError(f"two models share a name: {', '.join(map(label, names))}")
+    models = {label(name): POOL.get(name) for name in names}
     formats = {name: lm.config.answer_format for name, lm in models.items()}
     if len(set(formats.values())) > 1:
-        raise LIVRError(f"the models answer in different formats ({formats}): compare models trained in one format")
+        shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
+        raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
     items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=next(iter(formats.values())))
-    stage1 = {name: POOL.get(str(path)) for name in names if models[name].config.variant == "livr"
-              and (path := stage1_checkpoint(name)) is not None}
+    stage1 = {label(name): POOL.get(str(path)) for name in names if models[label(name)].config.variant == "livr"
+              and (path := stage1_checkpoint(name)) is not None and ACCESS.allows(str(path))}
     report = diagnose(models, items, stage1, progress, out=out_json, batch_size=int(batch_size),
                       effect_per_task=effect_per_task, backends=check_backends)
     if out_html:
@@ -908,11 +1176,11 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
     if not DIAGNOSTIC_SAMPLES[0] <= int(n) <= DIAGNOSTIC_SAMPLES[1]:
         raise LIVRError(f"questions per task must be between {DIAGNOSTIC_SAMPLES[0]} and {DIAGNOSTIC_SAMPLES[1]} "
                         "in the app (`livr-viz diagnose` takes any number)")
-    tick = progress or (lambda fraction, desc=None: None)
+    tick = progress_callback(progress)
     report = diagnose_models(names, tasks, int(n), seed, progress=lambda f, m="": tick(0.8 * f, desc=m),
-                             effect_per_task=min(int(n), 10))
+                             effect_per_task=min(int(n), 10), short_names=True)
     rows = []
-    for name in names:
+    for name in map(display_name, names):
         table = report.section(name, "table")
         row = {"model": name, "uses its latents": table.get("verdict", {}).get("answer", "n/a")}
         for condition, value in table.get("conditions", {}).items():
@@ -968,16 +1236,16 @@ def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, s
     picked = [items[i] for i in range(min(int(n_items), len(items)))]
     summaries = []
     for k, name in enumerate(names):
-        tick(k / (len(names) + 1), f"deletion curves: {name}")
+        tick(k / (len(names) + 1), f"deletion curves: {display_name(name)}")
         summaries.append(deletion_report(POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8,
-                                         model=name).summary)
+                                         model=display_name(name)).summary)
     latent_models = [name for name in names if POOL.get(name).config.n_latents]
     figure, note, numbers = None, "no model with latents: no redundancy matrix", None
     if latent_models:
         a = run_analysis(POOL.get(latent_models[0]), picked[0].image, picked[0].prompt)
         result = latent_redundancy(a.latent_maps(None, None, "mean", "none"))
         figure = redundancy_figure(result)
-        note = (f"{latent_models[0]} on `{picked[0].id}`: effective number of distinct latents "
+        note = (f"{display_name(latent_models[0])} on `{picked[0].id}`: effective number of distinct latents "
                 f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}")
         numbers = {"model": latent_models[0], "item": picked[0].id, "effective_number": result.effective_number,
                    "mean_pairwise_iou": result.mean_pairwise_iou, "clusters": result.clusters}
@@ -994,7 +1262,7 @@ def filmstrip_view(model, image, prompt, stage="full"):
 
     a = analysis_for(model, image, prompt, stage)
     if not a.n_latents:
-        raise LIVRError(f"{model} has no latents (variant sft): no filmstrip")
+        raise LIVRError(f"{display_name(model)} has no latents (variant sft): no filmstrip")
     return filmstrip_figure(latent_maps_by_layer(a), display_image(a.image, 96))
 
 

@@ -20,6 +20,10 @@ def cmd_analyze(args) -> int:
     print(f"answer: {report['answer']}")
     if report["choice_probs"]:
         print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    for note in report["notes"]:  # the prompt's: special tokens removed, no options recognised (free-form answer)
+        print(f"note: {note}")
+    for note in report["input_notes"]:  # the app shows the same notes beside its answer
+        print(f"note: {note}")
     if args.check_backends:  # the same input under the other attention kernels, added to report.json
         from types import SimpleNamespace
 

@@ -38,8 +38,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from livr_viz.core.capture import LatentAttention
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
+from livr_viz.core.shipped import shipped_dir
 
-PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+PROBES_DIR = shipped_dir("livr_viz._probes")  # the repository's probes/, carried by the wheel as livr_viz._probes
 
 
 @dataclass
@@ -290,6 +291,41 @@ class ProbeReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# A probe's reading means something only when the latents beat EVERY baseline by more than this margin: two accuracy
+# points or one standard error of the latents' cross-validated accuracy (over its folds), whichever is larger.
+PROBE_MARGIN = 0.02
+
+
+def probe_baselines(report: ProbeReport) -> dict[str, float]:
+    """Accuracy of every baseline the latents' best probe is held against: the majority class, the control task (at
+    the latents' best layer: that difference is the selectivity), and the same probe on mean-pooled image tokens, on
+    mean-pooled text tokens and on a random-weight model's latents (each at its own best layer, so a baseline is not
+    beaten by picking a layer where it happens to be weak). Missing baselines (no random model) are left out."""
+    best = report.layers[report.best_layer]
+    found = {"majority class": float(report.majority), "control task": best["control"]["accuracy"]}
+    for key, name in (("image_pooled", "image tokens"), ("text_pooled", "text tokens"),
+                      ("random_model", "random-weight model")):
+        values = [row[key]["accuracy"] for row in report.layers if key in row]
+        values = [v for v in values if not np.isnan(v)]
+        if values:
+            found[name] = float(max(values))
+    return {name: value for name, value in found.items() if not np.isnan(value)}
+
+
+def probe_margin(layer_row: dict) -> float:
+    """:data:`PROBE_MARGIN` or one standard error of this layer's latent accuracy over its folds, if larger."""
+    folds = layer_row["latent_pooled"].get("folds") or []
+    se = float(np.std(folds, ddof=1) / np.sqrt(len(folds))) if len(folds) > 1 else 0.0
+    return max(PROBE_MARGIN, se)
+
+
+def weak_baselines(report: ProbeReport) -> dict[str, float]:
+    """The baselines (:func:`probe_baselines`) the latents' best probe does not beat by :func:`probe_margin`."""
+    best = report.layers[report.best_layer]
+    accuracy, margin = best["latent_pooled"]["accuracy"], probe_margin(best)
+    return {name: value for name, value in probe_baselines(report).items() if accuracy <= value + margin}
 
 
 def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | None = None,

@@ -107,7 +107,7 @@ def on_compare(selected, image, prompt, stage, aggregation, opacity, views):
 def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, color_by, views,
                  progress=gr.Progress()):
     fig = S.token_map_view(model, image, prompt, stage, method, layer, scope, n_samples, color_by,
-                           progress=lambda it: progress.tqdm(it, desc="capturing hidden states"))
+                           progress=progress)  # the service's one progress signature: gr.Progress as it is
     views = S.record_view(views, "token_map", dict(model=model, prompt=prompt, stage=stage, method=method,
                                                    layer=layer, scope=scope, n_samples=n_samples, color_by=color_by),
                           {"token_map": fig})
@@ -116,8 +116,7 @@ def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, c
 
 @user_errors
 def on_probes(model, concept, image, prompt, stage, retrain, views, progress=gr.Progress()):
-    v = S.probe_view(model, concept, image, prompt, stage, retrain,
-                     progress=lambda f: progress(f, desc="collecting hidden states"))
+    v = S.probe_view(model, concept, image, prompt, stage, retrain, progress=progress)
     views = S.record_view(views, "probes", dict(model=model, concept=concept, prompt=prompt, stage=stage),
                           {"per_layer_accuracy": v["figure"]},
                           {"summary": v["markdown"], "per_layer": v["table"], "reading": v["reading"]})
@@ -160,7 +159,7 @@ def on_preview(image):
 
 @user_errors
 def on_diagnose(models, tasks, n, views, progress=gr.Progress()):
-    v = S.diagnostics_view(models, tasks, n, progress=lambda f, desc=None: progress(f, desc=desc))
+    v = S.diagnostics_view(models, tasks, n, progress=progress)
     views = S.record_view(views, "diagnostics", dict(models=models, tasks=tasks, n=n),
                           {"flow": v["flow"], "effects": v["effects"], "deletion": v["deletion"],
                            **({"redundancy": v["redundancy"]} if v["redundancy"] is not None else {})},
@@ -200,6 +199,112 @@ def on_template(task, model):
     return S.task_templates(S.answer_format_of(model)).get(task, "")
 
 
+# ----------------------------------------------------------------------------------------------- page
+INTRO = ("**LIVR** puts K learned *latent tokens* between the question and the answer and trains in two stages: first "
+         "the answer may see the image *only through the latents* (a bottleneck), then with ordinary attention. "
+         "**latents-only** has the same latents without the bottleneck stage; **SFT** is plain fine-tuning, no latents. "
+         "The tiles show where each latent looks; *Compare* puts the three side by side.")
+TILE_LEGEND = ("<div class='legend'>Each tile — <b>top bar</b>: where this latent's attention goes, "
+               "<span class='sw' style='background:#4c9be8'></span>image "
+               "<span class='sw' style='background:#8c8c8c'></span>text "
+               "<span class='sw' style='background:#e8a33c'></span>latents (left to right, widths = shares); "
+               "<b>map</b>: its attention over the image patches, brighter = more, on the colour bar's scale "
+               "(0 … the number at its right); <span class='sw' style='border:2px solid #33ff4c'></span><b>green "
+               "outline</b>: the evidence a correct answer needs (synthetic samples). <b>Caption</b>: image % = "
+               "share of attention on image tokens; <i>in evidence X% of Y% area</i> = attention mass inside the "
+               "evidence against the evidence's share of the image (what a uniform map would score); lift = X / Y "
+               "(1 = chance).</div>")
+GRID_LEGEND = ("Rows are layers, columns heads. Each thumbnail is the latents' mean map in that layer and head on its "
+               "own scale; **L·H·%** is the share of the latents' attention that lands on image tokens there (the rest "
+               "goes to text and latents). Click one to show that layer and head in the tiles.")
+COMPARE_INTRO = ("The same input through three fine-tunes of one backbone: **LIVR** (latents, bottleneck stage then "
+                 "full attention), **latents-only** (the same latents, full attention only) and **SFT** (no latents; "
+                 "its tiles are the answer row's attention). On a synthetic sample: **mass in evidence** = share of "
+                 "the image attention inside the ground-truth evidence (mean over latents); **area** = the evidence's "
+                 "share of the image, what a uniform map would get; **lift** = mass / area (1 = chance, above 1 = "
+                 "looks at the evidence); **pointing game** = fraction of latents whose brightest patch lies in the "
+                 "evidence. The sheet: one row of tiles per model, each tile on its own scale (0 … the number under "
+                 "it).")
+APP_CSS = """
+#intro p { margin: 0; font-size: 0.95em; }
+#title h2 { margin: 0; }
+#examples .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important;
+                       overflow: visible !important; }
+#examples .grid-container { grid-template-columns: repeat(auto-fit, minmax(84px, 1fr)) !important;
+                            grid-template-rows: none !important; grid-auto-rows: auto !important; }
+#examples .thumbnail-item { aspect-ratio: 4 / 5; }
+#examples .thumbnail-item > img { height: calc(100% - 2.6em); object-fit: contain; }
+#examples .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; height: 2.6em; white-space: normal;
+                           text-align: center; line-height: 1.2; font-size: 12px; border: 0; border-radius: 0;
+                           padding: 1px 2px; opacity: 1 !important; background: var(--background-fill-primary); }
+.legend { font-size: 0.85em; line-height: 1.45; color: var(--body-text-color-subdued); }
+.legend .sw { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; margin: 0 0.2em; }
+#view-note p { margin: 0; }
+.stale-view img { opacity: 0.35; filter: grayscale(0.8); }
+"""
+
+
+def example_items(model: str) -> list[tuple[str, str]]:
+    """The example gallery: each example's file and a readable name, marked ✓ / ✗ where ``model`` answers its ground
+    truth right / wrong (:func:`livr_viz.service.example_verdicts`, computed once per model)."""
+    try:
+        verdicts = S.example_verdicts(model)
+    except S.LIVRError:  # a model that cannot answer the suite's questions: names without marks
+        verdicts = [None] * len(S.ensure_examples())
+    items = []
+    for path, verdict in zip(S.ensure_examples(), verdicts):
+        sample = S.synthetic_sample_for(path)
+        name = sample.task.replace("_", " ") if sample is not None else "photo: " + Path(path).stem.removeprefix(
+            "photo-").replace("-", " ")
+        items.append((path, ("" if verdict is None else "✔ " if verdict else "✘ ") + name))
+    return items
+
+
+def examples_label(model: str) -> str:
+    return (f"examples: click one to load and answer it (✔ / ✘: {S.display_name(model)} answers it right / wrong; "
+            "or upload your own image below)")
+
+
+def on_examples(model):
+    return gr.Gallery(value=example_items(model), label=examples_label(model))
+
+
+def view_note(layers, heads) -> str:
+    return f"tiles, captions and bars below: layers **{layers or 'all'}** · heads **{heads or 'mean'}**"
+
+
+def on_drawn(layers, heads):
+    """After a redraw: remember what the tiles show, say it, and lift the stale mark."""
+    return {"layers": layers, "heads": heads}, view_note(layers, heads), gr.Gallery(elem_classes=[])
+
+
+def on_view_edit(layers, heads, drawn):
+    """A typed layer or head selection leaves the tiles drawn for the old one: mark them stale until redrawn."""
+    if not drawn or (drawn.get("layers"), drawn.get("heads")) == (layers, heads):
+        return (view_note(drawn.get("layers"), drawn.get("heads")) if drawn else "",
+                gr.Gallery(elem_classes=[]))
+    return (f"⚠ **stale** — the tiles, captions and bars below are still for layers **{drawn['layers']}** · heads "
+            f"**{drawn['heads']}**; press Enter in the box or **Run** to redraw for layers **{layers}** · heads "
+            f"**{heads}**.", gr.Gallery(elem_classes=["stale-view"]))
+
+
+@user_errors
+def on_enlarge(model, image, prompt, stage, drawn, aggregation, normalisation, opacity, evt: gr.SelectData):
+    """Click to enlarge: the clicked tile drawn again at full resolution (not the 192-px tile scaled up)."""
+    drawn = drawn or {}
+    return S.enlarged_tile(model, image, prompt, stage, drawn.get("layers"), drawn.get("heads"), aggregation,
+                           normalisation, opacity, evt.index)
+
+
+def first_view(model: str, image: str, prompt: str) -> dict:
+    """The page's opening state: the first example answered (cached by the service, so every visitor gets it at
+    once); {} where this model cannot answer it (the page then opens with the usual hint)."""
+    try:
+        return S.attention_view(model, image, prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
+    except S.LIVRError:
+        return {}
+
+
 # ----------------------------------------------------------------------------------------------- layout
 def build_app(default_model: str = "demo-livr") -> gr.Blocks:
     templates = S.task_templates(S.answer_format_of(default_model))
@@ -207,27 +312,37 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
     lm = S.POOL.get(default_model)  # selector ranges come from the model's config, never hard-coded
     n_layers = lm.base_model.config.get_text_config().num_hidden_layers
     n_latents = max(1, lm.config.n_latents)
+    first_image, first_prompt = S.example_pick(default_model, 0)  # the page opens on the first example, answered
+    first = first_view(default_model, first_image, first_prompt)
     with gr.Blocks(title="livr-viz") as demo:
-        gr.Markdown("# livr-viz — where do the latent tokens look?")
+        gr.Markdown("## livr-viz — where do the latent tokens look?", elem_id="title")
+        gr.Markdown(INTRO, elem_id="intro")
+        example_gallery = gr.Gallery(example_items(default_model), label=examples_label(default_model),
+                                     columns=len(examples), height="auto", allow_preview=False, object_fit="contain",
+                                     elem_id="examples")
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(list(S.DEMO_MODELS), value=default_model, allow_custom_value=True,
+                model = gr.Dropdown(S.model_choices(default_model), value=default_model, allow_custom_value=True,
                                     label="model (demo name, local path or hub id)")
-                image = gr.File(label="image", file_types=["image"], type="filepath", elem_id="image-input")
-                preview = gr.Image(label="input (after Run: click a patch to see who reads it)", interactive=False,
-                                   height=220, elem_id="preview")
+                prompt = gr.Textbox(label="prompt", lines=4, value=first_prompt, elem_id="prompt")
+                with gr.Row(equal_height=True):
+                    stage = gr.Radio(list(S.STAGES), value="full", label="stage (mask at inference)", scale=2)
+                    run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+                image = gr.File(label="image: upload your own", file_types=["image"], type="filepath",
+                                elem_id="image-input", value=first_image, height=120)
                 with gr.Row():
                     task = gr.Dropdown(S.example_tasks(), value=S.LEAD_TASK, label="task")
                     new = gr.Button("new sample", elem_id="new-sample")
                 template = gr.Dropdown(list(templates), label="prompt template", value=None)
-                prompt = gr.Textbox(label="prompt", lines=4, value=templates[S.LEAD_TASK], elem_id="prompt")
-                stage = gr.Radio(list(S.STAGES), value="full", label="stage (mask at inference)")
-                run = gr.Button("Run", variant="primary", elem_id="run")
-                example_gallery = gr.Gallery([(p, Path(p).stem) for p in examples], label="examples (click one)",
-                                             columns=3, height="auto", allow_preview=False, elem_id="examples")
             with gr.Column(scale=2):
-                answer = gr.Markdown("Upload an image or press *new sample*, then **Run**.", elem_id="answer")
-                probs = gr.Label(label="choice probabilities", num_top_classes=8)
+                with gr.Row():
+                    preview = gr.Image(first.get("image"), label="input (click a patch: who reads it?)",
+                                       interactive=False, height=230, elem_id="preview", scale=1, min_width=200)
+                    with gr.Column(scale=2):
+                        answer = gr.Markdown(first.get("markdown", "Upload an image or press *new sample*, then "
+                                                                  "**Run**."), elem_id="answer")
+                        probs = gr.Label(first.get("choice_probs") or None, label="choice probabilities",
+                                         num_top_classes=8)
                 with gr.Tabs():
                     with gr.Tab("Latent attention", id="tab-attention"):
                         with gr.Row():
@@ -238,10 +353,15 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                             normalisation = gr.Radio(["per_latent", "global", "none"], value="per_latent",
                                                      label="normalisation")
                             opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="opacity")
-                        gallery = gr.Gallery(label="latent → image attention (click to enlarge)", columns=4,
-                                             format="png", height="auto", object_fit="contain",
-                                             elem_id="latent-gallery")
-                        bars = gr.BarPlot(x="latent", y="attention", title="answer → latent attention", height=220)
+                        view_md = gr.Markdown(view_note("all", "mean") if first else "", elem_id="view-note")
+                        gr.HTML(TILE_LEGEND, elem_id="tile-legend")
+                        gallery = gr.Gallery(first.get("tiles"), label="latent → image attention (click a tile to "
+                                             "enlarge it)", columns=4, format="png", height="auto",
+                                             object_fit="contain", allow_preview=False, elem_id="latent-gallery")
+                        enlarged = gr.Image(label="the clicked tile, drawn again at full resolution",
+                                            interactive=False, format="png", elem_id="enlarged-tile")
+                        bars = gr.BarPlot(first.get("answer_latent"), x="latent", y="attention",
+                                          title="answer → latent attention", height=220)
                         with gr.Accordion("who reads this patch? click a patch of the input", open=False):
                             patch_md = gr.Markdown("Run, then click the input image above to pick a patch.")
                             patch_image = gr.Image(label="the patch", interactive=False, height=220,
@@ -251,8 +371,10 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         with gr.Accordion("layer × head grid: click a thumbnail to show that layer and head",
                                           open=False):
                             grid_btn = gr.Button("draw the grid", elem_id="grid-button")
-                            grid_image = gr.Image(label="latents' mean map per layer (rows) and head (columns)",
-                                                  interactive=False, elem_id="layer-head-grid")
+                            gr.Markdown(GRID_LEGEND, elem_id="grid-legend")
+                            grid_image = gr.Image(label="latents' mean map per layer (rows) and head (columns); "
+                                                  "L·H·% = share on image tokens", interactive=False, format="png",
+                                                  elem_id="layer-head-grid")
                             film_btn = gr.Button("filmstrip: each latent across the layers", elem_id="filmstrip")
                             film_plot = gr.Plot(label="latents (rows) × layers (columns), per-latent scale")
                         with gr.Accordion("dataset view: the same maps over many samples of a task", open=False):
@@ -265,10 +387,12 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                          elem_id="dataset-gallery")
                             dataset_table = gr.Dataframe(label="per latent, over the samples")
                     with gr.Tab("Compare", id="tab-compare"):
+                        gr.Markdown(COMPARE_INTRO, elem_id="compare-intro")
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
                         compare_sheet = gr.Image(label="heatmaps per variant (one row of tiles per model)",
-                                                 type="pil", interactive=False, elem_id="compare-sheet")
+                                                 type="pil", format="png", interactive=False,
+                                                 elem_id="compare-sheet")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
                             method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
@@ -289,8 +413,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                      "seed-to-seed stability")
                     with gr.Tab("Probes", id="tab-probes"):
                         with gr.Row():
-                            concept = gr.Dropdown(S.builtin_specs(), value=S.default_concept(default_model),
-                                                  label="concept")
+                            concept = gr.Dropdown(S.builtin_specs(), label="concept",
+                                                  value=S.default_concept(default_model, examples[0]))
                             retrain = gr.Checkbox(False, label="train again (otherwise load the bundled or cached "
                                                               "probes; training shows its estimated time first)")
                         probe_btn = gr.Button("load / train probes", elem_id="probes")
@@ -330,8 +454,9 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                     "attention, how faithful each explanation is under deletion, and how redundant "
                                     "the latents' maps are. `livr-viz diagnose` runs the same at any size.")
                         with gr.Row():
-                            diag_models = gr.CheckboxGroup(list(S.DEMO_MODELS), label="models",
-                                                           value=list(S.compare_set(default_model)))
+                            diag_models = gr.CheckboxGroup(S.model_choices(default_model), label="models",
+                                                           value=list(S.compare_set(default_model))
+                                                           if default_model in S.DEMO_MODELS else [default_model])
                             diag_tasks = gr.Dropdown(["all", *S.task_names()], value="all", label="tasks")
                             diag_n = gr.Slider(*S.DIAGNOSTIC_SAMPLES, value=5, step=1, label="questions per task")
                         diag_btn = gr.Button("diagnose", elem_id="diagnose")
@@ -350,11 +475,12 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                     export_file = gr.File(label="export")
 
         views = gr.State({})  # this session's tabs that ran: what Export writes besides the attention view
+        drawn = gr.State({"layers": "all", "heads": "mean"} if first else {})  # what the tiles show now
         view_inputs = [model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity]
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, bars, patch_md, patch_image, patch_bars, grid_image, film_plot, dataset_md,
+        results = [answer, probs, gallery, enlarged, view_md, bars, patch_md, patch_image, patch_bars, grid_image, film_plot, dataset_md,
                    dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
                    probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot, ablate_effects,
                    mask_plot, export_file, views]
@@ -367,15 +493,26 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
             control.change(clear_results, [scope], results, api_name=False, queue=False)
         image.change(on_preview, [image], [preview], api_name=False)  # the input shown is always the input given
         model.change(lambda: clear_results("this image"), None, results, api_name=False, queue=False)
-        model.change(user_errors(S.default_concept), [model], [concept], api_name=False)
+        for control in (model, image):  # the probe concept follows the loaded sample's task (else the model's)
+            control.change(user_errors(S.default_concept), [model, image], [concept], api_name=False)
         stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
-        run.click(clear_results, [scope], results, api_name=False, queue=False).then(
-            on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS)
+        def drawn_after(event):  # every redraw of the tiles: remember its layers and heads, lift the stale mark
+            event.success(on_drawn, [layers, heads], [drawn, view_md, gallery], api_name=False, queue=False)
+
+        drawn_after(run.click(clear_results, [scope], results, api_name=False, queue=False).then(
+            on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS))
         for control in (aggregation, normalisation, stage):
-            control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
-        opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
+            drawn_after(control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
+        drawn_after(opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
+        for box in (layers, heads):  # typing marks the tiles stale at once; Enter redraws them
+            box.input(on_view_edit, [layers, heads, drawn], [view_md, gallery], api_name=False, queue=False)
+            drawn_after(box.submit(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
+        gallery.select(on_enlarge, [model, image, prompt, stage, drawn, aggregation, normalisation, opacity],
+                       [enlarged], api_name=False, **MODEL_EVENTS)
         new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
-        example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False)
+        drawn_after(example_gallery.select(on_pick_example, [model], [image, prompt], api_name=False).then(
+            on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))  # a click loads and answers it
+        model.change(user_errors(on_examples), [model], [example_gallery], api_name=False)  # ✓ / ✗ for this model
         template.change(on_template, [template, model], [prompt], api_name=False)
         preview.select(on_patch, [model, image, prompt, stage, layers, heads], [patch_md, patch_image, patch_bars],
                        api_name=False, **MODEL_EVENTS)
@@ -385,8 +522,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                           api_name="aligned_token_map", **MODEL_EVENTS)
         film_btn.click(on_filmstrip, [model, image, prompt, stage, views], [film_plot, views], api_name="filmstrip",
                        **MODEL_EVENTS)
-        grid_image.select(on_grid_pick, [model], [layers, heads], api_name=False).then(
-            on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS)
+        drawn_after(grid_image.select(on_grid_pick, [model], [layers, heads], api_name=False).then(
+            on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
         dataset_btn.click(on_dataset_view, [model, task, dataset_n, stage, aggregation, views],
                           [dataset_md, dataset_gallery, dataset_table, views], api_name="dataset_view", **MODEL_EVENTS)
         compare_btn.click(on_compare, [model, image, prompt, stage, aggregation, opacity, views],
@@ -426,6 +563,7 @@ def serve(args) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    S.restrict_models([args.model], getattr(args, "model_root", None) or [])  # typed paths: only under the roots
     try:
         S.POOL.get(args.model)  # load once, before serving
     except S.LIVRError as exc:
@@ -435,7 +573,7 @@ def serve(args) -> None:
     demo = build_app(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())])
+                show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())], css=APP_CSS)
 
 
 if __name__ == "__main__":

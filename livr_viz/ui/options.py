@@ -39,6 +39,10 @@ def parse_app_args(argv=None) -> argparse.Namespace:
                         help="address to bind (env GRADIO_SERVER_NAME, then LIVR_VIZ_HOST)")
     parser.add_argument("--port", type=_port, default=_env("GRADIO_SERVER_PORT", "LIVR_VIZ_PORT", default="7860"),
                         help="port to bind (env GRADIO_SERVER_PORT, then LIVR_VIZ_PORT)")
+    parser.add_argument("--model-root", action="append", default=[], metavar="DIR",
+                        help="a folder whose model directories clients may name by path (repeatable); without it "
+                             "the app loads only the bundled models and --model, and answers any other name or path "
+                             "with one message, whether it exists or not")
     parser.add_argument("--max-upload-mb", type=int, default=20, help="largest accepted upload")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="requests processed at once (events that run the model: one at a time)")
