@@ -149,6 +149,38 @@ def test_marker_images_and_the_present_head(tmp_path):
     assert "loss_present" not in plain  # opt-in: the default stage 0 is unchanged
 
 
+def test_compare_targets_are_the_answers_in_a_fixed_option_order():
+    """The compare head predicts an option index, which only means something when a task's options always come in
+    one order; counting (shuffled numbers) predicts the count instead."""
+    from livr_viz.data import make_sample, task_names
+    from livr_viz.training.vision_pretrain import compare_class
+
+    for task in task_names():
+        samples = [make_sample(task, "train", 0, i) for i in range(40)]
+        if task == "counting":
+            assert len({tuple(s.choices) for s in samples}) > 1
+            assert all(s.choices[s.letters.index(s.answer)] == str(compare_class(s.concepts, 0)) for s in samples)
+        else:
+            assert len({tuple(s.choices) for s in samples}) == 1, task
+    stream = image_stream(0, 96, compare=True)
+    task_items = [c for _, c, _ in (next(stream) for _ in range(18)) if "task" in c]
+    assert len(task_items) == 9 and all("compare_class" in c for c in task_items)
+
+
+def test_the_spatial_reader_pretrains_with_the_compare_heads(tmp_path):
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+
+    init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0, tower="spatial"))
+    cfg = VisionPretrainConfig(steps=2, batch_size=18, warmup_steps=1, log_every=1, compare=True, markers=True)
+    metrics = pretrain_vision(init, cfg, tmp_path / "vision", progress=False, log=lambda *a: None)
+    assert "loss_compare" in metrics and 0 <= metrics["acc_compare"] <= 1 and "loss_present" in metrics
+    before = load_file(init / "model.safetensors")
+    after = load_file(tmp_path / "vision" / "model" / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("vision_tower" in k for k in changed)
+    assert any("stem" in k for k in changed) and any("layers.0" in k for k in changed)
+
+
 def test_non_llava_backbones_are_refused(tmp_path):
     from livr_viz.demo.tiny import tiny_qwen2_vl
 

@@ -1,4 +1,7 @@
-"""``livr-viz reproduce``: pretrain the demo backbone, fine-tune the three variants, evaluate, write RESULTS.md.
+"""``python -m tools.reproduce``: pretrain the demo backbone, fine-tune the three variants, evaluate, write RESULTS.md.
+
+A repository tool, run from the root of a clone (``pip install -e .``): it imports the installed package and, with
+``--install``, writes the clone's ``assets/`` and ``RESULTS.md``; the package never imports it.
 
 Every phase writes into its own folder and is skipped when its final model exists, so a killed run continues
 where it stopped (a phase killed mid-way resumes from its last checkpoint).
@@ -6,9 +9,11 @@ where it stopped (a phase killed mid-way resumes from its last checkpoint).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,12 +29,14 @@ from livr_viz.core.model import load_model
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.perception import make_perception_sample
 from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
-from livr_viz.demo.bundled import ASSETS_DIR, DEMO_SETS, SET_BACKBONES
+from livr_viz.demo.bundled import DEMO_SETS, SET_BACKBONES
 from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
 from livr_viz.training.evaluate import summarize
 from livr_viz.training.trainer import Trainer, build_model_for_training, check_run_settings, preset_config
 from livr_viz.training.vision_pretrain import VISION_PRESETS, VisionPretrainConfig, pretrain_vision
 
+REPO = Path(__file__).resolve().parents[1]  # the clone this tool belongs to
+ASSETS_DIR = REPO / "assets"  # where --install ships a run (the folder the wheel carries as livr_viz._assets)
 VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
 
 PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
@@ -82,7 +89,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
               pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
               grad_accum: int | None = None, task_balance: str | None = None,
               task_weights: dict | None = None, stage2_lr: float | None = None, vision_steps: int | None = None,
-              vision_markers: bool = False,
+              vision_markers: bool = False, tower: str = "vit", vision_compare: bool = False,
               freeze_vision_tower: bool = False, finetune: str = "lora",
               log=print) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
@@ -94,6 +101,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
+    ``tower`` picks the fresh backbone's vision tower ("vit", the shipped one, or "spatial", the spatial reader);
+    ``vision_compare`` gives stage 0 the comparison targets of the panel and marker tasks (``CompareHeads``).
     ``freeze_vision_tower`` keeps the tower as stage 0 left it in the pretraining phases after it (LLaVA's recipe;
     the shipped backbone trained it, docs/experiments/frozen-tower/ measures the frozen one).
     ``finetune="full"`` trains every parameter in the three fine-tunes (``FULL_FINETUNE_PRESETS``) instead of LoRA.
@@ -106,7 +115,9 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     steps0 = {} if vision_steps is None else {"steps": vision_steps}
-    vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers}))
+    vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers,
+                                                                          "compare": vision_compare}))
+    backbone_cfg = DemoBackboneConfig(seed=0, tower=tower)  # checked before any work
     tower = {"freeze_vision_tower": freeze_vision_tower}
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
@@ -132,7 +143,7 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # given as OUT/pretrain/model still gets the word curriculum)
     backbone_done = _phase_done(out / "pretrain") or _phase_done(out / "pretrain-words")
     if not backbone_done and not (init / "config.json").is_file():  # random init (seed 0), everything starts here
-        save_demo_backbone(init, DemoBackboneConfig(seed=0))
+        save_demo_backbone(init, backbone_cfg)
     if backbone_done:
         log("pretrain: backbone already trained, skipping stages 0-1b")
         timings.update(vision=0.0, pretrain_colour=0.0, pretrain=0.0)
@@ -157,7 +168,8 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
                      "test_seed": TEST_SEED,
                      "configs": {v: c.to_dict() for v, c in configs.items()},
                      "pretrain_config": pre_cfg.to_dict(), "warm_start_config": warm_cfg.to_dict(),
-                     "words_config": words_cfg.to_dict(), "vision_config": asdict(vision_cfg)}
+                     "words_config": words_cfg.to_dict(), "vision_config": asdict(vision_cfg),
+                     "backbone_config": asdict(backbone_cfg)}
     results.update(evaluate_run(out, test, log))
     timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
@@ -306,7 +318,7 @@ def backbone_size(model_dir: Path) -> dict | None:
     n = 0
     for file in weights:
         with safe_open(str(file), "pt") as f:
-            n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+            n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 - safe_open has keys(), not __iter__
     text, vision = config.get("text_config", {}), config.get("vision_config", {})
     return {"parameters": n, "text_hidden": text.get("hidden_size"), "text_layers": text.get("num_hidden_layers"),
             "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers"),
@@ -413,7 +425,8 @@ def target_lines(results: dict) -> list[str]:
     if "livr_stage1_only" in ev:
         s1 = ev["livr_stage1_only"]["bottleneck"]["average"]
         ok = s1["accuracy"] >= s1["chance"] + 0.15
-        lines.append(f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: **{'met' if ok else 'missed'}** "
+        lines.append(f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: "
+                     f"**{'met' if ok else 'missed'}** "
                      f"({_pct(s1['accuracy'])} vs chance {_pct(s1['chance'])}; full mask "
                      f"{_pct(ev['livr_stage1_only']['standard']['average']['accuracy'])})")
     return lines
@@ -423,7 +436,8 @@ def latent_use_lines(results: dict) -> list[str]:
     """The paper's §4.6 table, averaged over the tasks, plus the bottleneck per task."""
     ev, att = results["eval"], results.get("answer_latent_attention", {})
     names = [n for n in ("sft", "latents_only", "livr", "livr_stage1_only") if n in ev]
-    header = {"sft": "SFT", "latents_only": "latents-only", "livr": "LIVR", "livr_stage1_only": "LIVR Stage-1 checkpoint"}
+    header = {"sft": "SFT", "latents_only": "latents-only", "livr": "LIVR",
+              "livr_stage1_only": "LIVR Stage-1 checkpoint"}
     lines = ["| test (average over tasks, %) | " + " | ".join(header[n] for n in names) + " |",
              "|---" * (len(names) + 1) + "|"]
     labels = {"standard": "standard evaluation", "bottleneck": "bottleneck mask at test time",
@@ -465,7 +479,7 @@ def accuracy_table_lines(results: dict) -> list[str]:
 def write_results_md(results: dict, path: Path, out: Path) -> Path:
     paired = results["paired"]["livr_vs_sft"]
     lines = ["# Results: the demo models", "",
-             f"Measured by `livr-viz reproduce --preset {results['preset']}"
+             f"Measured by `python -m tools.reproduce --preset {results['preset']}"
              + (" --finetune full" if results.get("finetune") == "full" else "")
              + "` on this machine (2 CPU cores, no GPU). "
              f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
@@ -504,7 +518,8 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
                          f", {size['image_size']}-px images in {size['patch_size']}-px patches "
                          f"({(size['image_size'] // size['patch_size']) ** 2} image tokens)"
                          if size.get("image_size") and size.get("patch_size") else "") + ".")
-    lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): {vis['steps']} steps, "
+    lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): "
+              f"{vis['steps']} steps, "
               f"batch {vis['batch_size']} images, lr {vis['lr']}"
               + (", on the word format's images with the every-colour head" if vis.get("markers") else "")
               + f", {took('vision')}. The phases after it "
@@ -533,3 +548,81 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
               "(no task was made easier for these numbers).", ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from livr_viz.cli.common import finish_help
+    from livr_viz.cli.training import FINETUNE_HELP, TASK_WEIGHTS_HELP
+
+    p = argparse.ArgumentParser(prog="python -m tools.reproduce",
+                                description="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md "
+                                            "(run from the root of a clone of livr-viz)")
+    p.add_argument("--preset", default="demo",
+                   help="quick (tests, ~2 min) | demo | full (with --finetune full: the demo backbone, then 5,000 "
+                        "steps a variant, about 76 min each on 2 cores; the shipped models)")
+    p.add_argument("--out", default=None,
+                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
+                        "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
+                        "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n-test", type=int, default=200, help="test samples per task")
+    p.add_argument("--vision-steps", type=int, default=None,
+                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
+    p.add_argument("--vision-markers", action="store_true",
+                   help="stage 0 on the word format's images, learning every colour a patch holds (see "
+                        "`pretrain-vision --markers`)")
+    p.add_argument("--tower", choices=["vit", "spatial"], default="vit",
+                   help="a fresh backbone's vision tower: vit (the shipped CLIP-style one) or spatial (the spatial "
+                        "reader: conv stem + global attention layers, livr_viz/core/spatial_reader.py)")
+    p.add_argument("--vision-compare", action="store_true",
+                   help="stage 0 also learns the panel and marker tasks' comparisons (one attention query per task "
+                        "over the tower's tokens)")
+    p.add_argument("--freeze-vision-tower", action="store_true",
+                   help="keep the vision tower frozen in the pretraining phases after stage 0 (LLaVA's recipe; the "
+                        "shipped backbone trained it)")
+    p.add_argument("--pretrain-steps", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
+    p.add_argument("--grad-accum", type=int, default=None,
+                   help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
+    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+                   help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
+    p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
+    p.add_argument("--stage2-lr", type=float, default=None,
+                   help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
+    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help="the fine-tunes: " + FINETUNE_HELP)
+    p.add_argument("--seed", type=int, default=None,
+                   help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
+    p.add_argument("--install", action="store_true",
+                   help="copy the backbone and the three fine-tunes into assets/ (the bundled demo-base, demo-livr, "
+                        "demo-latents-only, demo-sft) and RESULTS.md to the repo")
+    finish_help(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: one line and exit 2 for a user error (as ``livr-viz`` does)."""
+    from livr_viz.cli.common import _quiet_transformers
+    from livr_viz.core.fsutil import cache_dir
+    from livr_viz.training.trainer import parse_task_weights
+
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    out = args.out or str(cache_dir("runs", "reproduce"))
+    try:
+        results = reproduce(out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
+                            pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
+                            grad_accum=args.grad_accum, task_balance=args.task_balance,
+                            task_weights=None if args.task_weights is None else parse_task_weights(args.task_weights),
+                            stage2_lr=args.stage2_lr, vision_steps=args.vision_steps,
+                            vision_markers=args.vision_markers, freeze_vision_tower=args.freeze_vision_tower,
+                            tower=args.tower, vision_compare=args.vision_compare,
+                            finetune=args.finetune)
+    except LIVRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -73,6 +73,12 @@ class VisionPretrainConfig:
     # also see the word format's images (coloured option rings on shapes, coloured boxes and frames) and learn every
     # palette colour each patch holds (the ``present`` head)
     markers: bool = False
+    # also learn the comparisons the panel and marker tasks need (which candidate has the reference's texture or
+    # style, which piece continues the edges, which ring sits on the corresponding point, how many targets): one
+    # attention query per task reads the answer from the tower's tokens (CompareHeads); the task images are then
+    # drawn in the word format (coloured rings, boxes and frames)
+    compare: bool = False
+    compare_weight: float = 1.0
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every"):
@@ -182,6 +188,39 @@ def letter_accuracy(logits: torch.Tensor, glyph: torch.Tensor) -> float | None:
     return float((logits[letter][:, 1:].argmax(-1) == glyph[letter] - 1).float().mean())
 
 
+COMPARE_CLASSES = 9  # counting: the count 0..8; every other task: the index of the right option
+
+
+def compare_class(concepts: dict, answer_index: int) -> int:
+    """What the compare head predicts for a task image: the count for counting (its options come shuffled), else
+    the right option's index (every other task lists its options in one fixed order: sides, pieces, ring colours)."""
+    if concepts.get("task") == "counting":
+        return int(concepts["count"])
+    return int(answer_index)
+
+
+class CompareHeads(torch.nn.Module):
+    """One learned query per task attends over the tower's tokens and names the answer: the comparison has to
+    happen inside the tower, where the language model later reads it."""
+
+    def __init__(self, dim: int, tasks: list[str], n_options: dict[str, int]):
+        super().__init__()
+        self.tasks = list(tasks)
+        self.queries = torch.nn.Parameter(torch.randn(len(tasks), dim) * 0.02)
+        self.attend = torch.nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.out = torch.nn.Linear(dim, COMPARE_CLASSES)
+        valid = torch.full((len(tasks), COMPARE_CLASSES), float("-inf"))
+        for i, t in enumerate(tasks):
+            valid[i, : (COMPARE_CLASSES if t == "counting" else n_options[t])] = 0.0
+        self.register_buffer("valid", valid, persistent=False)
+
+    def forward(self, h: torch.Tensor, task: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+        pooled, _ = self.attend(self.queries[task].unsqueeze(1), h, h)
+        logits = self.out(self.norm(pooled[:, 0])) + self.valid[task]
+        return F.cross_entropy(logits, target), float((logits.argmax(-1) == target).float().mean())
+
+
 class PatchHeads(torch.nn.Module):
     def __init__(self, dim: int, grid: int):
         super().__init__()
@@ -242,13 +281,15 @@ def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
     return image, draw_glyphs(image, rng, int(rng.integers(4, 9)))
 
 
-def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False):
+def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False,
+                 compare: bool = False):
     """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
     the nine tasks' train split, alternating (with ``markers``: the word curriculum's questions and the tasks in
     the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With
     ``letters``: in thirds, perception questions (those without letters of their own get 0–6 random letters),
     tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
-    what :func:`draw_glyphs` returned, None for images whose letters are unknown."""
+    what :func:`draw_glyphs` returned, None for images whose letters are unknown.  With ``compare`` the task images
+    are drawn in the word format and their concepts carry ``compare_class`` (:func:`compare_class`)."""
     tasks = task_names()
     rng = np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
     parts = 3 if letters else 2
@@ -264,8 +305,12 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False, markers
         elif part == 1:
             # the letter-format images the shipped tower was trained on (drawn letters included, see --letters)
             s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size,
-                            answer_format="word" if markers else "letter")
-            yield s.image, s.concepts, None
+                            answer_format="word" if markers or compare else "letter")
+            if compare:
+                concepts = {**s.concepts, "compare_class": compare_class(s.concepts, s.letters.index(s.answer))}
+                yield s.image, concepts, None
+            else:
+                yield s.image, s.concepts, None
         else:
             image, glyphs = glyph_sheet(rng, image_size)
             yield image, {"kind": "glyphs"}, glyphs
@@ -298,11 +343,18 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         heads = PatchHeads(tower.config.hidden_size, grid)
+        compare = None
+        if cfg.compare:
+            tasks = task_names()
+            n_options = {t: len(make_sample(t, "train", 0, 0).choices) for t in tasks}
+            compare = CompareHeads(tower.config.hidden_size, tasks, n_options)
     params = [p for p in tower.parameters()] + list(heads.parameters())
+    if compare is not None:
+        params += list(compare.parameters())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = image_stream(cfg.data_seed, size, cfg.letters, cfg.markers)
+    stream = image_stream(cfg.data_seed, size, cfg.letters, cfg.markers, cfg.compare)
     log_path = out / "log.jsonl"
     log_path.write_text("")
     (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -321,7 +373,15 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
         targets = {k: torch.from_numpy(np.stack([x[k] for x in t])) for k in t[0]}
         pixels = processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
         hidden = tower(pixels, output_hidden_states=True).hidden_states[layer]
-        loss, metrics = heads(hidden[:, 1:] if drop_cls else hidden, targets, cfg.markers)
+        hidden = hidden[:, 1:] if drop_cls else hidden
+        loss, metrics = heads(hidden, targets, cfg.markers)
+        if compare is not None:
+            rows = [i for i, c in enumerate(labels) if "compare_class" in c]
+            task = torch.tensor([compare.tasks.index(labels[i]["task"]) for i in rows])
+            target = torch.tensor([labels[i]["compare_class"] for i in rows])
+            compare_loss, metrics["acc_compare"] = compare(hidden[rows], task, target)
+            metrics["loss_compare"] = float(compare_loss)
+            loss = loss + cfg.compare_weight * compare_loss
         loss.backward()
         loss = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
