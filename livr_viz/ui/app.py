@@ -229,7 +229,7 @@ APP_CSS = """
 #intro p { margin: 0; font-size: 0.95em; }
 #title h2 { margin: 0; }
 #examples .grid-wrap { min-height: 0 !important; height: auto !important; max-height: none !important;
-                       overflow: visible !important; }
+                       overflow: visible !important; padding-top: 30px; }
 #examples .grid-container { grid-template-columns: repeat(auto-fit, minmax(84px, 1fr)) !important;
                             grid-template-rows: none !important; grid-auto-rows: auto !important; }
 #examples .thumbnail-item { aspect-ratio: 4 / 5; }
@@ -237,7 +237,16 @@ APP_CSS = """
 #examples .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; height: 2.6em; white-space: normal;
                            text-align: center; line-height: 1.2; font-size: 12px; border: 0; border-radius: 0;
                            padding: 1px 2px; opacity: 1 !important; background: var(--background-fill-primary); }
-.legend { font-size: 0.85em; line-height: 1.45; color: var(--body-text-color-subdued); }
+#latent-gallery .grid-wrap, #dataset-gallery .grid-wrap { min-height: 0 !important; height: auto !important;
+                                                          max-height: none !important; overflow: visible !important; }
+#latent-gallery .grid-container, #dataset-gallery .grid-container { grid-template-rows: none !important;
+                                                                    grid-auto-rows: auto !important; }
+#latent-gallery .thumbnail-item, #dataset-gallery .thumbnail-item { aspect-ratio: auto; height: auto; display: flex;
+                                                                    flex-direction: column; }
+#latent-gallery .thumbnail-item > img, #dataset-gallery .thumbnail-item > img { height: auto; width: 100%; }
+#latent-gallery .caption-label, #dataset-gallery .caption-label { position: static; max-width: 100%; border: 0;
+    white-space: normal; text-align: left; font-size: 12px; line-height: 1.25; opacity: 1 !important; }
+.legend { font-size: 0.85em; line-height: 1.45; }
 .legend .sw { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; margin: 0 0.2em; }
 #view-note p { margin: 0; }
 .stale-view img { opacity: 0.35; filter: grayscale(0.8); }
@@ -274,8 +283,9 @@ def view_note(layers, heads) -> str:
 
 
 def on_drawn(layers, heads):
-    """After a redraw: remember what the tiles show, say it, and lift the stale mark."""
-    return {"layers": layers, "heads": heads}, view_note(layers, heads), gr.Gallery(elem_classes=[])
+    """After a redraw: remember what the tiles show, say it, lift the stale mark, put away an enlarged old tile."""
+    return ({"layers": layers, "heads": heads}, view_note(layers, heads), gr.Gallery(elem_classes=[]),
+            gr.Image(value=None, visible=False))
 
 
 def on_view_edit(layers, heads, drawn):
@@ -292,8 +302,9 @@ def on_view_edit(layers, heads, drawn):
 def on_enlarge(model, image, prompt, stage, drawn, aggregation, normalisation, opacity, evt: gr.SelectData):
     """Click to enlarge: the clicked tile drawn again at full resolution (not the 192-px tile scaled up)."""
     drawn = drawn or {}
-    return S.enlarged_tile(model, image, prompt, stage, drawn.get("layers"), drawn.get("heads"), aggregation,
-                           normalisation, opacity, evt.index)
+    tile, caption = S.enlarged_tile(model, image, prompt, stage, drawn.get("layers"), drawn.get("heads"), aggregation,
+                                    normalisation, opacity, evt.index)
+    return gr.Image(value=tile, label=f"{caption} — drawn again at full resolution", visible=True)
 
 
 def first_view(model: str, image: str, prompt: str) -> dict:
@@ -336,7 +347,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                 template = gr.Dropdown(list(templates), label="prompt template", value=None)
             with gr.Column(scale=2):
                 with gr.Row():
-                    preview = gr.Image(first.get("image"), label="input (click a patch: who reads it?)",
+                    preview = gr.Image(first.get("image"), label="input · click a patch", format="png",
                                        interactive=False, height=230, elem_id="preview", scale=1, min_width=200)
                     with gr.Column(scale=2):
                         answer = gr.Markdown(first.get("markdown", "Upload an image or press *new sample*, then "
@@ -359,7 +370,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                              "enlarge it)", columns=4, format="png", height="auto",
                                              object_fit="contain", allow_preview=False, elem_id="latent-gallery")
                         enlarged = gr.Image(label="the clicked tile, drawn again at full resolution",
-                                            interactive=False, format="png", elem_id="enlarged-tile")
+                                            interactive=False, format="png", elem_id="enlarged-tile", visible=False)
                         bars = gr.BarPlot(first.get("answer_latent"), x="latent", y="attention",
                                           title="answer → latent attention", height=220)
                         with gr.Accordion("who reads this patch? click a patch of the input", open=False):
@@ -487,6 +498,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
 
         def clear_results(scope):
             return [STALE if c in (answer, patch_md) else {} if c is views else
+                    gr.Image(value=None, visible=False) if c is enlarged else
                     gr.update() if c is token_plot and scope == "dataset" else None for c in results]
 
         for control in (image, prompt):
@@ -497,7 +509,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
             control.change(user_errors(S.default_concept), [model, image], [concept], api_name=False)
         stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
         def drawn_after(event):  # every redraw of the tiles: remember its layers and heads, lift the stale mark
-            event.success(on_drawn, [layers, heads], [drawn, view_md, gallery], api_name=False, queue=False)
+            event.success(on_drawn, [layers, heads], [drawn, view_md, gallery, enlarged], api_name=False,
+                          queue=False)
 
         drawn_after(run.click(clear_results, [scope], results, api_name=False, queue=False).then(
             on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS))
