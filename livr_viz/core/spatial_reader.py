@@ -11,9 +11,9 @@ they are computed:
   between them. A non-overlapping downsampling keeps token (i, j) centred on patch (i, j); the 3 × 3 layers give each
   token a local receptive field of its patch plus a margin (:func:`stem_receptive_field`: 38 px for the demo's
   12-px patches, i.e. 13 px beyond the patch on each side).
-* **Global attention inside the tower.** ``num_hidden_layers`` pre-norm transformer layers over all tokens, with a
-  learned 2-D position embedding, so late tokens can compare a reference panel with each candidate before the
-  language model sees them. Residual connections keep each token anchored to its patch; how far a change in one
+* **Global mixing inside the tower.** ``num_hidden_layers`` pre-norm layers over all tokens (a learned position
+  embedding; global attention, then an MLP across token positions, then a channel MLP), so late tokens can compare a
+  reference panel with each candidate before the language model sees them. Residual connections keep each token anchored to its patch; how far a change in one
   patch spreads is measured by ``tests/test_spatial_reader.py`` and documented beside the heatmaps in the README.
 
 It is registered with transformers' Auto classes under ``model_type = "livr_spatial_reader"`` when
@@ -43,13 +43,14 @@ class SpatialReaderConfig(PretrainedConfig):
                  stem_channels: tuple[int, ...] = (16, 32, 64), strides: tuple[int, ...] = (2, 2, 3),
                  blocks: tuple[int, ...] = (1, 1), hidden_size: int = 128, num_hidden_layers: int = 3,
                  num_attention_heads: int = 4, intermediate_size: int = 512, layer_norm_eps: float = 1e-5,
-                 initializer_range: float = 0.02, **kwargs):
+                 initializer_range: float = 0.02, token_mixing: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.patch_size, self.num_channels = image_size, patch_size, num_channels
         self.stem_channels, self.strides, self.blocks = list(stem_channels), list(strides), list(blocks)
         self.hidden_size, self.num_hidden_layers = hidden_size, num_hidden_layers
         self.num_attention_heads, self.intermediate_size = num_attention_heads, intermediate_size
         self.layer_norm_eps, self.initializer_range = layer_norm_eps, initializer_range
+        self.token_mixing = token_mixing
         self.validate()
 
     def validate(self) -> None:
@@ -115,11 +116,19 @@ class _Stem(nn.Module):
 
 
 class _Layer(nn.Module):
+    """Global attention over the tokens, then (with ``token_mixing``) an MLP across token positions — fixed,
+    position-specific weights, like the flattened head of the CNN that learns the panel tasks — then a channel MLP."""
+
     def __init__(self, config: SpatialReaderConfig):
         super().__init__()
         d, self.heads = config.hidden_size, config.num_attention_heads
+        n = (config.image_size // config.patch_size) ** 2
         self.norm1 = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mix = None
+        if config.token_mixing:
+            self.norm_mix = nn.LayerNorm(d, eps=config.layer_norm_eps)
+            self.mix = nn.Sequential(nn.Linear(n, 4 * n), nn.GELU(), nn.Linear(4 * n, n))
         self.norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.mlp = nn.Sequential(nn.Linear(d, config.intermediate_size), nn.GELU(),
                                  nn.Linear(config.intermediate_size, d))
@@ -128,6 +137,8 @@ class _Layer(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         x = x + self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
+        if self.mix is not None:
+            x = x + self.mix(self.norm_mix(x).transpose(1, 2)).transpose(1, 2)
         return x + self.mlp(self.norm2(x))
 
 

@@ -81,12 +81,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layers", type=int, default=3, help="global attention layers inside the tower")
+    ap.add_argument("--no-token-mixing", action="store_true", help="attention only inside the tower")
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--n-test", type=int, default=500)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = SpatialReaderConfig(num_hidden_layers=args.layers)
+    config = SpatialReaderConfig(num_hidden_layers=args.layers, token_mixing=not args.no_token_mixing)
     net = Reader(TASKS[args.task].n_choices, config)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -101,7 +102,7 @@ def main() -> None:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 125 == 0 or step == args.steps:
             acc, _ = accuracy(net, val_x, val_y)
             curve.append({"step": step, "val": round(100 * acc, 1), "loss": round(float(np.mean(losses)), 4),
@@ -115,11 +116,11 @@ def main() -> None:
     result = {"task": args.task, "chance": round(100 / TASKS[args.task].n_choices, 1), "test": round(100 * acc, 1),
               "test_interval": [round(100 * lo, 1), round(100 * hi, 1)], "n_test": args.n_test,
               "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
-              "tower_layers": args.layers, "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
+              "tower_layers": args.layers, "token_mixing": config.token_mixing, "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
               "seconds_per_step": round(train_seconds / args.steps, 3), "curve": curve}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.task}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.task}{'' if config.token_mixing else '-attention-only'}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}), flush=True)
 
 
