@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from livr_viz.core.config import VARIANTS
@@ -52,19 +51,21 @@ def model_args(p, variant=True):
 
 
 
-def repo_tool(module: str):
-    """A repository tool (``tools.reproduce``, ``bench.lib``): scripts that write into a checkout (assets/,
-    RESULTS.md, BENCHMARKS.md), so they live beside the package, not in it. Found in the checkout this package was
-    installed from (``pip install -e .``); elsewhere a clear error."""
-    import importlib
+# Repository tools: scripts that write into a clone (assets/, RESULTS.md, BENCHMARKS.md), so they live in the
+# repository's tools/ and import the installed package; the package never imports them (nor puts the checkout on
+# sys.path). Their `livr-viz` names stay in the command list and say how to run them.
+REPO_TOOLS = {
+    "reproduce": ("tools.reproduce", "pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md"),
+    "bench": ("tools.bench", "benchmarks (ratios measured side by side); results for BENCHMARKS.md"),
+}
 
-    root = Path(__file__).resolve().parents[2]
-    if not (root / Path(*module.split("."))).with_suffix(".py").is_file():
-        raise LIVRError(f"this command runs the repository tool {module.replace('.', '/')}.py, which is not "
-                        "installed with the package: run it from a clone of livr-viz (`pip install -e .`)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module(module)
+
+def repo_tool_error(command: str) -> LIVRError:
+    """What ``livr-viz reproduce`` / ``livr-viz bench`` answer: where the tool lives and the command that runs it."""
+    module = REPO_TOOLS[command][0]
+    return LIVRError(f"`{command}` is a repository tool ({module.replace('.', '/')}), not part of the installed "
+                     f"package: in a clone of livr-viz (`pip install -e .`), run `python -m {module}` from its root "
+                     "with the same options (`--help` lists them)")
 
 
 # help for options that several commands share (an option's own help, where given, wins)

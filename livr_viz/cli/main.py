@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from livr_viz.cli import data, diagnose, engine, models, sweep, training
-from livr_viz.cli.common import _quiet_transformers, finish_help, repo_tool
+from livr_viz.cli import data, diagnose, engine, mediate, models, sweep, training
+from livr_viz.cli.common import REPO_TOOLS, _quiet_transformers, finish_help, repo_tool_error
 from livr_viz.core.errors import LIVRError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livr-viz", description=__doc__.replace("``", "'"),
                                      epilog="Start here: 'livr-viz app' (the Gradio app on the demo model), "
-                                            "'livr-viz eval --model demo-livr', 'livr-viz reproduce --help'.")
+                                            "'livr-viz eval --model demo-livr', "
+                                            "'python -m tools.reproduce --help' (from a clone).")
     sub = parser.add_subparsers(dest="command", required=True)
     models.add_commands(sub)
 
@@ -21,13 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_commands(sub)
     engine.add_commands(sub)
     diagnose.add_commands(sub)
+    mediate.add_commands(sub)
     sweep.add_commands(sub)
-    p = sub.add_parser("bench", help="benchmarks (ratios measured side by side); results for BENCHMARKS.md")
-    p.add_argument("--quick", action="store_true", help="small sizes and fewer repeats")
-    p.add_argument("--json", default=None, help="write results here")
-    p.add_argument("--plot", default=None, help="PNG of capture memory and time vs T")
-    p.add_argument("--markdown", default=None, help="write a BENCHMARKS.md table here")
-    p.set_defaults(func=cmd_bench)
+    for command, (module, summary) in REPO_TOOLS.items():  # listed here, run from a clone (livr_viz.cli.common)
+        sub.add_parser(command, help=f"{summary} (repository tool: `python -m {module}` in a clone)", add_help=False)
 
     p = sub.add_parser("app", help="start the Gradio app (python app.py)", add_help=False,
                        description="start the Gradio app; `livr-viz app --help` lists its options")
@@ -37,11 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_app)
     finish_help(parser)
     return parser
-
-
-def cmd_bench(args) -> int:
-    repo_tool("bench.lib").main(args.quick, args.json, args.plot, args.markdown)
-    return 0
 
 
 def cmd_app(args) -> int:
@@ -56,6 +49,9 @@ def cmd_app(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in REPO_TOOLS:  # whatever follows, --help included: say where the tool is
+        print(f"error: {repo_tool_error(argv[0])}", file=sys.stderr)
+        return 2
     if argv[:1] == ["app"]:  # the app parses its own options (argparse's REMAINDER cannot start with --help)
         return cmd_app(argparse.Namespace(app_args=argv[1:]))
     parser = build_parser()

@@ -1,17 +1,17 @@
-"""Training commands: train, pretrain, pretrain-vision, eval, reproduce."""
+"""Training commands: train, pretrain, pretrain-vision, eval (`reproduce` is a repository tool: tools/reproduce.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from livr_viz.cli.common import MODEL_HELP, _load, repo_tool, write_json
+from livr_viz.cli.common import MODEL_HELP, _load, write_json
 from livr_viz.core.config import STAGES, VARIANTS
 from livr_viz.core.errors import LIVRError
-from livr_viz.core.fsutil import cache_dir
 
 FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
                  "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
-                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions; full: 5,000 steps, `--resume` across sessions); a departure from the paper for the 3 M demo "
+                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions; full: 5,000 steps, `--resume` across sessions); "
+                 "a departure from the paper for the 3 M demo "
                  "backbone (docs/experiments/full-finetune/)")
 TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
                      "batch, tasks not named 1 (default: an equal share each)")
@@ -92,24 +92,11 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
-    reproduce = repo_tool("tools.reproduce").reproduce
-    args.out = args.out or str(cache_dir("runs", "reproduce"))
-
-    results = reproduce(args.out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
-                        pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
-                        grad_accum=args.grad_accum, task_balance=args.task_balance,
-                        task_weights=_task_weights(args.task_weights), stage2_lr=args.stage2_lr,
-                        vision_steps=args.vision_steps, vision_markers=args.vision_markers,
-                        freeze_vision_tower=args.freeze_vision_tower, finetune=args.finetune)
-    print(f"wrote {Path(args.out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
-    return 0
-
-
 def add_commands(sub) -> None:
     def common(p):
         p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
-        p.add_argument("--preset", default="demo", help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)")
+        p.add_argument("--preset", default="demo",
+                       help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)")
         p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
         p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
         p.add_argument("--lr", type=float, default=None)
@@ -184,38 +171,4 @@ def add_commands(sub) -> None:
     p.add_argument("--json", default=None, help="write the metrics here")
     p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
 
-    p = sub.add_parser("reproduce", help="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md")
-    p.add_argument("--preset", default="demo",
-                   help="quick (tests, ~2 min) | demo | full (with --finetune full: the demo backbone, then 5,000 "
-                        "steps a variant, about 76 min each on 2 cores; the shipped models)")
-    p.add_argument("--out", default=None,
-                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
-                        "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
-                        "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n-test", type=int, default=200, help="test samples per task")
-    p.add_argument("--vision-steps", type=int, default=None,
-                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
-    p.add_argument("--vision-markers", action="store_true",
-                   help="stage 0 on the word format's images, learning every colour a patch holds (see "
-                        "`pretrain-vision --markers`)")
-    p.add_argument("--freeze-vision-tower", action="store_true",
-                   help="keep the vision tower frozen in the pretraining phases after stage 0 (LLaVA's recipe; the "
-                        "shipped backbone trained it)")
-    p.add_argument("--pretrain-steps", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
-    p.add_argument("--grad-accum", type=int, default=None,
-                   help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
-    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
-                   help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
-    p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
-    p.add_argument("--stage2-lr", type=float, default=None,
-                   help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
-    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help="the fine-tunes: " + FINETUNE_HELP)
-    p.add_argument("--seed", type=int, default=None,
-                   help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
-    p.add_argument("--install", action="store_true",
-                   help="copy the backbone and the three fine-tunes into assets/ (the bundled demo-base, demo-livr, "
-                        "demo-latents-only, demo-sft) and RESULTS.md to the repo")
-    p.set_defaults(func=cmd_reproduce)
 

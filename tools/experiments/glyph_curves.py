@@ -1,8 +1,8 @@
 """How fast does a vision tower learn to tell drawn letters apart?  The experiment behind RESULTS.md's letter notes.
 
 Trains ``--init``'s vision tower and a linear head on plain letter sheets only (4 random letters of A–D per image,
-the tasks' fonts and colours; labels from :func:`livr_viz.training.vision_pretrain.glyph_labels`), constant lr, and prints
-the letter-identity accuracy on the patches that hold a letter, per training batch.  Nothing is saved.
+the tasks' fonts and colours; labels from :func:`livr_viz.training.vision_pretrain.glyph_labels`), constant lr, and
+prints the letter-identity accuracy on the patches that hold a letter, per training batch.  Nothing is saved.
 
     python tools/experiments/glyph_curves.py --init runs/demo/init --steps 1500
 """

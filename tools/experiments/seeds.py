@@ -1,4 +1,5 @@
-"""Replicated fine-tunes side by side: one table over several ``livr-viz reproduce`` runs that differ only in --seed.
+"""Replicated fine-tunes side by side: one table over several ``python -m tools.reproduce`` runs that differ only in
+--seed.
 
     python tools/experiments/seeds.py runs/demo4 runs/art_s1 runs/art_s2 [--markdown OUT.md]
 
@@ -24,7 +25,7 @@ def load_runs(paths: list[str]) -> list[dict]:
     for p in paths:
         f = Path(p) / "results.json"
         if not f.is_file():
-            sys.exit(f"error: {f} not found (run `livr-viz reproduce --out {p}` first)")
+            sys.exit(f"error: {f} not found (run `python -m tools.reproduce --out {p}` first)")
         runs.append(json.loads(f.read_text()))
     first = runs[0]
 

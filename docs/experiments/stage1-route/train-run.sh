@@ -10,7 +10,7 @@
 #     --variant livr --stage1-fraction 1.0 --steps 400 --tasks counting,object_localization,relative_reflectance
 #   the 2,000-step fine-tunes (OUT ft2k/livr, then ft2k/sft):
 #     --variant livr --tasks all --steps 2000        --variant sft --tasks all --steps 2000
-# Test split afterwards: PYTHONPATH=SNAPSHOT python pair_eval.py /work/runs/discs3 ft2k_sft=OUT/model
+# Test split afterwards: PYTHONPATH=SNAPSHOT python tools/experiments/stage1-route/pair_eval.py /work/runs/discs3 ft2k_sft=OUT/model
 set -euo pipefail
 snapshot=$1 out=$2
 shift 2

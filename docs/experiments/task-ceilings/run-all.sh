@@ -9,5 +9,5 @@ export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONPATH=$snap
 here=$(cd "$(dirname "$0")" && pwd)
 for task in visual_correspondence semantic_correspondence jigsaw visual_similarity; do
   out=$runs/$task-full
-  [ -d "$out/model" ] || python "$here/ceiling_run.py" "$out" "$B" "$task" full 1000 3e-4
+  [ -d "$out/model" ] || python "$here/../../../tools/experiments/task-ceilings/ceiling_run.py" "$out" "$B" "$task" full 1000 3e-4
 done

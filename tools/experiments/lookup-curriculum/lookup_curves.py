@@ -6,10 +6,10 @@ each in N distinct marker colours drawn at random; the question names one shape,
 marker words (4-way at every N; N = 1 is reading the one ring's colour).  MARKER=dot (DOT_R=4) draws filled discs
 instead of the suite's rings; TEXT_FIRST=1 puts the question before the image and FREEZE_TOWER=1 freezes the
 tower (../frozen-tower/curves_variants.py); DENSE=1 makes each training target answer every shape's look-up.
-Kinds ``tlookN`` tell lookN's scene in words on a blank image (the same look-up with nothing to see).  Everything else is
-tools/experiments/perception_curves.py (the kinds are patched into its sampler):
+Kinds ``tlookN`` tell lookN's scene in words on a blank image (the same look-up with nothing to see).  Everything else
+is tools/experiments/perception_curves.py (the kinds are patched into its sampler):
 
-    python docs/experiments/lookup-curriculum/lookup_curves.py --init assets/demo-base \
+    python tools/experiments/lookup-curriculum/lookup_curves.py --init assets/demo-base \
         --phases "look1:150;look1+look2:400;look2+look3:700;look3+look4:1000" --steps 1000
 """
 import os
@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "frozen-tower"))
 import curves_variants  # noqa: F401  (TEXT_FIRST=1 / FREEZE_TOWER=1 switches)
 import perception_curves as pc

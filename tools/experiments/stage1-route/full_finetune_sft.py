@@ -7,6 +7,7 @@ LoRA on a frozen backbone reaches (SFT 43.9 %)?
 questions, none repeats)"""
 import sys
 from pathlib import Path
+
 from livr_viz.training.trainer import Trainer, build_model_for_training, preset_config
 
 out, backbone = Path(sys.argv[1]), sys.argv[2]

@@ -1,7 +1,7 @@
 """Test-split evaluation of a trio folder OUT holding sft/, latents_only/, livr/ (each with model/ and
 train_config.json; livr/ also stage1_model/): every condition of the paper's "are the latents used?" table and the
-paired LIVR comparisons, exactly as `livr-viz reproduce` computes them (tools/reproduce.py: evaluate_run).
-  PYTHONPATH=. python docs/experiments/full-finetune/evaluate_trio.py OUT [N_PER_TASK] [--reference DIR]
+paired LIVR comparisons, exactly as `python -m tools.reproduce` computes them (tools/reproduce.py: evaluate_run).
+  PYTHONPATH=. python tools/experiments/full-finetune/evaluate_trio.py OUT [N_PER_TASK] [--reference DIR]
 (from the repository root). --reference DIR: a folder this script wrote before (results.json and predictions.json or
 predictions.json.gz, on the same test questions); a variant OUT has no model for is taken from there, and the tables
 say so. Writes OUT/results.json, OUT/predictions.json and OUT/RESULTS-trio.md (per-task table, targets, §4.6 table)."""

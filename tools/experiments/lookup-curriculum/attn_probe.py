@@ -11,7 +11,7 @@ layer over the image tokens, so a disc's patch and its shape's patches can excha
 query looks.  ``--raw`` probes the patches' pixels instead (is the probe able to learn it at all?).  The look{N}
 scenes are lookup_curves.py's (MARKER=dot for discs).
 
-    MARKER=dot python docs/experiments/lookup-curriculum/attn_probe.py --model assets/demo-base --n 2 --hops 0
+    MARKER=dot python tools/experiments/lookup-curriculum/attn_probe.py --model assets/demo-base --n 2 --hops 0
 """
 import argparse
 import sys

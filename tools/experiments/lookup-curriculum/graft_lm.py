@@ -1,7 +1,8 @@
 """Experiment helper: a backbone with VISION's tower and projector and LANGUAGE's language model (same
 architecture and tokenizer), e.g. the shipped tower under a language model that has an induction head:
 
-    python docs/experiments/lookup-curriculum/graft_lm.py --vision assets/demo-base --language RUN/induct/model --out RUN/graft
+    python tools/experiments/lookup-curriculum/graft_lm.py --vision assets/demo-base --language RUN/induct/model \
+        --out RUN/graft
 """
 import argparse
 import shutil

@@ -1,13 +1,13 @@
 """Experiment: tools/experiments/perception_curves.py with two switches (monkeypatched, the tool unchanged):
 FREEZE_TOWER=1 keeps the vision tower frozen, TEXT_FIRST=1 puts the question before the image in the demo template.
 
-    FREEZE_TOWER=1 python docs/experiments/frozen-tower/curves_variants.py --init BACKBONE --kinds shape,count
+    FREEZE_TOWER=1 python tools/experiments/frozen-tower/curves_variants.py --init BACKBONE --kinds shape,count
 """
 import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import perception_curves as pc
 
 from livr_viz.core.model import LIVRModel
@@ -20,7 +20,8 @@ def prefix_text(self, prompt):
     content = [{"type": "text", "text": prompt + "\n"}, {"type": "image"}]
     if latents:
         content.append({"type": "text", "text": latents})
-    text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                              tokenize=False)
     return text
 LIVRModel.prefix_text = prefix_text
 _fb = LIVRModel.from_backbone.__func__

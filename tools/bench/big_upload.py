@@ -1,6 +1,6 @@
 """A 6000 x 6000 JPEG upload through the app's server-side path, beside the 96 px example, in one process.
 
-    python bench/big_upload.py [--side 6000] [--model demo-livr]
+    python -m tools.bench.big_upload [--side 6000] [--model demo-livr]
 
 Times what the app does for *Run* (decode + downscale, forward with capture, 16 overlays, answer bars) and the
 Compare tab's extra work (two more models, montage), and reports the process's peak resident memory. The issue's

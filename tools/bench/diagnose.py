@@ -1,6 +1,6 @@
 """Time ``livr-viz diagnose`` on the demo trio, the issue-21 target: at most 5 minutes on 2 cores.
 
-    python bench/diagnose.py [--n 50] [--json OUT.json] [--keep DIR] [-- EXTRA DIAGNOSE OPTIONS]
+    python -m tools.bench.diagnose [--n 50] [--json OUT.json] [--keep DIR] [-- EXTRA DIAGNOSE OPTIONS]
 
 One run of the command in a fresh process (imports and model loading count), into a temporary folder (or DIR, to
 keep the report: a DIR that already holds one resumes it, which times nothing). Printed: the

@@ -1,8 +1,10 @@
 """Evaluate extra models on reproduce's test questions and compare them, paired, with a run's predictions.
   python pair_eval.py RUN_DIR NAME=MODEL_DIR [NAME=MODEL_DIR ...] [--n 500] [--against sft]
 Writes RUN_DIR/extra-predictions.json (merged) and prints per-task accuracy and paired deltas."""
-import argparse, json
+import argparse
+import json
 from pathlib import Path
+
 from livr_viz.core.config import TEST_SEED
 from livr_viz.core.model import load_model
 from livr_viz.data.dataset import SyntheticTaskDataset
@@ -10,7 +12,9 @@ from livr_viz.methods.latent_use import latent_use_predictions, paired_compariso
 from livr_viz.training.evaluate import summarize
 
 ap = argparse.ArgumentParser()
-ap.add_argument("run"); ap.add_argument("models", nargs="+"); ap.add_argument("--n", type=int, default=500)
+ap.add_argument("run")
+ap.add_argument("models", nargs="+")
+ap.add_argument("--n", type=int, default=500)
 ap.add_argument("--against", default="sft")
 a = ap.parse_args()
 run = Path(a.run)

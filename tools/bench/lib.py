@@ -1,6 +1,7 @@
 """Benchmarks: every figure is a ratio (or rate) measured side by side in one run, medians over repeats.
 
-``livr-viz bench [--quick] --json OUT [--plot PNG]``.  Results and the machine go into BENCHMARKS.md.
+``python -m tools.bench [--quick] --json OUT [--plot PNG]`` (from the root of a clone).  Results and the machine go
+into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -151,19 +152,19 @@ def bench_projections(sizes: list[int], repeats: int = 1) -> list[dict]:
 
         x50 = PCA(50, random_state=0).fit_transform(x)
         row = {"n": n}
-        row["sklearn_tsne_s"] = _median_time(lambda: TSNE(2, init="pca", random_state=0, max_iter=500).fit_transform(x50),
-                                             repeats, warmup=0)
+        row["sklearn_tsne_s"] = _median_time(
+            lambda x50=x50: TSNE(2, init="pca", random_state=0, max_iter=500).fit_transform(x50), repeats, warmup=0)
         try:
             from openTSNE import TSNE as OpenTSNE
 
-            row["opentsne_s"] = _median_time(lambda: OpenTSNE(n_jobs=2, random_state=0, n_iter=500).fit(x50), repeats,
-                                             warmup=0)
+            row["opentsne_s"] = _median_time(lambda x50=x50: OpenTSNE(n_jobs=2, random_state=0, n_iter=500).fit(x50),
+                                             repeats, warmup=0)
         except ImportError:
             row["opentsne_s"] = None
         import umap
 
-        row["umap_warm_s"] = _median_time(lambda: umap.UMAP(random_state=0, n_jobs=1).fit_transform(x50), repeats,
-                                          warmup=0)
+        row["umap_warm_s"] = _median_time(lambda x50=x50: umap.UMAP(random_state=0, n_jobs=1).fit_transform(x50),
+                                          repeats, warmup=0)
         out.append(row)
     return [{"umap_first_call_warmup_s": umap_warmup}] + out
 
@@ -293,7 +294,7 @@ def write_markdown(results: dict, path: str | Path, plot: str | None = None) -> 
     """BENCHMARKS.md from a results dict: every row a measured figure, every goal stated as met / missed."""
     m = results["machine"]
     lines = ["# Benchmarks", "",
-             f"Measured by `livr-viz bench{' --quick' if results['quick'] else ''}` on {m['platform']}, "
+             f"Measured by `python -m tools.bench{' --quick' if results['quick'] else ''}` on {m['platform']}, "
              f"{m['cpus']} CPU cores, torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}. "
              "Ratios are medians of paired, alternating repeats in one run; absolute times are for this machine only.",
              "", "## Capture of latent rows vs a plain forward and vs `output_attentions`", "",
@@ -324,14 +325,16 @@ def write_markdown(results: dict, path: str | Path, plot: str | None = None) -> 
     app = results["app_refresh"]
     lines += [f"| app full refresh after an upload (server side: forward with capture + default views), "
               f"n = {app['n']} | p50 {app['p50_s']:.3f} s, p95 {app['p95_s']:.3f} s | p50 ≤ 1 s: "
-              f"{_goal(app['p50_s'] <= 1.0)} |", "", "## Projections (2-D, 192-d clustered points, PCA to 50 first)", "",
+              f"{_goal(app['p50_s'] <= 1.0)} |", "",
+              "## Projections (2-D, 192-d clustered points, PCA to 50 first)", "",
               "| points | sklearn t-SNE (s) | openTSNE (s) | UMAP warm (s) |", "|---|---|---|---|"]
     proj = results["projections"]
     for r in proj[1:]:
         lines.append(f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | "
                      f"{r['opentsne_s']:.1f} | {r['umap_warm_s']:.1f} |" if r["opentsne_s"] is not None else
                      f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | — | {r['umap_warm_s']:.1f} |")
-    lines += ["", f"UMAP's first call in a process (numba compilation) took {proj[0]['umap_first_call_warmup_s']:.1f} s; "
+    lines += ["", f"UMAP's first call in a process (numba compilation) took "
+              f"{proj[0]['umap_first_call_warmup_s']:.1f} s; "
               "the app warms it up in a background thread at start.", "",
               "## Data generation (one process, default size 96 px; goal ≥ 300 samples/s per task)", "",
               "| task | samples/s |", "|---|---|"]

@@ -35,8 +35,8 @@ def block(cin, cout, stride):
                          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-# 96 → 48 → 24 → 12 (stride-2 blocks, then one at 12 x 12): keeps a 12 x 12 map (the VLM's 8 x 8 token grid is coarser) and flattens it, so the head can
-# relate what is where (a colour at one place to a structure at another)
+# 96 → 48 → 24 → 12 (stride-2 blocks, then one at 12 x 12): keeps a 12 x 12 map (the VLM's 8 x 8 token grid is
+# coarser) and flattens it, so the head can relate what is where (a colour at one place to a structure at another)
 net = nn.Sequential(block(3, 32, 2), block(32, 64, 2), block(64, 96, 2), block(96, 96, 1),
                     nn.Conv2d(96, 32, 1), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 12 * 12, 256), nn.ReLU(),
                     nn.Linear(256, n_choices))

@@ -10,7 +10,7 @@ image. ``--raw`` probes the 12-px patches' pixels instead (the same tokens, befo
 are drawn fresh (split train, seed 0); the test is the VLM runs' test questions (split test, seed 2026, the first
 ``--val``). README.md has the runs (``--train 10000 --steps 2000``), e.g.
 
-    python docs/experiments/task-ceilings/token_probe.py --model BACKBONE --task visual_similarity --pool flat
+    python tools/experiments/task-ceilings/token_probe.py --model BACKBONE --task visual_similarity --pool flat
 """
 import argparse
 import sys
@@ -33,7 +33,8 @@ def features(model, processor, task: str, split: str, seed: int, count: int, bat
     """The questions' image tokens (attn_probe.image_tokens; ``model`` None: raw patches) and answer indices."""
     feats, answers = [], []
     for start in range(0, count, batch):
-        samples = [make_sample(task, split, seed, i, answer_format="word") for i in range(start, min(count, start + batch))]
+        samples = [make_sample(task, split, seed, i, answer_format="word")
+                   for i in range(start, min(count, start + batch))]
         feats.append(image_tokens(model, processor, [s.image for s in samples]))
         answers += [s.letters.index(s.answer) for s in samples]
     return torch.cat(feats), torch.tensor(answers)
@@ -72,8 +73,8 @@ def main(argv=None):
     t0 = time.time()
     tr = features(model, processor, a.task, "train", 0, a.train)
     va = features(model, processor, a.task, "test", 2026, a.val)
-    print(f"{a.task} {'raw pixels' if a.raw else a.model}, pool {a.pool}: features {tuple(tr[0].shape)} ({time.time() - t0:.0f} s)",
-          flush=True)
+    print(f"{a.task} {'raw pixels' if a.raw else a.model}, pool {a.pool}: features {tuple(tr[0].shape)} "
+          f"({time.time() - t0:.0f} s)", flush=True)
     probe = Probe(tr[0].shape[-1], tr[0].shape[1], TASKS[a.task].n_choices, a.layers, a.pool)
     opt = torch.optim.AdamW(probe.parameters(), lr=a.lr, weight_decay=0.01)
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ of lookup_curves.py told in words: "The purple triangle has a blue point. The or
 Which coloured point is on the purple triangle?" -> "blue", with 1..N_MAX facts.  Full parameters, AdamW, warmup +
 cosine, answer-only loss; validation accuracy per number of facts (greedy choice among the four marker words).
 
-    python docs/experiments/lookup-curriculum/text_lookup.py --init assets/demo-base --steps 1500 --save RUN/textlook
+    python tools/experiments/lookup-curriculum/text_lookup.py --init assets/demo-base --steps 1500 --save RUN/textlook
 
 ``--induction-steps N`` first trains N steps on the classic induction-head task (a random token string repeated,
 every token of the repeat supervised: dense copy-by-match signal), then the look-up.
@@ -30,7 +30,8 @@ def told(rng, n: int, fmt: str = "sentence"):
     colours = rng.choice(SCENE_COLOURS, size=n)
     rings = rng.choice(MARKER_WORDS, size=n, replace=False)
     t = int(rng.integers(n))
-    fact = "{} {} {}." if fmt == "pairs" else "The {} {} has a {} point."  # pairs: the marker word right after its shape
+    # pairs: the marker word right after its shape
+    fact = "{} {} {}." if fmt == "pairs" else "The {} {} has a {} point."
     scene = " ".join(fact.format(c, s, r) for c, s, r in zip(colours, shapes, rings))
     return scene, f"Which coloured point is on the {colours[t]} {shapes[t]}?", str(rings[t])
 
