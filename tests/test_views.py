@@ -128,3 +128,29 @@ def test_backend_badge_names_the_kernel_and_warns_on_disagreement(counting_examp
     monkeypatch.setattr(D, "check_backends", lambda lm, items: {
         "status": "done", "warnings": ["eager vs sdpa (full): KL max 2.0e-02 above 1.0e-04"]})
     assert "attention kernels disagree on this input" in S.backend_badge("demo-livr", a)
+
+
+def test_the_mask_and_the_token_map_show_the_answer_tokens_their_legends_name(counting_example):
+    from livr_viz.core.segments import Segment
+
+    path, prompt = counting_example
+    a = S.analysis_for("demo-livr", path, prompt, "full")
+    segments = S.answered_segments("demo-livr", path, prompt, "full")
+    answer_ids = S.POOL.get("demo-livr").tokenizer(a.answer, add_special_tokens=False)["input_ids"]
+    n_answer = int((segments == int(Segment.ANSWER)).sum())
+    assert n_answer == len(answer_ids) + 1  # the model's answer and its end token, as training appends them
+    fig = S.token_map_view("demo-livr", path, prompt, "full", "pca", 2, "this image", 12, "segment")
+    assert {t.name for t in fig.data} == {"image", "text", "latent", "answer"}
+    assert len(next(t for t in fig.data if t.name == "answer").x) == n_answer
+
+
+def test_an_enlarged_tile_is_drawn_again_not_scaled_up(counting_example):
+    path, prompt = counting_example
+    small = S.attention_view("demo-livr", path, prompt, "full", "all", "mean", "mean", "per_latent", 0.55)["tiles"][3]
+    tile, caption = S.enlarged_tile("demo-livr", path, prompt, "full", "all", "mean", "mean", "per_latent", 0.55, 3)
+    assert caption == small[1] and tile.width == S.ENLARGED_TILE == 3 * small[0].width
+    row = np.asarray(tile.convert("RGB"))[tile.height // 2]  # one row across the patch grid: flat cells, hard edges
+    steps = np.abs(np.diff(row.astype(int), axis=0)).sum(-1)
+    assert (steps == 0).mean() > 0.5  # an upscaled (interpolated) 192-px tile would change colour almost everywhere
+    with pytest.raises(S.LIVRError, match="no tile 99"):
+        S.enlarged_tile("demo-livr", path, prompt, "full", "all", "mean", "mean", "per_latent", 0.55, 99)

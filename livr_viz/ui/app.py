@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from livr_viz import service as S
+from livr_viz.ui.mediation import mediation_section, swap_section
 
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit=1)
 # linked views: a click on a point of the token map writes its sample index into the hidden #token-pick box
@@ -202,8 +203,8 @@ def on_template(task, model):
 # ----------------------------------------------------------------------------------------------- page
 INTRO = ("**LIVR** puts K learned *latent tokens* between the question and the answer and trains in two stages: first "
          "the answer may see the image *only through the latents* (a bottleneck), then with ordinary attention. "
-         "**latents-only** has the same latents without the bottleneck stage; **SFT** is plain fine-tuning, no latents. "
-         "The tiles show where each latent looks; *Compare* puts the three side by side.")
+         "**latents-only** has the same latents without the bottleneck stage; **SFT** is plain fine-tuning, no "
+         "latents. The tiles show where each latent looks; *Compare* puts the three side by side.")
 TILE_LEGEND = ("<div class='legend'>Each tile — <b>top bar</b>: where this latent's attention goes, "
                "<span class='sw' style='background:#4c9be8'></span>image "
                "<span class='sw' style='background:#8c8c8c'></span>text "
@@ -359,9 +360,9 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         with gr.Row():
                             layers = gr.Textbox(value="all", label="layers (all or 0,2-3)")
                             heads = gr.Textbox(value="mean", label="heads (mean or 0,1)")
-                            aggregation = gr.Radio(["mean", "max", "rollout"], value="mean", label="aggregation")
+                            aggregation = gr.Radio(list(S.AGGREGATIONS), value="mean", label="aggregation")
                         with gr.Row():
-                            normalisation = gr.Radio(["per_latent", "global", "none"], value="per_latent",
+                            normalisation = gr.Radio(list(S.NORMALISATIONS), value="per_latent",
                                                      label="normalisation")
                             opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="opacity")
                         view_md = gr.Markdown(view_note("all", "mean") if first else "", elem_id="view-note")
@@ -397,16 +398,18 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                          height="auto", object_fit="contain",
                                                          elem_id="dataset-gallery")
                             dataset_table = gr.Dataframe(label="per latent, over the samples")
+                        swap_section(model, image, prompt, stage, MODEL_EVENTS, user_errors)
                     with gr.Tab("Compare", id="tab-compare"):
                         gr.Markdown(COMPARE_INTRO, elem_id="compare-intro")
                         compare_btn = gr.Button("compare LIVR · latents-only · SFT", elem_id="compare")
-                        compare_table = gr.Dataframe(label="answers, probabilities, faithfulness")
+                        compare_table = gr.Dataframe(label="answers, probabilities, faithfulness",
+                                                     elem_id="compare-table")
                         compare_sheet = gr.Image(label="heatmaps per variant (one row of tiles per model)",
                                                  type="pil", format="png", interactive=False,
                                                  elem_id="compare-sheet")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
-                            method = gr.Radio(["tsne", "umap", "pca"], value="tsne", label="projection")
+                            method = gr.Radio(list(S.PROJECTIONS), value="tsne", label="projection")
                             tlayer = gr.Slider(0, n_layers, value=n_layers, step=1, label="layer (0 = embeddings)")
                             scope = gr.Radio(["this image", "dataset"], value="this image", label="tokens of",
                                              elem_id="token-scope")
@@ -430,14 +433,14 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                                                               "probes; training shows its estimated time first)")
                         probe_btn = gr.Button("load / train probes", elem_id="probes")
                         probe_cancel = gr.Button("cancel")
-                        probe_md = gr.Markdown()
+                        probe_md = gr.Markdown(elem_id="probe-summary")
                         probe_plot = gr.Plot(label="per-layer accuracy")
                         probe_table = gr.Dataframe(label="per layer")
                         probe_reading = gr.Label(label="the best probe's reading of this image")
                     with gr.Tab("Attribution", id="tab-attribution"):
                         with gr.Row():
                             target = gr.Textbox(value="", label="target choice (empty = the answer)")
-                            attr_method = gr.Radio(["integrated_gradients", "saliency"], value="saliency",
+                            attr_method = gr.Radio(list(S.ATTRIBUTION_METHODS), value="saliency",
                                                    label="method")
                         attr_btn = gr.Button("attribute", elem_id="attribute")
                         attr_md = gr.Markdown()
@@ -477,6 +480,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         diag_effects = gr.Plot(label="per-latent effect vs attention")
                         diag_deletion = gr.Plot(label="deletion / insertion AUC per explanation")
                         diag_redundancy = gr.Plot(label="redundancy of the latents' maps")
+                        mediation_section(default_model, MODEL_EVENTS, user_errors)
                     with gr.Tab("How it works", id="tab-how"):
                         gr.Markdown(HOW_IT_WORKS)
                         mask_btn = gr.Button("draw the mask of this input", elem_id="mask")
@@ -491,7 +495,8 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
         view_outputs = [answer, probs, gallery, bars, preview]
         # everything that depends on the input: a new image, prompt or model clears it (no stale answer beside
         # new inputs), and so does a Run before it starts (an error then leaves no old answer behind)
-        results = [answer, probs, gallery, enlarged, view_md, bars, patch_md, patch_image, patch_bars, grid_image, film_plot, dataset_md,
+        results = [answer, probs, gallery, enlarged, view_md, bars, patch_md, patch_image, patch_bars, grid_image,
+                   film_plot, dataset_md,
                    dataset_gallery, dataset_table, compare_table, compare_sheet, token_plot, probe_md, probe_plot,
                    probe_table, probe_reading, attr_image, attr_bars, attr_md, ablate_md, ablate_plot, ablate_effects,
                    mask_plot, export_file, views]
