@@ -1401,3 +1401,17 @@ def swap_latents_view(model, image, prompt, stage="full", seed: int = 777) -> di
           f"**{escape_markdown(source_answer)}** (correct: {escape_markdown(source.target)}).")
     return {"markdown": md, "table": frame, "source_image": source.image, "source_id": source.id,
             "before": answer_before, "after": answer_after}
+
+
+def model_has_latents(name: str) -> bool:
+    """Whether ``name`` has latents, read from its ``livr_config.json`` without loading it (a plain VLM is wrapped
+    with latents by default)."""
+    from livr_viz.core.config import LIVRConfig
+    from livr_viz.core.model import CONFIG_NAME
+    from livr_viz.core.refs import resolve_reference
+
+    try:
+        path = Path(resolve_reference(name)) / CONFIG_NAME
+    except LIVRError:
+        return False
+    return LIVRConfig.from_json(path.read_text()).n_latents > 0 if path.is_file() else True

@@ -171,3 +171,31 @@ def test_a_rerun_resumes_from_the_finished_tasks(plain, questions, tmp_path, mon
     assert again.result("m")["interchange"] == first.result("m")["interchange"]
     with pytest.raises(LIVRError, match="other questions or settings"):
         M.mediate({"m": plain}, questions[:6], out=tmp_path, n_boot=100)
+
+
+def test_cli_writes_json_html_and_lists_a_model_without_latents(tiny_paths, tmp_path, capsys):
+    from livr_viz.cli.main import main
+
+    out = tmp_path / "med"
+    assert main(["mediate", "--model", tiny_paths["livr"], tiny_paths["sft"], "--tasks", "counting,jigsaw", "--n", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "follows swapped latents" in printed and "n/a: the model has no latents" in printed
+    data = json.loads((out / "mediation.json").read_text())
+    livr = data["models"][tiny_paths["livr"]]["result"]
+    assert livr["status"] == "done" and livr["n_items"] == 4 and sorted(livr["tasks"]) == ["counting", "jigsaw"]
+    page = (out / "mediation.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "http" not in page.replace("http-equiv", "")
+    assert main(["mediate", "--model", tiny_paths["sft"], "--out", str(tmp_path / "x"), "--n", "2"]) == 2
+    assert "has no latents" in capsys.readouterr().err
+
+
+def test_the_app_swap_shows_the_answer_before_and_after(tiny_paths, tmp_path):
+    from livr_viz import service as S
+
+    path, prompt = S.new_sample("object_localization", tmp_path, index=3)
+    view = S.swap_latents_view(tiny_paths["livr"], path, prompt)
+    assert "Answer before" in view["markdown"] and list(view["table"].columns) == ["option", "before %", "after %"]
+    assert view["table"]["after %"].sum() == pytest.approx(100, abs=0.5)
+    with pytest.raises(LIVRError, match="no latents"):
+        S.swap_latents_view(tiny_paths["sft"], path, prompt)

@@ -34,6 +34,13 @@ def cmd_diagnose(args) -> int:
     for path in (args.json, args.html):
         if path:
             print(f"wrote {path}")
+    if args.mediation:  # is X → Z → Y real? (livr-viz mediate on the same models and questions)
+        from livr_viz.service import mediate_models
+
+        found = mediate_models([args.model, *args.compare], args.tasks, args.n, args.seed, args.mediation,
+                               _progress(), batch_size=args.batch_size)
+        print("\n".join(["mediation:", *found.summary_lines()]))
+        print(f"wrote {args.mediation}/mediation.json, {args.mediation}/mediation.html")
     if args.explanations:  # how faithful each explanation is, how redundant the latents are
         from livr_viz.cli.common import write_json
         from livr_viz.service import explanation_diagnostics
@@ -67,6 +74,9 @@ def add_commands(sub) -> None:
     p.add_argument("--explanations", type=int, default=0, metavar="N",
                    help="also score each explanation by deletion / insertion on N questions per model and the "
                         "latents' redundancy (JSON beside --json as *.explanations.json)")
+    p.add_argument("--mediation", default=None, metavar="DIR",
+                   help="also measure the causal mediation X → Z → Y (livr-viz mediate) on the same models and "
+                        "questions, into DIR (resumable)")
     p.add_argument("--check-backends", action="store_true",
                    help="also rerun the captures under the other attention kernels (eager / sdpa) and compare")
     p.set_defaults(func=cmd_diagnose)
