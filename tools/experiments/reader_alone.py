@@ -3,9 +3,9 @@
 Decision 1 of the spatial-reader issue: measure the new tower (``livr_viz.core.spatial_reader``) on each task the
 ViT tower left at chance, alone, for at least 1,000 steps, before any full pipeline. The reader is the tower exactly
 as the demo backbone builds it (8 x 8 patch-aligned tokens at 96 px) and, on top, the lightest read-out that can
-pick an option: one learned query attending over the 64 tokens (4 heads), a layer norm and a linear layer over the
-task's options. The comparison therefore has to happen *inside the tower* (its global attention layers), where the
-language model will later find it. For the tasks measured here the options come in a fixed order (a side, a piece,
+pick an option: a layer norm and one linear layer from the 64 flattened tokens to the task's options (see
+:class:`Reader`). The comparison therefore has to happen *inside the tower* (its global layers), where the language
+model will later find it. For the tasks measured here the options come in a fixed order (a side, a piece,
 a ring colour), so the option index is the answer, as in task-ceilings' pixel CNN (same test questions: split test,
 seed 2026, indices 0..499).
 
@@ -46,21 +46,21 @@ def batch_of(task: str, split: str, seed: int, start: int, n: int) -> tuple[torc
 
 
 class Reader(nn.Module):
-    """The tower and a one-query attention read-out over its tokens."""
+    """The tower and a *linear* read-out of its flattened tokens. A linear map cannot compare two panels (whether
+    two textures match is not linear in their features), so the comparison has to be made inside the tower; it can
+    tell where a token sits, which a pooled read-out cannot (a first version with one attention query over the tokens
+    stayed at ln 2 on visual similarity: its uniform attention at initialisation averages the left and right
+    candidates together)."""
 
     def __init__(self, n_options: int, config: SpatialReaderConfig):
         super().__init__()
         self.tower = SpatialReaderModel(config)
-        d = config.hidden_size
-        self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-        self.attend = nn.MultiheadAttention(d, 4, batch_first=True)
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, n_options)
+        n = (config.image_size // config.patch_size) ** 2
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.head = nn.Linear(n * config.hidden_size, n_options)
 
     def forward(self, x):
-        tokens = self.tower(x).hidden_states[-1]
-        pooled, _ = self.attend(self.query.expand(len(x), -1, -1), tokens, tokens)
-        return self.head(self.norm(pooled[:, 0]))
+        return self.head(self.norm(self.tower(x).hidden_states[-1]).flatten(1))
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
