@@ -1198,7 +1198,19 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
           f"AUC / higher insertion AUC = more faithful):\n\n" + summary_markdown(summaries))
     return {"markdown": md, "table": pd.DataFrame(rows), "flow": flow_figure(report),
             "effects": effect_attention_figure(report), "deletion": deletion_summary_figure(summaries),
-            "redundancy": redundancy, "report": report.to_dict()}
+            "redundancy": redundancy, "report": _without_paths(report.to_dict())}
+
+
+def _without_paths(value):
+    """``value`` (JSON-like) with every absolute path string shortened to its last component (a model's backbone
+    folder, say): what the app hands the user names no server path."""
+    if isinstance(value, str):
+        return Path(value.rstrip("/")).name if value.startswith(("/", "~")) and "\n" not in value else value
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_paths(v) for v in value]
+    return value
 
 
 def backend_badge(model: str, analysis) -> str:

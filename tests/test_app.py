@@ -145,3 +145,105 @@ def test_filmstrip_and_aligned_token_map(client):
     assert film["type"] == "matplotlib"
     aligned = client.predict("demo-livr", "full", "pca", 4, 3, "segment", api_name="/aligned_token_map")
     assert aligned["type"] == "matplotlib"
+
+
+def _defaults(client, endpoint: str, info: dict) -> list:
+    """An endpoint's inputs as the page opens: each component's default value (files: the first example, which the
+    page opens on)."""
+    from livr_viz import service as S
+
+    first = S.ensure_examples()[0]
+    args = []
+    for p in info["parameters"]:
+        if p["component"] in ("File", "Image"):
+            args.append(handle_file(first))
+        else:
+            assert p["parameter_has_default"], f"{endpoint}: {p['label']} has no default"
+            args.append(p["parameter_default"])
+    return args
+
+
+def _empty(value) -> bool:
+    if value is None or value == "" or value == [] or value == {}:
+        return True
+    if isinstance(value, dict) and "data" in value and "headers" in value:  # a table
+        return not value["data"]
+    if isinstance(value, dict) and "confidences" in value:  # a label
+        return not value["confidences"]
+    return False
+
+
+def test_every_endpoint_answers_with_its_defaults(client):
+    """Press every named endpoint the app exposes with the values its components open with (the buttons a new user
+    presses first); each returns without an error and with nothing empty."""
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/analyze", "/compare", "/probes", "/diagnose", "/attribution", "/ablation", "/export"} <= set(api)
+    for endpoint, info in api.items():
+        result = client.predict(*_defaults(client, endpoint, info), api_name=endpoint)
+        outputs = list(result) if len(info["returns"]) > 1 else [result]
+        assert len(outputs) == len(info["returns"]), endpoint
+        empty = [r["label"] for r, out in zip(info["returns"], outputs) if _empty(out)]
+        assert not empty, f"{endpoint} returned nothing for {empty}"
+
+
+def test_a_typed_path_outside_the_roots_gets_one_message_and_is_not_loaded(client):
+    """The app was started without --model-root: a folder that exists and one that does not read the same."""
+    from gradio_client.exceptions import AppError
+
+    messages = []
+    for name in ("/root/.ssh", "/no/such/folder", str(Path(__file__).resolve().parent.parent / "assets" / "demo-sft")):
+        with pytest.raises(AppError) as exc:
+            client.predict(name, handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze")
+        messages.append(str(exc.value))
+    assert len(set(messages)) == 1 and "unknown model" in messages[0] and ".ssh" not in messages[0]
+    for name in ("/root/.ssh", "/no/such/folder"):  # Diagnostics' menu refuses values it does not offer, unread
+        with pytest.raises(AppError, match="unknown model|not in the list of choices") as exc:
+            client.predict([name], "counting", 2, api_name="/diagnose")
+        assert "config.json" not in str(exc.value) and "model directory" not in str(exc.value)
+
+
+@pytest.fixture
+def own_model_app(tiny_paths, monkeypatch):
+    """The app as `python app.py --model DIR --model-root ROOT` builds it, in this process, on a tiny model that has
+    no bundled probes (probe training cut to 16 samples a task)."""
+    from livr_viz import service as S
+    from livr_viz.ui.app import build_app
+    from livr_viz.ui.options import parse_app_args
+
+    root = Path(tiny_paths["livr"]).parent
+    args = parse_app_args(["--model", tiny_paths["livr"], "--model-root", str(root)])
+    monkeypatch.setattr(S, "ACCESS", S.ModelAccess())
+    monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
+    S.restrict_models([args.model], args.model_root)
+    demo = build_app(args.model)
+    demo.queue()
+    demo.launch(prevent_thread_lock=True, server_port=None, quiet=True, show_error=True,
+                allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())])
+    try:
+        yield demo, Client(demo.local_url, verbose=False), tiny_paths
+    finally:
+        demo.close()
+
+
+def test_the_model_the_app_started_with_works_in_every_tab(own_model_app):
+    """--model DIR is offered in the model menu and in Diagnostics, the API accepts it there, its probes train
+    through gr.Progress ('train again' failed with "unexpected keyword argument 'desc'"), and a path under the
+    --model-root loads while the views never print the server path."""
+    import gradio as gr
+
+    demo, client, paths = own_model_app
+    model = paths["livr"]
+    menus = [b for b in demo.blocks.values() if isinstance(b, (gr.Dropdown, gr.CheckboxGroup))
+             and b.label in ("models", "model (demo name, local path or hub id)")]
+    assert len(menus) == 2 and all(model in [c[1] for c in menu.choices] for menu in menus)
+    md, table, *_ = client.predict([model], "counting", 2, api_name="/diagnose")
+    assert [row[0] for row in table["data"]] == ["livr"] and model not in md
+    art = make_sample("art_style", "test", 0, 0)
+    image = str(Path(EXAMPLE).with_name(f"{art.id}.png"))
+    for retrain in (True, False):
+        md, curves, table, reading = client.predict(model, "style", handle_file(image), art.prompt, "full", retrain,
+                                                    api_name="/probes")
+        assert "trained" in md and len(table["data"]) == 5 and reading["confidences"]
+        assert str(Path(model).parent) not in md
+    md, *_ = client.predict(paths["sft"], handle_file(image), art.prompt, "full", *VIEW, api_name="/analyze")
+    assert "Answer:" in md and str(Path(model).parent) not in md

@@ -1,6 +1,7 @@
 """The app's engine-side helpers: ground truth by content, escaping, attribution targets (no server needed)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -186,3 +187,128 @@ def test_the_apps_first_example_is_answered_right_by_its_default_model():
     assert sample is not None and sample.task == S.LEAD_TASK == S.example_tasks()[0]
     (row,) = predict(S.POOL.get("demo-livr"), [sample])
     assert row["correct"] and max(row["probs"]) >= 0.55
+
+
+def test_typed_model_paths_load_only_under_the_operators_roots(tiny_paths, tmp_path, monkeypatch):
+    """The app's policy (``--model``, ``--model-root``): a path elsewhere gets one message whether it exists or not,
+    before the file system is read, and is never loaded; bundled names and the start model always work."""
+    access = S.ModelAccess()
+    monkeypatch.setattr(S, "ACCESS", access)
+    root = Path(tiny_paths["livr"]).parent
+    access.restrict(["/srv/started-with"], [str(root)])
+    loaded = set(S.POOL.loaded())
+    messages = set()
+    for name in ("/root/.ssh", "/no/such/path", str(tmp_path), "../../etc", f"{root}/../../x", "org/hub-model"):
+        with pytest.raises(LIVRError) as exc:
+            S.POOL.get(name)
+        messages.add(str(exc.value))
+    assert messages == {S.MODEL_REFUSED} and "ssh" not in S.MODEL_REFUSED and set(S.POOL.loaded()) == loaded
+    assert access.allows("demo-livr") and access.allows("demo-base") and access.allows("/srv/started-with")
+    assert access.allows(tiny_paths["sft"]) and access.allows(str(root / "not-yet" / "there"))
+    assert S.POOL.get(tiny_paths["sft"]).config.variant == "sft"
+    assert S.ModelAccess().allows("/anything")  # the library and the CLI: the user's own machine, unrestricted
+
+
+def test_the_start_model_is_offered_in_every_model_menu():
+    assert S.model_choices("demo-livr") == list(S.DEMO_MODELS)
+    assert S.model_choices("/models/mine") == [*S.DEMO_MODELS, "/models/mine"]
+    assert S.display_name("/models/mine/") == "mine" and S.display_name("demo-sft") == "demo-sft"
+    assert S.display_name("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"  # a hub id is not a path
+
+
+def test_a_tiny_image_gets_a_note_in_the_app_and_the_cli(tmp_path, capsys):
+    from livr_viz.cli.main import main
+
+    one = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(one)
+    prompt = "Which side is red? Options: left, right."
+    v = S.attention_view("demo-livr", str(one), prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
+    assert "tiny image: this image is 1 × 1 px, smaller than one 12 × 12 px patch" in v["markdown"]
+    assert S.tiny_image_note(S.POOL.get("demo-livr"), Image.new("RGB", (96, 96))) is None
+    assert main(["analyze", "--model", "demo-livr", "--image", str(one), "--prompt", prompt, "--no-tokenmap",
+                 "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "note: this image is 1 × 1 px" in printed
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["input_notes"]
+
+
+def test_a_photo_gets_the_out_of_distribution_note_in_the_cli(tmp_path, capsys):
+    from livr_viz.cli.main import main
+
+    photo = next(p for p in S.ensure_examples() if "photo-" in p)
+    assert main(["analyze", "--model", "demo-livr", "--image", photo, "--prompt", S.photo_prompt(), "--no-tokenmap",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "note: this image is unlike the synthetic images" in capsys.readouterr().out
+
+
+def test_evidence_numbers_stand_beside_their_chance_level():
+    example = S.ensure_examples()[0]
+    sample = S.synthetic_sample_for(example)
+    v = S.attention_view("demo-livr", example, sample.prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
+    caption = v["tiles"][0][1]
+    assert re.search(r"in evidence \d+% of \d+% area · lift \d+\.\d\d", caption), caption
+    table, _ = S.compare_view("demo-livr", example, sample.prompt, "full", "mean", 0.55)
+    assert {"mass in evidence", "evidence area (chance)", "lift", "pointing game", "pointing chance"} <= set(table)
+    row = table.iloc[0]
+    assert abs(row["lift"] - row["mass in evidence"] / row["evidence area (chance)"]) < 0.02
+    d = S.dataset_view("demo-livr", sample.task, 2)
+    assert {"evidence area (chance)", "lift", "pointing chance"} <= set(d["table"]) and "chance level" in d["markdown"]
+    assert all(" area · lift " in caption for _, caption in d["tiles"])
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:root|home|tmp|work|usr|var|srv|opt|mnt|etc|private)\b[^\s`'\")]*")
+
+
+def _texts(value):
+    """Every string a view returns (Markdown, captions, table cells, figure titles and labels)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _texts(k)
+            yield from _texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _texts(v)
+    elif hasattr(value, "to_csv") and not hasattr(value, "savefig"):  # a DataFrame
+        yield value.to_csv()
+    elif hasattr(value, "to_json"):  # plotly
+        yield value.to_json()
+    elif hasattr(value, "axes") and hasattr(value, "savefig"):  # matplotlib
+        for ax in value.axes:
+            yield ax.get_title()
+            yield from (t.get_text() for t in ax.texts)
+            legend = ax.get_legend()
+            if legend is not None:
+                yield from (t.get_text() for t in legend.get_texts())
+
+
+@pytest.mark.slow
+def test_no_view_shows_a_server_path_or_an_object_repr(tiny_paths, tmp_path):
+    """Views of an upload in a temporary folder and of a model given by an absolute path: no absolute path, no temp
+    or cache folder and no ``<… at 0x…>`` in what the user sees."""
+    example = S.ensure_examples()[0]
+    sample = S.synthetic_sample_for(example)
+    upload = tmp_path / Path(example).name
+    shutil.copy(example, upload)
+    image, prompt = str(upload), sample.prompt
+    model = tiny_paths["livr"]
+    view = ("all", "mean", "mean", "per_latent", 0.55)
+    outputs = {
+        "attention": S.attention_view(model, image, prompt, "full", *view),
+        "attention (demo)": S.attention_view("demo-livr", image, prompt, "full", *view),
+        "compare": S.compare_view("demo-livr", image, prompt, "full", "mean", 0.55),
+        "dataset": S.dataset_view(model, sample.task, 2),
+        "probes": S.probe_view("demo-livr", "style", image, prompt, "full", False),
+        "attribution": S.attribution_view(model, image, prompt, "full", "", "saliency"),
+        "ablation": S.ablation_panel(model, image, prompt, "full", [], "zero", -1),
+        "patch": S.patch_readers(model, image, prompt, "full", 10, 10),
+        "token map": S.token_map_view(model, image, prompt, "full", "pca", 2, "this image", 4, "segment"),
+        "diagnostics": S.diagnostics_view([model], "counting", 2),
+    }
+    forbidden = {str(tmp_path), str(Path(model).parent), str(S.scratch_dir()), str(Path(S.__file__).parents[1])}
+    for name, output in outputs.items():
+        for text in _texts(output):
+            assert not any(f in text for f in forbidden), (name, text[:300])
+            assert not ABSOLUTE_PATH.search(text), (name, ABSOLUTE_PATH.search(text).group(0))
+            assert not re.search(r" at 0x[0-9a-f]{6,}", text), (name, text[:300])
