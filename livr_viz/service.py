@@ -1201,6 +1201,17 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
             "redundancy": redundancy, "report": _without_paths(report.to_dict())}
 
 
+_SERVER_PATH = re.compile(r"(?<![\w.:/~])~?/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def public_text(text: str) -> str:
+    """A message fit to show a client: every absolute path shortened to its last component and object reprs
+    (``<… object at 0x…>``) to their class name (the app's error toasts pass through here)."""
+    text = _SERVER_PATH.sub(lambda m: Path(m.group(0).rstrip("/")).name or m.group(0), str(text))
+    return _OBJECT_REPR.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+
+
 def _without_paths(value):
     """``value`` (JSON-like) with every absolute path string shortened to its last component (a model's backbone
     folder, say): what the app hands the user names no server path."""
@@ -1356,7 +1367,7 @@ def mediation_view(names, task="all", n=10, seed: int = 2026, progress=None) -> 
     out = scratch_dir() / f"mediation-{int(time.time() * 1000)}"
     report = mediate_models(names, task or "all", int(n), seed, out=out,
                             progress=lambda f, m="": tick(0.95 * f, desc=m))
-    md = "\n".join(f"- **{escape_markdown(name)}**: " + ("; ".join(escape_markdown(v) for v in
+    md = "\n".join(f"- **{escape_markdown(display_name(name))}**: " + ("; ".join(escape_markdown(v) for v in
                                                               report.result(name)["verdict"])
                                                     if report.result(name)["status"] == "done" else
                                                     "n/a — " + escape_markdown(report.result(name)["reason"]))

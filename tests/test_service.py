@@ -104,7 +104,8 @@ def test_a_concept_that_does_not_apply_is_not_read_out():
     examples = S.ensure_examples()
     art = S.synthetic_sample_for(examples[0])
     v = S.probe_view("demo-livr", "count", examples[0], art.prompt, "full", False)
-    assert v["reading"] == {} and "Not read out" in v["markdown"] and "`art_style` sample has no **count**" in v["markdown"]
+    assert v["reading"] == {} and "Not read out" in v["markdown"]
+    assert "`art_style` sample has no **count**" in v["markdown"]
     photo = [p for p in examples if "photo-" in p][0]
     v = S.probe_view("demo-livr", "shape", photo, S.photo_prompt(), "full", False)
     assert v["reading"] == {} and "not one of the synthetic samples" in v["markdown"]
@@ -312,3 +313,11 @@ def test_no_view_shows_a_server_path_or_an_object_repr(tiny_paths, tmp_path):
             assert not any(f in text for f in forbidden), (name, text[:300])
             assert not ABSOLUTE_PATH.search(text), (name, ABSOLUTE_PATH.search(text).group(0))
             assert not re.search(r" at 0x[0-9a-f]{6,}", text), (name, text[:300])
+
+
+def test_error_text_shown_to_a_client_names_no_server_path():
+    text = S.public_text("No such file: '/tmp/gradio/abc/x.png'; model <livr_viz.core.model.LIVRModel object at "
+                         "0x7f9c2f1aed50> at /work/main/assets/demo-livr, ~/.cache/livr/y")
+    assert text == "No such file: 'x.png'; model LIVRModel at demo-livr, y"
+    kept = "see https://hf.co/a/b, a/b, 1/2, deletion / insertion, `livr-viz diagnose`"
+    assert S.public_text(kept) == kept

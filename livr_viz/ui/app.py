@@ -54,11 +54,11 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except S.LIVRError as exc:  # the user's input: its one-line message
-            raise gr.Error(str(exc)) from None
+        except S.LIVRError as exc:  # the user's input: its one-line message (never a server path)
+            raise gr.Error(S.public_text(str(exc))) from None
         except Exception as exc:  # noqa: BLE001 - report, keep serving
             traceback.print_exc()
-            raise gr.Error(f"internal error ({type(exc).__name__}): {exc}") from None
+            raise gr.Error(f"internal error ({type(exc).__name__}): {S.public_text(str(exc))}") from None
 
     return wrapper
 
