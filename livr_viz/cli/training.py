@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from livr_viz.cli.common import MODEL_HELP, _load, write_json
-from livr_viz.core.config import STAGES, VARIANTS
+from livr_viz.core.config import (
+    ANSWER_FORMATS,
+    FINETUNES,
+    LATENT_PLACEMENTS,
+    PRECISIONS,
+    STAGES,
+    TASK_BALANCES,
+    VARIANTS,
+)
 from livr_viz.core.errors import LIVRError
 
 FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
@@ -32,6 +40,7 @@ def cmd_train(args) -> int:
                         task_balance=getattr(args, "task_balance", None),
                         task_weights=_task_weights(getattr(args, "task_weights", None)),
                         warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
+                        gradient_checkpointing=True if args.gradient_checkpointing else None,
                         **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
     backbone = "demo-base" if args.model == "demo" else args.model
     _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
@@ -93,6 +102,8 @@ def cmd_eval(args) -> int:
 
 
 def add_commands(sub) -> None:
+    from livr_viz.data import SPLITS
+
     def common(p):
         p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
         p.add_argument("--preset", default="demo",
@@ -102,7 +113,10 @@ def add_commands(sub) -> None:
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--grad-accum", type=int, default=None)
-        p.add_argument("--precision", choices=["fp32", "bf16"], default=None)
+        p.add_argument("--precision", choices=PRECISIONS, default=None)
+        p.add_argument("--gradient-checkpointing", action="store_true",
+                       help="recompute activations in the backward pass (less memory, same numbers; for 3-7 B "
+                            "backbones on one GPU)")
         p.add_argument("--seed", type=int, default=None, help="LoRA / latent init and dropout (preset default 42)")
         p.add_argument("--data-seed", type=int, default=None,
                        help="training / validation data and their order (default 0; `reproduce --seed N` uses N)")
@@ -117,22 +131,22 @@ def add_commands(sub) -> None:
     p.add_argument("--variant", choices=VARIANTS, default="livr")
     p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
     p.add_argument("--n-latents", type=int, default=None)
-    p.add_argument("--latent-placement", choices=["end_of_prompt", "before_answer"], default=None,
+    p.add_argument("--latent-placement", choices=LATENT_PLACEMENTS, default=None,
                    help="end_of_prompt (default, the paper's Q' = Q + L): latents end the user turn, before the chat "
                         "template's assistant marker, so text rows read the answer out and Stage 1 cuts them from "
                         "the image; before_answer: after the assistant marker, so the last latent's row predicts the "
                         "first answer token and may see the image in Stage 1 -- this weakens the bottleneck (for a "
                         "one-token answer it blocks nothing); kept as a contrast")
-    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default=None,
                    help="word (default): options named by marker colour / position, answered with that word (counting: "
                         "the number); letter: BLINK's drawn letters")
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument("--stage2-lr", type=float, default=None,
                    help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)")
-    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help=FINETUNE_HELP)
+    p.add_argument("--finetune", choices=FINETUNES, default="lora", help=FINETUNE_HELP)
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
-    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+    p.add_argument("--task-balance", choices=TASK_BALANCES, default=None,
                    help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
                         "all of them in every step), each task's gradient scaled to the same norm (default none)")
     p.add_argument("--task-weights", default=None, metavar="TASK=W,...",
@@ -161,11 +175,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")
     p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
     p.add_argument("--data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--stage", choices=STAGES, default="full")
-    p.add_argument("--answer-format", choices=["word", "letter"], default=None,
+    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default=None,
                    help="synthetic questions answered by a colour / position word or number (word) or by the option's "
                         "drawn letter (letter, BLINK's); default: the format the model was trained in")
     p.add_argument("--json", default=None, help="write the metrics here")

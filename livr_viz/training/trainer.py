@@ -29,7 +29,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from livr_viz.core.config import STAGES_BY_VARIANT, LIVRConfig  # noqa: F401 - STAGES_BY_VARIANT re-exported
+from livr_viz.core.config import (  # noqa: F401 - STAGES_BY_VARIANT re-exported
+    PRECISIONS,
+    STAGES_BY_VARIANT,
+    TASK_BALANCES,
+    LIVRConfig,
+    check_one_of,
+    model_settings,
+)
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, recover_dir, replace_dir, save_backbone
 from livr_viz.core.model import LIVRModel
@@ -39,12 +46,9 @@ from livr_viz.data.tasks import resolve_tasks
 from livr_viz.training.evaluate import evaluate
 from livr_viz.views.training import plot_training
 
-TASK_BALANCE = ("none", "grad_norm")
-
-
-# the model settings a TrainConfig carries in its LIVRConfig; every other field is how to train
-MODEL_FIELDS = ("variant", "n_latents", "stage1_fraction", "latent_placement", "answer_format", "lora_r", "lora_alpha",
-                "lora_dropout")
+# the model settings a TrainConfig carries in its LIVRConfig (read from LIVRConfig's fields); every other field is how
+# to train
+MODEL_FIELDS = model_settings()
 
 
 @dataclass(init=False)
@@ -68,7 +72,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
-    precision: str = "fp32"  # fp32 | bf16 (CPU autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast on the model's device: CPU or CUDA)
+    # recompute each layer's activations in the backward pass instead of storing them: memory for compute, the
+    # same numbers (a 3-7 B backbone does not train on one GPU without it; README "Installing on a GPU machine")
+    gradient_checkpointing: bool = False
     n_train_per_task: int = 1000  # training examples per task (the paper: 1k)
     n_val_per_task: int = 50  # validation examples per task for periodic eval
     eval_every: int = 200  # steps between validation evals (0 = only at the end)
@@ -107,8 +114,8 @@ class TrainConfig:
         checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
                   "lr": self.lr > 0, "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
                   "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
-                  "n_train_per_task": self.n_train_per_task >= 1, "precision": self.precision in ("fp32", "bf16"),
-                  "task_balance": self.task_balance in TASK_BALANCE}
+                  "n_train_per_task": self.n_train_per_task >= 1, "precision": self.precision in PRECISIONS,
+                  "task_balance": self.task_balance in TASK_BALANCES}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
@@ -257,8 +264,7 @@ FINETUNE_PRESETS = {"lora": PRESETS, "full": FULL_FINETUNE_PRESETS}
 def preset_config(preset: str, pretrain: bool = False, finetune: str = "lora", **overrides) -> TrainConfig:
     """A preset's settings with ``overrides`` (None = the preset's). ``pretrain``: the backbone's full-parameter
     perception phases; ``finetune="full"``: a task fine-tune of every parameter (any variant) instead of LoRA."""
-    if finetune not in FINETUNE_PRESETS:
-        raise LIVRError(f"finetune must be one of {', '.join(FINETUNE_PRESETS)}; got {finetune!r}")
+    check_one_of("finetune", finetune, FINETUNE_PRESETS)
     table = PRETRAIN_PRESETS if pretrain else FINETUNE_PRESETS[finetune]
     if preset not in table:
         raise LIVRError(f"unknown preset {preset!r}; choose from {', '.join(table)}")
@@ -359,7 +365,8 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
 
 
 # bookkeeping only: changing these does not change what a run trains
-_BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task")
+# settings that change neither the numbers nor the data: a run may be resumed with them changed
+_BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task", "gradient_checkpointing")
 
 
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -443,7 +450,8 @@ class Trainer:
 
     def _micro_batch(self, step: int, micro: int):
         items = [self.train_set[i] for i in self._micro_batch_indices(step, micro)]
-        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
+        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items],
+                                    [it.target for it in items])
 
     def _micro_batch_indices(self, step: int, micro: int) -> list[int]:
         """Training items of this process's share of micro-batch ``micro`` of optimizer step ``step``."""
@@ -545,7 +553,9 @@ class Trainer:
         bar = None
         if self.progress:
             bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.variant}", dynamic_ncols=True)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        autocast = training_autocast(lm, cfg.precision)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(lm)
         tokens, t0 = 0, time.perf_counter()
         for step in range(start, cfg.steps):
             stage = cfg.stage_at(step)
@@ -592,10 +602,28 @@ class Trainer:
             lm.save(self.out / "model")
 
 
+def training_autocast(lm, precision: str):
+    """bf16 autocast on whatever device the model sits (CPU here, CUDA on a GPU machine); a no-op for fp32."""
+    device = next(lm.model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def enable_gradient_checkpointing(lm) -> None:
+    """Non-reentrant activation checkpointing on every layer of the backbone that supports it (the language model's
+    decoder layers; the stock vision towers'): gradients still reach LoRA weights and latent embedding rows whose
+    inputs need no grad, and dropout is replayed from the saved RNG state, so the numbers do not change."""
+    base = lm.base_model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise LIVRError(f"{type(base).__name__} does not support gradient checkpointing")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
+
+
 def build_model_for_training(backbone: str, cfg: TrainConfig):
     with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
         torch.manual_seed(cfg.seed)
-        return LIVRModel.from_backbone(backbone, config=replace(cfg.model, backbone=backbone, latent_init_seed=cfg.seed),
+        config = replace(cfg.model, backbone=backbone, latent_init_seed=cfg.seed)
+        return LIVRModel.from_backbone(backbone, config=config,
                                        lora=not cfg.full_finetune, freeze_vision=cfg.freeze_vision_tower)
 
 
