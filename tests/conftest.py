@@ -77,8 +77,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url():
-    """The real app, launched as a subprocess on a free port; stopped after the session."""
+def app_url(tmp_path_factory):
+    """The real app, launched as a subprocess on a free port (its log in a temporary folder, not the checkout);
+    stopped after the session."""
     import subprocess
     import sys
     import time
@@ -86,9 +87,8 @@ def app_url():
     from pathlib import Path
 
     port = _free_port()
-    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    log = open(artifacts / "app.log", "w")
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    log = open(log_path, "w")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=Path(__file__).resolve().parent.parent,
                             stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -96,7 +96,7 @@ def app_url():
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}; see test-artifacts/app.log")
+            raise RuntimeError(f"the app exited with {proc.returncode}; see {log_path}")
         try:
             urllib.request.urlopen(url, timeout=2)
             break

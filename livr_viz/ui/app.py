@@ -40,8 +40,9 @@ HOW_IT_WORKS = """
 Training has two stages. In **Stage 1 (bottleneck)** the prompt and answer tokens may not look at the image —
 only the latents may — so everything the answer knows about the image has to pass through the latents.
 In **Stage 2 (full)** ordinary causal attention returns and the model learns to combine both routes.
-The matrix below is the attention mask of *your* input: a coloured cell means the row (query) may attend to the
-column (key); white cells are blocked. Switch the stage to compare.
+The matrix below is the attention mask of *your* input with the model's answer appended: a coloured cell means the
+row (query) may attend to the column (key); white cells are blocked; the strips along the top and the left give each
+column's and row's segment. Switch the stage to compare.
 """
 
 
@@ -250,7 +251,8 @@ APP_CSS = """
 .legend { font-size: 0.85em; line-height: 1.45; }
 .legend .sw { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; margin: 0 0.2em; }
 #view-note p { margin: 0; }
-.stale-view img { opacity: 0.35; filter: grayscale(0.8); }
+#view-note.stale { color: #b45309; }
+body:has(#view-note.stale) #latent-gallery img { opacity: 0.35; filter: grayscale(0.8); }
 """
 
 
@@ -285,18 +287,17 @@ def view_note(layers, heads) -> str:
 
 def on_drawn(layers, heads):
     """After a redraw: remember what the tiles show, say it, lift the stale mark, put away an enlarged old tile."""
-    return ({"layers": layers, "heads": heads}, view_note(layers, heads), gr.Gallery(elem_classes=[]),
+    return ({"layers": layers, "heads": heads}, gr.Markdown(view_note(layers, heads), elem_classes=[]),
             gr.Image(value=None, visible=False))
 
 
 def on_view_edit(layers, heads, drawn):
     """A typed layer or head selection leaves the tiles drawn for the old one: mark them stale until redrawn."""
     if not drawn or (drawn.get("layers"), drawn.get("heads")) == (layers, heads):
-        return (view_note(drawn.get("layers"), drawn.get("heads")) if drawn else "",
-                gr.Gallery(elem_classes=[]))
-    return (f"⚠ **stale** — the tiles, captions and bars below are still for layers **{drawn['layers']}** · heads "
-            f"**{drawn['heads']}**; press Enter in the box or **Run** to redraw for layers **{layers}** · heads "
-            f"**{heads}**.", gr.Gallery(elem_classes=["stale-view"]))
+        return gr.Markdown(view_note(drawn.get("layers"), drawn.get("heads")) if drawn else "", elem_classes=[])
+    return gr.Markdown(f"⚠ **stale** — the tiles, captions and bars below are still for layers **{drawn['layers']}** "
+                       f"· heads **{drawn['heads']}**; press Enter in the box or **Run** to redraw for layers "
+                       f"**{layers}** · heads **{heads}**.", elem_classes=["stale"])  # CSS greys the old tiles
 
 
 @user_errors
@@ -386,6 +387,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                             gr.Markdown(GRID_LEGEND, elem_id="grid-legend")
                             grid_image = gr.Image(label="latents' mean map per layer (rows) and head (columns); "
                                                   "L·H·% = share on image tokens", interactive=False, format="png",
+                                                  show_label=False,
                                                   elem_id="layer-head-grid")
                             film_btn = gr.Button("filmstrip: each latent across the layers", elem_id="filmstrip")
                             film_plot = gr.Plot(label="latents (rows) × layers (columns), per-latent scale")
@@ -405,7 +407,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
                         compare_table = gr.Dataframe(label="answers, probabilities, faithfulness",
                                                      elem_id="compare-table")
                         compare_sheet = gr.Image(label="heatmaps per variant (one row of tiles per model)",
-                                                 type="pil", format="png", interactive=False,
+                                                 type="pil", format="png", interactive=False, show_label=False,
                                                  elem_id="compare-sheet")
                     with gr.Tab("Token map", id="tab-tokens"):
                         with gr.Row():
@@ -514,8 +516,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
             control.change(user_errors(S.default_concept), [model, image], [concept], api_name=False)
         stage.change(lambda: None, None, [mask_plot], api_name=False, queue=False)  # the mask drawn is per stage
         def drawn_after(event):  # every redraw of the tiles: remember its layers and heads, lift the stale mark
-            event.success(on_drawn, [layers, heads], [drawn, view_md, gallery, enlarged], api_name=False,
-                          queue=False)
+            event.success(on_drawn, [layers, heads], [drawn, view_md, enlarged], api_name=False, queue=False)
 
         drawn_after(run.click(clear_results, [scope], results, api_name=False, queue=False).then(
             on_analyze, view_inputs, view_outputs, api_name="analyze", **MODEL_EVENTS))
@@ -523,7 +524,7 @@ def build_app(default_model: str = "demo-livr") -> gr.Blocks:
             drawn_after(control.change(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
         drawn_after(opacity.release(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
         for box in (layers, heads):  # typing marks the tiles stale at once; Enter redraws them
-            box.input(on_view_edit, [layers, heads, drawn], [view_md, gallery], api_name=False, queue=False)
+            box.input(on_view_edit, [layers, heads, drawn], [view_md], api_name=False, queue=False)
             drawn_after(box.submit(on_analyze, view_inputs, view_outputs, api_name=False, **MODEL_EVENTS))
         gallery.select(on_enlarge, [model, image, prompt, stage, drawn, aggregation, normalisation, opacity],
                        [enlarged], api_name=False, **MODEL_EVENTS)
