@@ -36,13 +36,13 @@ from livr_viz.core.config import (  # noqa: F401 - the config is part of the mod
     STAGES,
     VARIANTS,
     LIVRConfig,
+    check_one_of,
 )
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.families import Family, family_for
 from livr_viz.core.fsutil import fresh_tmp_dir, previous_copy, replace_dir
 from livr_viz.core.images import load_image
 from livr_viz.core.masks import attention_mask_4d
-from livr_viz.core.processors import load_qwen_processor
 from livr_viz.core.refs import known_names, resolve_reference
 from livr_viz.core.segments import Segment, segment_ids
 from livr_viz.core.spatial_reader import register as _register_spatial_reader
@@ -105,7 +105,7 @@ def load_backbone(
     dtype: torch.dtype = torch.float32,
 ):
     """Load an HF VLM and its processor from a demo name, local path or hub id, with clear errors."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     ref = resolve_reference(name)
     path = Path(ref).expanduser()
@@ -136,11 +136,7 @@ def load_backbone(
     try:
         config = AutoConfig.from_pretrained(ref, trust_remote_code=trust_remote_code)
         family = family_for(config)
-        if family.name == "qwen2_vl":  # the stock processor needs torchvision for its video half
-
-            processor = load_qwen_processor(ref, trust_remote_code)
-        else:
-            processor = AutoProcessor.from_pretrained(ref, trust_remote_code=trust_remote_code)
+        processor = family.load_processor(ref, trust_remote_code)
         model = AutoModelForImageTextToText.from_pretrained(ref, **kwargs)
     except LIVRError:
         raise
@@ -270,7 +266,8 @@ class LIVRModel:
             raise LIVRError(f"{path}: adapter_model.safetensors is missing")
         result = set_peft_model_state_dict(peft_model, load_file(str(adapter)))
         # a tied lm_head shares the embedding's token delta, so peft does not save it separately
-        missing = [k for k in result.missing_keys if "lora_" in k or ("trainable_tokens" in k and "lm_head" not in k)]
+        missing_keys = result.missing_keys  # type: ignore[attr-defined]  # peft's annotation is a bare namedtuple
+        missing = [k for k in missing_keys if "lora_" in k or ("trainable_tokens" in k and "lm_head" not in k)]
         if missing:
             raise LIVRError(f"{path}: adapter is missing {len(missing)} tensors (e.g. {missing[0]})")
         peft_model.eval()
@@ -444,13 +441,13 @@ class LIVRModel:
         n_lat = (segs == int(Segment.LATENT)).sum(1)
         if (n_lat != self.config.n_latents).any():
             raise LIVRError(f"expected {self.config.n_latents} latent tokens per row, found {n_lat.tolist()}")
-        return LIVRBatch(inputs, padding_mask, segs, answer_start.long(), labels, list(clean), notes)
+        # on the model's device (a no-op on the CPU; a GPU run's batches follow its model)
+        return LIVRBatch(inputs, padding_mask, segs, answer_start.long(), labels, list(clean), notes).to(self.device)
 
     # ------------------------------------------------------------------ forward
     def model_kwargs(self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False) -> dict[str, Any]:
         """Keyword arguments for the HF forward: inputs + float 4D mask + explicit position ids."""
-        if stage not in STAGES:
-            raise LIVRError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
+        check_one_of("stage", stage, STAGES)
         kwargs = dict(batch.inputs)
         kwargs["attention_mask"] = attention_mask_4d(batch.segments, stage, block_latent_image, self.dtype)
         kwargs["position_ids"] = self.family.position_ids(self.base_model, batch.inputs, batch.padding_mask)
@@ -514,8 +511,8 @@ class LIVRModel:
         The continuation is what tokenizing prompt + join + option adds past the prompt's tokens, so a leading space
         or a merge the tokenizer makes after the template's last token is scored, not the option tokenized alone.
         """
-        if len(choices) < 2:
-            raise LIVRError(f"need at least two options to score, got {list(choices)}")
+        if not len(choices):
+            raise LIVRError("no options to score")
         context = self.prefix_text(prompt)
         context_ids = self._encode(context)
         join, continuations = self.answer_join(), []
@@ -553,7 +550,8 @@ class LIVRModel:
 
     @torch.no_grad()
     def score_options(self, batch: LIVRBatch, choices: Sequence[Sequence[str]], stage: str = "full",
-                      block_latent_image: bool = False, answer_logits: torch.Tensor | None = None) -> list[torch.Tensor]:
+                      block_latent_image: bool = False,
+                      answer_logits: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per batch row, ``[n_options]`` probabilities of that row's options (``choices[b]``), scored in context.
 
         A row whose options are all one token in context reads them off the answer row's logits (``answer_logits``
@@ -599,7 +597,8 @@ class LIVRModel:
         forward of the batch with every row's options packed after its prompt."""
         packed, groups, position_index = _pack_continuations(batch, conts, self.tokenizer.pad_token_id or 0)
         mask = attention_mask_4d(packed.segments, stage, block_latent_image, self.dtype)  # [B, 1, T, T]
-        other_option = (groups[:, :, None] >= 0) & (groups[:, None, :] >= 0) & (groups[:, :, None] != groups[:, None, :])
+        query, key = groups[:, :, None], groups[:, None, :]  # [B, T, 1], [B, 1, T]
+        other_option = (query >= 0) & (key >= 0) & (query != key)  # an option's rows never see another option
         mask.masked_fill_(other_option.unsqueeze(1), torch.finfo(mask.dtype).min)
         positions = self.family.position_ids(self.base_model, packed.inputs, packed.padding_mask)
         positions = positions.gather(-1, position_index.expand(positions.shape))

@@ -18,6 +18,7 @@ from PIL import Image
 from livr_viz.core.capture import CaptureResult, LatentAttention, rows_of_segment
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
+from livr_viz.core.refs import known_names
 from livr_viz.core.segments import Segment
 from livr_viz.methods.heatmaps import image_attention_maps
 
@@ -25,14 +26,20 @@ _CHOICE = re.compile(r"\(([A-Z])\)")
 FREE_FORM_TOKENS = 8  # greedy tokens generated for a question without options
 
 
-_OPTIONS = re.compile(r"^Options:\s*(.+?)\.?\s*$", re.MULTILINE)
+# ``Options: a, b, c.`` anywhere in the prompt (after a question on the same line too, as in README's CLI example
+# "How many cups? Options: 1, 2."): the list runs to the end of its line or to a full stop followed by a space / the
+# end, so "Options: 1.5, 2.5." keeps its decimals and "Options: red, blue. Answer with one word." ends at "blue".
+_OPTIONS = re.compile(r"\boptions:[ \t]*([^\n]+?)[ \t]*(?:\.(?=\s|$)|\n|$)", re.IGNORECASE)
+FREE_FORM_NOTE = "no options recognised: free-form greedy answer"
+WORD_VOCABULARY_NOTE = ("this demo model was trained to answer its tasks' multiple-choice questions with one word; "
+                        "a free-form answer comes only from that training vocabulary")
 
 
 def parse_choices(prompt: str) -> list[str]:
-    """The options a prompt offers: the words of a word-format ``Options: red, blue.`` line, else the letters of
-    BLINK-style choices ``(A) … (B) …`` in order of first appearance; [] for a free-form question."""
-    words = _OPTIONS.search(prompt or "")
-    if words:
+    """The options a prompt offers: the words of an ``Options: red, blue.`` list (at a line start or after the
+    question), else the letters of BLINK-style choices ``(A) … (B) …`` in order of first appearance; [] for a
+    free-form question. A list needs two or more distinct options."""
+    for words in _OPTIONS.finditer(prompt or ""):
         options = [w.strip() for w in words.group(1).split(",") if w.strip()]
         if len(options) >= 2 and len(set(options)) == len(options):
             return options
@@ -125,12 +132,14 @@ def run_analysis(lm, image, prompt: str, stage: str = "full", hidden_states: boo
         grid_error = str(exc)
     notes_extra: list[str] = []
     choices = parse_choices(batch.prompts[0])
-    if choices:
-        ids = lm.choice_token_ids(choices)
-        probs = capture.answer_logits[0, ids].softmax(-1)
+    if choices:  # each option scored in context; one-token options straight off the captured answer row
+        probs = lm.score_options(batch, [choices], stage, answer_logits=capture.answer_logits)[0]
         answer, choice_probs = choices[int(probs.argmax())], {c: float(p) for c, p in zip(choices, probs)}
     else:  # a free-form question: a short greedy answer under the same mask, special tokens hidden
         answer, choice_probs = lm.generate([pil], [prompt], max_new_tokens=FREE_FORM_TOKENS, stage=stage)[0], {}
+        notes_extra.append(FREE_FORM_NOTE)
+        if lm.config.answer_format == "word" and lm.config.backbone in known_names():  # a demo model (or on one)
+            notes_extra.append(WORD_VOCABULARY_NOTE)
         if not answer:
             notes_extra.append("the model ended its answer at once (it predicted the end-of-answer token first)")
     return Analysis(pil, batch.prompts[0], stage, lm.config.variant, lm.config.n_latents, capture, grid, grid_error,

@@ -255,9 +255,10 @@ def evidence_vs_outside(image: Image.Image, evidence: np.ndarray, grid: tuple[in
 
 # ------------------------------------------------------------------------------------------- the model's side
 def choice_scorer(lm, prompt: str, options: Sequence[str], stage: str = "full", batch_size: int = 32) -> Scorer:
-    """``f(images) -> [N, n_options]``: each option's first-token probability renormalised over the options, for
-    ``prompt`` on every image; one forward per ``batch_size`` images."""
-    ids = lm.choice_token_ids(list(options))
+    """``f(images) -> [N, n_options]``: each option's probability scored in context (one-token options: their
+    token's probability renormalised over the options; see :meth:`LIVRModel.score_options`), for ``prompt`` on every
+    image; one forward per ``batch_size`` images (two where an option spans several tokens)."""
+    lm.option_continuations(lm.clean_prompt(prompt), list(options))  # bad options fail here, before any forward
 
     @torch.no_grad()
     def score(images: Sequence[Image.Image]) -> np.ndarray:
@@ -265,29 +266,26 @@ def choice_scorer(lm, prompt: str, options: Sequence[str], stage: str = "full", 
         for start in range(0, len(images), batch_size):
             chunk = list(images[start:start + batch_size])
             batch = lm.build_inputs(chunk, [prompt] * len(chunk))
-            out.append(lm.answer_logits(batch, stage)[:, ids].float().softmax(-1).numpy())
+            out.append(lm.choice_probs(batch, list(options), stage).numpy())
         return np.concatenate(out)
 
     return score
 
 
 def model_input_image(lm, image, prompt: str) -> tuple[Image.Image, tuple[int, int]]:
-    """``image`` resized to the model's input resolution (read from the processor's output: ``pixel_values``
-    [B, 3, H, W], or Qwen-style ``image_grid_thw`` x patch size) and its patch grid. At that size the processor's
-    own resize is the identity, so grid cell (r, c) is a fixed pixel rectangle."""
+    """``image`` resized to the model's input resolution (read from the processor's output by the model's family,
+    ``Family.input_resolution``: ``pixel_values`` [B, 3, H, W], or Qwen-style ``image_grid_thw`` x patch size) and
+    its patch grid. At that size the processor's own resize is the identity, so grid cell (r, c) is a fixed pixel
+    rectangle."""
     pil = load_image(image)
     inputs = lm.build_inputs([pil], [prompt]).inputs
-    pixel_values = inputs.get("pixel_values")
-    if pixel_values is not None and pixel_values.dim() == 4:
-        height, width = pixel_values.shape[-2:]
-    elif "image_grid_thw" in inputs:
-        patch = lm.base_model.config.vision_config.patch_size
-        height, width = (int(v) * patch for v in inputs["image_grid_thw"][0, 1:])
-    else:
+    size = lm.family.input_resolution(lm.base_model, inputs)
+    if size is None:
         raise LIVRError(f"cannot tell the input resolution of model family {lm.family.name!r}; "
                         "deletion curves need a single-image patch grid")
+    height, width = size
     if pil.size != (width, height):
-        pil = pil.resize((int(width), int(height)), Image.BICUBIC)
+        pil = pil.resize((int(width), int(height)), Image.Resampling.BICUBIC)
     grid = lm.family.patch_grid(lm.base_model, lm.build_inputs([pil], [prompt]).inputs, 0)
     return pil, tuple(grid)
 

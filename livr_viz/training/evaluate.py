@@ -15,7 +15,9 @@ from livr_viz.methods.stats import wilson_interval  # noqa: F401 - part of evalu
 @torch.no_grad()
 def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, block_latent_image: bool = False,
             progress: bool = False) -> list[dict]:
-    """Per item: predicted letter, probability of each letter, correctness."""
+    """Per item: predicted letter, probability of each letter, correctness. Options are scored in context
+    (:meth:`LIVRModel.score_options`): one-token options off the answer row's logits, longer ones by their tokens'
+    per-token mean log-probability."""
     out = []
     iterator: Iterable = range(0, len(items), batch_size)
     if progress:
@@ -24,11 +26,11 @@ def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, bloc
         chunk = [items[i] for i in range(start, min(start + batch_size, len(items)))]
         batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
         logits = lm.answer_logits(batch, stage, block_latent_image).float()
-        for it, row in zip(chunk, logits):
-            letters = list(LETTERS[: len(it.choices)])
-            options = getattr(it, "options", letters)  # letters, or option words for word-format questions
-            probs = row[lm.choice_token_ids(options)].softmax(-1)
-            pred = letters[int(probs.argmax())]
+        letters = [list(LETTERS[: len(it.choices)]) for it in chunk]
+        options = [getattr(it, "options", ls) for it, ls in zip(chunk, letters)]  # or word-format option words
+        scored = lm.score_options(batch, options, stage, block_latent_image, answer_logits=logits)
+        for it, probs, ls in zip(chunk, scored, letters):
+            pred = ls[int(probs.argmax())]
             out.append({"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,
                         "correct": pred == it.answer, "probs": [round(float(p), 5) for p in probs]})
     return out
