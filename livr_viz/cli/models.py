@@ -67,6 +67,8 @@ def cmd_demo(args) -> int:
     print(f"answer: {report['answer']}")
     if report.get("choice_probs"):
         print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    for note in report["notes"]:  # the prompt's: special tokens removed, no options recognised (free-form answer)
+        print(f"note: {note}")
     for name, path in report["figures"].items():
         print(f"{name}: {path}")
     return 0
@@ -87,7 +89,8 @@ def cmd_build_demo(args) -> int:
     save_demo_backbone(out, cfg)
     print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}, "
           f"{(cfg.image_size // cfg.patch_size) ** 2} image tokens); "
-          f"`livr-viz reproduce --out {out.parent}` starts from it when it sits at {out.parent}/init")
+          f"`python -m tools.reproduce --out {out.parent}` (in a clone) starts from it when it sits at "
+          f"{out.parent}/init")
     return 0
 
 
