@@ -713,9 +713,11 @@ def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> 
     ``progress``: the service's one progress callback, ``progress(fraction, desc=None)``."""
     spec = ConceptSpec.load(concept)
     tick = progress_callback(progress)
-    bundled = PROBES_DIR / model
+    ACCESS.check(model)  # before any file is looked for under its name
+    bundled = PROBES_DIR / model if model in DEMO_NAMES else None  # probes ship for bundled names only
     cache = scratch_dir() / "probes" / _cache_key(model)
-    found = [d / f"{spec.name}_report.json" for d in (bundled, cache) if (d / f"{spec.name}_report.json").is_file()]
+    found = [d / f"{spec.name}_report.json" for d in (bundled, cache)
+             if d is not None and (d / f"{spec.name}_report.json").is_file()]
     report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
     if retrain or report_path is None:
         if not POOL.get(model).config.n_latents:

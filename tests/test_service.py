@@ -204,6 +204,8 @@ def test_typed_model_paths_load_only_under_the_operators_roots(tiny_paths, tmp_p
             S.POOL.get(name)
         messages.add(str(exc.value))
     assert messages == {S.MODEL_REFUSED} and "ssh" not in S.MODEL_REFUSED and set(S.POOL.loaded()) == loaded
+    with pytest.raises(LIVRError, match="^unknown model"):  # nothing is looked for under the name first
+        S.probe_view("/root/.ssh", "style", None, "", "full", False)
     assert access.allows("demo-livr") and access.allows("demo-base") and access.allows("/srv/started-with")
     assert access.allows(tiny_paths["sft"]) and access.allows(str(root / "not-yet" / "there"))
     assert S.POOL.get(tiny_paths["sft"]).config.variant == "sft"
