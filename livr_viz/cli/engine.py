@@ -48,7 +48,14 @@ def _probe_items(args):
 
 def cmd_probe(args) -> int:
     from livr_viz.data.dataset import SyntheticTaskDataset
-    from livr_viz.methods.probes import ConceptSpec, builtin_specs, run_probes
+    from livr_viz.methods.probes import (
+        ConceptSpec,
+        builtin_specs,
+        probe_baselines,
+        probe_margin,
+        run_probes,
+        weak_baselines,
+    )
     from livr_viz.views.probes import save_probe_curves
 
     lm = _load(args)
@@ -64,9 +71,13 @@ def cmd_probe(args) -> int:
         best = report.layers[report.best_layer]
         summary[spec.name] = {"best_layer": report.best_layer, "accuracy": best["latent_pooled"]["accuracy"],
                               "selectivity": best["selectivity"], "majority": report.majority}
+        baselines = probe_baselines(report)
+        summary[spec.name].update(baselines=baselines, margin=probe_margin(best), weak_against=weak_baselines(report))
         print(f"{spec.name:<18} best layer {report.best_layer}: acc {best['latent_pooled']['accuracy']:.3f} "
-              f"(control {best['control']['accuracy']:.3f}, selectivity {best['selectivity']:+.3f}, "
-              f"image {best['image_pooled']['accuracy']:.3f}, majority {report.majority:.3f})")
+              f"(selectivity {best['selectivity']:+.3f}) vs " + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items()))
+        if summary[spec.name]["weak_against"]:  # the same warning as the app's Probes tab
+            print(f"  warning: does not beat {', '.join(summary[spec.name]['weak_against'])} by more than "
+                  f"{probe_margin(best):.3f}: the reading says nothing about what the latents encode")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.out}")
