@@ -99,7 +99,10 @@ def test_first_impression(browser, app_url, shots, width, height):
 
 def test_evidence_captions_carry_their_chance_level(browser, app_url):
     """Every tile of a synthetic sample says how much of its attention lies in the evidence beside the evidence's
-    share of the image (a uniform map's score) and their ratio; the legend says what the colours and numbers are."""
+    share of the image (a uniform map's score) and their ratio; the legend says what the colours and numbers are;
+    a clicked tile is drawn again at full resolution."""
+    from livr_viz import service as S
+
     pg = open_app(browser, app_url, 1280, 720)
     pg.locator("#latent-gallery .caption-label").first.wait_for()
     captions = caption_texts(pg, "#latent-gallery")
@@ -108,6 +111,11 @@ def test_evidence_captions_carry_their_chance_level(browser, app_url):
         assert re.search(r"in evidence \d+% of \d+% area", caption) and re.search(r"lift \d+\.\d\d", caption), caption
     legend = pg.locator("#tile-legend").inner_text()
     assert all(word in legend for word in ("image", "text", "latents", "green outline", "lift"))
+    pg.locator("#latent-gallery img").nth(2).click()  # click to enlarge: drawn again at 576 px, not scaled up
+    pg.locator("#enlarged-tile").scroll_into_view_if_needed()
+    pg.wait_for_function("document.querySelector('#enlarged-tile img')?.naturalWidth > 0")
+    assert pg.evaluate("document.querySelector('#enlarged-tile img').naturalWidth") == S.ENLARGED_TILE
+    assert "latent 2 ·" in pg.locator("#enlarged-tile").inner_text()
     pg.context.close()
 
 
@@ -135,6 +143,8 @@ def test_typing_a_layer_marks_the_tiles_stale_until_redrawn(browser, app_url, sh
 
 
 def test_upload_run_and_every_tab(page, shots):
+    from livr_viz import service as S
+
     example = ROOT / "assets" / "examples" / "counting-test-0-0-word.png"
     page.locator("#image-input button[aria-label=Clear]").click()  # the page opens with the first example loaded
     page.locator("#image-input input[type=file]").set_input_files(str(example))
@@ -177,6 +187,9 @@ def test_upload_run_and_every_tab(page, shots):
             intro = page.locator("#compare-intro").inner_text()
             assert all(w in intro for w in ("latents-only", "SFT", "lift", "pointing game", "area", "chance"))
             assert ".png" in page.locator("#compare-sheet img").get_attribute("src")
+            shown = page.evaluate("""() => { const img = document.querySelector('#compare-sheet img');
+                                             return img.clientWidth / img.naturalWidth; }""")
+            assert shown * S.COMPARE_FONT >= 11  # the per-tile scales' labels, at the size they are shown
             assert "evidence area" in page.locator("#compare-table").inner_text()
         if tab == "Probes":  # the bundled probes of the shipped model do not beat their baselines: said so
             summary = page.locator("#probe-summary").inner_text()
