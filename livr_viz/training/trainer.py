@@ -421,6 +421,7 @@ class Trainer:
 
         self.lm, self.cfg, self.out = lm, cfg, Path(out_dir)
         self.state = PartialState()
+        lm.model.to(self.state.device)  # this process's device (CPU here; one GPU per process under accelerate)
         self.progress = progress and self.state.is_main_process
         self.train_set, self.val_set = build_datasets(cfg)
         self.params = list(_trainable(lm).values())
