@@ -25,7 +25,13 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from livr_viz.core.capture import LatentAttention, base_attn_implementation
-from livr_viz.core.config import STAGES  # noqa: F401 - part of the service API
+from livr_viz.core.config import (  # noqa: F401 - the app's menus: part of the service API
+    AGGREGATIONS,
+    ATTRIBUTION_METHODS,
+    NORMALISATIONS,
+    PROJECTIONS,
+    STAGES,
+)
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import cache_dir
 from livr_viz.core.images import load_image
@@ -786,8 +792,7 @@ def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image
     latents = attr.latents if attr.latents is not None else []
     frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(latents))],
                           "attribution": [float(v) for v in latents]})
-    delta = "n/a (saliency)" if attr.convergence_delta is None else f"{attr.convergence_delta:.4f}"
-    md = f"Attribution of the logit of **{escape_markdown(target)}** ({method}); IG convergence delta: {delta}"
+    md = f"Attribution of the logit of **{escape_markdown(target)}** ({method}). {attr.completeness_text}."
     if attr.warning:
         md += f"\n\n> ⚠ {attr.warning}"
     return Image.fromarray(overlay(shown, heat, 0.6)), frame, md

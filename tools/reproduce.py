@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-from livr_viz.core.config import TEST_SEED
+from livr_viz.core.config import FINETUNES, TASK_BALANCES, TEST_SEED
 from livr_viz.core.config import VARIANTS as MODEL_VARIANTS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir
 from livr_viz.core.model import load_model
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.perception import make_perception_sample
-from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+from livr_viz.demo.backbone import TOWERS, DemoBackboneConfig, save_demo_backbone
 from livr_viz.demo.bundled import DEMO_SETS, SET_BACKBONES
 from livr_viz.methods.latent_use import latent_use_predictions, paired_comparison
 from livr_viz.training.evaluate import summarize
@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vision-markers", action="store_true",
                    help="stage 0 on the word format's images, learning every colour a patch holds (see "
                         "`pretrain-vision --markers`)")
-    p.add_argument("--tower", choices=["vit", "spatial"], default="vit",
+    p.add_argument("--tower", choices=TOWERS, default="vit",
                    help="a fresh backbone's vision tower: vit (the shipped CLIP-style one) or spatial (the spatial "
                         "reader: conv stem + global attention layers, livr_viz/core/spatial_reader.py)")
     p.add_argument("--vision-compare", action="store_true",
@@ -584,12 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
     p.add_argument("--grad-accum", type=int, default=None,
                    help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
-    p.add_argument("--task-balance", choices=["none", "grad_norm"], default=None,
+    p.add_argument("--task-balance", choices=TASK_BALANCES, default=None,
                    help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
     p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
     p.add_argument("--stage2-lr", type=float, default=None,
                    help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
-    p.add_argument("--finetune", choices=["lora", "full"], default="lora", help="the fine-tunes: " + FINETUNE_HELP)
+    p.add_argument("--finetune", choices=FINETUNES, default="lora", help="the fine-tunes: " + FINETUNE_HELP)
     p.add_argument("--seed", type=int, default=None,
                    help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
     p.add_argument("--install", action="store_true",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from livr_viz.core.config import ANSWER_FORMATS
+
 
 def cmd_data_export(args) -> int:
     from livr_viz.data.io import export_samples
@@ -51,7 +53,7 @@ def add_commands(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="samples per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96, help="image side in pixels")
-    p.add_argument("--answer-format", choices=["word", "letter"], default="word",
+    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default="word",
                    help="word: options named by marker colour / position (the demo models'); letter: BLINK's letters")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_data_export)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from livr_viz.cli.common import MODEL_HELP, _load, suite_items, write_json
-from livr_viz.core.config import STAGES
+from livr_viz.core.config import ABLATIONS, AGGREGATIONS, PROJECTIONS, STAGES
 
 
 def cmd_analyze(args) -> int:
@@ -159,7 +159,7 @@ def add_commands(sub) -> None:
     p.add_argument("--image", required=True)
     p.add_argument("--prompt", required=True)
     p.add_argument("--stage", choices=STAGES, default="full")
-    p.add_argument("--aggregation", choices=["mean", "max", "rollout"], default="mean")
+    p.add_argument("--aggregation", choices=AGGREGATIONS, default="mean")
     p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
     p.add_argument("--check-backends", action="store_true",
                    help="also rerun this input under the other attention kernels (eager / sdpa) and compare")
@@ -170,7 +170,7 @@ def add_commands(sub) -> None:
     model_opts(p)
     suite_opts(p, 27, 0, "samples")
     p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
-    p.add_argument("--method", choices=["tsne", "umap", "pca"], default="tsne")
+    p.add_argument("--method", choices=PROJECTIONS, default="tsne")
     p.add_argument("--color-by", default="segment", help="segment, task or a concept key")
     p.add_argument("--out", required=True, help="output path (PNG and HTML are written)")
     p.set_defaults(func=cmd_tokenmap)
@@ -196,7 +196,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("ablate", help="test accuracy with latents ablated: all at once and each alone")
     model_opts(p)
     suite_opts(p, 100, 2026, "test samples per task", stage=False)
-    p.add_argument("--mode", choices=["remove", "blind", "zero", "mean", "noise"], default="remove",
+    p.add_argument("--mode", choices=ABLATIONS, default="remove",
                    help="remove: no later token may read the latent; blind: the latent may not read the image; "
                         "zero / mean / noise: replace its residual")
     p.add_argument("--layer", type=int, default=-1, help="for zero / mean / noise: after this layer (-1 = input)")

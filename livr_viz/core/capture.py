@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,10 +171,10 @@ class CaptureResult:
     def __getitem__(self, name: str) -> torch.Tensor:
         parts = name.split(".")
         if name in self.names():
-            if name == "embed":
-                return self.hidden_states[0]
-            i = int(parts[1])
-            return self.attention[i] if parts[2] == "attn" else self.hidden_states[i + 1]
+            if parts[-1] == "rows":
+                return self.attention[int(parts[1])]
+            assert self.hidden_states is not None  # names() lists the residual points only when they were captured
+            return self.hidden_states[0] if name == "embed" else self.hidden_states[int(parts[1]) + 1]
         raise KeyError(f"no capture point {name!r}; this result holds {', '.join(self.names()[:3])}, … "
                        f"({len(self.names())} in all)")
 
@@ -195,8 +196,9 @@ class CaptureResult:
     def save(self, path: str | Path) -> Path:
         """Write ``path.npz`` (tensors) and ``path.json`` (metadata)."""
         path = Path(path)
-        arrays = {"attention": self.attention.numpy(), "rows": self.rows.numpy(), "segments": self.segments.numpy(),
-                  "answer_logits": self.answer_logits.float().numpy()}
+        arrays: dict[str, Any] = {"attention": self.attention.numpy(), "rows": self.rows.numpy(),
+                                  "segments": self.segments.numpy(),
+                                  "answer_logits": self.answer_logits.float().numpy()}
         if self.hidden_states is not None:
             arrays["hidden_states"] = self.hidden_states.float().numpy()
         np.savez_compressed(path.with_suffix(".npz"), **arrays)

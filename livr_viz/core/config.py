@@ -2,7 +2,10 @@
 
 :class:`LIVRConfig` describes a LIVR model around its backbone (saved as ``livr_config.json``); the trainer's
 :class:`~livr_viz.training.trainer.TrainConfig` holds one and adds only how to train. The names of variants,
-stages, latent placements and answer formats are defined here once; everything else imports them.
+stages, latent placements, answer formats and of every other choice a user makes by name (heatmap aggregations,
+projections, attribution methods, ablations, precisions, task balance) are defined here once, import-light (no
+torch), so the CLI's parser, the app's menus and the checks in the engine all read the same tuple; "must be one of"
+checks go through :func:`check_one_of`.
 """
 
 from __future__ import annotations
@@ -21,26 +24,47 @@ ANSWER_FORMATS: tuple[str, ...] = ("word", "letter")  # the synthetic suite's: m
 LETTERS = "ABCDEFGH"  # BLINK's multiple-choice letters, (A), (B), ...: options of items that name none of their own
 MAX_LATENTS = 512
 TEST_SEED = 2026  # the synthetic test split's seed for reported numbers: never used in training or validation
+# latent heatmaps: heads combined by mean / max within a layer, or attention rolled out across layers; then scaled per
+# latent, over all latents, or not at all
+AGGREGATIONS: tuple[str, ...] = ("mean", "max", "rollout")
+NORMALISATIONS: tuple[str, ...] = ("per_latent", "global", "none")
+PROJECTIONS: tuple[str, ...] = ("tsne", "umap", "pca")  # token maps: 2-D projections of hidden states
+ATTRIBUTION_METHODS: tuple[str, ...] = ("integrated_gradients", "saliency")  # latent attribution (captum)
+ABLATIONS: tuple[str, ...] = ("zero", "mean", "noise", "remove", "blind")  # how a latent is knocked out
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")  # training precision
+TASK_BALANCES: tuple[str, ...] = ("none", "grad_norm")  # how a fine-tune weighs its tasks' gradients
 
 
-def check_choice(name: str, value, allowed) -> None:
-    """One message for every "must be one of" check."""
+def check_one_of(name: str, value, allowed, error: type[Exception] = LIVRError) -> None:
+    """The one "must be one of" check: ``{name} must be one of a, b; got 'x'`` (``error``: a LIVRError subclass
+    where the caller's kind of error matters, e.g. a DataError naming the file and line in ``name``)."""
     if value not in allowed:
-        raise LIVRError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        raise error(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _setting(default, **options):
+    """A field the user chooses when training (``TrainConfig(variant=..., n_latents=...)`` sets it by name); fields
+    without this mark are filled in (family, latent ids) or recorded (trained steps) by the code."""
+    return field(default=default, metadata={"setting": True}, **options)
+
+
+def model_settings() -> tuple[str, ...]:
+    """The names of :class:`LIVRConfig`'s settings (its fields marked with :func:`_setting`), in field order."""
+    return tuple(f.name for f in fields(LIVRConfig) if f.metadata.get("setting"))
 
 
 @dataclass
 class LIVRConfig:
     """Everything needed to rebuild a LIVR model around its backbone. Saved as ``livr_config.json``."""
 
-    variant: str = "livr"  # livr (Stage 1 + 2) | latents_only (Stage 2 only) | sft (no latents)
-    n_latents: int = 16  # K latent tokens; forced to 0 for sft
-    stage1_fraction: float = 0.4  # share of training steps in the bottleneck stage ("4/6"); 0 unless livr
+    variant: str = _setting("livr")  # livr (Stage 1 + 2) | latents_only (Stage 2 only) | sft (no latents)
+    n_latents: int = _setting(16)  # K latent tokens; forced to 0 for sft
+    stage1_fraction: float = _setting(0.4)  # share of training steps in the bottleneck stage ("4/6"); 0 unless livr
     backbone: str = "demo-base"  # demo name, local path or hub id of the base VLM
     family: str = ""  # filled in from the backbone's model_type
-    lora_r: int = 16  # LoRA rank (paper: 16)
-    lora_alpha: int = 32  # LoRA alpha (paper: 32)
-    lora_dropout: float = 0.05  # LoRA dropout (paper: 0.05)
+    lora_r: int = _setting(16)  # LoRA rank (paper: 16)
+    lora_alpha: int = _setting(32)  # LoRA alpha (paper: 32)
+    lora_dropout: float = _setting(0.05)  # LoRA dropout (paper: 0.05)
     # "lora" (the paper): LoRA on the language model + the latent rows, saved as an adapter on ``backbone``;
     # "full": every parameter trained (vision tower, projector, language model, all embedding rows), saved as a whole
     # model beside the config (a departure for the 3 M-parameter demo backbone, trained from scratch: see
@@ -53,15 +77,15 @@ class LIVRConfig:
     # in Stage 1; "before_answer" = after the assistant marker, so the last latent's row predicts the first answer
     # token and may see the image in Stage 1 (a documented contrast: it makes the bottleneck vacuous for one-token
     # answers)
-    latent_placement: str = "end_of_prompt"
+    latent_placement: str = _setting("end_of_prompt")
     # how the model was taught to answer the synthetic suite: "word" (marker colour / position / number) or "letter"
     # (BLINK's drawn letters); evaluation and the app build their questions in this format
-    answer_format: str = "word"
+    answer_format: str = _setting("word")
     trained_steps: int = 0  # optimizer steps this adapter has seen (0 = untrained)
     training: dict = field(default_factory=dict)  # free-form record of how it was trained
 
     def __post_init__(self):
-        check_choice("variant", self.variant, VARIANTS)
+        check_one_of("variant", self.variant, VARIANTS)
         if self.variant == "sft":
             self.n_latents = 0
             self.stage1_fraction = 0.0
@@ -74,9 +98,9 @@ class LIVRConfig:
             raise LIVRError(f"stage1_fraction must be in [0, 1]; got {self.stage1_fraction}")
         if self.lora_r < 1:
             raise LIVRError(f"lora_r must be >= 1; got {self.lora_r}")
-        check_choice("answer_format", self.answer_format, ANSWER_FORMATS)
-        check_choice("finetune", self.finetune, FINETUNES)
-        check_choice("latent_placement", self.latent_placement, LATENT_PLACEMENTS)
+        check_one_of("answer_format", self.answer_format, ANSWER_FORMATS)
+        check_one_of("finetune", self.finetune, FINETUNES)
+        check_one_of("latent_placement", self.latent_placement, LATENT_PLACEMENTS)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -55,6 +55,21 @@ class Family:
     def processor_images(self, images: list) -> list:
         return images
 
+    def load_processor(self, ref: str, trust_remote_code: bool = False):
+        """The model's processor (tokenizer + image processor) from a directory or hub id."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(ref, trust_remote_code=trust_remote_code)
+
+    def input_resolution(self, model, inputs: dict[str, Any]) -> tuple[int, int] | None:
+        """(height, width) in pixels the processor resized a single image to, read from its output
+        (``pixel_values`` [B, 3, H, W]); None where the output does not tell (tiled / multi-crop images)."""
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is not None and pixel_values.dim() == 4:
+            height, width = pixel_values.shape[-2:]
+            return int(height), int(width)
+        return None
+
     def position_ids(self, model, inputs: dict[str, Any], padding_mask: torch.Tensor) -> torch.Tensor:
         """Position ids consistent with any padding side: count of real tokens before each position."""
         pos = padding_mask.long().cumsum(-1) - 1
@@ -79,6 +94,18 @@ class LlavaFamily(Family):
 
 @dataclass(frozen=True)
 class QwenVLFamily(Family):
+    def load_processor(self, ref, trust_remote_code=False):
+        # the stock Qwen2-VL processor needs torchvision for its video half: ours is PIL-backed
+        from livr_viz.core.processors import load_qwen_processor
+
+        return load_qwen_processor(ref, trust_remote_code)
+
+    def input_resolution(self, model, inputs):
+        # pixel_values are flattened patches; the grid (t, h, w) in patches times the patch size gives the pixels
+        patch = model.config.vision_config.patch_size
+        height, width = (int(v) * patch for v in inputs["image_grid_thw"][0, 1:])
+        return height, width
+
     def vision_encoder_parameters(self, model):
         # Qwen2-VL's projector (``merger``) lives inside ``visual``
         return [p for n, p in model.model.visual.named_parameters() if not n.startswith("merger.")]

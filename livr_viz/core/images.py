@@ -81,7 +81,7 @@ def load_image(source, name: str | None = None, max_side: int | None = None) -> 
         raise LIVRError(f"image {label}: {image.width}x{image.height} pixels exceeds the limit of {MAX_PIXELS:,}")
     image = to_rgb(image)
     if max_side and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.LANCZOS, reducing_gap=2.0)
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return image
 
 

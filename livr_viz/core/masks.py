@@ -23,21 +23,17 @@ masked; PAD rows' outputs are never read.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from livr_viz.core.config import STAGES, check_choice
+from livr_viz.core.config import STAGES, check_one_of
 from livr_viz.core.segments import Segment
-
-Stage = Literal["full", "bottleneck"]
 
 
 def allowed_attention(
-    segments: torch.Tensor, stage: Stage = "full", block_latent_image: bool = False
+    segments: torch.Tensor, stage: str = "full", block_latent_image: bool = False
 ) -> torch.Tensor:
     """Boolean ``[B, T, T]`` matrix, True where query row may attend to key column."""
-    check_choice("stage", stage, STAGES)
+    check_one_of("stage", stage, STAGES)
     if segments.dim() != 2:
         raise ValueError(f"segments must be [B, T], got shape {tuple(segments.shape)}")
     B, T = segments.shape
@@ -59,7 +55,7 @@ def allowed_attention(
 
 def attention_mask_4d(
     segments: torch.Tensor,
-    stage: Stage = "full",
+    stage: str = "full",
     block_latent_image: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:

@@ -61,8 +61,8 @@ class LIVRCollator:
     with_answers: bool = True
 
     def __call__(self, items):
-        batch = self.model.build_inputs([it.image for it in items], [it.prompt for it in items],
-                                        [getattr(it, 'target', it.answer) for it in items] if self.with_answers else None)
+        targets = [getattr(it, "target", it.answer) for it in items] if self.with_answers else None
+        batch = self.model.build_inputs([it.image for it in items], [it.prompt for it in items], targets)
         batch.meta = {"tasks": [it.task for it in items], "answers": [it.answer for it in items],
                       "n_choices": [len(it.choices) for it in items], "ids": [it.id for it in items]}
         return batch

@@ -179,7 +179,7 @@ def compose_panels(panels: list[Image.Image], labels: list[str], size: int, layo
     label_h = 10
     if layout == "row":
         pw = (size - gap * (n + 1)) // n
-        for i, p in enumerate(panels):
+        for i in range(n):
             x0 = gap + i * (pw + gap)
             y0 = label_h + (size - label_h - pw) // 2
             boxes.append((x0, y0, x0 + pw, y0 + pw))

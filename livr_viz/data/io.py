@@ -8,8 +8,8 @@ JSONL schema (one object per line)::
 
 ``evidence_mask``, ``concepts`` and ``answer_format`` are optional for user data.  ``answer`` is always the
 correct option's letter; ``answer_format`` says how the model is asked and answers: ``letter`` (default, BLINK's
-"(A) … (B) …" choices, answered by letter) or ``word`` (the options listed and answered as words).  Images are paths relative
-to the JSONL file.  Validation names the line and the field of every problem.
+"(A) … (B) …" choices, answered by letter) or ``word`` (the options listed and answered as words).  Images are paths
+relative to the JSONL file.  Validation names the line and the field of every problem.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from livr_viz.core.config import check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
 from livr_viz.data.draw import compose_panels
@@ -170,8 +171,7 @@ def _validate(obj, line_no: int, base: Path, path: Path) -> Record:
     if not isinstance(concepts, dict):
         raise DataError(f"{where}: field 'concepts' must be an object or null")
     fmt = obj.get("answer_format") or "letter"
-    if fmt not in ANSWER_FORMATS:
-        raise DataError(f"{where}: field 'answer_format' must be one of {', '.join(ANSWER_FORMATS)}; got {fmt!r}")
+    check_one_of(f"{where}: field 'answer_format'", fmt, ANSWER_FORMATS, error=DataError)
     return Record(obj["id"], obj["task"], image, obj["question"], list(choices), answer, evidence, concepts,
                   answer_format=fmt)
 

@@ -273,7 +273,8 @@ def _subskill(kind: str, rng, size: int):
         for (x0, y0, _, _), group in ((boxes[0], [ref]), (boxes[1], cands)):
             for p in group:
                 evidence |= D.disc_mask(img.size, x0 + p[0], y0 + p[1], 6)
-        question = "The left panel marks a reference point. Which coloured point in the right panel shows the same place?"
+        question = ("The left panel marks a reference point. Which coloured point in the right panel shows the same "
+                    "place?")
         return img, question, list(MARKER_WORDS), LETTERS[target], evidence, {}
     if kind == "marker_part":
         shape = str(rng.choice(("triangle", "diamond", "star", "cross", "square")))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from livr_viz.core.config import ANSWER_FORMATS, LETTERS  # noqa: F401 - part of the suite's API
+from livr_viz.core.config import ANSWER_FORMATS, LETTERS, check_one_of  # noqa: F401 - part of the suite's API
 from livr_viz.core.errors import LIVRError
 from livr_viz.data import draw as D
 
@@ -149,12 +149,10 @@ def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, 
     the task's difficulty defaults."""
     if task not in TASKS:
         resolve_tasks([task])
-    if split not in SPLITS:
-        raise LIVRError(f"split must be one of {list(SPLITS)}; got {split!r}")
+    check_one_of("split", split, SPLITS)
     if size < 64:
         raise LIVRError(f"size must be >= 64 pixels; got {size}")
-    if answer_format not in ANSWER_FORMATS:
-        raise LIVRError(f"answer_format must be one of {list(ANSWER_FORMATS)}; got {answer_format!r}")
+    check_one_of("answer_format", answer_format, ANSWER_FORMATS)
     spec = TASKS[task]
     known = {f.name for f in fields(spec.knobs)}
     bad = set(knobs) - known
@@ -297,7 +295,8 @@ def _localization(rng, target, size, k: LocalizationKnobs, fmt):
             evidence |= np.asarray(drawn) > 0
         outline = D.box_mask(img.size, box) & ~D.box_mask(img.size, (box[0] + 2, box[1] + 2, box[2] - 2, box[3] - 2))
         evidence |= outline
-    concepts = {"object_shape": str(shape), "object_color": str(colour), "object_quadrant": _quadrant(cx, cy, size, size),
+    concepts = {"object_shape": str(shape), "object_color": str(colour),
+                "object_quadrant": _quadrant(cx, cy, size, size),
                 "object_size": float(2 * r / size), "boxes": [[round(v, 2) for v in b] for b in ordered],
                 "box_iou": [round(iou(b, true_box), 3) for b in ordered]}
     choices = [f"box {LETTERS[i]}" for i in range(n)] if fmt == "letter" else list(MARKER_WORDS[:n])
@@ -595,17 +594,20 @@ def _draw_tool(draw, mdraw, tool, cx, cy, length, angle, handle_colour, head_col
     if tool == "hammer":
         head = tr([(L * 0.15, -L * 0.22), (L * 0.38, -L * 0.22), (L * 0.38, L * 0.22), (L * 0.15, L * 0.22)])
     elif tool == "spoon":
-        head = tr([(L * 0.15 + L * 0.17 * (1 + math.cos(t)), L * 0.14 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)])
+        head = tr([(L * 0.15 + L * 0.17 * (1 + math.cos(t)), L * 0.14 * math.sin(t))
+                   for t in np.linspace(0, 2 * math.pi, 24)])
     elif tool == "brush":
         head = tr([(L * 0.15, -L * 0.13), (L * 0.45, -L * 0.16), (L * 0.45, L * 0.16), (L * 0.15, L * 0.13)])
     elif tool == "axe":
         head = tr([(L * 0.05, -w), (L * 0.4, -L * 0.3), (L * 0.45, 0), (L * 0.4, L * 0.3), (L * 0.05, w)])
     elif tool == "pan":
-        head = tr([(L * 0.15 + L * 0.22 * (1 + math.cos(t)), L * 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 28)])
+        head = tr([(L * 0.15 + L * 0.22 * (1 + math.cos(t)), L * 0.22 * math.sin(t))
+                   for t in np.linspace(0, 2 * math.pi, 28)])
     elif tool == "key":
         head = tr([(-L * 0.05, -w), (L * 0.45, -w), (L * 0.45, w * 2.2), (L * 0.35, w * 2.2), (L * 0.35, w),
                    (L * 0.25, w), (L * 0.25, w * 2.2), (L * 0.15, w * 2.2), (L * 0.15, w), (-L * 0.05, w)])
-        handle = tr([(-L * 0.05 - L * 0.2 * (1 + math.cos(t)), L * 0.2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)])
+        handle = tr([(-L * 0.05 - L * 0.2 * (1 + math.cos(t)), L * 0.2 * math.sin(t))
+                     for t in np.linspace(0, 2 * math.pi, 24)])
     else:
         raise LIVRError(tool)
     draw.polygon(handle, fill=handle_colour)
@@ -727,7 +729,8 @@ def _jigsaw(rng, target, size, k: JigsawKnobs, fmt):
     choices = [f"patch {LETTERS[i]}" for i in range(2)] if fmt == "letter" else ["top", "bottom"]
     return dict(image=canvas, question="The bottom-right quadrant of the image on the left is missing. Which patch "
                 "fills it?", choices=choices, evidence=evidence,
-                concepts={"distractor": k.distractor}, panels={"image": holed, "patch_A": cands[0], "patch_B": cands[1]})
+                concepts={"distractor": k.distractor},
+                panels={"image": holed, "patch_A": cands[0], "patch_B": cands[1]})
 
 
 # ----------------------------------------------------------------------------- reference + two candidates
@@ -771,7 +774,8 @@ def _similarity(rng, target, size, k: SimilarityKnobs, fmt):
         d_kind = str(rng.choice([t for t in D.TEXTURES if t != kind]))
         diff = D.texture(rng, side, d_kind, freq, angle, colours, phase=float(rng.uniform()))
     elif attr == "frequency":
-        diff = D.texture(rng, side, kind, freq * float(rng.choice([0.45, 2.1])), angle, colours, phase=float(rng.uniform()))
+        diff = D.texture(rng, side, kind, freq * float(rng.choice([0.45, 2.1])), angle, colours,
+                         phase=float(rng.uniform()))
     else:
         diff = D.texture(rng, side, kind, freq, angle + math.pi / 2 * float(rng.choice([-1, 1])) * 0.6 + 0.3, colours,
                          phase=float(rng.uniform()))

@@ -30,12 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 
 from livr_viz.core.capture import LatentAttention, base_attn_implementation, install_capture, rows_of_segment
-from livr_viz.core.config import LETTERS
+from livr_viz.core.config import LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 from livr_viz.methods.faithfulness import evidence_on_grid
@@ -196,7 +197,11 @@ def diagnose(models: Mapping[str, object], items: Sequence, stage1: Mapping[str,
         plan += [(name, s) for s in wanted if s not in entry["sections"]]
     for j, (name, section) in enumerate(plan):
         message = f"{name}: {section}"
-        tick = (lambda f, j=j, m=message: progress((j + f) / len(plan), m)) if progress else (lambda f: None)
+
+        def tick(f: float, j: int = j, m: str = message) -> None:
+            if progress:
+                progress((j + f) / len(plan), m)
+
         tick(0.0)
         lm, stage1_lm = models[name], stage1.get(name)
         with reuse_image_features(lm), reuse_image_features(stage1_lm):
@@ -328,7 +333,7 @@ def _table(lm, items, _stage1, opts, tick) -> dict:
     k = lm.config.n_latents
     conditions = opts.conditions if k else ("standard",)
     rows, attention = _predictions(lm, items, conditions, opts, tick)
-    table = {"status": "done", "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
+    table: dict[str, Any] = {"status": "done", "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
              "answer_latent_attention": task_summary(_by_task(items, attention)) if k else None,
              "paired": {c: paired_comparison(rows["standard"], rows[c]) for c in conditions[1:]},
              "predictions": rows}
@@ -431,7 +436,9 @@ def _per_latent(lm, items, _stage1, opts, tick) -> dict:
     if not k:
         return _na("the model has no latents (variant sft)")
     chosen = _first_per_task(items, opts.effect_per_task)
-    drops, image, evidence = [None] * len(chosen), [None] * len(chosen), [None] * len(chosen)
+    drops: list[Any] = [None] * len(chosen)
+    image: list[Any] = [None] * len(chosen)
+    evidence: list[Any] = [None] * len(chosen)
     batches = _batches(chosen, opts.batch_size)
     for j, idx in enumerate(batches):
         chunk = [chosen[i] for i in idx]
@@ -507,8 +514,7 @@ def attention_implementation(lm, name: str):
     previous kernel comes back afterwards, also when the block raises. transformers 5 reads the kernel from the
     config at every forward, so :func:`~livr_viz.core.capture.install_capture` (``set_attn_implementation`` with a
     per-sub-config dict) switches a loaded model in place, for every thread that uses it."""
-    if name not in IMPLEMENTATIONS:
-        raise LIVRError(f"attention implementation must be one of {', '.join(IMPLEMENTATIONS)}; got {name!r}")
+    check_one_of("attention implementation", name, IMPLEMENTATIONS)
     previous = base_attn_implementation(lm.base_model)
     install_capture(lm.base_model, name)
     try:
@@ -548,8 +554,7 @@ def check_backends(lm, items: Sequence, batch_size: int = 32, implementations: S
     available, skipped = available_implementations()
     others = [n for n in (implementations or available) if n != reference]
     for name in others:
-        if name not in IMPLEMENTATIONS:
-            raise LIVRError(f"attention implementation must be one of {', '.join(IMPLEMENTATIONS)}; got {name!r}")
+        check_one_of("attention implementation", name, IMPLEMENTATIONS)
     if not others:
         return _na(f"no kernel besides {reference} to compare with")
     k = lm.config.n_latents

@@ -16,7 +16,7 @@ from livr_viz.methods.probes import randomized_copy
 def evidence_on_grid(evidence: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """``[rows, cols]`` fraction of each patch covered by the pixel evidence mask ``[H, W]``."""
     mask = Image.fromarray((np.asarray(evidence) > 0).astype(np.float32))
-    return np.asarray(mask.resize((grid[1], grid[0]), Image.BOX), dtype=np.float64)
+    return np.asarray(mask.resize((grid[1], grid[0]), Image.Resampling.BOX), dtype=np.float64)
 
 
 def evidence_scores(maps: np.ndarray, evidence: np.ndarray, raw: np.ndarray | None = None) -> dict:

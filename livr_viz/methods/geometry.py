@@ -250,7 +250,9 @@ def shared_projection(point_sets: dict[str, TokenPoints], method: str = "tsne", 
     seed_b = seed + 1 if seed_b is None else seed_b
     names = list(point_sets)
     vectors = {n: np.asarray(point_sets[n].vectors, np.float32) for n in names}
-    xy, xy_b, disparity = {}, {}, {}
+    xy: dict[str, np.ndarray] = {}
+    xy_b: dict[str, np.ndarray] = {}
+    disparity: dict[str, float] = {}
     if mode == "joint":
         widths = {v.shape[1] for v in vectors.values()}
         if len(widths) != 1:

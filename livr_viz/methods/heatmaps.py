@@ -14,11 +14,9 @@ import numpy as np
 import torch
 
 from livr_viz.core.capture import CaptureResult
+from livr_viz.core.config import AGGREGATIONS, NORMALISATIONS, check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
-
-AGGREGATIONS = ("mean", "max", "rollout")
-NORMALISATIONS = ("per_latent", "global", "none")
 
 
 def _select(values: torch.Tensor, picks: Sequence[int] | None, name: str, size: int) -> torch.Tensor:
@@ -48,10 +46,8 @@ def image_attention_maps(
     image tokens those attended — here approximated with the captured rows only, i.e. the product of the
     per-layer (0.5·A + 0.5·I) restricted to the image columns of each layer's rows.
     """
-    if aggregation not in AGGREGATIONS:
-        raise LIVRError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}")
-    if normalisation not in NORMALISATIONS:
-        raise LIVRError(f"normalisation must be one of {NORMALISATIONS}; got {normalisation!r}")
+    check_one_of("aggregation", aggregation, AGGREGATIONS)
+    check_one_of("normalisation", normalisation, NORMALISATIONS)
     image_keys = result.key_positions(Segment.IMAGE, index)
     n_rows, n_cols = grid
     if len(image_keys) != n_rows * n_cols:
@@ -65,15 +61,15 @@ def image_attention_maps(
         maps = att[..., image_keys].amax(dim=(0, 1))
     else:
         maps = _rollout(att.mean(1), image_keys)  # [R, N]
-    maps = maps.reshape(-1, n_rows, n_cols).float().numpy()
+    out = maps.reshape(-1, n_rows, n_cols).float().numpy()
     if normalisation == "per_latent":
-        lo = maps.min(axis=(1, 2), keepdims=True)
-        hi = maps.max(axis=(1, 2), keepdims=True)
-        maps = (maps - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
+        lo = out.min(axis=(1, 2), keepdims=True)
+        hi = out.max(axis=(1, 2), keepdims=True)
+        out = (out - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
     elif normalisation == "global":
-        lo, hi = maps.min(), maps.max()
-        maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
-    return maps
+        lo, hi = out.min(), out.max()
+        out = (out - lo) / (hi - lo if hi > lo else 1.0)
+    return out
 
 
 def _rollout(att: torch.Tensor, image_keys: torch.Tensor) -> torch.Tensor:
@@ -86,6 +82,8 @@ def _rollout(att: torch.Tensor, image_keys: torch.Tensor) -> torch.Tensor:
     for layer in range(att.shape[0]):
         current = att[layer][:, image_keys]
         rolled = current if rolled is None else 0.5 * current + 0.5 * rolled
+    if rolled is None:
+        raise LIVRError("rollout needs at least one captured layer")
     return rolled
 
 

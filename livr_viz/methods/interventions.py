@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 import torch
 
 from livr_viz.core.capture import rows_of_segment
-from livr_viz.core.config import LETTERS
+from livr_viz.core.config import ABLATIONS, LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
-
-ABLATIONS = ("zero", "mean", "noise", "remove", "blind")
 
 
 def _layers(lm) -> torch.nn.ModuleList:
@@ -93,8 +91,7 @@ class LatentAblation:
     """
 
     def __init__(self, lm, mode: str = "zero", layer: int = -1, seed: int = 0):
-        if mode not in ABLATIONS:
-            raise LIVRError(f"ablation mode must be one of {', '.join(ABLATIONS)}; got {mode!r}")
+        check_one_of("ablation mode", mode, ABLATIONS)
         if not lm.config.n_latents:
             raise LIVRError("this model has no latents to ablate (variant sft)")
         _check_layer(lm, layer)  # for remove / blind too: a layer the model does not have is a mistake either way

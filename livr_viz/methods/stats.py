@@ -52,6 +52,7 @@ def task_summary(values: Mapping[str, np.ndarray], binary: bool = False, z: floa
         x = np.asarray(raw, dtype=np.float64)
         n = len(x)
         mean = x.mean(0)
+        variance: np.ndarray | None  # None: one item, no interval
         if binary:
             ci = list(wilson_interval(int(x.sum()), n, z))
             adjusted = (x.sum() + 2) / (n + 4)
@@ -65,8 +66,9 @@ def task_summary(values: Mapping[str, np.ndarray], binary: bool = False, z: floa
     if not tasks:
         return {"tasks": {}, "average": None}
     mean = np.mean(means, axis=0)
-    variance = None if any(v is None for v in variances) else np.sum(variances, axis=0) / len(means) ** 2
-    ci = _interval(mean, variance, z)
+    known = [v for v in variances if v is not None]
+    total = np.sum(known, axis=0) / len(means) ** 2 if len(known) == len(variances) else None
+    ci = _interval(mean, total, z)
     if binary and ci is not None:  # a proportion's interval stays inside [0, 1]
         ci = [max(0.0, ci[0]), min(1.0, ci[1])]
     average = {"n": sum(t["n"] for t in tasks.values()), "mean": _plain(mean), "ci95": ci}

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from livr_viz.core.capture import LatentAttention
+from livr_viz.core.config import PROJECTIONS as METHODS
+from livr_viz.core.config import check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
 
-METHODS = ("tsne", "umap", "pca")
 _CACHE: dict[str, np.ndarray] = {}
 _LOCK = threading.Lock()
 
@@ -45,7 +46,8 @@ def points_from_capture(result, layer: int, index: int | None = None, extra: dic
     if not -n_layers <= layer < n_layers:
         raise LIVRError(f"layer must be in 0..{n_layers - 1}; got {layer}")
     rows = range(result.segments.shape[0]) if index is None else [index]
-    vecs, segs, labels = [], [], {"sample": [], "position": []}
+    vecs, segs = [], []
+    labels: dict[str, list] = {"sample": [], "position": []}
     for key in (extra or {}):
         labels[key] = []
     for b in rows:
@@ -94,8 +96,7 @@ def _key(x: np.ndarray, method: str, seed: int, perplexity: float, n_neighbors: 
 def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0,
             n_neighbors: int = 15, cache_dir: str | Path | None = None) -> np.ndarray:
     """``[N, 2]`` projection. Deterministic in ``seed``; cached."""
-    if method not in METHODS:
-        raise LIVRError(f"method must be one of {METHODS}; got {method!r}")
+    check_one_of("method", method, METHODS)
     x = np.asarray(vectors, dtype=np.float32)
     n = len(x)
     if n < 5:

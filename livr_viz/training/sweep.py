@@ -142,7 +142,8 @@ class SweepResult:
         for row in self.summary["livr"]:
             lines.append(f"{row['value']:<16g} {cell(row['average']):<16} {cell(row['vs_sft'], '+'):<16} "
                          f"{row['n_seeds']}")
-        lines.append(f"{'SFT':<16} {cell(self.summary['sft']['average']):<16} {'':<16} {self.summary['sft']['n_seeds']}")
+        sft = self.summary["sft"]
+        lines.append(f"{'SFT':<16} {cell(sft['average']):<16} {'':<16} {sft['n_seeds']}")
         if self.summary["chance"] is not None:
             lines.append(f"{'chance':<16} {self.summary['chance']:.3f}")
         return lines

@@ -206,7 +206,8 @@ INTRO = ("**LIVR** puts K learned *latent tokens* between the question and the a
          "the answer may see the image *only through the latents* (a bottleneck), then with ordinary attention. "
          "**latents-only** has the same latents without the bottleneck stage; **SFT** is plain fine-tuning, no "
          "latents. The tiles show where each latent looks; *Compare* puts the three side by side.")
-TILE_LEGEND = ("<div class='legend'>Each tile — <b>top bar</b>: where this latent's attention goes, "
+TILE_LEGEND = ("<div class='legend'>Each tile (one per latent; SFT has none, its tile is the answer row's) — "
+               "<b>top bar</b>: where this row's attention goes, "
                "<span class='sw' style='background:#4c9be8'></span>image "
                "<span class='sw' style='background:#8c8c8c'></span>text "
                "<span class='sw' style='background:#e8a33c'></span>latents (left to right, widths = shares); "
