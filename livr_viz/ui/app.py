@@ -596,5 +596,7 @@ def serve(args) -> None:
                 show_error=True, allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())], css=APP_CSS)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m livr_viz.ui.app: the same as python -m livr_viz.ui
+    from livr_viz.ui.__main__ import main
+
     main()
