@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from livr_viz.cli.common import MODEL_HELP
 from livr_viz.cli.diagnose import _progress
+from livr_viz.core.config import CONDITIONS
 
 
 def cmd_mediate(args) -> int:
@@ -20,8 +21,6 @@ def cmd_mediate(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from livr_viz.methods.latent_use import CONDITIONS
-
     p = sub.add_parser("mediate", help="is X → Z → Y real? input → latents sensitivity, latent interchange "
                                        "interventions, latent collapse, with 95 %% bootstrap CIs (JSON + HTML, "
                                        "resumable)")

@@ -21,6 +21,8 @@ STAGES_BY_VARIANT = {"livr": ("bottleneck", "full"), "latents_only": ("full",), 
 LATENT_PLACEMENTS: tuple[str, ...] = ("end_of_prompt", "before_answer")
 FINETUNES: tuple[str, ...] = ("lora", "full")  # LoRA on the language model (the paper), or every parameter
 ANSWER_FORMATS: tuple[str, ...] = ("word", "letter")  # the synthetic suite's: marker word / number, or BLINK letters
+# the attention conditions the latent-use read-outs run under (methods.latent_use; import-light here for CLI menus)
+CONDITIONS: tuple[str, ...] = ("standard", "bottleneck", "blind", "removed", "bottleneck_blind")
 LETTERS = "ABCDEFGH"  # BLINK's multiple-choice letters, (A), (B), ...: options of items that name none of their own
 MAX_LATENTS = 512
 TEST_SEED = 2026  # the synthetic test split's seed for reported numbers: never used in training or validation

@@ -26,12 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from livr_viz.core.capture import LatentAttention, rows_of_segment
-from livr_viz.core.config import LETTERS
+from livr_viz.core.config import CONDITIONS, LETTERS  # noqa: F401 - CONDITIONS: part of this module's API
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import Segment
 from livr_viz.methods.interventions import _answer_logits_without
-
-CONDITIONS = ("standard", "bottleneck", "blind", "removed", "bottleneck_blind")
 
 
 def _options(item) -> tuple[str, ...]:
