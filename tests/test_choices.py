@@ -13,7 +13,7 @@ from livr_viz.core.capture import install_capture
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.model import LIVRModel, _append_tokens, normalize_prompt
 from livr_viz.core.processors import QwenVLImageProcessor
-from livr_viz.data.perception import WORD_CURRICULUM, make_perception_sample
+from livr_viz.data.perception import KINDS, make_perception_sample
 from livr_viz.data.tasks import make_sample, task_names
 from livr_viz.demo.tiny import QWEN_TEMPLATE, tiny_qwen2_vl
 from livr_viz.methods.analysis import FREE_FORM_NOTE, WORD_VOCABULARY_NOTE, parse_choices, run_analysis
@@ -47,7 +47,7 @@ def test_the_task_and_pretraining_prompts_are_already_normal():
     """Normalising touches no prompt the models were trained on, so training inputs are what they were."""
     prompts = [make_sample(t, "train", 0, i, answer_format=f).prompt for t in task_names() for i in range(3)
                for f in ("word", "letter")]
-    prompts += [make_perception_sample(k, "train", 0, i).prompt for k in WORD_CURRICULUM for i in range(3)]
+    prompts += [make_perception_sample(k, "train", 0, i).prompt for k in KINDS for i in range(3)]
     assert all(normalize_prompt(p) == p for p in prompts), [p for p in prompts if normalize_prompt(p) != p]
 
 
@@ -213,6 +213,16 @@ def test_multi_token_options_are_scored_apart_as_whole_sequences(qwen_lm, stage)
             one = lm.build_inputs([images[row]], [batch.prompts[row]])
             expected = _reference_scores(lm, one, options, stage, False).softmax(-1)
             assert torch.allclose(probs[row], expected, atol=1e-5), (probs[row], expected)
+
+
+def test_packed_scores_match_token_by_token_on_the_demo_layout(tiny_model):
+    """The same check on the demo architecture (LLaVA family, latents at the end of the prompt, its own BPE)."""
+    options = ["top left", "top right", "left"]
+    batch = tiny_model.build_inputs([random_image(4, (96, 96))], ["Where? Options: top left, top right, left."])
+    assert [len(c) for c in tiny_model.option_continuations(batch.prompts[0], options)[1]] == [2, 2, 1]
+    for stage in ("full", "bottleneck"):
+        expected = _reference_scores(tiny_model, batch, options, stage, False).softmax(-1)
+        assert torch.allclose(tiny_model.choice_probs(batch, options, stage)[0], expected, atol=1e-5)
 
 
 def test_run_analysis_and_evaluation_score_multi_token_options(qwen_lm):
