@@ -755,11 +755,14 @@ def mediate(models: Mapping[str, object], items: Sequence, control_items: Sequen
         report = MediationReport.load(path)
         _check_same(report.settings, info_all, path, "questions or settings")
     plan = [(name, task) for name in engines for task in tasks]
+    for name, lm in models.items():  # every model's weights are checked (and recorded) before any part is reused
+        entry = report.models.setdefault(name, {"info": _model_info(lm, None)})
+        _check_same(entry["info"], _model_info(lm, None), path, f"model {name!r}")
+    if path is not None:  # settings on disk first: parts/ never outlive the settings that made them
+        report.save(path)
     done = 0
     for name, lm in models.items():
-        info = _model_info(lm, None)
-        entry = report.models.setdefault(name, {"info": info})
-        _check_same(entry["info"], info, path, f"model {name!r}")
+        entry = report.models[name]
         if name not in engines:
             entry["result"] = {"status": "n/a", "reason": f"the model has no latents (variant {lm.config.variant}): "
                                                           "there is no X → Z → Y to mediate"}

@@ -130,7 +130,7 @@ def collapse_figure(report: MediationReport, layer: int = -1):
     task, white lines between tasks), the image tokens' (same positions compared), the K latents of one input with
     each other (mean over inputs), and the mean off-diagonal similarity per layer (latents solid, image dashed)."""
     names = _done(report)
-    fig, axes = plt.subplots(max(1, len(names)), 4, figsize=(15, 3.6 * max(1, len(names))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(names)), 4, figsize=(16, 3.8 * max(1, len(names))), squeeze=False)
     if not names:
         return _empty(fig, axes[0, 0], report)
     for row, name in zip(axes, names):
@@ -142,14 +142,14 @@ def collapse_figure(report: MediationReport, layer: int = -1):
             matrix = np.asarray(col[who]["matrices"][shown], float)
             im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
             _boundaries(ax, tasks)
-            ax.set_title(f"{name}: {title} across inputs, layer {shown}\nmean off-diagonal "
-                         f"{col[who]['all'][shown]:.3f}, effective rank {col[who]['effective_rank'][shown]:.1f}",
-                         fontsize=8)
+            ax.set_title(f"{title} across inputs, layer {shown}\nmean {col[who]['all'][shown]:.3f}, effective rank "
+                         f"{col[who]['effective_rank'][shown]:.1f}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
+        row[0].set_ylabel(name, fontsize=9)
         index = np.asarray(col["latent"]["index_matrix"][shown], float)
         row[2].imshow(index, vmin=-1, vmax=1, cmap="RdBu_r")
-        row[2].set_title(f"latent × latent (same input), layer {shown}\nmean off-diagonal "
+        row[2].set_title(f"latent × latent (one input), layer {shown}\nmean "
                          f"{col['latent']['index_similarity'][shown]:.3f}", fontsize=8)
         row[2].set_xlabel("latent index")
         layers = np.arange(n_layers)
@@ -159,7 +159,7 @@ def collapse_figure(report: MediationReport, layer: int = -1):
             row[3].plot(layers, col[who]["across_tasks"], style, color="#888", lw=1, label=f"{who}: across tasks")
         row[3].set_ylim(-0.05, 1.05)
         row[3].set_xlabel("layer")
-        row[3].set_title("collapse index (mean cosine similarity across inputs)", fontsize=8)
+        row[3].set_title("mean cosine similarity across inputs", fontsize=8)
         row[3].xaxis.set_major_locator(MaxNLocator(integer=True))
         row[3].legend(fontsize=6, frameon=False)
         fig.colorbar(im, ax=list(row[:3]), shrink=0.8, label="cosine similarity")
