@@ -497,7 +497,9 @@ class LIVRModel:
 
     def answer_join(self) -> str:
         """The text the chat template puts between its generation prompt and the assistant's words: "" for the demo
-        and Qwen templates (``ASSISTANT:left``, ``assistant\\nleft``), " " for LLaVA-1.5's (``ASSISTANT: left``)."""
+        and Qwen templates (``ASSISTANT:left``, ``assistant\\nleft``), " " for LLaVA-1.5's (``ASSISTANT: left``).
+        Note: training (:meth:`build_inputs` with answers) writes the answer straight after the prompt, which agrees
+        with this only where the join is "" (the demo and Qwen templates)."""
         if not hasattr(self, "_answer_join"):
             self._answer_join = _template_join(self.processor, self.tokenizer)
         return self._answer_join
