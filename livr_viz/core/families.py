@@ -79,17 +79,26 @@ class Family:
         """(rows, cols) of the image-token grid of sample ``index``, in the order image tokens appear."""
         raise LIVRError(f"patch-grid layout of model family {self.name!r} is not supported yet")
 
+    def square_tower(self, model) -> tuple[int, int]:
+        """(image_size, patch_size) of a tower that always sees one square image on a fixed grid (the demo
+        backbone's): what stage-0 pretraining and the patch-spread measurement need."""
+        raise LIVRError(f"{model.config.model_type}: a fixed square patch grid is known only for single-image LLaVA "
+                        "towers (the demo backbone's)")
+
 
 @dataclass(frozen=True)
 class LlavaFamily(Family):
     def patch_grid(self, model, inputs, index):
-        vc = model.config.vision_config
-        if getattr(model.config, "model_type", "") != "llava":
+        size, patch = self.square_tower(model)
+        return size // patch, size // patch
+
+    def square_tower(self, model):
+        vc = getattr(model.config, "vision_config", None)
+        if getattr(model.config, "model_type", "") != "llava" or not hasattr(vc, "patch_size"):
             raise LIVRError(
                 f"patch-grid layout of {model.config.model_type} (multi-crop / anyres) is not supported yet"
             )
-        side = vc.image_size // vc.patch_size
-        return side, side
+        return vc.image_size, vc.patch_size
 
 
 @dataclass(frozen=True)

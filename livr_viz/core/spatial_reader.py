@@ -13,8 +13,9 @@ they are computed:
   12-px patches, i.e. 13 px beyond the patch on each side).
 * **Global mixing inside the tower.** ``num_hidden_layers`` pre-norm layers over all tokens (a learned position
   embedding; global attention, then an MLP across token positions, then a channel MLP), so late tokens can compare a
-  reference panel with each candidate before the language model sees them. Residual connections keep each token anchored to its patch; how far a change in one
-  patch spreads is measured by ``tests/test_spatial_reader.py`` and documented beside the heatmaps in the README.
+  reference panel with each candidate before the language model sees them. Residual connections keep each token
+  anchored to its patch; how far a change in one patch spreads is measured by :mod:`livr_viz.methods.patch_spread`
+  (tested in ``tests/test_spatial_reader.py``) and documented beside the heatmaps in the README.
 
 It is registered with transformers' Auto classes under ``model_type = "livr_spatial_reader"`` when
 :mod:`livr_viz.core` is imported, so a LLaVA config naming it loads with ``from_pretrained`` offline like any stock
@@ -24,6 +25,7 @@ strategy and ``num_additional_image_tokens=0`` in the processor).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -189,14 +191,10 @@ class SpatialReaderModel(PreTrainedModel):
 
 def register() -> None:
     """Make ``model_type = "livr_spatial_reader"`` loadable by AutoConfig / AutoModel (idempotent)."""
-    try:
+    with contextlib.suppress(ValueError):  # already registered
         AutoConfig.register(MODEL_TYPE, SpatialReaderConfig)
-    except ValueError:  # already registered
-        pass
-    try:
+    with contextlib.suppress(ValueError):
         AutoModel.register(SpatialReaderConfig, SpatialReaderModel)
-    except ValueError:
-        pass
 
 
 register()

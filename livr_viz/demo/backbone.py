@@ -22,6 +22,7 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from livr_viz.core.config import check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.spatial_reader import SpatialReaderConfig
 from livr_viz.data import make_sample, task_names
@@ -63,8 +64,7 @@ class DemoBackboneConfig:
     tower: str = "vit"
 
     def __post_init__(self):
-        if self.tower not in TOWERS:
-            raise LIVRError(f"tower must be one of {', '.join(TOWERS)}; got {self.tower!r}")
+        check_one_of("tower", self.tower, TOWERS)
         small = {k: v for k, v in asdict(self).items() if k not in ("seed", "tower") and v < 1}
         if small:
             raise LIVRError(f"sizes must be positive: {small}")

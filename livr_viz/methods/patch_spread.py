@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.families import family_for
 
 
 @dataclass
@@ -49,10 +50,7 @@ def _tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
 def patch_spread(model, processor, image: Image.Image, probes: list[tuple[int, int]] | None = None,
                  seed: int = 0) -> PatchSpread:
     """Measure how far a change confined to one patch spreads over a LLaVA-style model's image tokens."""
-    vc = getattr(model.config, "vision_config", None)
-    if getattr(model.config, "model_type", "") != "llava" or not hasattr(vc, "patch_size"):
-        raise LIVRError("patch spread is measured on LLaVA-style towers with a square patch grid")
-    size, patch = vc.image_size, vc.patch_size
+    size, patch = family_for(model.config).square_tower(model)
     grid = size // patch
     probes = probes or [(0, 0), (grid // 2, grid // 2), (grid - 1, grid - 1), (1, grid - 2), (grid - 2, 1)]
     for r, c in probes:

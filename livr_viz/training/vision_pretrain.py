@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.families import family_for
 from livr_viz.core.fsutil import save_backbone
 from livr_viz.core.model import load_backbone
 from livr_viz.data import draw as D
@@ -318,10 +319,11 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False, markers
 
 
 def _vision_geometry(model) -> tuple[int, int]:
-    cfg = getattr(model.config, "vision_config", None)
-    if model.config.model_type != "llava" or cfg is None or not hasattr(cfg, "patch_size"):
-        raise LIVRError(f"vision pretraining supports LLaVA-family backbones only; got {model.config.model_type!r}")
-    size, patch = cfg.image_size, cfg.patch_size
+    try:
+        size, patch = family_for(model.config).square_tower(model)
+    except LIVRError:
+        raise LIVRError(f"vision pretraining supports LLaVA-family backbones only; got {model.config.model_type!r}"
+                        ) from None
     if size % patch or patch % SUBGRID:
         raise LIVRError(f"vision pretraining needs image_size % patch_size == 0 and patch_size % {SUBGRID} == 0; "
                         f"got {size} / {patch}")

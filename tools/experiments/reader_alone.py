@@ -116,11 +116,13 @@ def main() -> None:
     result = {"task": args.task, "chance": round(100 / TASKS[args.task].n_choices, 1), "test": round(100 * acc, 1),
               "test_interval": [round(100 * lo, 1), round(100 * hi, 1)], "n_test": args.n_test,
               "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
-              "tower_layers": args.layers, "token_mixing": config.token_mixing, "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
+              "tower_layers": args.layers, "token_mixing": config.token_mixing,
+              "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
               "seconds_per_step": round(train_seconds / args.steps, 3), "curve": curve}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.task}{'' if config.token_mixing else '-attention-only'}.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = f"{args.task}{'' if config.token_mixing else '-attention-only'}.json"
+    (out / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}), flush=True)
 
 
