@@ -1363,6 +1363,7 @@ def mediation_view(names, task="all", n=10, seed: int = 2026, progress=None) -> 
         collapse_table,
         interchange_figure,
         interchange_table,
+        mediation_html,
         sensitivity_figure,
         sensitivity_table,
     )
@@ -1374,6 +1375,10 @@ def mediation_view(names, task="all", n=10, seed: int = 2026, progress=None) -> 
     out = scratch_dir() / f"mediation-{int(time.time() * 1000)}"
     report = mediate_models(names, task or "all", int(n), seed, out=out,
                             progress=lambda f, m="": tick(0.95 * f, desc=m))
+    # what the app hands the user names no server path: models by their display names, paths shortened
+    report.models = {display_name(k): _without_paths(v) for k, v in report.models.items()}
+    report.save(out / "mediation.json")
+    (out / "mediation.html").write_text(mediation_html(report))
     md = "\n".join(f"- **{escape_markdown(display_name(name))}**: " + ("; ".join(escape_markdown(v) for v in
                                                               report.result(name)["verdict"])
                                                     if report.result(name)["status"] == "done" else
