@@ -39,6 +39,17 @@ def _empty(fig, ax, report: MediationReport):
     return fig
 
 
+def _model_rows(report: MediationReport, columns: int, width: float, row_height: float):
+    """A figure with a row of ``columns`` panels per model with latents, and those models' names; with none, one row
+    whose first panel says why (the caller then returns the figure as it is)."""
+    names = _done(report)
+    rows = max(1, len(names))
+    fig, axes = plt.subplots(rows, columns, figsize=(width, row_height * rows), squeeze=False)
+    if not names:
+        _empty(fig, axes[0, 0], report)
+    return fig, axes, names
+
+
 def sensitivity_figure(report: MediationReport, distance: str = "cos"):
     """One panel per model: per layer, the movement (``cos`` distance or relative ``l2``) of the latents (solid), the
     image tokens (dashed) and the answer row (dotted) under each perturbation of the input, with 95 % bands."""
@@ -78,10 +89,9 @@ def interchange_figure(report: MediationReport):
     """Two panels per model: the share of questions whose answer follows the source (latents, image tokens, reverse)
     or changes (unrelated-task control) with 95 % intervals; and the share that follows B when the latents are
     patched at one layer's output only."""
-    names = _done(report)
-    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(9.5, 3.2 * max(1, len(names))), squeeze=False)
+    fig, axes, names = _model_rows(report, 2, 9.5, 3.2)
     if not names:
-        return _empty(fig, axes[0, 0], report)
+        return fig
     for row, name in zip(axes, names):
         inter = report.result(name)["interchange"]
         bars = [("latents", "follows"), ("image", "follows"), ("reverse", "follows"), ("control", "changed")]
@@ -129,10 +139,9 @@ def collapse_figure(report: MediationReport, layer: int = -1):
     """Rows: models. Columns: latents' cosine similarity across inputs (mean over latent indices; inputs grouped by
     task, white lines between tasks), the image tokens' (same positions compared), the K latents of one input with
     each other (mean over inputs), and the mean off-diagonal similarity per layer (latents solid, image dashed)."""
-    names = _done(report)
-    fig, axes = plt.subplots(max(1, len(names)), 4, figsize=(16, 3.8 * max(1, len(names))), squeeze=False)
+    fig, axes, names = _model_rows(report, 4, 16, 3.8)
     if not names:
-        return _empty(fig, axes[0, 0], report)
+        return fig
     for row, name in zip(axes, names):
         col = report.result(name)["collapse"]
         tasks = col["latent"]["matrix_tasks"]
@@ -224,7 +233,17 @@ def collapse_table(report: MediationReport) -> pd.DataFrame:
 
 
 def _frame_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, escape=True, border=0) if len(frame) else "<p>no model with latents</p>"
+    """The table with one row a line: pandas writes a line a cell, and a report of many rows then repeats the same few
+    indented lines over and over (the saved reports in docs/ are read as source by the duplicate check)."""
+    if not len(frame):
+        return "<p>no model with latents</p>"
+    return compact_table(frame.to_html(index=False, escape=True, border=0))
+
+
+def compact_table(table: str) -> str:
+    """``<table>`` markup with its indentation dropped and a line break after each row; the text of a cell is on one
+    line in pandas' output, so nothing shown changes."""
+    return "".join(line.strip() for line in table.splitlines()).replace("</tr>", "</tr>\n").rstrip("\n")
 
 
 def mediation_html(report: MediationReport) -> str:
