@@ -8,6 +8,7 @@ half-written mix: the new one at ``target``, or the previous one at ``target`` o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -52,6 +53,27 @@ def replace_dir(tmp: str | Path, target: str | Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return target
+
+
+def write_json_atomic(path: str | Path, data) -> Path:
+    """Write ``data`` as compact JSON to ``<path>.tmp``, then rename it over ``path``: a killed run never leaves half a
+    file (compact: people read the HTML pages; the per-question records make most of a report)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":"), allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def load_json_report(path: str | Path, from_dict, what: str, other: str):
+    """``from_dict`` of the JSON at ``path``; an unreadable or foreign file is a :class:`LIVRError` that says to pass
+    another output ``other`` (path, directory) instead of resuming ``what`` (a kind of report) from it."""
+    try:
+        return from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as exc:
+        raise LIVRError(f"{path} is not a {what} report this version can resume ({str(exc).splitlines()[0]}); "
+                        f"pass another output {other} or delete it") from None
 
 
 def save_backbone(model, processor, target: str | Path) -> Path:

@@ -22,8 +22,6 @@ resumes where it stopped; a file made with other questions or another model of t
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +36,7 @@ import torch
 from livr_viz.core.capture import LatentAttention, base_attn_implementation, install_capture, rows_of_segment
 from livr_viz.core.config import LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import load_json_report, write_json_atomic
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 from livr_viz.methods.faithfulness import evidence_on_grid
 from livr_viz.methods.heatmaps import image_attention_maps
@@ -94,21 +93,11 @@ class DiagnosticReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (a temporary file renamed over ``path``): a killed run never leaves half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        # compact: people read the HTML page; the per-question predictions make most of the file
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> DiagnosticReport:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise LIVRError(f"{path} is not a diagnosis report this version can resume ({str(exc).splitlines()[0]}); "
-                            "pass another output path or delete it") from None
+        return load_json_report(path, cls.from_dict, "diagnosis", "path")
 
     def section(self, model: str, name: str) -> dict:
         return self.models[model]["sections"].get(name) or _na("not run")

@@ -31,7 +31,6 @@ task) at once and resumes from it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +45,7 @@ from PIL import Image
 from livr_viz.core.capture import rows_of_segment
 from livr_viz.core.config import LETTERS
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.fsutil import load_json_report, write_json_atomic
 from livr_viz.core.segments import Segment
 from livr_viz.methods.deletion import DATASET_MEAN_RGB
 from livr_viz.methods.diagnostics import _check_same, _digest, _environment, _model_info, reuse_image_features
@@ -698,20 +698,11 @@ class MediationReport:
         return cls(data["settings"], data.get("models", {}), data.get("environment", {}))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> MediationReport:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise LIVRError(f"{path} is not a mediation report this version can resume ({str(exc).splitlines()[0]});"
-                            " pass another output directory or delete it") from None
+        return load_json_report(path, cls.from_dict, "mediation", "directory")
 
     def result(self, name: str) -> dict:
         return self.models[name].get("result") or {"status": "n/a", "reason": "not run"}
