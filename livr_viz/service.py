@@ -1066,6 +1066,17 @@ def stage1_checkpoint(name: str) -> Path | None:
     return None
 
 
+def _named_models(names, verb: str, label=str) -> list[str]:
+    """The model names a diagnosis or mediation call was given (one string or a list), stripped; none, an empty one or
+    one named twice is a :class:`LIVRError` (``verb``: what the call does to them, ``label``: how a name is shown)."""
+    names = [names] if isinstance(names, str) else [str(v).strip() for v in names or []]
+    if not names or not all(names):
+        raise LIVRError(f"name at least one model to {verb}")
+    if len(set(names)) != len(names):
+        raise LIVRError(f"a model is named twice: {', '.join(map(label, names))}")
+    return names
+
+
 def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=None, out_html=None, progress=None,
                     batch_size: int = 32, check_backends: bool = False, effect_per_task: int | None = 10,
                     short_names: bool = False):
@@ -1077,11 +1088,7 @@ def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=
     from livr_viz.methods.diagnostics import diagnose
     from livr_viz.views.diagnostics import diagnostics_html
 
-    names = [names] if isinstance(names, str) else [str(v).strip() for v in names]
-    if not names or not all(names):
-        raise LIVRError("name at least one model to diagnose")
-    if len(set(names)) != len(names):
-        raise LIVRError(f"a model is named twice: {', '.join(map(display_name, names))}")
+    names = _named_models(names, "diagnose", display_name)
     task_list = resolve_tasks(tasks)
     if int(n) < 1:
         raise LIVRError(f"n (test questions per task) must be at least 1; got {n}")
@@ -1329,11 +1336,7 @@ def mediate_models(names, tasks="all", n: int = 50, seed: int = 2026, out=None, 
     from livr_viz.methods.mediation import mediate
     from livr_viz.views.mediation import mediation_html
 
-    names = [names] if isinstance(names, str) else [str(v).strip() for v in names or []]
-    if not names or not all(names):
-        raise LIVRError("name at least one model to measure")
-    if len(set(names)) != len(names):
-        raise LIVRError(f"a model is named twice: {', '.join(names)}")
+    names = _named_models(names, "measure")
     task_list = resolve_tasks(tasks)
     if int(n) < 2:
         raise LIVRError(f"n (test questions per task) must be at least 2 (a question needs a partner); got {n}")
