@@ -68,12 +68,25 @@ def tiny_model(tiny_paths):
     return load_model(tiny_paths["livr"])
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for an app started by a test)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc, timeout: float) -> None:
+    """Stop an app a test started: ask it to end, and kill it if it has not within ``timeout`` seconds."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +99,7 @@ def app_url(tmp_path_factory):
     import urllib.request
     from pathlib import Path
 
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     log = open(log_path, "w")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
@@ -106,9 +119,5 @@ def app_url(tmp_path_factory):
         proc.kill()
         raise RuntimeError("the app did not start within 180 s")
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc, 20)
     log.close()

@@ -14,7 +14,6 @@ copy and read the wheel's data, not the checkout's.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from livr_viz.cli.main import main
+
+from .conftest import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_WHEEL_MB = 60
@@ -53,12 +54,6 @@ def test_the_package_never_reaches_into_the_checkout():
         if "sys.path.insert" in text or "sys.path.append" in text or "import tools" in text or "from tools" in text:
             offenders.append(str(path.relative_to(REPO)))
     assert not offenders
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _build_wheel(tmp: Path) -> Path:
@@ -93,12 +88,7 @@ def _serve_and_get(cmd: list[str], port: int, cwd: Path, env: dict, timeout: flo
                     time.sleep(1)
             pytest.fail(f"{' '.join(cmd)} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
 
 
 @pytest.mark.slow
@@ -145,7 +135,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert tool.returncode == 2 and "python -m tools.reproduce" in tool.stderr
 
     for cmd in ([str(bin_dir / "python"), "-m", "livr_viz.ui"], [str(bin_dir / "livr-viz"), "app", "--"]):
-        port = _free_port()
+        port = free_port()
         page = _serve_and_get([*cmd, "--port", str(port)], port, empty, env)
         assert "gradio" in page.lower()
     assert not [p.name for p in empty.iterdir() if p.name not in ("analysis",) and not p.name.startswith("app-")]
