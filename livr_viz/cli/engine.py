@@ -154,8 +154,14 @@ def add_commands(sub) -> None:
         if stage:
             p.add_argument("--stage", choices=STAGES, default="full")
 
-    p = sub.add_parser("analyze", help="answer + latent heatmaps, answer→latent bars, mask, token map, report.json")
-    model_opts(p)
+    def model_command(name: str, func, summary: str):  # a command that loads one model and runs ``func`` on it
+        p = sub.add_parser(name, help=summary)
+        model_opts(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = model_command("analyze", cmd_analyze,
+                      "answer + latent heatmaps, answer→latent bars, mask, token map, report.json")
     p.add_argument("--image", required=True)
     p.add_argument("--prompt", required=True)
     p.add_argument("--stage", choices=STAGES, default="full")
@@ -164,19 +170,16 @@ def add_commands(sub) -> None:
     p.add_argument("--check-backends", action="store_true",
                    help="also rerun this input under the other attention kernels (eager / sdpa) and compare")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("tokenmap", help="t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)")
-    model_opts(p)
+    p = model_command("tokenmap", cmd_tokenmap,
+                      "t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)")
     suite_opts(p, 27, 0, "samples")
     p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
     p.add_argument("--method", choices=PROJECTIONS, default="tsne")
     p.add_argument("--color-by", default="segment", help="segment, task or a concept key")
     p.add_argument("--out", required=True, help="output path (PNG and HTML are written)")
-    p.set_defaults(func=cmd_tokenmap)
 
-    p = sub.add_parser("probe", help="linear concept probes per layer with control tasks and baselines")
-    model_opts(p)
+    p = model_command("probe", cmd_probe, "linear concept probes per layer with control tasks and baselines")
     p.add_argument("--concepts", default="all", help="'all', or comma list of built-in spec names / spec paths")
     p.add_argument("--data", default=None, help="user JSONL (default: synthetic samples of the spec's tasks)")
     p.add_argument("--csv", default=None, help="CSV with an 'id' column for csv: concept sources")
@@ -184,17 +187,14 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-random", action="store_true", help="skip the random-model baseline")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("faithfulness", help="attention mass in evidence, lift, pointing game, randomisation check")
-    model_opts(p)
+    p = model_command("faithfulness", cmd_faithfulness,
+                      "attention mass in evidence, lift, pointing game, randomisation check")
     suite_opts(p, 30, 2026, "test samples per task")
     p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
     p.add_argument("--json", default=None)
-    p.set_defaults(func=cmd_faithfulness)
 
-    p = sub.add_parser("ablate", help="test accuracy with latents ablated: all at once and each alone")
-    model_opts(p)
+    p = model_command("ablate", cmd_ablate, "test accuracy with latents ablated: all at once and each alone")
     suite_opts(p, 100, 2026, "test samples per task", stage=False)
     p.add_argument("--mode", choices=ABLATIONS, default="remove",
                    help="remove: no later token may read the latent; blind: the latent may not read the image; "
@@ -202,5 +202,4 @@ def add_commands(sub) -> None:
     p.add_argument("--layer", type=int, default=-1, help="for zero / mean / noise: after this layer (-1 = input)")
     p.add_argument("--stage", default="full", help="full, bottleneck, or both: full,bottleneck")
     p.add_argument("--json", default=None)
-    p.set_defaults(func=cmd_ablate)
 
