@@ -243,6 +243,24 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     assert (tmp_path / "sft" / "model").is_dir() and (tmp_path / "livr" / "model").is_dir()
 
 
+@pytest.mark.slow
+def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
+    """The spatial-reader design end to end: a fresh backbone with the conv tower, stage 0 with the comparison
+    heads, the pretraining phases, the three fine-tunes and the evaluation."""
+    from tools.reproduce import reproduce
+
+    results = reproduce(tmp_path, preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True,
+                        log=lambda *a: None)
+    assert results["backbone_config"]["tower"] == "spatial" and results["vision_config"]["compare"] is True
+    assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
+    log = [json.loads(line) for line in (tmp_path / "vision" / "log.jsonl").read_text().splitlines()]
+    assert "loss_compare" in log[-1]
+    config = json.loads((tmp_path / "livr" / "model" / "livr_config.json").read_text())
+    assert config["variant"] == "livr"
+    backbone = json.loads((tmp_path / "init" / "config.json").read_text())
+    assert backbone["vision_config"]["model_type"] == "livr_spatial_reader"
+
+
 def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
     base = tiny_paths["base"]
     cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,

@@ -294,7 +294,8 @@ def plot_results(results: dict, path: Path) -> Path:
         lo = [ev["tasks"][t]["ci95"][0] for t in tasks] + [ev["average"]["accuracy"]]
         hi = [ev["tasks"][t]["ci95"][1] for t in tasks] + [ev["average"]["accuracy"]]
         ax.bar(x + (i - 1) * width, acc, width, label=variant, color=colours[variant],
-               yerr=[np.subtract(acc, lo), np.subtract(hi, acc)], capsize=2, error_kw={"lw": 0.7})
+               yerr=np.clip([np.subtract(acc, lo), np.subtract(hi, acc)], 0, None),  # rounding at 0 and 1
+               capsize=2, error_kw={"lw": 0.7})
     chance = [results["eval"]["sft"]["standard"]["tasks"][t]["chance"] for t in tasks]
     chance.append(float(np.mean(chance)))
     ax.scatter(x, chance, marker="_", s=300, color="black", label="chance", zorder=3)
