@@ -21,8 +21,11 @@ from livr_viz.demo import bundled as _bundled  # noqa: F401 - registers the bund
 
 __all__ = ["LIVRError", "Segment", "__version__", "attention_mask_4d", "segment_ids"]
 # torch-backed names load on first use (PEP 562), so `livr-viz --help` and `python app.py --help` never import torch
-_LAZY = {"attention_mask_4d": "livr_viz.core.masks", "Segment": "livr_viz.core.segments",
-         "segment_ids": "livr_viz.core.segments"}
+_LAZY = {
+    "attention_mask_4d": "livr_viz.core.masks",
+    "Segment": "livr_viz.core.segments",
+    "segment_ids": "livr_viz.core.segments",
+}
 
 
 def __getattr__(name: str):

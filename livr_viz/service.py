@@ -86,8 +86,10 @@ def compare_set(model: str | None) -> tuple[str, ...]:
     return next((names for names in DEMO_SETS.values() if name in names), DEMO_SETS["demo"])
 
 
-MODEL_REFUSED = ("unknown model: this server loads only the models in its menu and folders under the roots its "
-                 "operator named (--model-root); other names and paths are not looked up")
+MODEL_REFUSED = (
+    "unknown model: this server loads only the models in its menu and folders under the roots its "
+    "operator named (--model-root); other names and paths are not looked up"
+)
 
 
 class ModelAccess:
@@ -225,8 +227,11 @@ def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
         pixels = np.asarray(load_image(path))
     except LIVRError:
         return None
-    return sample if pixels.shape == np.asarray(sample.image).shape and np.array_equal(
-        pixels, np.asarray(sample.image)) else None
+    return (
+        sample
+        if pixels.shape == np.asarray(sample.image).shape and np.array_equal(pixels, np.asarray(sample.image))
+        else None
+    )
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
@@ -250,8 +255,10 @@ def attribution_target(target: str | None, analysis) -> str:
     for option in options:
         if option.lower() == text.lower():
             return option
-    raise LIVRError(f"target {text!r} is not one of this prompt's options ({', '.join(options)}); leave it empty "
-                    "to explain the model's answer")
+    raise LIVRError(
+        f"target {text!r} is not one of this prompt's options ({', '.join(options)}); leave it empty "
+        "to explain the model's answer"
+    )
 
 
 def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_layers: int) -> dict:
@@ -269,9 +276,17 @@ def ablation_view(lm, analysis, latents: list[int], mode: str, layer: int, n_lay
         latents = [int(np.argmax(np.abs(effects)))]
     result = LatentAblation(lm, mode, layer).run(batch, latents, choices, analysis.stage)
     before, after = result.before[0].tolist(), result.after[0].tolist()
-    return {"choices": choices, "before": before, "after": after, "effects": effects, "latents": latents,
-            "auto": auto, "answer_before": choices[int(np.argmax(before))],
-            "answer_after": choices[int(np.argmax(after))], "largest_change": float(result.delta.abs().max())}
+    return {
+        "choices": choices,
+        "before": before,
+        "after": after,
+        "effects": effects,
+        "latents": latents,
+        "auto": auto,
+        "answer_before": choices[int(np.argmax(before))],
+        "answer_after": choices[int(np.argmax(after))],
+        "largest_change": float(result.delta.abs().max()),
+    }
 
 
 def default_concept(model_name: str, image: str | None = None) -> str:
@@ -308,8 +323,9 @@ def probe_baseline_line(report: ProbeReport) -> str:
     """The best probe's accuracy beside every baseline (:func:`~livr_viz.methods.probes.probe_baselines`), Markdown."""
     best = report.layers[report.best_layer]
     parts = [f"{name} {value:.3f}" for name, value in probe_baselines(report).items()]
-    return (f"latents **{best['latent_pooled']['accuracy']:.3f}** (margin {probe_margin(best):.3f}) vs "
-            + " · ".join(parts))
+    return f"latents **{best['latent_pooled']['accuracy']:.3f}** (margin {probe_margin(best):.3f}) vs " + " · ".join(
+        parts
+    )
 
 
 def probe_caveat(report: ProbeReport) -> str:
@@ -322,8 +338,10 @@ def probe_caveat(report: ProbeReport) -> str:
         return ""
     best = report.layers[report.best_layer]
     failed = " or ".join(f"the {name} ({value:.3f})" for name, value in weak.items())
-    return (f"\n\n> ⚠ The latents' probe ({best['latent_pooled']['accuracy']:.3f}) does not beat {failed} by more than "
-            f"{probe_margin(best):.3f}: its reading says nothing about what the latents themselves encode.")
+    return (
+        f"\n\n> ⚠ The latents' probe ({best['latent_pooled']['accuracy']:.3f}) does not beat {failed} by more than "
+        f"{probe_margin(best):.3f}: its reading says nothing about what the latents themselves encode."
+    )
 
 
 def load_upload(path: str | Path) -> Image.Image:
@@ -365,9 +383,17 @@ def parse_selection(text: str | None, size: int, name: str) -> list[int] | None:
     return sorted(set(picks))
 
 
-def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normalisation="per_latent",
-                  opacity: float = 0.55, evidence: np.ndarray | None = None, size: int = 192,
-                  font_size: int | None = None) -> list[tuple[Image.Image, str]]:
+def heatmap_tiles(
+    analysis,
+    layers=None,
+    heads=None,
+    aggregation="mean",
+    normalisation="per_latent",
+    opacity: float = 0.55,
+    evidence: np.ndarray | None = None,
+    size: int = 192,
+    font_size: int | None = None,
+) -> list[tuple[Image.Image, str]]:
     """(tile, caption) per latent (or the answer row for sft): crisp patch grid, colour bar with the scale, the
     row's image / text / latent split, and with ``evidence`` its outline, the row's attention mass inside it beside
     its chance level (the evidence's share of the image) and the lift (mass / area: 1.0 = chance); ``size`` px
@@ -382,10 +408,18 @@ def heatmap_tiles(analysis, layers=None, heads=None, aggregation="mean", normali
         scale = float(raw[i].max()) if normalisation == "per_latent" else float(raw.max())
         caption = f"{label} {i} · image {100 * split[i][0]:.0f}%"
         if scores is not None:
-            caption += (f" · in evidence {100 * scores['mass_in_evidence'][i]:.0f}% of "
-                        f"{100 * scores['evidence_area_fraction']:.0f}% area · lift {scores['lift'][i]:.2f}")
-        tiles.append((attention_tile(analysis.image, m, scale, normalisation, split[i], evidence, opacity, size,
-                                     font_size=font_size), caption))
+            caption += (
+                f" · in evidence {100 * scores['mass_in_evidence'][i]:.0f}% of "
+                f"{100 * scores['evidence_area_fraction']:.0f}% area · lift {scores['lift'][i]:.2f}"
+            )
+        tiles.append(
+            (
+                attention_tile(
+                    analysis.image, m, scale, normalisation, split[i], evidence, opacity, size, font_size=font_size
+                ),
+                caption,
+            )
+        )
     return tiles
 
 
@@ -400,8 +434,7 @@ def answer_format_of(model_name: str) -> str:
     return POOL.get(model_name).config.answer_format
 
 
-def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word",
-               seed: int = 777):
+def new_sample(task: str, out_dir: str | Path, index: int | None = None, answer_format: str = "word", seed: int = 777):
     """A fresh synthetic sample saved as ``<id>.png`` (so its evidence can be found again); returns (path, prompt)."""
     resolve_tasks([task])
     index = int(time.time_ns() % 1_000_000) if index is None else index
@@ -475,8 +508,20 @@ def export_zip(files: dict[str, Image.Image | str | bytes], report: dict, settin
 def scratch_dir() -> Path:
     """The app's working folder (exports, drawn samples, retrained probes, projection caches): the user's cache."""
     return cache_dir("app")
-def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence: np.ndarray | None = None,
-            layers=None, heads=None, aggregation: str = "mean", tokenmap: bool = True) -> dict:
+
+
+def analyze(
+    lm,
+    image,
+    prompt: str,
+    out_dir: Path,
+    stage: str = "full",
+    evidence: np.ndarray | None = None,
+    layers=None,
+    heads=None,
+    aggregation: str = "mean",
+    tokenmap: bool = True,
+) -> dict:
     """Write the default figures + ``report.json`` for one input; returns the report dict."""
     out_dir = Path(out_dir)
     try:
@@ -485,13 +530,19 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
         raise LIVRError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
     a = run_analysis(lm, image, prompt, stage)
     report: dict = {
-        "model_variant": a.variant, "n_latents": a.n_latents, "stage": stage, "prompt": a.prompt, "notes": a.notes,
+        "model_variant": a.variant,
+        "n_latents": a.n_latents,
+        "stage": stage,
+        "prompt": a.prompt,
+        "notes": a.notes,
         "attention_implementation": base_attn_implementation(lm.base_model),
-        "answer": a.answer, "choice_probs": a.choice_probs,
+        "answer": a.answer,
+        "choice_probs": a.choice_probs,
         "input_notes": input_notes(lm, a.image),  # a tiny image, a photo: said beside the answer
         "segment_attention": a.segment_attention("latent"),
         "answer_segment_attention": a.segment_attention("answer"),
-        "latent_image_attention_shape": None, "figures": {},
+        "latent_image_attention_shape": None,
+        "figures": {},
     }
     shown = display_image(a.image)
     if a.grid is not None:
@@ -499,8 +550,13 @@ def analyze(lm, image, prompt: str, out_dir: Path, stage: str = "full", evidence
         report["latent_image_attention_shape"] = list(maps.shape)
         report["top_regions"] = top_regions(maps)
         label = "latent" if a.n_latents else "answer row"
-        fig = latent_grid_figure(shown, maps, title=f"{a.variant}: {label}→image attention ({aggregation}, {stage})",
-                                 labels=[f"{label} {i}" for i in range(len(maps))], columns=9)
+        fig = latent_grid_figure(
+            shown,
+            maps,
+            title=f"{a.variant}: {label}→image attention ({aggregation}, {stage})",
+            labels=[f"{label} {i}" for i in range(len(maps))],
+            columns=9,
+        )
         report["figures"]["latent_heatmaps"] = save_figure(fig, out_dir / "latent_heatmaps.png")
         if evidence is not None:
             report["faithfulness"] = evidence_scores(maps, evidence, a.latent_maps(layers, heads, aggregation, "none"))
@@ -576,26 +632,43 @@ def probs_frame(probs: dict) -> pd.DataFrame:
 def attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
     """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars. Cached
     with the analysis: the same input and view settings again cost a lookup, not a re-render."""
-    key = (model, image_digest(image) if image else None, prompt, stage, layers, heads, aggregation, normalisation,
-           float(opacity))
+    key = (
+        model,
+        image_digest(image) if image else None,
+        prompt,
+        stage,
+        layers,
+        heads,
+        aggregation,
+        normalisation,
+        float(opacity),
+    )
     cached = VIEWS.get(key)
-    return cached if cached is not None else VIEWS.put(key, _attention_view(model, image, prompt, stage, layers, heads,
-                                                                            aggregation, normalisation, opacity))
+    return (
+        cached
+        if cached is not None
+        else VIEWS.put(
+            key, _attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity)
+        )
+    )
 
 
 def _attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
-    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, opacity,
-                          evidence=sample.evidence if sample is not None else None)
+    tiles = heatmap_tiles(
+        a, lay, hd, aggregation, normalisation, opacity, evidence=sample.evidence if sample is not None else None
+    )
     bars = a.answer_latent_attention(lay, hd)
     frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(bars))], "attention": bars.astype(float)})
     notes = "".join(f"\n\n> note: {escape_markdown(n)}" for n in a.notes)
     shown = escape_markdown(a.answer) if a.answer else "(no answer: the model ended at once)"
     kind = "" if a.choice_probs else " (free-form, greedy)"
-    md = (f"### Answer: **{shown}**{kind}  \n{escape_markdown(display_name(model))} · stage `{stage}` · "
-          f"K = {a.n_latents}{notes}")
+    md = (
+        f"### Answer: **{shown}**{kind}  \n{escape_markdown(display_name(model))} · stage `{stage}` · "
+        f"K = {a.n_latents}{notes}"
+    )
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
     tiny = tiny_image_note(POOL.get(model), a.image)
@@ -605,11 +678,18 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     if ood:
         md += f"\n\n> ⚠ out of distribution: {escape_markdown(ood)}"
     md += backend_badge(model, a)
-    return {"markdown": md, "choice_probs": a.choice_probs, "tiles": tiles, "answer_latent": frame,
-            "image": display_image(a.image, 256)}
+    return {
+        "markdown": md,
+        "choice_probs": a.choice_probs,
+        "tiles": tiles,
+        "answer_latent": frame,
+        "image": display_image(a.image, 256),
+    }
 
 
-COMPARE_FONT = 22  # px: the Compare sheet (8 tiles of 192 px a row) is shown about half size, so its labels stay ≥ 11 px
+COMPARE_FONT = (
+    22  # px: the Compare sheet (8 tiles of 192 px a row) is shown about half size, so its labels stay ≥ 11 px
+)
 
 
 def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[pd.DataFrame, Image.Image]:
@@ -619,24 +699,52 @@ def compare_view(selected, image, prompt, stage, aggregation, opacity) -> tuple[
     rows, sheets = [], []
     for model in compare_set(selected):
         a = analysis_for(model, image, prompt, stage)
-        tiles = heatmap_tiles(a, None, None, aggregation, "per_latent", opacity,
-                              evidence=sample.evidence if sample is not None else None, font_size=COMPARE_FONT)
-        sheets.append(montage(tiles, columns=8, tile=192, title=f"{display_name(model)} (per-latent scale: each "
-                                                               "tile 0 … its own maximum)", font_size=COMPARE_FONT))
+        tiles = heatmap_tiles(
+            a,
+            None,
+            None,
+            aggregation,
+            "per_latent",
+            opacity,
+            evidence=sample.evidence if sample is not None else None,
+            font_size=COMPARE_FONT,
+        )
+        sheets.append(
+            montage(
+                tiles,
+                columns=8,
+                tile=192,
+                title=f"{display_name(model)} (per-latent scale: each tile 0 … its own maximum)",
+                font_size=COMPARE_FONT,
+            )
+        )
         row = {"model": model, "answer": a.answer}
         if sample is not None:  # the evidence columns first: they are what the comparison is about
             maps = a.latent_maps(None, None, aggregation)
             raw = a.latent_maps(None, None, aggregation, "none")
             f = evidence_scores(maps, sample.evidence, raw)
-            row.update({"truth": sample.target, "mass in evidence": round(f["mean_mass_in_evidence"], 3),
-                        "evidence area (chance)": round(f["evidence_area_fraction"], 3),
-                        "lift": round(f["mean_lift"], 2), "pointing game": round(f["pointing_game"], 2),
-                        "pointing chance": round(pointing_chance(sample.evidence, maps.shape[1:]), 2)})
+            row.update(
+                {
+                    "truth": sample.target,
+                    "mass in evidence": round(f["mean_mass_in_evidence"], 3),
+                    "evidence area (chance)": round(f["evidence_area_fraction"], 3),
+                    "lift": round(f["mean_lift"], 2),
+                    "pointing game": round(f["pointing_game"], 2),
+                    "pointing chance": round(pointing_chance(sample.evidence, maps.shape[1:]), 2),
+                }
+            )
         row.update({f"p({k})": round(v, 3) for k, v in a.choice_probs.items()})
         rows.append(row)
     if sample is not None:
-        sheets.append(montage([(evidence_overlay(sample.image, sample.evidence), "evidence")], columns=8, tile=192,
-                              title="ground-truth evidence", font_size=COMPARE_FONT))
+        sheets.append(
+            montage(
+                [(evidence_overlay(sample.image, sample.evidence), "evidence")],
+                columns=8,
+                tile=192,
+                title="ground-truth evidence",
+                font_size=COMPARE_FONT,
+            )
+        )
     return pd.DataFrame(rows), stack(sheets, top=24)
 
 
@@ -658,8 +766,14 @@ def token_map_view(model, image, prompt, stage, method, layer, scope, n_samples,
         color_by = "segment"
     else:
         items = token_map_items(model, n_samples)
-        points = dataset_points(POOL.get(model), items, layer, stage, answers=True,
-                                progress=progress_iterable(progress, "capturing hidden states"))
+        points = dataset_points(
+            POOL.get(model),
+            items,
+            layer,
+            stage,
+            answers=True,
+            progress=progress_iterable(progress, "capturing hidden states"),
+        )
         if color_by != "segment" and color_by not in points.labels:
             keys = sorted(k for k in points.labels if k not in ("sample", "position", "task"))
             raise LIVRError(f"colour by {color_by!r} is not available; try segment, task or {', '.join(keys[:6])}")
@@ -707,7 +821,8 @@ def probe_training_estimate(lm, items, stage: str = "full") -> float:
     few = [items[i] for i in range(min(PROBE_TIMING_ITEMS, len(items)))]
     start = time.perf_counter()
     LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(
-        lm.build_inputs([it.image for it in few], [it.prompt for it in few]), stage)
+        lm.build_inputs([it.image for it in few], [it.prompt for it in few]), stage
+    )
     return PROBE_COST_FACTOR * (time.perf_counter() - start) * len(items) / len(few)
 
 
@@ -722,38 +837,61 @@ def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> 
     ACCESS.check(model)  # before any file is looked for under its name
     bundled = PROBES_DIR / model if model in DEMO_NAMES else None  # probes ship for bundled names only
     cache = scratch_dir() / "probes" / _cache_key(model)
-    found = [d / f"{spec.name}_report.json" for d in (bundled, cache)
-             if d is not None and (d / f"{spec.name}_report.json").is_file()]
+    found = [
+        d / f"{spec.name}_report.json"
+        for d in (bundled, cache)
+        if d is not None and (d / f"{spec.name}_report.json").is_file()
+    ]
     report_path = max(found, key=lambda p: p.stat().st_mtime) if found else None  # the newest: bundled or retrained
     if retrain or report_path is None:
         if not POOL.get(model).config.n_latents:
             raise LIVRError(f"{display_name(model)} has no latents to probe (variant sft); pick a model with latents")
-        items = SyntheticTaskDataset(spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0,
-                                     answer_format=answer_format_of(model))
+        items = SyntheticTaskDataset(
+            spec.tasks or "all", "train", PROBE_TRAIN_SAMPLES, 0, answer_format=answer_format_of(model)
+        )
         estimate = probe_training_estimate(POOL.get(model), items, stage)
         tick(0.0, desc=f"training probes on {len(items)} samples: about {estimate:.0f} s")
         start = time.perf_counter()
-        report = run_probes(POOL.get(model), spec, items, cache, stage=stage, per_latent=True,
-                            progress=lambda fraction: tick(fraction, desc="collecting hidden states"))
+        report = run_probes(
+            POOL.get(model),
+            spec,
+            items,
+            cache,
+            stage=stage,
+            per_latent=True,
+            progress=lambda fraction: tick(fraction, desc="collecting hidden states"),
+        )
         save_probe_curves(report, cache)
-        source = (f"trained now on {report.n} samples in {time.perf_counter() - start:.0f} s (estimated "
-                  f"{estimate:.0f} s)")
+        source = (
+            f"trained now on {report.n} samples in {time.perf_counter() - start:.0f} s (estimated {estimate:.0f} s)"
+        )
         folder = cache
     else:
         report = ProbeReport(**json.loads(report_path.read_text()))
         folder = report_path.parent
-        source = ("bundled with livr-viz" if folder == bundled else "trained earlier on this server (cached)") + \
-            f", {report.n} samples"
+        source = (
+            "bundled with livr-viz" if folder == bundled else "trained earlier on this server (cached)"
+        ) + f", {report.n} samples"
     best = report.layers[report.best_layer]
-    table = pd.DataFrame([{"layer": r["layer"], "latents": round(r["latent_pooled"]["accuracy"], 3),
-                           "control": round(r["control"]["accuracy"], 3), "selectivity": round(r["selectivity"], 3),
-                           "image tokens": round(r["image_pooled"]["accuracy"], 3),
-                           "text tokens": round(r["text_pooled"]["accuracy"], 3),
-                           "random model": round(r.get("random_model", {}).get("accuracy", float("nan")), 3),
-                           "majority": round(report.majority, 3)}
-                          for r in report.layers])
-    md = (f"**{spec.name}** — {escape_markdown(spec.description)}. Probes {source}. Best layer {report.best_layer}: "
-          f"{probe_baseline_line(report)} (selectivity {best['selectivity']:+.3f}).")
+    table = pd.DataFrame(
+        [
+            {
+                "layer": r["layer"],
+                "latents": round(r["latent_pooled"]["accuracy"], 3),
+                "control": round(r["control"]["accuracy"], 3),
+                "selectivity": round(r["selectivity"], 3),
+                "image tokens": round(r["image_pooled"]["accuracy"], 3),
+                "text tokens": round(r["text_pooled"]["accuracy"], 3),
+                "random model": round(r.get("random_model", {}).get("accuracy", float("nan")), 3),
+                "majority": round(report.majority, 3),
+            }
+            for r in report.layers
+        ]
+    )
+    md = (
+        f"**{spec.name}** — {escape_markdown(spec.description)}. Probes {source}. Best layer {report.best_layer}: "
+        f"{probe_baseline_line(report)} (selectivity {best['selectivity']:+.3f})."
+    )
     md += probe_caveat(report)
     reading = {}
     if image and prompt:
@@ -762,10 +900,17 @@ def probe_view(model, concept, image, prompt, stage, retrain, progress=None) -> 
         if truth is None:
             md += "\n\n" + _probe_not_read(spec, sample)
         else:
-            reading = read_with_probe(POOL.get(model), Path(folder) / f"{spec.name}_layer{report.best_layer}",
-                                      load_upload(image), prompt, stage)
-            md += (f"\n\nThis sample's true {spec.name}: **{escape_markdown(truth)}** (the probe's reading is in the "
-                   "panel beside this text).")
+            reading = read_with_probe(
+                POOL.get(model),
+                Path(folder) / f"{spec.name}_layer{report.best_layer}",
+                load_upload(image),
+                prompt,
+                stage,
+            )
+            md += (
+                f"\n\nThis sample's true {spec.name}: **{escape_markdown(truth)}** (the probe's reading is in the "
+                "panel beside this text)."
+            )
     return {"markdown": md, "figure": probe_curves_figure(report), "table": table, "reading": reading}
 
 
@@ -774,10 +919,14 @@ def _probe_not_read(spec: ConceptSpec, sample) -> str:
     class from a probe that was never trained on such an input would mislead)."""
     tasks = ", ".join(f"`{t}`" for t in spec.tasks) or "its data's"
     if sample is None:
-        return (f"Not read out: this image is not one of the synthetic samples (a photo or an upload), and "
-                f"**{spec.name}** is defined only on the {tasks} samples, so the probe's class would be a guess.")
-    return (f"Not read out: this `{sample.task}` sample has no **{spec.name}** (it belongs to the {tasks} samples); "
-            "pick a concept of this task or a sample of that task.")
+        return (
+            f"Not read out: this image is not one of the synthetic samples (a photo or an upload), and "
+            f"**{spec.name}** is defined only on the {tasks} samples, so the probe's class would be a guess."
+        )
+    return (
+        f"Not read out: this `{sample.task}` sample has no **{spec.name}** (it belongs to the {tasks} samples); "
+        "pick a concept of this task or a sample of that task."
+    )
 
 
 def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image.Image, pd.DataFrame, str]:
@@ -790,8 +939,9 @@ def attribution_view(model, image, prompt, stage, target, method) -> tuple[Image
     shown = display_image(a.image, 256)
     heat = np.asarray(Image.fromarray((pix * 255).astype(np.uint8)).resize(shown.size)) / 255.0
     latents = attr.latents if attr.latents is not None else []
-    frame = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(latents))],
-                          "attribution": [float(v) for v in latents]})
+    frame = pd.DataFrame(
+        {"latent": [f"{i:02d}" for i in range(len(latents))], "attribution": [float(v) for v in latents]}
+    )
     md = f"Attribution of the logit of **{escape_markdown(target)}** ({method}). {attr.completeness_text}."
     if attr.warning:
         md += f"\n\n> ⚠ {attr.warning}"
@@ -802,18 +952,26 @@ def ablation_panel(model, image, prompt, stage, latents, mode, layer) -> dict:
     """The Ablation tab: :func:`ablation_view` for the analysed input, with its bars and its Markdown."""
     lm = POOL.get(model)
     if not lm.config.n_latents:
-        raise LIVRError(f"{display_name(model)} has no latents to ablate (variant sft); pick demo-livr or "
-                        "demo-latents-only")
+        raise LIVRError(
+            f"{display_name(model)} has no latents to ablate (variant sft); pick demo-livr or demo-latents-only"
+        )
     a = analysis_for(model, image, prompt, stage)
     r = ablation_view(lm, a, [int(v) for v in (latents or [])], mode, int(layer), lm_dims(model)[0])
     labels = [f"{c} · {when}" for c in r["choices"] for when in ("before", "after")]
-    bars = pd.DataFrame({"choice": labels, "probability": [p for pair in zip(r["before"], r["after"]) for p in pair],
-                         "when": ["before", "after"] * len(r["choices"])})
+    bars = pd.DataFrame(
+        {
+            "choice": labels,
+            "probability": [p for pair in zip(r["before"], r["after"]) for p in pair],
+            "when": ["before", "after"] * len(r["choices"]),
+        }
+    )
     effects = pd.DataFrame({"latent": [f"{i:02d}" for i in range(len(r["effects"]))], "change": r["effects"]})
     how = " (none ticked: the latent whose removal moves the answer most)" if r["auto"] else ""
-    md = (f"Switching off latents {r['latents']}{how} ({mode}, layer {layer}): answer "
-          f"**{escape_markdown(r['answer_before'])} → {escape_markdown(r['answer_after'])}**; largest probability "
-          f"change {r['largest_change']:.3f}.")
+    md = (
+        f"Switching off latents {r['latents']}{how} ({mode}, layer {layer}): answer "
+        f"**{escape_markdown(r['answer_before'])} → {escape_markdown(r['answer_after'])}**; largest probability "
+        f"change {r['largest_change']:.3f}."
+    )
     return {"markdown": md, "bars": bars, "order": labels, "effects": effects}
 
 
@@ -822,8 +980,9 @@ def mask_view(model, image, prompt, stage):
     return mask_figure(answered_segments(model, image, prompt, stage), stage)
 
 
-def record_view(views: dict | None, tab: str, settings: dict, figures: dict | None = None,
-                numbers: dict | None = None) -> dict:
+def record_view(
+    views: dict | None, tab: str, settings: dict, figures: dict | None = None, numbers: dict | None = None
+) -> dict:
     """A session's record of a tab it ran (what Export writes): a new dict, ``views`` untouched. ``figures``: name →
     PIL image, matplotlib or plotly figure; ``numbers``: name → anything JSON-able or a DataFrame."""
     return {**(views or {}), tab: {"settings": settings, "figures": figures or {}, "numbers": numbers or {}}}
@@ -855,8 +1014,9 @@ def _jsonable(value):
     return value
 
 
-def export_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity,
-                views: dict | None = None) -> str:
+def export_view(
+    model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity, views: dict | None = None
+) -> str:
     """A zip of the attention view (figures, report.json with the numbers, settings.json) and of every other tab
     this session ran (``views`` from :func:`record_view`: ``TAB/…`` figures, ``report.json["tabs"][TAB]`` numbers,
     ``settings.json["tabs"][TAB]`` settings); returns its path."""
@@ -864,20 +1024,37 @@ def export_view(model, image, prompt, stage, layers, heads, aggregation, normali
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
     tiles = attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity)["tiles"]
-    files = {"image.png": a.image,
-             "latent_heatmaps.png": montage(tiles, title=f"{display_name(model)} {stage} {aggregation}")}
+    files = {
+        "image.png": a.image,
+        "latent_heatmaps.png": montage(tiles, title=f"{display_name(model)} {stage} {aggregation}"),
+    }
     files.update({f"latents/{caption.split(' · ')[0].replace(' ', '_')}.png": img for img, caption in tiles})
-    report = {"answer": a.answer, "choice_probs": a.choice_probs, "segment_attention": a.segment_attention("latent"),
-              "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
-              "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape), "notes": a.notes,
-              "tile_captions": [caption for _, caption in tiles], "tabs": {}}
+    report = {
+        "answer": a.answer,
+        "choice_probs": a.choice_probs,
+        "segment_attention": a.segment_attention("latent"),
+        "answer_latent_attention": a.answer_latent_attention(lay, hd).tolist(),
+        "latent_image_attention_shape": list(a.latent_maps(lay, hd, aggregation).shape),
+        "notes": a.notes,
+        "tile_captions": [caption for _, caption in tiles],
+        "tabs": {},
+    }
     if sample is not None:
         report["sample"] = {"id": sample.id, "truth": sample.target, "concepts": sample.concepts}
-    settings = {"model": model, "prompt": prompt, "stage": stage, "layers": layers, "heads": heads,
-                "aggregation": aggregation, "normalisation": normalisation, "opacity": opacity,
-                "image_sha1": image_digest(image),
-                "reproduce": f"livr-viz analyze --model {display_name(model)} --image IMAGE "
-                f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR", "tabs": {}}
+    settings = {
+        "model": model,
+        "prompt": prompt,
+        "stage": stage,
+        "layers": layers,
+        "heads": heads,
+        "aggregation": aggregation,
+        "normalisation": normalisation,
+        "opacity": opacity,
+        "image_sha1": image_digest(image),
+        "reproduce": f"livr-viz analyze --model {display_name(model)} --image IMAGE "
+        f"--prompt '...' --stage {stage} --aggregation {aggregation} --out DIR",
+        "tabs": {},
+    }
     for tab, view in (views or {}).items():
         files.update(_export_files(f"{tab}/", view["figures"]))
         report["tabs"][tab] = _jsonable(view["numbers"])
@@ -916,17 +1093,36 @@ def example_verdicts(model: str) -> list[bool | None]:
 ENLARGED_TILE = 576  # px: an enlarged tile is drawn again at this width (three times the gallery's 192-px tiles)
 
 
-def enlarged_tile(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity, index: int,
-                  size: int = ENLARGED_TILE) -> tuple[Image.Image, str]:
+def enlarged_tile(
+    model,
+    image,
+    prompt,
+    stage,
+    layers,
+    heads,
+    aggregation,
+    normalisation,
+    opacity,
+    index: int,
+    size: int = ENLARGED_TILE,
+) -> tuple[Image.Image, str]:
     """The Attention tab's ``index``-th tile redrawn at ``size`` px (patch grid, evidence outline, colour bar and
     split bar at that resolution, labels in a matching font), not the gallery's 192-px tile upscaled; with its
     caption."""
     a = analysis_for(model, image, prompt, stage)
     lay, hd = selection(model, layers, heads)
     sample = synthetic_sample_for(image, prompt)
-    tiles = heatmap_tiles(a, lay, hd, aggregation, normalisation, float(opacity),
-                          evidence=sample.evidence if sample is not None else None, size=size,
-                          font_size=max(12, size // 32))
+    tiles = heatmap_tiles(
+        a,
+        lay,
+        hd,
+        aggregation,
+        normalisation,
+        float(opacity),
+        evidence=sample.evidence if sample is not None else None,
+        size=size,
+        font_size=max(12, size // 32),
+    )
     if not 0 <= int(index) < len(tiles):
         raise LIVRError(f"no tile {index}: this view has {len(tiles)}")
     return tiles[int(index)]
@@ -965,24 +1161,40 @@ def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0
     density = np.mean([it.evidence for it in items], axis=0)  # [H, W]: how often each pixel is evidence
     background = Image.fromarray((255 - 120 * density).astype(np.uint8)).convert("RGB")
     label = "latent" if lm.config.n_latents else "answer row"
+
     def mean_of(key: str, i: int, digits: int) -> float:
         return round(float(np.mean([s[key][i] for s in scores])), digits)
 
     area = round(float(np.mean([s["evidence_area_fraction"] for s in scores])), 3)
     chance = round(float(np.mean([pointing_chance(it.evidence, maps[0][0].shape[1:]) for it in items])), 2)
-    rows = [{label: f"{i:02d}", "mass in evidence": mean_of("mass_in_evidence", i, 3), "evidence area (chance)": area,
-             "lift": mean_of("lift", i, 2), "pointing game": mean_of("pointing_hit", i, 2),
-             "pointing chance": chance} for i in range(k)]
+    rows = [
+        {
+            label: f"{i:02d}",
+            "mass in evidence": mean_of("mass_in_evidence", i, 3),
+            "evidence area (chance)": area,
+            "lift": mean_of("lift", i, 2),
+            "pointing game": mean_of("pointing_hit", i, 2),
+            "pointing chance": chance,
+        }
+        for i in range(k)
+    ]
     top = float(mean_raw.max()) or 1.0
-    tiles = [(attention_tile(background, mean_raw[i] / top, top, "global", None, density >= 0.5),
-              f"{label} {i} · in evidence {100 * rows[i]['mass in evidence']:.0f}% of {100 * area:.0f}% area · "
-              f"lift {rows[i]['lift']:.2f}") for i in range(k)]
+    tiles = [
+        (
+            attention_tile(background, mean_raw[i] / top, top, "global", None, density >= 0.5),
+            f"{label} {i} · in evidence {100 * rows[i]['mass in evidence']:.0f}% of {100 * area:.0f}% area · "
+            f"lift {rows[i]['lift']:.2f}",
+        )
+        for i in range(k)
+    ]
     lift = float(np.mean([r["lift"] for r in rows]))
-    md = (f"**{n} fresh `{task}` samples** (test split, seed {seed}), {escape_markdown(display_name(model))}, "
-          f"stage `{stage}`: mean lift **{lift:.2f}** (1.0 = attention no more on the evidence than its area), mass "
-          f"in evidence {np.mean([r['mass in evidence'] for r in rows]):.3f} over an evidence area of "
-          f"{area:.3f} (its chance level); pointing game chance {chance:.2f}. Tiles: mean maps on one shared scale, "
-          "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples).")
+    md = (
+        f"**{n} fresh `{task}` samples** (test split, seed {seed}), {escape_markdown(display_name(model))}, "
+        f"stage `{stage}`: mean lift **{lift:.2f}** (1.0 = attention no more on the evidence than its area), mass "
+        f"in evidence {np.mean([r['mass in evidence'] for r in rows]):.3f} over an evidence area of "
+        f"{area:.3f} (its chance level); pointing game chance {chance:.2f}. Tiles: mean maps on one shared scale, "
+        "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples)."
+    )
     return {"markdown": md, "tiles": tiles, "table": pd.DataFrame(rows)}
 
 
@@ -1020,13 +1232,16 @@ def out_of_distribution_note(lm, image: Image.Image, name: str = "the model") ->
     if key not in _OOD_REFERENCES:
         _OOD_REFERENCES[key] = max(
             distinct_colours(make_sample(tasks[i % len(tasks)], "train", 1, i // len(tasks)).image)
-            for i in range(OOD_REFERENCE_SAMPLES))
+            for i in range(OOD_REFERENCE_SAMPLES)
+        )
     reference, colours = _OOD_REFERENCES[key], distinct_colours(image)
     if colours <= OOD_MARGIN * reference:
         return None
-    return (f"this image is unlike the synthetic images {name} was trained on ({colours:,} distinct colours at "
-            f"96 px; its training images have at most {reference}): the answer and the maps say little about how "
-            "the model reasons on its tasks")
+    return (
+        f"this image is unlike the synthetic images {name} was trained on ({colours:,} distinct colours at "
+        f"96 px; its training images have at most {reference}): the answer and the maps say little about how "
+        "the model reasons on its tasks"
+    )
 
 
 def patch_size_of(lm) -> int | None:
@@ -1042,9 +1257,11 @@ def tiny_image_note(lm, image: Image.Image) -> str | None:
     patch = patch_size_of(lm)
     if patch is None or min(image.size) >= patch:
         return None
-    return (f"this image is {image.width} × {image.height} px, smaller than one {patch} × {patch} px patch of the "
-            "model: it is stretched to the model's input size, so the answer and the maps read interpolated pixels, "
-            "not picture content")
+    return (
+        f"this image is {image.width} × {image.height} px, smaller than one {patch} × {patch} px patch of the "
+        "model: it is stretched to the model's input size, so the answer and the maps read interpolated pixels, "
+        "not picture content"
+    )
 
 
 def input_notes(lm, image: Image.Image, name: str = "the model") -> list[str]:
@@ -1077,10 +1294,20 @@ def _named_models(names, verb: str, label=str) -> list[str]:
     return names
 
 
-def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=None, out_html=None, progress=None,
-                    batch_size: int = 32, check_backends: bool = False, effect_per_task: int | None = 10,
-                    short_names: bool = False):
-    """"Is the model really using its latents?" for each named model on the same ``n`` test questions per task
+def diagnose_models(
+    names,
+    tasks="all",
+    n: int = 50,
+    seed: int = 2026,
+    out_json=None,
+    out_html=None,
+    progress=None,
+    batch_size: int = 32,
+    check_backends: bool = False,
+    effect_per_task: int | None = 10,
+    short_names: bool = False,
+):
+    """ "Is the model really using its latents?" for each named model on the same ``n`` test questions per task
     (:func:`~livr_viz.methods.diagnostics.diagnose`; ``effect_per_task`` of them per task for the per-latent
     effects, None = all); resumes from ``out_json`` when it exists, writes the HTML page to ``out_html``. A LIVR
     model's Stage-1 checkpoint (:func:`stage1_checkpoint`) is diagnosed with it. ``short_names``: the report names
@@ -1103,10 +1330,23 @@ def diagnose_models(names, tasks="all", n: int = 50, seed: int = 2026, out_json=
         shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
         raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
     items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=next(iter(formats.values())))
-    stage1 = {label(name): POOL.get(str(path)) for name in names if models[label(name)].config.variant == "livr"
-              and (path := stage1_checkpoint(name)) is not None and ACCESS.allows(str(path))}
-    report = diagnose(models, items, stage1, progress, out=out_json, batch_size=int(batch_size),
-                      effect_per_task=effect_per_task, backends=check_backends)
+    stage1 = {
+        label(name): POOL.get(str(path))
+        for name in names
+        if models[label(name)].config.variant == "livr"
+        and (path := stage1_checkpoint(name)) is not None
+        and ACCESS.allows(str(path))
+    }
+    report = diagnose(
+        models,
+        items,
+        stage1,
+        progress,
+        out=out_json,
+        batch_size=int(batch_size),
+        effect_per_task=effect_per_task,
+        backends=check_backends,
+    )
     if out_html:
         Path(out_html).parent.mkdir(parents=True, exist_ok=True)
         Path(out_html).write_text(diagnostics_html(report))
@@ -1164,12 +1404,15 @@ def patch_readers(model, image, prompt, stage, x: float, y: float, layers=None, 
     frame = pd.DataFrame({"reader": list(readers), "attention": list(readers.values())})
     frame = frame.sort_values("attention", ascending=False, kind="stable").reset_index(drop=True)
     cell_w, cell_h = shown.width / cols, shown.height / rows
-    ImageDraw.Draw(shown).rectangle([c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1],
-                                    outline=(0, 255, 255), width=2)
+    ImageDraw.Draw(shown).rectangle(
+        [c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1], outline=(0, 255, 255), width=2
+    )
     top = frame.iloc[0]
     typical = float(maps[top["reader"]].mean()) or 1.0
-    md = (f"Patch (row {r}, column {c}) of the {rows}×{cols} grid: read most by **{top['reader']}**, "
-          f"{top['attention']:.4f} of its attention ({top['attention'] / typical:.1f}× its mean over the patches).")
+    md = (
+        f"Patch (row {r}, column {c}) of the {rows}×{cols} grid: read most by **{top['reader']}**, "
+        f"{top['attention']:.4f} of its attention ({top['attention'] / typical:.1f}× its mean over the patches)."
+    )
     return {"markdown": md, "readers": frame, "image": shown, "patch": (r, c)}
 
 
@@ -1188,11 +1431,20 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
 
     names = [names] if isinstance(names, str) else list(names or [])
     if not DIAGNOSTIC_SAMPLES[0] <= int(n) <= DIAGNOSTIC_SAMPLES[1]:
-        raise LIVRError(f"questions per task must be between {DIAGNOSTIC_SAMPLES[0]} and {DIAGNOSTIC_SAMPLES[1]} "
-                        "in the app (`livr-viz diagnose` takes any number)")
+        raise LIVRError(
+            f"questions per task must be between {DIAGNOSTIC_SAMPLES[0]} and {DIAGNOSTIC_SAMPLES[1]} "
+            "in the app (`livr-viz diagnose` takes any number)"
+        )
     tick = progress_callback(progress)
-    report = diagnose_models(names, tasks, int(n), seed, progress=lambda f, m="": tick(0.8 * f, desc=m),
-                             effect_per_task=min(int(n), 10), short_names=True)
+    report = diagnose_models(
+        names,
+        tasks,
+        int(n),
+        seed,
+        progress=lambda f, m="": tick(0.8 * f, desc=m),
+        effect_per_task=min(int(n), 10),
+        short_names=True,
+    )
     rows = []
     for name in map(display_name, names):
         table = report.section(name, "table")
@@ -1202,17 +1454,26 @@ def diagnostics_view(names, tasks="all", n=10, seed: int = 2026, progress=None) 
         attention = table.get("answer_latent_attention")
         row["answer → latents"] = round(attention["average"]["mean"], 3) if attention else None
         rows.append(row)
-    explanations = explanation_diagnostics(names, tasks, DELETION_ITEMS, seed, progress=lambda f, m="": tick(
-        0.8 + 0.2 * f, desc=m))
+    explanations = explanation_diagnostics(
+        names, tasks, DELETION_ITEMS, seed, progress=lambda f, m="": tick(0.8 + 0.2 * f, desc=m)
+    )
     redundancy, note = explanations["redundancy_figure"], explanations["redundancy_note"]
     summaries, picked = explanations["summaries"], explanations["items"]
     tick(1.0, desc="done")
-    md = ("```\n" + "\n".join(report.summary_lines()) + "\n```\n\n" + f"Redundancy: {note}.\n\n"
-          f"Deletion / insertion on {len(picked)} questions (occluded with the suite's mean colour; lower deletion "
-          f"AUC / higher insertion AUC = more faithful):\n\n" + summary_markdown(summaries))
-    return {"markdown": md, "table": pd.DataFrame(rows), "flow": flow_figure(report),
-            "effects": effect_attention_figure(report), "deletion": deletion_summary_figure(summaries),
-            "redundancy": redundancy, "report": _without_paths(report.to_dict())}
+    md = (
+        "```\n" + "\n".join(report.summary_lines()) + "\n```\n\n" + f"Redundancy: {note}.\n\n"
+        f"Deletion / insertion on {len(picked)} questions (occluded with the suite's mean colour; lower deletion "
+        f"AUC / higher insertion AUC = more faithful):\n\n" + summary_markdown(summaries)
+    )
+    return {
+        "markdown": md,
+        "table": pd.DataFrame(rows),
+        "flow": flow_figure(report),
+        "effects": effect_attention_figure(report),
+        "deletion": deletion_summary_figure(summaries),
+        "redundancy": redundancy,
+        "report": _without_paths(report.to_dict()),
+    }
 
 
 _SERVER_PATH = re.compile(r"(?<![\w.:/~])~?/(?:[\w.@+-]+/)*[\w.@+-]+/?")
@@ -1268,28 +1529,54 @@ def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, s
         raise LIVRError(f"explanation questions must be at least 1; got {n_items}")
     tick = progress or (lambda fraction, message="": None)
     task_list = resolve_tasks(tasks)
-    items = SyntheticTaskDataset(task_list, "test", -(-int(n_items) // len(task_list)), seed + 1,
-                                 answer_format=POOL.get(names[0]).config.answer_format)
+    items = SyntheticTaskDataset(
+        task_list,
+        "test",
+        -(-int(n_items) // len(task_list)),
+        seed + 1,
+        answer_format=POOL.get(names[0]).config.answer_format,
+    )
     picked = [items[i] for i in range(min(int(n_items), len(items)))]
     summaries = []
     for k, name in enumerate(names):
         tick(k / (len(names) + 1), f"deletion curves: {display_name(name)}")
-        summaries.append(deletion_report(POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8,
-                                         model=display_name(name)).summary)
+        summaries.append(
+            deletion_report(
+                POOL.get(name), picked, methods=DELETION_METHODS, n_steps=8, model=display_name(name)
+            ).summary
+        )
     latent_models = [name for name in names if POOL.get(name).config.n_latents]
     figure, note, numbers = None, "no model with latents: no redundancy matrix", None
     if latent_models:
         a = run_analysis(POOL.get(latent_models[0]), picked[0].image, picked[0].prompt)
         result = latent_redundancy(a.latent_maps(None, None, "mean", "none"))
         figure = redundancy_figure(result)
-        note = (f"{display_name(latent_models[0])} on `{picked[0].id}`: effective number of distinct latents "
-                f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}")
-        numbers = {"model": latent_models[0], "item": picked[0].id, "effective_number": result.effective_number,
-                   "mean_pairwise_iou": result.mean_pairwise_iou, "clusters": result.clusters}
+        note = (
+            f"{display_name(latent_models[0])} on `{picked[0].id}`: effective number of distinct latents "
+            f"{result.effective_number:.1f} of {len(result.iou)}, mean pairwise IoU {result.mean_pairwise_iou:.2f}"
+        )
+        numbers = {
+            "model": latent_models[0],
+            "item": picked[0].id,
+            "effective_number": result.effective_number,
+            "mean_pairwise_iou": result.mean_pairwise_iou,
+            "clusters": result.clusters,
+        }
     tick(1.0, "explanations done")
-    return {"items": picked, "summaries": summaries, "redundancy_figure": figure, "redundancy_note": note,
-            "to_json": _jsonable({"items": [it.id for it in picked], "methods": list(DELETION_METHODS),
-                                  "deletion": [asdict(s) for s in summaries], "redundancy": numbers})}
+    return {
+        "items": picked,
+        "summaries": summaries,
+        "redundancy_figure": figure,
+        "redundancy_note": note,
+        "to_json": _jsonable(
+            {
+                "items": [it.id for it in picked],
+                "methods": list(DELETION_METHODS),
+                "deletion": [asdict(s) for s in summaries],
+                "redundancy": numbers,
+            }
+        ),
+    }
 
 
 def filmstrip_view(model, image, prompt, stage="full"):
@@ -1318,8 +1605,11 @@ def aligned_token_map(model, stage="full", method="pca", layer=None, n_samples=1
         raise LIVRError(f"layer must be in 0..{n_layers}")
     points = {name: dataset_points(POOL.get(name), items, layer, stage) for name in names}
     projection = shared_projection(points, method, "joint")
-    return shared_projection_figure(projection, color_by if color_by in ("segment", "task") else "segment",
-                                    f"{method} of layer {layer}, one embedding for {', '.join(names)}")
+    return shared_projection_figure(
+        projection,
+        color_by if color_by in ("segment", "task") else "segment",
+        f"{method} of layer {layer}, one embedding for {', '.join(names)}",
+    )
 
 
 # ------------------------------------------------------------------------------------------- mediation (issue 43)
@@ -1327,8 +1617,17 @@ MEDIATION_SAMPLES = (2, 100)  # questions per task in the app (the CLI takes any
 MEDIATION_CONTROL_SEED_OFFSET = 1  # control questions (latents of an unrelated task) come from seed + this
 
 
-def mediate_models(names, tasks="all", n: int = 50, seed: int = 2026, out=None, progress=None, batch_size: int = 64,
-                   condition: str = "standard", latents=None):
+def mediate_models(
+    names,
+    tasks="all",
+    n: int = 50,
+    seed: int = 2026,
+    out=None,
+    progress=None,
+    batch_size: int = 64,
+    condition: str = "standard",
+    latents=None,
+):
     """Causal mediation X → Z → Y (:func:`~livr_viz.methods.mediation.mediate`) for each named model on the same
     ``n`` test questions per task; the ``control`` patch takes latents of one test question per suite task (another
     seed). ``out``: a directory for ``mediation.json``, ``parts/`` (resumable) and ``mediation.html``. Models without
@@ -1342,17 +1641,28 @@ def mediate_models(names, tasks="all", n: int = 50, seed: int = 2026, out=None, 
         raise LIVRError(f"n (test questions per task) must be at least 2 (a question needs a partner); got {n}")
     models = {name: POOL.get(name) for name in names}
     if not any(lm.config.n_latents for lm in models.values()):
-        raise LIVRError(f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no latents (variant sft): there "
-                        "is no X → Z → Y to mediate; choose demo-livr or demo-latents-only")
+        raise LIVRError(
+            f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no latents (variant sft): there "
+            "is no X → Z → Y to mediate; choose demo-livr or demo-latents-only"
+        )
     formats = {name: lm.config.answer_format for name, lm in models.items()}
     if len(set(formats.values())) > 1:
         raise LIVRError(f"the models answer in different formats ({formats}): compare models trained in one format")
     fmt = next(iter(formats.values()))
     items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=fmt)
-    controls = SyntheticTaskDataset(task_names(), "test", 1, int(seed) + MEDIATION_CONTROL_SEED_OFFSET,
-                                    answer_format=fmt)
-    report = mediate(models, [items[i] for i in range(len(items))], [controls[i] for i in range(len(controls))],
-                     progress, out=out, batch_size=int(batch_size), condition=condition, latents=latents)
+    controls = SyntheticTaskDataset(
+        task_names(), "test", 1, int(seed) + MEDIATION_CONTROL_SEED_OFFSET, answer_format=fmt
+    )
+    report = mediate(
+        models,
+        [items[i] for i in range(len(items))],
+        [controls[i] for i in range(len(controls))],
+        progress,
+        out=out,
+        batch_size=int(batch_size),
+        condition=condition,
+        latents=latents,
+    )
     if out is not None:
         Path(out, "mediation.html").write_text(mediation_html(report))
     return report
@@ -1372,33 +1682,51 @@ def mediation_view(names, task="all", n=10, seed: int = 2026, progress=None) -> 
     )
 
     if not MEDIATION_SAMPLES[0] <= int(n) <= MEDIATION_SAMPLES[1]:
-        raise LIVRError(f"questions per task must be between {MEDIATION_SAMPLES[0]} and {MEDIATION_SAMPLES[1]} in the "
-                        "app (`livr-viz mediate` takes any number)")
+        raise LIVRError(
+            f"questions per task must be between {MEDIATION_SAMPLES[0]} and {MEDIATION_SAMPLES[1]} in the "
+            "app (`livr-viz mediate` takes any number)"
+        )
     tick = progress or (lambda fraction, desc=None: None)
     out = scratch_dir() / f"mediation-{int(time.time() * 1000)}"
-    report = mediate_models(names, task or "all", int(n), seed, out=out,
-                            progress=lambda f, m="": tick(0.95 * f, desc=m))
+    report = mediate_models(
+        names, task or "all", int(n), seed, out=out, progress=lambda f, m="": tick(0.95 * f, desc=m)
+    )
     # what the app hands the user names no server path: models by their display names, paths shortened
     report.models = {display_name(k): _without_paths(v) for k, v in report.models.items()}
     report.save(out / "mediation.json")
     (out / "mediation.html").write_text(mediation_html(report))
-    md = "\n".join(f"- **{escape_markdown(display_name(name))}**: " + ("; ".join(escape_markdown(v) for v in
-                                                              report.result(name)["verdict"])
-                                                    if report.result(name)["status"] == "done" else
-                                                    "n/a — " + escape_markdown(report.result(name)["reason"]))
-                   for name in report.models)
-    figures = {"sensitivity": sensitivity_figure(report), "interchange": interchange_figure(report),
-               "collapse": collapse_figure(report)}
-    tables = {"sensitivity": sensitivity_table(report), "interchange": interchange_table(report),
-              "collapse": collapse_table(report)}
+    md = "\n".join(
+        f"- **{escape_markdown(display_name(name))}**: "
+        + (
+            "; ".join(escape_markdown(v) for v in report.result(name)["verdict"])
+            if report.result(name)["status"] == "done"
+            else "n/a — " + escape_markdown(report.result(name)["reason"])
+        )
+        for name in report.models
+    )
+    figures = {
+        "sensitivity": sensitivity_figure(report),
+        "interchange": interchange_figure(report),
+        "collapse": collapse_figure(report),
+    }
+    tables = {
+        "sensitivity": sensitivity_table(report),
+        "interchange": interchange_table(report),
+        "collapse": collapse_table(report),
+    }
     for key, fig in figures.items():
         fig.savefig(out / f"{key}.png", dpi=100)
         tables[key].to_csv(out / f"{key}.csv", index=False)
     tick(1.0, desc="done")
-    return {"markdown": md, "figures": figures, "tables": tables, "report": report.to_dict(),
-            "files": {key: str(out / f"{key}.png") for key in figures} | {
-                f"{key}_csv": str(out / f"{key}.csv") for key in tables} | {"json": str(out / "mediation.json"),
-                                                                              "html": str(out / "mediation.html")}}
+    return {
+        "markdown": md,
+        "figures": figures,
+        "tables": tables,
+        "report": report.to_dict(),
+        "files": {key: str(out / f"{key}.png") for key in figures}
+        | {f"{key}_csv": str(out / f"{key}.csv") for key in tables}
+        | {"json": str(out / "mediation.json"), "html": str(out / "mediation.html")},
+    }
 
 
 def swap_latents_view(model, image, prompt, stage="full", seed: int = 777) -> dict:
@@ -1417,28 +1745,44 @@ def swap_latents_view(model, image, prompt, stage="full", seed: int = 777) -> di
         raise LIVRError("choose an image first")
     options = parse_choices(prompt or "")
     if not options:
-        raise LIVRError("the swap compares the answer's options: ask a question with options (e.g. 'Options: red, "
-                        "blue.')")
+        raise LIVRError(
+            "the swap compares the answer's options: ask a question with options (e.g. 'Options: red, blue.')"
+        )
     fmt = lm.config.answer_format
     own = synthetic_sample_for(image, prompt)
     task = own.task if own is not None else LEAD_TASK
     candidates = (make_sample(task, "test", seed, i, answer_format=fmt) for i in range(1, 50))
     source = next(s for s in candidates if own is None or s.answer != own.answer)
-    target = SimpleNamespace(id="input", task=task, image=load_upload(image), prompt=prompt, options=options,
-                             answer="A")
-    out = interchange(lm, [target], [source], "latents", condition="bottleneck" if stage == "bottleneck" else
-                      "standard")
+    target = SimpleNamespace(
+        id="input", task=task, image=load_upload(image), prompt=prompt, options=options, answer="A"
+    )
+    out = interchange(
+        lm, [target], [source], "latents", condition="bottleneck" if stage == "bottleneck" else "standard"
+    )
     before, after = out["before"][0], out["after"][0]
     source_answer = source.options[int(out["source_before"][0].argmax())]
-    frame = pd.DataFrame({"option": options, "before %": [round(100 * float(p), 1) for p in before],
-                          "after %": [round(100 * float(p), 1) for p in after]})
+    frame = pd.DataFrame(
+        {
+            "option": options,
+            "before %": [round(100 * float(p), 1) for p in before],
+            "after %": [round(100 * float(p), 1) for p in after],
+        }
+    )
     answer_before, answer_after = options[int(before.argmax())], options[int(after.argmax())]
-    md = (f"**Answer before: {escape_markdown(answer_before)} → after the swap: {escape_markdown(answer_after)}** "
-          f"({'changed' if answer_before != answer_after else 'unchanged'}). The latents (all {lm.config.n_latents}, "
-          f"every layer) came from `{source.id}` (task {task}), which the model answers "
-          f"**{escape_markdown(source_answer)}** (correct: {escape_markdown(source.target)}).")
-    return {"markdown": md, "table": frame, "source_image": source.image, "source_id": source.id,
-            "before": answer_before, "after": answer_after}
+    md = (
+        f"**Answer before: {escape_markdown(answer_before)} → after the swap: {escape_markdown(answer_after)}** "
+        f"({'changed' if answer_before != answer_after else 'unchanged'}). The latents (all {lm.config.n_latents}, "
+        f"every layer) came from `{source.id}` (task {task}), which the model answers "
+        f"**{escape_markdown(source_answer)}** (correct: {escape_markdown(source.target)})."
+    )
+    return {
+        "markdown": md,
+        "table": frame,
+        "source_image": source.image,
+        "source_id": source.id,
+        "before": answer_before,
+        "after": answer_after,
+    }
 
 
 def model_has_latents(name: str) -> bool:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install livr-viz with its test extras (plus Debian chromium for the browser tests) and run the whole suite.
+# Install livr-viz with its test and dev extras (plus Debian chromium for the browser tests), lint, type-check and run
+# the whole suite.
 # The README's test command and .ci/run both call exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLI
 PYTHON=python
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
 
-"$PYTHON" -m pip install -q -e ".[test]"
+"$PYTHON" -m pip install -q -e ".[test,dev]"
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
@@ -22,6 +23,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     [ "${CI:-}" = true ] && exit 1
   fi
 fi
+
+# the habits CI keeps: lint with the rule set in pyproject.toml, formatting, and the type checker over core/ and methods/
+"$PYTHON" -m ruff check .
+"$PYTHON" -m ruff format --check .
+"$PYTHON" -m mypy
 
 set +e
 "$PYTHON" -m pytest "$@"

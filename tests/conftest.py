@@ -13,7 +13,7 @@ os.environ.setdefault("LIVR_VIZ_CACHE", tempfile.mkdtemp(prefix="livr-viz-test-c
 warnings.filterwarnings("ignore", category=FutureWarning)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-from transformers.utils import logging as hf_logging
+from transformers.utils import logging as hf_logging  # noqa: E402 - after the environment it reads at import
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
@@ -45,8 +45,9 @@ def tiny_paths(tmp_path_factory):
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
     root = tmp_path_factory.mktemp("tiny")
-    sizes = DemoBackboneConfig(vision_hidden=32, vision_layers=2, vision_heads=2, text_hidden=64, text_heads=4,
-                               text_intermediate=128)
+    sizes = DemoBackboneConfig(
+        vision_hidden=32, vision_layers=2, vision_heads=2, text_hidden=64, text_heads=4, text_intermediate=128
+    )
     paths = {"base": str(save_demo_backbone(root / "base", sizes))}
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -101,10 +102,15 @@ def app_url(tmp_path_factory):
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - the app writes to it for the whole session; closed at teardown
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=Path(__file__).resolve().parent.parent,
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -24,8 +24,9 @@ def client(app_url):
 
 
 def test_analyze(client):
-    md, label, gallery, bars, preview = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW,
-                                                       api_name="/analyze")
+    md, label, gallery, bars, preview = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze"
+    )
     assert "Answer:" in md and f"ground truth **{SAMPLE.target}**" in md
     assert {c["label"] for c in label["confidences"]} == set(SAMPLE.options)
     assert len(gallery) == 16 and all(Path(item["image"]).exists() for item in gallery)
@@ -34,8 +35,7 @@ def test_analyze(client):
 
 
 def test_compare_shows_three_variants_and_evidence(client):
-    table, sheet = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55,
-                                  api_name="/compare")
+    table, sheet = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55, api_name="/compare")
     rows = table["data"]
     assert [r[0] for r in rows] == ["demo-livr", "demo-latents-only", "demo-sft"]
     assert "mass in evidence" in table["headers"] and "pointing game" in table["headers"]
@@ -50,27 +50,33 @@ def test_compare_uses_the_set_of_the_selected_model(client, tmp_path):
     sample = make_sample("art_style", "test", 0, 0)
     path = tmp_path / f"{sample.id}.png"
     sample.image.save(path)
-    table, _ = client.predict("demo-sft", handle_file(str(path)), sample.prompt, "full", "mean", 0.55,
-                              api_name="/compare")
+    table, _ = client.predict(
+        "demo-sft", handle_file(str(path)), sample.prompt, "full", "mean", 0.55, api_name="/compare"
+    )
     assert [r[0] for r in table["data"]] == ["demo-livr", "demo-latents-only", "demo-sft"]
     assert [r[table["headers"].index("truth")] for r in table["data"]] == [sample.target] * 3
 
 
 def test_token_map_probes_attribution_ablation_mask(client):
-    plot = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 4, "this image", 12, "segment",
-                          api_name="/token_map")
+    plot = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 4, "this image", 12, "segment", api_name="/token_map"
+    )
     assert plot["type"] == "plotly"
-    plot = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 2, "dataset", 4, "task",
-                          api_name="/token_map")
+    plot = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "full", "pca", 2, "dataset", 4, "task", api_name="/token_map"
+    )
     assert plot["type"] == "plotly"
-    md, curves, table, reading = client.predict("demo-livr", "count", handle_file(EXAMPLE), PROMPT, "full", False,
-                                                api_name="/probes")
+    md, curves, table, reading = client.predict(
+        "demo-livr", "count", handle_file(EXAMPLE), PROMPT, "full", False, api_name="/probes"
+    )
     assert "Best layer" in md and len(table["data"]) == 5 and reading["confidences"]
-    picture, latent_bars, attr_md = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "",
-                                                   "saliency", api_name="/attribution")
+    picture, latent_bars, attr_md = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "full", "", "saliency", api_name="/attribution"
+    )
     assert Path(picture).exists() and "saliency" in attr_md
-    ab_md, before_after, effects = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", ["0", "5"],
-                                                  "zero", -1, api_name="/ablation")
+    ab_md, before_after, effects = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "full", ["0", "5"], "zero", -1, api_name="/ablation"
+    )
     assert "Switching off latents [0, 5]" in ab_md
     mask = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", api_name="/mask")
     assert mask["type"] == "matplotlib"
@@ -79,8 +85,9 @@ def test_token_map_probes_attribution_ablation_mask(client):
 def test_export_zip_reproduces_the_settings_of_every_tab_run(client):
     client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "mean", 0.55, api_name="/compare")
     client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", api_name="/mask")
-    path = client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", "0,3", "1", "max", "global", 0.4,
-                          api_name="/export")
+    path = client.predict(
+        "demo-livr", handle_file(EXAMPLE), PROMPT, "bottleneck", "0,3", "1", "max", "global", 0.4, api_name="/export"
+    )
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         assert {"report.json", "settings.json", "latent_heatmaps.png", "image.png"} <= names
@@ -89,8 +96,11 @@ def test_export_zip_reproduces_the_settings_of_every_tab_run(client):
         assert settings["stage"] == "bottleneck" and settings["layers"] == "0,3" and settings["aggregation"] == "max"
         assert {"compare/heatmaps.png", "mask/mask.png"} <= names  # the other tabs this session ran
         report = json.loads(zf.read("report.json"))
-        assert [row["model"] for row in report["tabs"]["compare"]["table"]] == ["demo-livr", "demo-latents-only",
-                                                                                "demo-sft"]
+        assert [row["model"] for row in report["tabs"]["compare"]["table"]] == [
+            "demo-livr",
+            "demo-latents-only",
+            "demo-sft",
+        ]
         assert settings["tabs"]["mask"]["stage"] == "bottleneck" and settings["tabs"]["compare"]["stage"] == "full"
 
 
@@ -111,8 +121,18 @@ def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):
         client.predict("demo-livr", handle_file(str(junk)), PROMPT, "full", *VIEW, api_name="/analyze")
     assert "'photo.png'" in str(exc.value) and "gradio" not in str(exc.value) and " at 0x" not in str(exc.value)
     with pytest.raises(AppError, match="layers must be in 0..3"):
-        client.predict("demo-livr", handle_file(EXAMPLE), PROMPT, "full", "7", "mean", "mean", "per_latent", 0.5,
-                       api_name="/analyze")
+        client.predict(
+            "demo-livr",
+            handle_file(EXAMPLE),
+            PROMPT,
+            "full",
+            "7",
+            "mean",
+            "mean",
+            "per_latent",
+            0.5,
+            api_name="/analyze",
+        )
     with pytest.raises(AppError, match="unknown model"):
         client.predict("no-such-model", handle_file(EXAMPLE), PROMPT, "full", *VIEW, api_name="/analyze")
     with pytest.raises(AppError, match="no latents"):
@@ -122,8 +142,14 @@ def test_errors_are_clear_and_the_app_keeps_serving(client, tmp_path):
 
 
 def test_free_form_questions_get_a_short_answer_and_user_text_stays_inert(client):
-    md, label, *_ = client.predict("demo-livr", handle_file(EXAMPLE), "What colour is the star? <s> *x* <latent_3>",
-                                   "full", *VIEW, api_name="/analyze")
+    md, label, *_ = client.predict(
+        "demo-livr",
+        handle_file(EXAMPLE),
+        "What colour is the star? <s> *x* <latent_3>",
+        "full",
+        *VIEW,
+        api_name="/analyze",
+    )
     answer = md.split("**")[1]
     assert "(free-form, greedy)" in md and answer and "</s>" not in answer
     assert "&lt;s&gt;" in md and "&lt;latent\\_3&gt;" in md  # the notes name the removed tokens, escaped
@@ -134,7 +160,8 @@ def test_free_form_questions_get_a_short_answer_and_user_text_stays_inert(client
 
 def test_diagnostics_tab(client):
     md, table, flow, effects, deletion, redundancy = client.predict(
-        ["demo-livr", "demo-sft"], "counting", 2, api_name="/diagnose")
+        ["demo-livr", "demo-sft"], "counting", 2, api_name="/diagnose"
+    )
     assert "uses its latents" in md and "Deletion / insertion" in md and "effective number" in md
     assert [row[0] for row in table["data"]] == ["demo-livr", "demo-sft"]
     assert all(fig["type"] == "matplotlib" for fig in (flow, effects, deletion, redundancy))
@@ -217,8 +244,13 @@ def own_model_app(tiny_paths, monkeypatch):
     S.restrict_models([args.model], args.model_root)
     demo = build_app(args.model)
     demo.queue()
-    demo.launch(prevent_thread_lock=True, server_port=None, quiet=True, show_error=True,
-                allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())])
+    demo.launch(
+        prevent_thread_lock=True,
+        server_port=None,
+        quiet=True,
+        show_error=True,
+        allowed_paths=[str(S.EXAMPLES_DIR), str(S.scratch_dir())],
+    )
     try:
         yield demo, Client(demo.local_url, verbose=False), tiny_paths
     finally:
@@ -233,16 +265,21 @@ def test_the_model_the_app_started_with_works_in_every_tab(own_model_app):
 
     demo, client, paths = own_model_app
     model = paths["livr"]
-    menus = [b for b in demo.blocks.values() if isinstance(b, (gr.Dropdown, gr.CheckboxGroup))
-             and b.label in ("models", "model (demo name, local path or hub id)")]
+    menus = [
+        b
+        for b in demo.blocks.values()
+        if isinstance(b, (gr.Dropdown, gr.CheckboxGroup))
+        and b.label in ("models", "model (demo name, local path or hub id)")
+    ]
     assert len(menus) == 2 and all(model in [c[1] for c in menu.choices] for menu in menus)
     md, table, *_ = client.predict([model], "counting", 2, api_name="/diagnose")
     assert [row[0] for row in table["data"]] == ["livr"] and model not in md
     art = make_sample("art_style", "test", 0, 0)
     image = str(Path(EXAMPLE).with_name(f"{art.id}.png"))
     for retrain in (True, False):
-        md, curves, table, reading = client.predict(model, "style", handle_file(image), art.prompt, "full", retrain,
-                                                    api_name="/probes")
+        md, curves, table, reading = client.predict(
+            model, "style", handle_file(image), art.prompt, "full", retrain, api_name="/probes"
+        )
         assert "trained" in md and len(table["data"]) == 5 and reading["confidences"]
         assert str(Path(model).parent) not in md
     md, *_ = client.predict(paths["sft"], handle_file(image), art.prompt, "full", *VIEW, api_name="/analyze")

@@ -31,23 +31,28 @@ def test_a_bad_port_is_a_usage_error(monkeypatch, bad, capsys):
 
 
 def test_help_answers_without_loading_torch_or_gradio():
-    code = ("import sys, runpy; sys.argv = ['app.py', '--help']\n"
-            "try:\n    runpy.run_path('app.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('gradio' in sys.modules, 'transformers' in sys.modules, 'torch' in sys.modules)")
+    code = (
+        "import sys, runpy; sys.argv = ['app.py', '--help']\n"
+        "try:\n    runpy.run_path('app.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('gradio' in sys.modules, 'transformers' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "--concurrency" in out.stdout and "GRADIO_SERVER_PORT" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "False False False"
-    cli = subprocess.run([sys.executable, "-m", "livr_viz.cli", "app", "--help"], capture_output=True, text=True,
-                         timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "livr_viz.cli", "app", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert cli.returncode == 0 and "--max-upload-mb" in cli.stdout
 
 
 def test_the_cli_help_loads_no_torch():
     """`livr-viz --help` and a command's --help answer from argparse alone (measured 0.2 s; torch costs ~1 s)."""
-    code = ("import sys\nfrom livr_viz.cli.main import main\n"
-            "for argv in (['--help'], ['analyze', '--help']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print('torch' in sys.modules, 'gradio' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys\nfrom livr_viz.cli.main import main\n"
+        "for argv in (['--help'], ['analyze', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules, 'gradio' in sys.modules, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "analyze" in out.stdout and "--prompt" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "False False False"

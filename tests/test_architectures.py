@@ -22,8 +22,9 @@ def backbone_dir(request, tmp_path_factory):
 def test_segments_match_the_processor(backbone_dir):
     name, path = backbone_dir
     lm = LIVRModel.from_backbone(str(path), n_latents=5)
-    batch = lm.build_inputs([random_image(1), random_image(2, (64, 48))], ["What is this?", "Count them."],
-                            answers=["A", "BC"])
+    batch = lm.build_inputs(
+        [random_image(1), random_image(2, (64, 48))], ["What is this?", "Count them."], answers=["A", "BC"]
+    )
     seg = batch.segments
     image_id = lm.image_token_id
     assert torch.equal(seg == int(Segment.IMAGE), (batch.input_ids == image_id) & (batch.padding_mask == 1))
@@ -37,7 +38,7 @@ def test_segments_match_the_processor(backbone_dir):
         # order: image · prompt · latents · template text (the assistant marker) · answer: the latents end the
         # user turn (Q' = Q + L) and a TEXT row predicts the first answer token
         assert image.max() < latents.min() and latents.max() + 1 < answer.min()
-        assert (row[latents.max() + 1: answer.min()] == int(Segment.TEXT)).all()
+        assert (row[latents.max() + 1 : answer.min()] == int(Segment.TEXT)).all()
         assert torch.equal(latents, torch.arange(latents.min(), latents.max() + 1))
         assert batch.labels[b][answer].tolist() == batch.input_ids[b][answer].tolist()
     assert (batch.labels[seg != int(Segment.ANSWER)] == -100).all()
@@ -86,7 +87,8 @@ def test_save_load_round_trip_gives_identical_logits(backbone_dir, tmp_path):
         before = lm.forward(batch).logits
     lm.save(tmp_path / "ckpt")
     assert {"adapter_model.safetensors", "adapter_config.json", "latents.safetensors", "livr_config.json"} <= {
-        p.name for p in (tmp_path / "ckpt").iterdir()}
+        p.name for p in (tmp_path / "ckpt").iterdir()
+    }
     again = load_model(str(tmp_path / "ckpt"))
     with torch.no_grad():
         after = again.forward(again.build_inputs(images, prompts)).logits

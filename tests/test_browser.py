@@ -14,8 +14,16 @@ from livr_viz.data import make_sample, task_names
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 WAIT = 120_000  # ms: the model events share two cores with other work
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -83,8 +91,8 @@ def test_first_impression(browser, app_url, shots, width, height):
 
     captions = caption_texts(pg, "#examples")
     names = [re.sub(r"^[✔✘] ", "", c) for c in captions]
-    assert names[:len(task_names())] == [t.replace("_", " ") for t in S.example_tasks()]
-    assert all(n.startswith("photo: ") for n in names[len(task_names()):])
+    assert names[: len(task_names())] == [t.replace("_", " ") for t in S.example_tasks()]
+    assert all(n.startswith("photo: ") for n in names[len(task_names()) :])
     marks = [c[0] if c[0] in "✔✘" else None for c in captions]
     assert marks == [None if v is None else "✔" if v else "✘" for v in S.example_verdicts("demo-livr")]
     assert "✔" in marks and "✘" in marks  # the shipped model gets some right and some wrong
@@ -158,8 +166,11 @@ def test_upload_run_and_every_tab(page, shots):
                                              && imgs.every(img => img.complete && img.naturalWidth > 0); }""")
     page.wait_for_timeout(1000)
     page.screenshot(path=str(shots / "01-latent-attention.png"), full_page=True)
-    tile = np.asarray(Image.open(io.BytesIO(page.request.get(
-        page.locator("#latent-gallery img").first.get_attribute("src")).body())).convert("RGB")).astype(int)
+    tile = np.asarray(
+        Image.open(
+            io.BytesIO(page.request.get(page.locator("#latent-gallery img").first.get_attribute("src")).body())
+        ).convert("RGB")
+    ).astype(int)
     assert (np.abs(tile - [51, 255, 76]).sum(-1) < 12).sum() > 100  # the counted shapes' evidence, outlined
     ramp = tile[10 + 192 + 2]  # the colour bar under the map: dark at 0, bright at the top of its scale
     assert ramp[:3].sum() < 150 and ramp[-3:].sum() > 1200
@@ -172,11 +183,12 @@ def test_upload_run_and_every_tab(page, shots):
     page.screenshot(path=str(shots / "01b-reverse-lookup.png"), full_page=True)
 
     for shot, tab, button, done in (
-            ("02-compare", "Compare", "#compare", "#compare-sheet img"),
-            ("03-token-map", "Token map", "#token-map", ".js-plotly-plot"),
-            ("04-probes", "Probes", "#probes", "text=Best layer"),
-            ("05-attribution", "Attribution", "#attribute", "text=Attribution of the logit"),
-            ("06-ablation", "Ablation", "#ablate", "text=Switching off latents")):
+        ("02-compare", "Compare", "#compare", "#compare-sheet img"),
+        ("03-token-map", "Token map", "#token-map", ".js-plotly-plot"),
+        ("04-probes", "Probes", "#probes", "text=Best layer"),
+        ("05-attribution", "Attribution", "#attribute", "text=Attribution of the logit"),
+        ("06-ablation", "Ablation", "#ablate", "text=Switching off latents"),
+    ):
         page.get_by_role("tab", name=tab).click()
         page.locator(button).click()
         if done.startswith("#"):  # an image: lazily loaded, so bring its frame into view
@@ -205,8 +217,10 @@ def test_upload_run_and_every_tab(page, shots):
                                     .some(trace => trace.customdata.includes(4))""")
     page.evaluate("""() => document.querySelector('#token-plot .js-plotly-plot')
                              .emit('plotly_click', {points: [{customdata: 4}]})""")  # what plotly sends on a click
-    page.wait_for_function(f"document.querySelector('#prompt textarea').value.includes("
-                           f"{make_sample(task, 'test', 0, 0).prompt.splitlines()[0]!r})")
+    page.wait_for_function(
+        f"document.querySelector('#prompt textarea').value.includes("
+        f"{make_sample(task, 'test', 0, 0).prompt.splitlines()[0]!r})"
+    )
     assert task in page.locator("#image-input").inner_text()  # and its image
     page.screenshot(path=str(shots / "03b-linked-token-map.png"), full_page=True)
 
@@ -217,8 +231,15 @@ def test_upload_run_and_every_tab(page, shots):
     page.locator("#examples img").nth(3).click()  # picking an example sets its image and question (art style first)
     page.wait_for_timeout(1500)
     assert "darker" in page.locator("#prompt textarea").input_value()
-    for name in ("01-latent-attention", "02-compare", "03-token-map", "04-probes", "05-attribution", "06-ablation",
-                 "07-how-it-works"):
+    for name in (
+        "01-latent-attention",
+        "02-compare",
+        "03-token-map",
+        "04-probes",
+        "05-attribution",
+        "06-ablation",
+        "07-how-it-works",
+    ):
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
@@ -231,8 +252,9 @@ def test_a_waiting_user_sees_the_queue_position(page, app_url):
     page.get_by_role("tab", name="Diagnostics").click()
     page.locator("#diagnose").click()
     other.locator("#image-input button[aria-label=Clear]").click()
-    other.locator("#image-input input[type=file]").set_input_files(str(ROOT / "assets" / "examples" /
-                                                                       "counting-test-0-0-word.png"))
+    other.locator("#image-input input[type=file]").set_input_files(
+        str(ROOT / "assets" / "examples" / "counting-test-0-0-word.png")
+    )
     other.locator("#prompt textarea").fill(make_sample("counting", "test", 0, 0).prompt)
     other.wait_for_timeout(800)
     other.locator("#run").click()

@@ -53,7 +53,7 @@ def test_no_recorder_left_after_an_exception():
     lm = LIVRModel.from_backbone("x", model=model, processor=processor, n_latents=2)
     batch = lm.build_inputs([random_image(0)], ["hi"])
     batch.inputs["pixel_values"] = batch.inputs["pixel_values"][:, :2]  # wrong channel count: forward raises
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):  # the convolution's channel mismatch
         LatentAttention(lm).run(batch)
     assert _ACTIVE.get() is None
     assert lm.base_model.config.get_text_config()._attn_implementation.startswith(CAPTURE_PREFIX)
@@ -66,5 +66,6 @@ def test_capture_result_round_trips_through_npz(tmp_path):
     result.save(tmp_path / "cap")
     again = CaptureResult.load(tmp_path / "cap")
     assert torch.equal(again.attention, result.attention) and again.row_segment == "latent"
-    assert np.allclose(sum(again.segment_attention(0)[k][0] for k in ("image", "text", "latent", "answer")), 1.0,
-                       atol=1e-5)
+    assert np.allclose(
+        sum(again.segment_attention(0)[k][0] for k in ("image", "text", "latent", "answer")), 1.0, atol=1e-5
+    )

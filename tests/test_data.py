@@ -57,7 +57,7 @@ def test_splits_are_disjoint_and_answers_balanced(task):
 
 def _crop(mask):
     ys, xs = np.nonzero(mask)
-    return mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def test_counting_answer_from_pixels():
@@ -76,12 +76,12 @@ def test_counting_answer_from_pixels():
             mask = _crop(labels == comp)
             h, w = max(mask.shape[0], ref.shape[0]), max(mask.shape[1], ref.shape[1])
             a = np.zeros((h + 2, w + 2), bool)
-            a[1: mask.shape[0] + 1, 1: mask.shape[1] + 1] = mask
+            a[1 : mask.shape[0] + 1, 1 : mask.shape[1] + 1] = mask
             best = 0.0
             for dy in range(3):  # sub-pixel placement changes the raster: allow a one-pixel shift
                 for dx in range(3):
                     b = np.zeros_like(a)
-                    b[dy: dy + ref.shape[0], dx: dx + ref.shape[1]] = ref[: h + 2 - dy, : w + 2 - dx]
+                    b[dy : dy + ref.shape[0], dx : dx + ref.shape[1]] = ref[: h + 2 - dy, : w + 2 - dx]
                     best = max(best, (a & b).sum() / (a | b).sum())
             if best > 0.7:  # same shape and size as the rasterised target
                 counted += 1
@@ -126,8 +126,11 @@ def test_jigsaw_answer_from_seams():
         holed = np.asarray(s.panels["image"], dtype=float)
         half = holed.shape[0] // 2
         above, left = holed[half - 1, half:], holed[half:, half - 1]
-        seams = [np.abs(np.asarray(s.panels[f"patch_{c}"], dtype=float)[0] - above).mean()
-                 + np.abs(np.asarray(s.panels[f"patch_{c}"], dtype=float)[:, 0] - left).mean() for c in "AB"]
+        seams = [
+            np.abs(np.asarray(s.panels[f"patch_{c}"], dtype=float)[0] - above).mean()
+            + np.abs(np.asarray(s.panels[f"patch_{c}"], dtype=float)[:, 0] - left).mean()
+            for c in "AB"
+        ]
         right += LETTERS[int(np.argmin(seams))] == s.answer
     assert right >= 36, right
 
@@ -152,8 +155,10 @@ def test_correspondence_concepts_are_consistent():
         s = make_sample("semantic_correspondence", "test", 2, i)
         assert s.concepts["candidate_parts"][LETTERS.index(s.answer)] == s.concepts["part"]
         f = make_sample("functional_correspondence", "test", 2, i)
-        assert f.concepts["role"] in ("grip", "working end") and f.concepts["tool_reference"] != f.concepts[
-            "tool_candidates"]
+        assert (
+            f.concepts["role"] in ("grip", "working end")
+            and f.concepts["tool_reference"] != f.concepts["tool_candidates"]
+        )
         v = make_sample("visual_correspondence", "test", 2, i)
         assert v.concepts["transform"] in ("shift", "rotation", "scale")
 
@@ -194,8 +199,15 @@ def test_bad_jsonl_lines_are_named_and_skippable(tmp_path):
         load_jsonl(tmp_path / "data.jsonl")
     records, errors = load_jsonl(tmp_path / "data.jsonl", skip_invalid=True)
     assert [r.id for r in records] == ["g1", "g7"]
-    expected = ["line 2", "line 3: field 'answer'", "line 4: missing field 'question'", "line 5: field 'image'",
-                "line 6: field 'choices'", "line 7: field 'id'", "line 8: field 'evidence_mask'"]
+    expected = [
+        "line 2",
+        "line 3: field 'answer'",
+        "line 4: missing field 'question'",
+        "line 5: field 'image'",
+        "line 6: field 'choices'",
+        "line 7: field 'id'",
+        "line 8: field 'evidence_mask'",
+    ]
     assert len(errors) == len(expected)
     for err, want in zip(errors, expected):
         assert want in err, (err, want)
@@ -207,16 +219,37 @@ def test_blink_parquet_and_json_layouts(tmp_path):
     from livr_viz.data.io import image_bytes
 
     imgs = [Image.new("RGB", (30, 20), c) for c in ("red", "green")]
-    rows = [{"idx": "val_Jigsaw_1", "sub_task": "Jigsaw", "question": "Which image fits?",
-             "image_1": {"bytes": image_bytes(imgs[0]), "path": None},
-             "image_2": {"bytes": image_bytes(imgs[1]), "path": None}, "image_3": None, "image_4": None,
-             "choices": ["(A)", "(B)"], "answer": "(B)", "prompt": "…"}]
+    rows = [
+        {
+            "idx": "val_Jigsaw_1",
+            "sub_task": "Jigsaw",
+            "question": "Which image fits?",
+            "image_1": {"bytes": image_bytes(imgs[0]), "path": None},
+            "image_2": {"bytes": image_bytes(imgs[1]), "path": None},
+            "image_3": None,
+            "image_4": None,
+            "choices": ["(A)", "(B)"],
+            "answer": "(B)",
+            "prompt": "…",
+        }
+    ]
     (tmp_path / "Jigsaw").mkdir()
     pd.DataFrame(rows).to_parquet(tmp_path / "Jigsaw" / "val-00000.parquet")
     imgs[0].save(tmp_path / "a.png")
-    (tmp_path / "more.json").write_text(json.dumps([{"id": "c1", "task": "Counting", "question": "How many?",
-                                                     "image_1": "a.png", "choices": ["1", "2", "3", "4"],
-                                                     "answer": "(C)"}]))
+    (tmp_path / "more.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "c1",
+                    "task": "Counting",
+                    "question": "How many?",
+                    "image_1": "a.png",
+                    "choices": ["1", "2", "3", "4"],
+                    "answer": "(C)",
+                }
+            ]
+        )
+    )
     records = sorted(load_blink(tmp_path), key=lambda r: r.id)
     assert [r.task for r in records] == ["counting", "jigsaw"]
     assert records[1].answer == "B" and records[0].answer == "C"
@@ -226,21 +259,54 @@ def test_blink_parquet_and_json_layouts(tmp_path):
 
 def test_cli_export_and_preview(tmp_path):
     out = tmp_path / "exp"
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "all", "--split", "test",
-                           "--n", "2", "--seed", "3", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "data",
+            "export",
+            "--task",
+            "all",
+            "--split",
+            "test",
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(TASKS)
     first = json.loads(lines[0])
-    assert set(first) == {"id", "task", "image", "question", "choices", "answer", "evidence_mask", "concepts",
-                          "answer_format"}
+    assert set(first) == {
+        "id",
+        "task",
+        "image",
+        "question",
+        "choices",
+        "answer",
+        "evidence_mask",
+        "concepts",
+        "answer_format",
+    }
     assert first["answer_format"] == "word"
     records, _ = load_jsonl(out)
     assert records[0].prompt == make_sample(records[0].task, "test", 3, 0).prompt  # the format survives the trip
     png = preview("art_style", tmp_path / "p.png", n=4)
     assert Image.open(png).size[0] >= 4 * 96
-    bad = subprocess.run([sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "nope", "--out",
-                          str(out)], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "nope", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "unknown task" in bad.stderr
 
 
@@ -255,9 +321,9 @@ def test_diagnostic_perception_kinds():
         r = make_perception_sample("read_letter", "train", 0, i)
         assert r.target == r.concepts["letter"] and r.choices == list("ABCD")
         a = np.asarray(r.image)
-        ink = (a != np.array(D.BACKGROUND)).any(-1) & ~np.isin(a.reshape(-1, 3) @ [1, 256, 65536],
-                                                               [c[0] + 256 * c[1] + 65536 * c[2]
-                                                                for c in D.PALETTE.values()]).reshape(a.shape[:2])
+        ink = (a != np.array(D.BACKGROUND)).any(-1) & ~np.isin(
+            a.reshape(-1, 3) @ [1, 256, 65536], [c[0] + 256 * c[1] + 65536 * c[2] for c in D.PALETTE.values()]
+        ).reshape(a.shape[:2])
         assert (ink & r.evidence).sum() >= 0.5 * (ink & ~r.evidence).sum()  # the letter lies in its evidence box
         c = make_perception_sample("count_letter", "train", 0, i)
         assert c.answer_format == "letter" and c.choices[LETTERS.index(c.answer)] == str(c.concepts["count"])

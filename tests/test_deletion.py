@@ -37,7 +37,7 @@ def _scene(cells) -> tuple[Image.Image, np.ndarray]:
     pixels = np.full((32, 32, 3), 90, np.uint8)
     evidence = np.zeros((32, 32), bool)
     for r, c in cells:
-        evidence[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = True
+        evidence[r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] = True
     pixels[evidence] = RED
     return Image.fromarray(pixels), evidence
 
@@ -65,16 +65,19 @@ def test_occlude_paints_exactly_the_chosen_cells():
     assert (out == 90).all()
     mask = np.zeros(GRID, bool)
     mask[1, 2] = True
-    assert np.array_equal(np.asarray(occlude(image, GRID, mask, (1, 2, 3))), np.asarray(occlude(image, GRID, [6],
-                                                                                                    (1, 2, 3))))
+    assert np.array_equal(
+        np.asarray(occlude(image, GRID, mask, (1, 2, 3))), np.asarray(occlude(image, GRID, [6], (1, 2, 3)))
+    )
 
 
 def test_evidence_explanation_beats_random_with_known_aucs():
     image, evidence = _scene([(0, 0), (0, 1)])
     calls = []
     scorer = _toy_scorer(evidence, calls)
-    orders = {"evidence": rank_patches(evidence_on_grid(evidence, GRID), GRID),
-              "random": rank_patches(np.random.default_rng(3).random(GRID), GRID)}
+    orders = {
+        "evidence": rank_patches(evidence_on_grid(evidence, GRID), GRID),
+        "random": rank_patches(np.random.default_rng(3).random(GRID), GRID),
+    }
     curves = curves_for_orders(image, GRID, orders, scorer, target=0, n_steps=16)
     assert len(calls) == 1 and calls[0] < 2 * 2 * 17  # one call; the shared intact / blank images scored once
     ev = curves["evidence"]
@@ -105,7 +108,11 @@ def test_evidence_vs_outside_and_summary_pick_the_evidence():
     assert score.n == 4 and score.deletion_vs_random_ci95[1] < 0 < score.insertion_vs_random_ci95[0]
     assert summary.evidence["changed_evidence"] == 1 and summary.evidence["drop_outside"] == pytest.approx(0)
     assert "**evidence**" in summary_markdown([summary])
-    for fig in (deletion_curves_figure(results[0]), deletion_summary_figure([summary, summary]), evidence_figure([summary])):
+    for fig in (
+        deletion_curves_figure(results[0]),
+        deletion_summary_figure([summary, summary]),
+        evidence_figure([summary]),
+    ):
         plt.close(fig)
     assert occlusion_strip(results[0], "evidence", 4).width > 0
 
@@ -137,10 +144,18 @@ def tiny_livr():
 
 def test_end_to_end_on_a_tiny_livr_model(tiny_livr):
     prompt = "What colour is the square?\nOptions: red, blue.\nAnswer with one word."
-    items = [SimpleNamespace(id=f"q{i}", image=_scene(cells)[0].resize((48, 48)), prompt=prompt,
-                             evidence=_scene(cells)[1]) for i, cells in enumerate([[(0, 0)], [(2, 1), (2, 2)]])]
+    items = [
+        SimpleNamespace(id=f"q{i}", image=_scene(cells)[0].resize((48, 48)), prompt=prompt, evidence=_scene(cells)[1])
+        for i, cells in enumerate([[(0, 0)], [(2, 1), (2, 2)]])
+    ]
     report = deletion_report(tiny_livr, items, n_steps=4, ig_steps=2, n_draws=2, n_boot=100)
-    methods = [f"latent_{i}" for i in range(4)] + ["latent_mean", "answer", "saliency", "integrated_gradients", "random"]
+    methods = [f"latent_{i}" for i in range(4)] + [
+        "latent_mean",
+        "answer",
+        "saliency",
+        "integrated_gradients",
+        "random",
+    ]
     first = report.items[0]
     assert first.image.size == (32, 32) and first.grid == GRID and first.answer in ("red", "blue")
     assert list(first.curves) == methods and all(m.shape == GRID for m in first.maps.values())

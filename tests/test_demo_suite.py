@@ -79,8 +79,9 @@ def test_analysis_reports_exactly_zero_answer_to_image_under_the_bottleneck(fami
 def test_before_answer_placement_is_kept_as_the_documented_contrast():
     """Latents after the assistant marker: the last latent predicts the answer and sees the image in Stage 1."""
     model, processor = TINY_BUILDERS["llava"]()
-    lm = LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4,
-                                 latent_placement="before_answer")
+    lm = LIVRModel.from_backbone(
+        "test", model=model, processor=processor, n_latents=4, latent_placement="before_answer"
+    )
     install_capture(lm.base_model, "sdpa")
     batch = lm.build_inputs([random_image(5, (96, 96))], ["How many?"], answers=["3"])
     readout = int(batch.answer_start[0]) - 1
@@ -128,8 +129,16 @@ def test_answer_format_round_trip(task, fmt, demo_lm, monkeypatch):
         assert row["prediction"] == LETTERS[pick] and row["correct"] == (LETTERS[pick] == s.answer)
 
 
-@pytest.mark.parametrize("task", ["object_localization", "relative_reflectance", "visual_correspondence",
-                                  "semantic_correspondence", "functional_correspondence"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "object_localization",
+        "relative_reflectance",
+        "visual_correspondence",
+        "semantic_correspondence",
+        "functional_correspondence",
+    ],
+)
 def test_word_format_markers_are_the_only_pixels_in_their_colours(task):
     """Options are told apart by marker colour: every marker is drawn, and scene content never uses those hues."""
     for index in range(6):

@@ -1,4 +1,4 @@
-""""Is the model really using its latents?" (issue 21): every diagnostic against a case whose answer is known."""
+""" "Is the model really using its latents?" (issue 21): every diagnostic against a case whose answer is known."""
 
 import json
 
@@ -13,8 +13,17 @@ from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone, save
 from livr_viz.methods import diagnostics as D
 from livr_viz.methods.stats import task_summary, wilson_interval
 
-SMALL = {"image_size": 48, "patch_size": 12, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2,
-         "text_hidden": 48, "text_layers": 2, "text_heads": 2, "text_intermediate": 96}  # 16 image tokens, 2 LM layers
+SMALL = {
+    "image_size": 48,
+    "patch_size": 12,
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "text_hidden": 48,
+    "text_layers": 2,
+    "text_heads": 2,
+    "text_intermediate": 96,
+}  # 16 image tokens, 2 LM layers
 
 
 def _tiny(variant: str, seed: int = 3) -> LIVRModel:
@@ -47,7 +56,11 @@ def test_intervals_have_known_values():
     lo, hi = wilson_interval(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
     s = task_summary({"a": [1, 1, 0, 0], "b": [1, 1, 1, 1]}, binary=True)
-    assert s["average"]["mean"] == 0.75 and s["average"]["n"] == 8 and 0 < s["average"]["ci95"][0] < 0.75 < s["average"]["ci95"][1] <= 1
+    assert (
+        s["average"]["mean"] == 0.75
+        and s["average"]["n"] == 8
+        and 0 < s["average"]["ci95"][0] < 0.75 < s["average"]["ci95"][1] <= 1
+    )
     per_layer = task_summary({"a": np.array([[0.0, 1.0], [2.0, 1.0]])})  # trailing axes (layers) are kept
     assert per_layer["tasks"]["a"]["mean"] == [1.0, 1.0] and per_layer["tasks"]["a"]["ci95"][0][1] == 1.0
     assert task_summary({"a": [0.3]})["average"]["ci95"] is None  # one value: no interval, not a made-up one
@@ -90,8 +103,9 @@ def test_blinding_a_latent_that_is_already_blind_changes_nothing(livr, items, mo
     assert np.abs(live["latents"]["drop"]["average"]["mean"]).max() > 0  # a random model's latents do matter a bit
     assert live["spearman"]["image"]["n"] == 3 and live["latents"]["evidence"] is not None
     model_kwargs = livr.model_kwargs  # a model whose latents never see the image
-    monkeypatch.setattr(livr, "model_kwargs", lambda batch, stage="full", block_latent_image=False:
-                        model_kwargs(batch, stage, True))
+    monkeypatch.setattr(
+        livr, "model_kwargs", lambda batch, stage="full", block_latent_image=False: model_kwargs(batch, stage, True)
+    )
     blind = D.diagnose({"livr": livr}, items)
     effects = blind.section("livr", "per_latent")
     assert effects["latents"]["drop"]["average"]["mean"] == [0.0] * 3
@@ -109,8 +123,11 @@ def test_eager_and_sdpa_agree_and_a_perturbed_kernel_is_caught(livr, items, monk
         assert r["agreement"] == 1.0 and r["kl_max"] < 1e-9 and r["max_attention_diff"] < 1e-5
     assert check["warnings"] == [] and base_attn_implementation(livr.base_model) == "sdpa"
     eager = AttentionInterface._global_mapping["livr_capture_eager"]
-    monkeypatch.setitem(AttentionInterface._global_mapping, "livr_capture_eager",
-                        lambda module, query, *args, **kwargs: eager(module, query * 3, *args, **kwargs))
+    monkeypatch.setitem(
+        AttentionInterface._global_mapping,
+        "livr_capture_eager",
+        lambda module, query, *args, **kwargs: eager(module, query * 3, *args, **kwargs),
+    )
     bad = D.check_backends(livr, items, batch_size=2)
     assert bad["implementations"]["eager"]["full"]["max_attention_diff"] > D.BACKEND_ATTENTION_TOLERANCE
     assert bad["warnings"] and "disagree" in bad["warnings"][0]
@@ -174,9 +191,26 @@ def test_cli_writes_json_and_a_self_contained_html(saved_run, tmp_path):
     from livr_viz.cli.main import main
 
     out_json, out_html = tmp_path / "d.json", tmp_path / "d.html"
-    code = main(["diagnose", "--model", str(saved_run / "livr" / "model"), "--compare", str(saved_run / "sft" / "model"),
-                 "--tasks", "counting", "--n", "2", "--batch-size", "2", "--check-backends", "--json", str(out_json),
-                 "--html", str(out_html)])
+    code = main(
+        [
+            "diagnose",
+            "--model",
+            str(saved_run / "livr" / "model"),
+            "--compare",
+            str(saved_run / "sft" / "model"),
+            "--tasks",
+            "counting",
+            "--n",
+            "2",
+            "--batch-size",
+            "2",
+            "--check-backends",
+            "--json",
+            str(out_json),
+            "--html",
+            str(out_html),
+        ]
+    )
     assert code == 0
     data = json.loads(out_json.read_text())
     livr = data["models"][str(saved_run / "livr" / "model")]
@@ -197,11 +231,14 @@ def test_the_service_default_is_the_librarys():
     assert inspect.signature(diagnose_models).parameters["effect_per_task"].default == D.EFFECT_PER_TASK
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--tasks", "counting,nope"], "unknown task"),
-    (["--n", "0"], "must be at least 1"),
-    (["--model", "/no/such/model"], "model path not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tasks", "counting,nope"], "unknown task"),
+        (["--n", "0"], "must be at least 1"),
+        (["--model", "/no/such/model"], "model path not found"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     from livr_viz.cli.main import main
 
@@ -224,9 +261,29 @@ def test_cli_scores_explanations_beside_the_report(tmp_path):
     import sys
 
     out = tmp_path / "d.json"
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "diagnose", "--model", "demo-livr", "--tasks",
-                           "counting", "--n", "2", "--effect-n", "1", "--explanations", "1", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "diagnose",
+            "--model",
+            "demo-livr",
+            "--tasks",
+            "counting",
+            "--n",
+            "2",
+            "--effect-n",
+            "1",
+            "--explanations",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     found = json.loads(out.with_suffix(".explanations.json").read_text())
     assert found["items"] and {s["model"] for s in found["deletion"]} == {"demo-livr"}

@@ -55,9 +55,27 @@ def test_analysis_rows_and_views(tiny_model):
 def test_analyze_cli_writes_the_report(tmp_path, tiny_model, tiny_paths):
     s = make_sample("jigsaw", "test", 0, 0, answer_format=tiny_model.config.answer_format)
     s.image.save(tmp_path / "in.png")
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "analyze", "--model", tiny_paths["livr"], "--image",
-                           str(tmp_path / "in.png"), "--prompt", s.prompt, "--stage", "bottleneck", "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "analyze",
+            "--model",
+            tiny_paths["livr"],
+            "--image",
+            str(tmp_path / "in.png"),
+            "--prompt",
+            s.prompt,
+            "--stage",
+            "bottleneck",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["answer"] in s.options and set(report["choice_probs"]) == set(s.options)
@@ -89,8 +107,11 @@ def test_ablation_and_patching_move_probabilities_and_unhook(tiny_model):
         assert r.after.shape == (1, 4) and torch.allclose(r.after.sum(-1), torch.ones(1))
         assert r.delta.abs().max() > 0
     blind = LatentAblation(tiny_model, "blind").run(b, range(16), s.letters, "bottleneck").after
-    masked = tiny_model.answer_logits(b, "bottleneck", block_latent_image=True)[:, tiny_model.choice_token_ids(
-        s.letters)].float().softmax(-1)
+    masked = (
+        tiny_model.answer_logits(b, "bottleneck", block_latent_image=True)[:, tiny_model.choice_token_ids(s.letters)]
+        .float()
+        .softmax(-1)
+    )
     assert torch.allclose(blind, masked, atol=1e-5)  # blinding every latent == the mask's blind-latents option
     same = LatentPatching(tiny_model, layer=1).run(b, b, s.letters)
     other = LatentPatching(tiny_model, layer=1).run(b, b2, s.letters)
@@ -98,9 +119,11 @@ def test_ablation_and_patching_move_probabilities_and_unhook(tiny_model):
     assert torch.allclose(same.before, same.after, atol=1e-5)  # patching in your own latents changes nothing
     with pytest.raises(LIVRError, match="latent indices"):
         LatentAblation(tiny_model).run(b, [99], s.letters)
-    for make in (lambda layer: LatentAblation(tiny_model, "zero", layer),
-                 lambda layer: LatentAblation(tiny_model, "remove", layer),
-                 lambda layer: LatentPatching(tiny_model, layer=layer).run(b, b2, s.letters)):
+    for make in (
+        lambda layer: LatentAblation(tiny_model, "zero", layer),
+        lambda layer: LatentAblation(tiny_model, "remove", layer),
+        lambda layer: LatentPatching(tiny_model, layer=layer).run(b, b2, s.letters),
+    ):
         for layer in (99, 4, -2):  # the LM has layers 0..3; -1 (embeddings) is the only negative
             with pytest.raises(LIVRError, match="layer must be -1 \\(embeddings\\) or 0..3"):
                 make(layer)
@@ -131,8 +154,7 @@ def test_linear_probe_learns_a_planted_direction_and_round_trips(tmp_path):
 def test_builtin_specs_and_probe_run(tiny_model, tmp_path):
     assert {"count", "color", "shape", "quadrant", "brightness_order", "transform", "style"} <= set(builtin_specs())
     items = SyntheticTaskDataset("counting", "train", 40, 0)
-    report = run_probes(tiny_model, ConceptSpec.load("count"), items, tmp_path, random_baseline=True,
-                        per_latent=False)
+    report = run_probes(tiny_model, ConceptSpec.load("count"), items, tmp_path, random_baseline=True, per_latent=False)
     assert len(report.layers) == 5 and report.n == 40
     layer = report.layers[-1]
     assert {"latent_pooled", "control", "selectivity", "image_pooled", "text_pooled", "random_model"} <= set(layer)
@@ -203,25 +225,78 @@ def test_collator_builds_training_batches(tiny_model):
 
 
 def test_tokenmap_cli(tmp_path, tiny_paths):
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "tokenmap", "--model", tiny_paths["livr"], "--n", "6",
-                           "--method", "pca", "--color-by", "task", "--out", str(tmp_path / "map")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "tokenmap",
+            "--model",
+            tiny_paths["livr"],
+            "--n",
+            "6",
+            "--method",
+            "pca",
+            "--color-by",
+            "task",
+            "--out",
+            str(tmp_path / "map"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
 
 
 def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "probe", "--model", tiny_paths["livr"], "--concepts",
-                           "count", "--n", "25", "--no-random", "--out", str(tmp_path / "p")], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "probe",
+            "--model",
+            tiny_paths["livr"],
+            "--concepts",
+            "count",
+            "--n",
+            "25",
+            "--no-random",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "p" / "count_report.json").read_text())
     assert report["concept"] == "count" and len(report["layers"]) == 5
     assert (tmp_path / "p" / "count_curves.png").exists() and (tmp_path / "p" / "summary.json").exists()
     models = (tiny_paths["livr"], tiny_paths["sft"])
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "faithfulness", "--model", ",".join(models),
-                           "--tasks", "counting,jigsaw", "--n", "3", "--sanity-n", "3", "--json",
-                           str(tmp_path / "f.json")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "faithfulness",
+            "--model",
+            ",".join(models),
+            "--tasks",
+            "counting,jigsaw",
+            "--n",
+            "3",
+            "--sanity-n",
+            "3",
+            "--json",
+            str(tmp_path / "f.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     faith = json.loads((tmp_path / "f.json").read_text())
     assert set(faith) == set(models)
@@ -244,8 +319,9 @@ def test_ablation_accuracy_over_a_dataset(tiny_model, tiny_paths):
     r = ablation_accuracy(lm, [items[i] for i in range(len(items))], "blind", stage="bottleneck", batch_size=16)
     assert r["n"] == 40 and len(r["per_latent_change"]) == 16
     assert r["accuracy_intact"] == evaluate(lm, items, "bottleneck")["average"]["accuracy"]
-    assert r["accuracy_all_ablated"] == evaluate(lm, items, "bottleneck", block_latent_image=True)["average"][
-        "accuracy"]
+    assert (
+        r["accuracy_all_ablated"] == evaluate(lm, items, "bottleneck", block_latent_image=True)["average"]["accuracy"]
+    )
     assert r["accuracy_intact"] - r["accuracy_all_ablated"] >= 0.1  # the latents carry what the answer uses
     assert min(r["per_latent_change"]) <= -0.1 and sum(c == 0 for c in r["per_latent_change"]) >= 12  # a few carry it
     with pytest.raises(LIVRError, match="no latents"):

@@ -42,7 +42,7 @@ def test_disjoint_maps_are_k_latents():
 def test_mixed_maps_and_top_mass_regions():
     # two copies of one map plus two distinct ones: eigenvalues (2, 1, 1, 0) / 4 -> exp(H) = 2 ** 1.5
     maps = np.eye(9)[[0, 0, 4, 8]].reshape(4, 3, 3)
-    assert latent_redundancy(maps).effective_number == pytest.approx(2 ** 1.5)
+    assert latent_redundancy(maps).effective_number == pytest.approx(2**1.5)
     ramp = np.array([[[4.0, 3.0, 2.0, 1.0]]])  # half of the mass (5 of 10) is reached at the second patch
     assert top_mass_regions(ramp, 0.5)[0, 0].tolist() == [True, True, False, False]
     assert top_mass_regions(np.ones((1, 2, 2)), 0.5).all()  # ties stay together: a uniform map is all region
@@ -90,7 +90,7 @@ def _points(vectors):
 def test_shared_projection_joint_and_procrustes():
     rng = np.random.default_rng(4)
     # a 2-D layout embedded in 8 dims: separate PCA fits of both sets find the same plane, up to rotation / reflection
-    a = (rng.normal(size=(30, 2)) * [3, 1] @ rng.normal(size=(2, 8)) + rng.normal(scale=0.01, size=(30, 8)))
+    a = rng.normal(size=(30, 2)) * [3, 1] @ rng.normal(size=(2, 8)) + rng.normal(scale=0.01, size=(30, 8))
     a = a.astype(np.float32)
     sets = {"livr": _points(a), "sft": _points(a[:24] + rng.normal(scale=0.01, size=(24, 8)).astype(np.float32))}
     joint = shared_projection(sets, "pca", "joint")

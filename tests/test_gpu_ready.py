@@ -20,17 +20,31 @@ BF16_LOSS_TOLERANCE = 1e-2  # relative; measured 8.4e-5 at most over these 4 ste
 
 
 def _cfg(**settings) -> TrainConfig:
-    return TrainConfig(variant="livr", n_latents=4, tasks="counting,jigsaw", steps=4, batch_size=2, lr=1e-3,
-                       n_train_per_task=8, n_val_per_task=2, eval_every=0, checkpoint_every=2, log_every=1,
-                       stage1_fraction=0.5, warmup_fraction=0.0, **settings)
+    return TrainConfig(
+        variant="livr",
+        n_latents=4,
+        tasks="counting,jigsaw",
+        steps=4,
+        batch_size=2,
+        lr=1e-3,
+        n_train_per_task=8,
+        n_val_per_task=2,
+        eval_every=0,
+        checkpoint_every=2,
+        log_every=1,
+        stage1_fraction=0.5,
+        warmup_fraction=0.0,
+        **settings,
+    )
 
 
 def _lm(cfg: TrainConfig) -> LIVRModel:
     model, processor = TINY_BUILDERS["qwen2_vl"](0)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
-        return LIVRModel.from_backbone("tiny-qwen2-vl", model=model, processor=processor,
-                                       config=replace(cfg.model, latent_init_seed=cfg.seed))
+        return LIVRModel.from_backbone(
+            "tiny-qwen2-vl", model=model, processor=processor, config=replace(cfg.model, latent_init_seed=cfg.seed)
+        )
 
 
 def _losses(out) -> list[float]:

@@ -56,9 +56,18 @@ def tiny():
 
 def _items(seed):
     prompt = "Which marked point is on the darker surface?\nOptions: red, blue, same.\nAnswer with one word."
-    return [SimpleNamespace(id=f"q{i}", task="relative_reflectance", image=random_image(seed + i, (96, 96)),
-                            prompt=prompt, choices=["red", "blue", "same"], options=["red", "blue", "same"],
-                            answer="ABC"[i % 3]) for i in range(4)]
+    return [
+        SimpleNamespace(
+            id=f"q{i}",
+            task="relative_reflectance",
+            image=random_image(seed + i, (96, 96)),
+            prompt=prompt,
+            choices=["red", "blue", "same"],
+            options=["red", "blue", "same"],
+            answer="ABC"[i % 3],
+        )
+        for i in range(4)
+    ]
 
 
 def test_conditions_with_known_answers(tiny):

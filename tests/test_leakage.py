@@ -100,8 +100,9 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
 def test_latents_at_the_end_of_the_prompt_keep_the_bottleneck(family, impl):
     """``latent_placement="end_of_prompt"``: the template's assistant marker (a blocked TEXT row) reads out."""
     model, processor = _backbone(family)
-    lm = LIVRModel.from_backbone("test", model=model, processor=processor, n_latents=4,
-                                 latent_placement="end_of_prompt")
+    lm = LIVRModel.from_backbone(
+        "test", model=model, processor=processor, n_latents=4, latent_placement="end_of_prompt"
+    )
     install_capture(lm.base_model, impl)
     b1, b2 = _pair(lm)
     for row in range(2):

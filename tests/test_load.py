@@ -23,17 +23,22 @@ def _inputs(tmp_path):
 
 
 def _call(client, model, path, prompt):
-    md, label, gallery, bars, _ = client.predict(model, handle_file(path), prompt, "full", "all", "mean", "mean",
-                                                 "per_latent", 0.55, api_name="/analyze")
+    md, label, gallery, bars, _ = client.predict(
+        model, handle_file(path), prompt, "full", "all", "mean", "mean", "per_latent", 0.55, api_name="/analyze"
+    )
     return md.split("\n")[0], {c["label"]: round(c["confidence"], 5) for c in label["confidences"]}, len(gallery)
 
 
 def test_twenty_concurrent_sessions_match_sequential(app_url, tmp_path):
     inputs = _inputs(tmp_path)
     sequential = [_call(Client(app_url, verbose=False), *args) for args in inputs]
-    app_process = next(p for p in psutil.process_iter(["cmdline"])
-                       if p.info["cmdline"] and "app.py" in " ".join(p.info["cmdline"]) and str(
-                           app_url.rstrip("/").rsplit(":", 1)[1]) in " ".join(p.info["cmdline"]))
+    app_process = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and "app.py" in " ".join(p.info["cmdline"])
+        and str(app_url.rstrip("/").rsplit(":", 1)[1]) in " ".join(p.info["cmdline"])
+    )
     rss_before = app_process.memory_info().rss
     results, errors = [None] * 20, []
 

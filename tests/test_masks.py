@@ -17,8 +17,13 @@ def segment_batches(draw):
     batch = draw(st.integers(1, 3))
     rows = []
     for _ in range(batch):
-        parts = ([T] * draw(st.integers(0, 3)) + [I] * draw(st.integers(1, 6)) + [T] * draw(st.integers(1, 4))
-                 + [L] * draw(st.integers(0, 4)) + [A] * draw(st.integers(0, 3)))
+        parts = (
+            [T] * draw(st.integers(0, 3))
+            + [I] * draw(st.integers(1, 6))
+            + [T] * draw(st.integers(1, 4))
+            + [L] * draw(st.integers(0, 4))
+            + [A] * draw(st.integers(0, 3))
+        )
         rows.append(parts)
     width = max(map(len, rows)) + draw(st.integers(0, 3))
     out = []
@@ -54,14 +59,17 @@ def test_mask_properties(segs, stage, block_latent_image):
 def test_mask_by_hand():
     # positions: text, image, image, text, latent, answer
     segs = torch.tensor([[T, I, I, T, L, A]])
-    expected = torch.tensor([
-        [1, 0, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0],
-        [1, 0, 0, 1, 0, 0],  # prompt text after the image: image keys blocked
-        [1, 1, 1, 1, 1, 0],  # latent: sees image and prompt
-        [1, 0, 0, 1, 1, 1],  # answer: sees text and latents, not the image
-    ], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0],
+            [1, 0, 0, 1, 0, 0],  # prompt text after the image: image keys blocked
+            [1, 1, 1, 1, 1, 0],  # latent: sees image and prompt
+            [1, 0, 0, 1, 1, 1],  # answer: sees text and latents, not the image
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(allowed_attention(segs, "bottleneck")[0], expected)
     full = torch.ones(6, 6, dtype=torch.bool).tril()
     assert torch.equal(allowed_attention(segs, "full")[0], full)

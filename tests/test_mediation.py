@@ -13,8 +13,17 @@ from livr_viz.core.model import LIVRModel
 from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 from livr_viz.methods import mediation as M
 
-SMALL = {"image_size": 48, "patch_size": 12, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2,
-         "text_hidden": 48, "text_layers": 2, "text_heads": 2, "text_intermediate": 96}  # 16 image tokens, 2 LM layers
+SMALL = {
+    "image_size": 48,
+    "patch_size": 12,
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "text_hidden": 48,
+    "text_layers": 2,
+    "text_heads": 2,
+    "text_intermediate": 96,
+}  # 16 image tokens, 2 LM layers
 OPTIONS = ["red", "blue", "same"]
 PROMPT = "Which marked point is on the darker surface?\nOptions: red, blue, same.\nAnswer with one word."
 
@@ -47,9 +56,19 @@ def _items(task: str, seed: int, n: int = 6, same_image: bool = False) -> list:
     """Questions with one prompt (so a question's text rows are the same in every question of the task)."""
     evidence = np.zeros((48, 48), bool)
     evidence[8:24, 8:24] = True
-    return [SimpleNamespace(id=f"{task}-{i}", task=task, image=_image(seed if same_image else seed + i), prompt=PROMPT,
-                            choices=OPTIONS, options=OPTIONS, answer="ABC"[i % 3], evidence=evidence)
-            for i in range(n)]
+    return [
+        SimpleNamespace(
+            id=f"{task}-{i}",
+            task=task,
+            image=_image(seed if same_image else seed + i),
+            prompt=PROMPT,
+            choices=OPTIONS,
+            options=OPTIONS,
+            answer="ABC"[i % 3],
+            evidence=evidence,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +196,23 @@ def test_cli_writes_json_html_and_lists_a_model_without_latents(tiny_paths, tmp_
     from livr_viz.cli.main import main
 
     out = tmp_path / "med"
-    assert main(["mediate", "--model", tiny_paths["livr"], tiny_paths["sft"], "--tasks", "counting,jigsaw", "--n", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "mediate",
+                "--model",
+                tiny_paths["livr"],
+                tiny_paths["sft"],
+                "--tasks",
+                "counting,jigsaw",
+                "--n",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "follows swapped latents" in printed and "n/a: the model has no latents" in printed
     data = json.loads((out / "mediation.json").read_text())

@@ -92,8 +92,9 @@ def test_offline_hub_is_a_clear_error(monkeypatch):
 def test_text_only_model_is_refused(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
     model.save_pretrained(tmp_path)
     with pytest.raises(LIVRError, match="unsupported model type 'llama'"):
         load_model(str(tmp_path))
@@ -127,10 +128,14 @@ def test_hidden_states_and_latent_rows(tiny_model):
 
 
 def test_cli_errors_are_one_line_without_traceback(tiny_paths):
-    for argv in (["info", "demo-nope"], ["info", "demo-base", "--n-latents", "0"],
-                 ["demo", tiny_paths["livr"], "--image", "/no/such.png", "--prompt", "x"]):
-        proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", *argv], capture_output=True, text=True,
-                              timeout=300)
+    for argv in (
+        ["info", "demo-nope"],
+        ["info", "demo-base", "--n-latents", "0"],
+        ["demo", tiny_paths["livr"], "--image", "/no/such.png", "--prompt", "x"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "livr_viz.cli", *argv], capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 2, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
@@ -138,8 +143,9 @@ def test_cli_errors_are_one_line_without_traceback(tiny_paths):
 
 
 def test_cli_info_prints_the_model(tiny_paths):
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "info", tiny_paths["livr"]], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "livr_viz.cli", "info", tiny_paths["livr"]], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LlavaForConditionalGeneration" in proc.stdout and "n_latents" in proc.stdout and "16" in proc.stdout
 
@@ -188,8 +194,12 @@ def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
     out = tmp_path / "init"
 
     def run(*argv):
-        return subprocess.run([sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(out), *argv],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(out), *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     proc = run("--text-hidden", "96", "--text-layers", "2", "--text-heads", "4")
     assert proc.returncode == 0, proc.stderr
@@ -198,15 +208,21 @@ def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
     before = (out / "model.safetensors").read_bytes()
     proc = run("--seed", "1")  # a model is there: refused, the file untouched
     assert proc.returncode == 2 and "--force" in proc.stderr and (out / "model.safetensors").read_bytes() == before
-    for argv, message in ((["--force", "--text-hidden", "100"], "divisible"), (["--force", "--text-layers", "0"],
-                                                                                "positive")):
+    for argv, message in (
+        (["--force", "--text-hidden", "100"], "divisible"),
+        (["--force", "--text-layers", "0"], "positive"),
+    ):
         proc = run(*argv)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (out / "model.safetensors").read_bytes() == before
     # the resolution lever: 8-px patches give 144 image tokens at 96 px; a patch that does not tile is refused
     finer = tmp_path / "finer"
-    proc = subprocess.run([sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(finer), "--patch-size", "8"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(finer), "--patch-size", "8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "144 image tokens" in proc.stdout, proc.stderr
     assert json.loads((finer / "config.json").read_text())["vision_config"]["patch_size"] == 8
     proc = run("--force", "--patch-size", "7")

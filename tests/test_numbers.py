@@ -47,8 +47,8 @@ def test_ig_rule_is_exact_on_functions_with_known_integrals():
     x, base, w = (torch.randn(1, 3, 4, 4, generator=gen) for _ in range(3))
     attr, total, change = integrated_gradients(lambda v: (v * w).flatten(1).sum(1), x, base, n_steps=4)
     assert torch.allclose(attr, w * (x - base), atol=1e-6) and total == pytest.approx(change, abs=1e-5)
-    attr, total, change = integrated_gradients(lambda v: (v ** 3).flatten(1).sum(1), x, torch.zeros_like(x), n_steps=8)
-    assert torch.allclose(attr, x ** 3, atol=1e-5) and total == pytest.approx(change, abs=1e-4)
+    attr, total, change = integrated_gradients(lambda v: (v**3).flatten(1).sum(1), x, torch.zeros_like(x), n_steps=8)
+    assert torch.allclose(attr, x**3, atol=1e-5) and total == pytest.approx(change, abs=1e-4)
 
 
 def test_ig_completeness_at_the_default_steps_on_both_paths(tiny_model):
@@ -66,9 +66,11 @@ def test_ig_completeness_at_the_default_steps_on_both_paths(tiny_model):
         with torch.no_grad():
             logit = float(tiny_model.answer_logits(b)[0, target_token_id(tiny_model, b.prompts[0], target)])
             zero = dict(b.inputs, pixel_values=torch.zeros_like(b.inputs["pixel_values"]))
-            blank = float(tiny_model.answer_logits(type(b)(zero, b.padding_mask, b.segments, b.answer_start,
-                                                           prompts=b.prompts))[0, target_token_id(
-                                                               tiny_model, b.prompts[0], target)])
+            blank = float(
+                tiny_model.answer_logits(type(b)(zero, b.padding_mask, b.segments, b.answer_start, prompts=b.prompts))[
+                    0, target_token_id(tiny_model, b.prompts[0], target)
+                ]
+            )
         assert ig.completeness["pixels"][1] == pytest.approx(logit - blank, abs=1e-4)
 
 
@@ -122,8 +124,9 @@ def test_saliency_is_the_gradient_of_the_answer_logit(tiny_model):
     target = s.options[2]
     sal = LatentAttribution(tiny_model, "saliency").run(b, target, grid=(8, 8))
     pixels = b.inputs["pixel_values"].detach().clone().requires_grad_(True)
-    grad_batch = type(b)(dict(b.inputs, pixel_values=pixels), b.padding_mask, b.segments, b.answer_start,
-                         prompts=b.prompts)
+    grad_batch = type(b)(
+        dict(b.inputs, pixel_values=pixels), b.padding_mask, b.segments, b.answer_start, prompts=b.prompts
+    )
     logit = tiny_model.answer_logits(grad_batch)[0, target_token_id(tiny_model, b.prompts[0], target)]
     (grad,) = torch.autograd.grad(logit, pixels)
     expected = grad[0].abs().sum(0).numpy()
@@ -141,9 +144,14 @@ def _noise_items(n: int, seed: int = 0) -> list:
         bright = i % 2 == 0
         low = 170 if bright else 0
         image = Image.fromarray(rng.integers(low, low + 86, (96, 96, 3), dtype=np.uint8))
-        items.append(SimpleNamespace(id=f"n{i}", image=image, prompt="Is it bright? Options: yes, no.",
-                                     concepts={"planted": "bright" if bright else "dark",
-                                               "label_free": str(rng.integers(0, 2))}))
+        items.append(
+            SimpleNamespace(
+                id=f"n{i}",
+                image=image,
+                prompt="Is it bright? Options: yes, no.",
+                concepts={"planted": "bright" if bright else "dark", "label_free": str(rng.integers(0, 2))},
+            )
+        )
     return items
 
 
@@ -152,14 +160,16 @@ def test_probe_selectivity_of_a_planted_and_of_a_label_free_concept(tiny_model):
     first layer well above its control task; at layer 0 (the latent token embeddings, the same for every input)
     nothing is; a label-free concept has selectivity about 0 at every layer."""
     items = _noise_items(48)
-    planted = run_probes(tiny_model, ConceptSpec("planted", "concept:planted"), items, random_baseline=False,
-                         per_latent=False)
+    planted = run_probes(
+        tiny_model, ConceptSpec("planted", "concept:planted"), items, random_baseline=False, per_latent=False
+    )
     sel = [row["selectivity"] for row in planted.layers]
     assert planted.majority == 0.5 and planted.best_layer >= 1
     assert max(sel) >= 0.35 and planted.layers[planted.best_layer]["latent_pooled"]["accuracy"] >= 0.9
     assert planted.layers[0]["latent_pooled"]["accuracy"] <= 0.6 and abs(sel[0]) <= 0.2
-    free = run_probes(tiny_model, ConceptSpec("label_free", "concept:label_free"), items, random_baseline=False,
-                      per_latent=False)
+    free = run_probes(
+        tiny_model, ConceptSpec("label_free", "concept:label_free"), items, random_baseline=False, per_latent=False
+    )
     free_sel = np.array([row["selectivity"] for row in free.layers])
     assert np.abs(free_sel).max() <= 0.25 and abs(free_sel.mean()) <= 0.12, free_sel
 
@@ -170,9 +180,12 @@ def _without_positions(lm, batch, drop: list[int], choices) -> torch.Tensor:
     its position id): what "remove" must equal."""
     keep = torch.tensor([t for t in range(batch.input_ids.shape[1]) if t not in set(drop)])
     segments = batch.segments[:, keep]
-    kwargs = dict(batch.inputs, input_ids=batch.input_ids[:, keep],
-                  attention_mask=attention_mask_4d(segments, "full", dtype=lm.dtype),
-                  position_ids=lm.family.position_ids(lm.base_model, batch.inputs, batch.padding_mask)[:, keep])
+    kwargs = dict(
+        batch.inputs,
+        input_ids=batch.input_ids[:, keep],
+        attention_mask=attention_mask_4d(segments, "full", dtype=lm.dtype),
+        position_ids=lm.family.position_ids(lm.base_model, batch.inputs, batch.padding_mask)[:, keep],
+    )
     start = batch.answer_start - sum(1 for t in drop if t < int(batch.answer_start[0]))
     with torch.no_grad():
         logits = lm.logits_at_answer(lm.base_model.model(**kwargs).last_hidden_state, start)

@@ -78,8 +78,12 @@ def test_same_numbers_as_standardised_logistic_regression(n_classes, dtype):
     assert np.array_equal(probe.predict(X), ref.predict(X))
     assert probe.score(X, y) == ref.score(X, y)
     cv = probe.cross_validate(X, y)
-    folds = cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=300)), X, y,
-                            cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    folds = cross_val_score(
+        make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=300)),
+        X,
+        y,
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+    )
     assert cv["folds"] == [float(s) for s in folds]
 
 

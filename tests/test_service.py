@@ -60,9 +60,15 @@ def test_ig_warns_above_the_documented_threshold():
 def _report(latents, majority=0.3, control=0.3, image=0.3, text=0.3, random=0.3, folds=None):
     from livr_viz.methods.probes import ProbeReport
 
-    row = {"layer": 0, "latent_pooled": {"accuracy": latents, "folds": folds or [latents] * 5},
-           "control": {"accuracy": control}, "selectivity": latents - control, "image_pooled": {"accuracy": image},
-           "text_pooled": {"accuracy": text}, "random_model": {"accuracy": random}}
+    row = {
+        "layer": 0,
+        "latent_pooled": {"accuracy": latents, "folds": folds or [latents] * 5},
+        "control": {"accuracy": control},
+        "selectivity": latents - control,
+        "image_pooled": {"accuracy": image},
+        "text_pooled": {"accuracy": text},
+        "random_model": {"accuracy": random},
+    }
     return ProbeReport("c", 100, ["a", "b"], majority, [row], 0)
 
 
@@ -80,8 +86,7 @@ def test_a_probe_no_better_than_any_of_its_baselines_says_so():
     assert "the control task (0.790)" in S.probe_caveat(_report(0.8, control=0.79))
     # the margin: 2 points, or one standard error over the folds when that is larger
     assert probe_margin(_report(0.5).layers[0]) == PROBE_MARGIN
-    noisy = _report(0.29, majority=0.25, image=0.2, text=0.2, random=0.2, control=0.2,
-                    folds=[0.1, 0.2, 0.3, 0.4, 0.45])
+    noisy = _report(0.29, majority=0.25, image=0.2, text=0.2, random=0.2, control=0.2, folds=[0.1, 0.2, 0.3, 0.4, 0.45])
     assert probe_margin(noisy.layers[0]) > 0.04 and "the majority class (0.250)" in S.probe_caveat(noisy)
     # every baseline is printed beside the latents
     line = S.probe_baseline_line(_report(0.9, majority=0.25))
@@ -160,8 +165,9 @@ def test_train_again_works_on_a_model_without_bundled_probes(tiny_paths, monkeyp
 def test_train_again_works_for_every_shipped_model_with_latents(model, monkeypatch):
     monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
     example = S.ensure_examples()[0]
-    v = S.probe_view(model, "style", example, S.synthetic_sample_for(example).prompt, "full", True,
-                     progress=GradioLikeProgress())
+    v = S.probe_view(
+        model, "style", example, S.synthetic_sample_for(example).prompt, "full", True, progress=GradioLikeProgress()
+    )
     assert "trained now on 16 samples" in v["markdown"] and v["reading"]
 
 
@@ -228,8 +234,23 @@ def test_a_tiny_image_gets_a_note_in_the_app_and_the_cli(tmp_path, capsys):
     v = S.attention_view("demo-livr", str(one), prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
     assert "tiny image: this image is 1 × 1 px, smaller than one 12 × 12 px patch" in v["markdown"]
     assert S.tiny_image_note(S.POOL.get("demo-livr"), Image.new("RGB", (96, 96))) is None
-    assert main(["analyze", "--model", "demo-livr", "--image", str(one), "--prompt", prompt, "--no-tokenmap",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                "demo-livr",
+                "--image",
+                str(one),
+                "--prompt",
+                prompt,
+                "--no-tokenmap",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "note: this image is 1 × 1 px" in printed
     assert json.loads((tmp_path / "out" / "report.json").read_text())["input_notes"]
@@ -239,8 +260,23 @@ def test_a_photo_gets_the_out_of_distribution_note_in_the_cli(tmp_path, capsys):
     from livr_viz.cli.main import main
 
     photo = next(p for p in S.ensure_examples() if "photo-" in p)
-    assert main(["analyze", "--model", "demo-livr", "--image", photo, "--prompt", S.photo_prompt(), "--no-tokenmap",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                "demo-livr",
+                "--image",
+                photo,
+                "--prompt",
+                S.photo_prompt(),
+                "--no-tokenmap",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert "note: this image is unlike the synthetic images" in capsys.readouterr().out
 
 
@@ -318,8 +354,10 @@ def test_no_view_shows_a_server_path_or_an_object_repr(tiny_paths, tmp_path):
 
 
 def test_error_text_shown_to_a_client_names_no_server_path():
-    text = S.public_text("No such file: '/tmp/gradio/abc/x.png'; model <livr_viz.core.model.LIVRModel object at "
-                         "0x7f9c2f1aed50> at /work/main/assets/demo-livr, ~/.cache/livr/y")
+    text = S.public_text(
+        "No such file: '/tmp/gradio/abc/x.png'; model <livr_viz.core.model.LIVRModel object at "
+        "0x7f9c2f1aed50> at /work/main/assets/demo-livr, ~/.cache/livr/y"
+    )
     assert text == "No such file: 'x.png'; model LIVRModel at demo-livr, y"
     kept = "see https://hf.co/a/b, a/b, 1/2, deletion / insertion, `livr-viz diagnose`"
     assert S.public_text(kept) == kept

@@ -24,9 +24,14 @@ def _owners() -> dict[str, tuple]:
     from livr_viz.training.vision_pretrain import VISION_PRESETS
 
     owned = {name: value for name, value in vars(C).items() if name.isupper() and isinstance(value, tuple)}
-    owned.update({"data.tasks.SPLITS": tuple(SPLITS), "demo.backbone.TOWERS": TOWERS,
-                  "methods.latent_use.CONDITIONS": CONDITIONS,
-                  "training.vision_pretrain.VISION_PRESETS": tuple(VISION_PRESETS)})
+    owned.update(
+        {
+            "data.tasks.SPLITS": tuple(SPLITS),
+            "demo.backbone.TOWERS": TOWERS,
+            "methods.latent_use.CONDITIONS": CONDITIONS,
+            "training.vision_pretrain.VISION_PRESETS": tuple(VISION_PRESETS),
+        }
+    )
     return owned
 
 
@@ -87,8 +92,15 @@ def test_model_fields_come_from_livr_config():
     assert list(MODEL_FIELDS) == marked == list(C.model_settings())
     assert {"variant", "n_latents", "latent_placement", "answer_format", "lora_r"} <= set(MODEL_FIELDS)
     # each is settable by name, lands in the model's config, and reads back through the TrainConfig
-    given = {"variant": "latents_only", "n_latents": 8, "latent_placement": "before_answer", "answer_format": "letter",
-             "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.1}
+    given = {
+        "variant": "latents_only",
+        "n_latents": 8,
+        "latent_placement": "before_answer",
+        "answer_format": "letter",
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.1,
+    }
     cfg = TrainConfig(**given)
     assert all(getattr(cfg.model, k) == v == getattr(cfg, k) for k, v in given.items())
     assert TrainConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()

@@ -36,7 +36,8 @@ def test_saves_and_loads_offline_as_a_llava_tower(spatial, tmp_path):
     assert isinstance(loaded.model.vision_tower, SpatialReaderModel)
     sample = make_sample("visual_similarity", "test", 2026, 0)
     plain = LIVRModel.from_backbone("t", model=loaded, processor=loaded_processor, variant="sft").build_inputs(
-        [sample.image], [sample.prompt])
+        [sample.image], [sample.prompt]
+    )
     with torch.no_grad():
         assert torch.allclose(model(**plain.inputs).logits, loaded(**plain.inputs).logits, atol=1e-5)
     loaded, loaded_processor = load_backbone(str(tmp_path))

@@ -16,17 +16,20 @@ from livr_viz.training.sweep import check_seeds, check_values, parse_param, summ
 from livr_viz.training.trainer import TrainConfig
 
 
-@pytest.mark.parametrize("param, values, message", [
-    ("dropout", ["1"], "cannot sweep 'dropout'"),
-    ("n_latents", ["0"], "integers >= 1"),
-    ("n_latents", ["4.5"], "integers >= 1"),
-    ("n_latents", [True], "integers >= 1"),
-    ("lora_r", ["-2"], "integers >= 1"),
-    ("stage1_fraction", ["1.5"], r"in \[0, 1\]"),
-    ("stage1_fraction", ["nan"], r"in \[0, 1\]"),
-    ("stage1_fraction", ["0.2", "0.20"], "given twice"),
-    ("n_latents", [], "at least one value"),
-])
+@pytest.mark.parametrize(
+    "param, values, message",
+    [
+        ("dropout", ["1"], "cannot sweep 'dropout'"),
+        ("n_latents", ["0"], "integers >= 1"),
+        ("n_latents", ["4.5"], "integers >= 1"),
+        ("n_latents", [True], "integers >= 1"),
+        ("lora_r", ["-2"], "integers >= 1"),
+        ("stage1_fraction", ["1.5"], r"in \[0, 1\]"),
+        ("stage1_fraction", ["nan"], r"in \[0, 1\]"),
+        ("stage1_fraction", ["0.2", "0.20"], "given twice"),
+        ("n_latents", [], "at least one value"),
+    ],
+)
 def test_bad_params_and_values_are_clear_errors(param, values, message):
     with pytest.raises(LIVRError, match=message):
         check_values(param, values)
@@ -51,14 +54,25 @@ def test_values_parse_sort_and_bad_settings_stop_before_any_work(tmp_path):
 
 
 def _run(variant, value, seed, **tasks):
-    return {"variant": variant, "value": value, "seed": seed, "tasks": tasks, "average": sum(tasks.values()) / 2,
-            "chance": 0.5}
+    return {
+        "variant": variant,
+        "value": value,
+        "seed": seed,
+        "tasks": tasks,
+        "average": sum(tasks.values()) / 2,
+        "chance": 0.5,
+    }
 
 
 def test_aggregation_is_mean_and_sample_sd_over_seeds():
-    runs = [_run("sft", None, 0, a=0.5, b=0.5), _run("sft", None, 1, a=0.7, b=0.5),
-            _run("livr", 4, 0, a=0.6, b=0.6), _run("livr", 4, 1, a=0.8, b=0.8), _run("livr", 4, 2, a=0.7, b=0.7),
-            _run("livr", 8, 0, a=0.9, b=0.5)]
+    runs = [
+        _run("sft", None, 0, a=0.5, b=0.5),
+        _run("sft", None, 1, a=0.7, b=0.5),
+        _run("livr", 4, 0, a=0.6, b=0.6),
+        _run("livr", 4, 1, a=0.8, b=0.8),
+        _run("livr", 4, 2, a=0.7, b=0.7),
+        _run("livr", 8, 0, a=0.9, b=0.5),
+    ]
     summary = summarize_sweep(runs, [4, 8, 16])
     four, eight, sixteen = summary["livr"]
     assert four["n_seeds"] == 3 and four["average"]["mean"] == pytest.approx(0.7)
@@ -102,15 +116,35 @@ def test_sweep_writes_every_run_resumes_and_refuses_other_settings(tmp_path, fak
     lines = []
     args = ("n_latents", ["8", "4"], 2, "counting", tmp_path)
     result = sweep(*args, n_test=3, log=lines.append)
-    assert [c for c in calls] == [("sft/seed0", False), ("n_latents=4/seed0", False), ("n_latents=8/seed0", False),
-                                  ("sft/seed1", False), ("n_latents=4/seed1", False), ("n_latents=8/seed1", False)]
+    assert [c for c in calls] == [
+        ("sft/seed0", False),
+        ("n_latents=4/seed0", False),
+        ("n_latents=8/seed0", False),
+        ("sft/seed1", False),
+        ("n_latents=4/seed1", False),
+        ("n_latents=8/seed1", False),
+    ]
     assert len(lines) == 7 and lines[1].startswith("[1/6] sft/seed0: trained 24 steps, test accuracy 0.500")
     record = json.loads((tmp_path / "sweep.json").read_text())
-    assert record["settings"] | {"tasks": None} == {"param": "n_latents", "values": [4, 8], "seeds": [0, 1],
-                                                   "tasks": None, "preset": "quick", "steps": 24,
-                                                   "backbone": "demo-base", "n_test": 3, "test_seed": 2026}
+    assert record["settings"] | {"tasks": None} == {
+        "param": "n_latents",
+        "values": [4, 8],
+        "seeds": [0, 1],
+        "tasks": None,
+        "preset": "quick",
+        "steps": 24,
+        "backbone": "demo-base",
+        "n_test": 3,
+        "test_seed": 2026,
+    }
     assert [(r["variant"], r["value"], r["seed"]) for r in record["runs"]] == [
-        ("sft", None, 0), ("livr", 4, 0), ("livr", 8, 0), ("sft", None, 1), ("livr", 4, 1), ("livr", 8, 1)]
+        ("sft", None, 0),
+        ("livr", 4, 0),
+        ("livr", 8, 0),
+        ("sft", None, 1),
+        ("livr", 4, 1),
+        ("livr", 8, 1),
+    ]
     assert record["summary"]["livr"][1]["average"] == pytest.approx({"mean": 0.5805, "sd": 0.000707107})
     assert record["summary"]["livr"][1]["vs_sft"] == pytest.approx({"mean": 0.08, "sd": 0.0})
     assert result.summary == record["summary"] and (tmp_path / "sweep.png").stat().st_size > 0
@@ -158,18 +192,40 @@ def test_cli_bad_input_exits_2(tmp_path):
 def tiny_backbone(tmp_path_factory):
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
-    sizes = DemoBackboneConfig(vision_hidden=32, vision_layers=1, vision_heads=2, text_hidden=32, text_layers=2,
-                               text_heads=2, text_intermediate=64)
+    sizes = DemoBackboneConfig(
+        vision_hidden=32,
+        vision_layers=1,
+        vision_heads=2,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=2,
+        text_intermediate=64,
+    )
     return str(save_demo_backbone(tmp_path_factory.mktemp("sweep") / "base", sizes))
 
 
 @pytest.mark.slow
 def test_sweep_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatch):
-    result = sweep("n_latents", [2, 4], 2, "counting", tmp_path / "api", steps=2, backbone=tiny_backbone, n_test=4,
-                   log=lambda line: None)
+    result = sweep(
+        "n_latents",
+        [2, 4],
+        2,
+        "counting",
+        tmp_path / "api",
+        steps=2,
+        backbone=tiny_backbone,
+        n_test=4,
+        log=lambda line: None,
+    )
     record = json.loads(result.json_path.read_text())
     assert [(r["variant"], r["value"], r["seed"]) for r in record["runs"]] == [
-        ("sft", None, 0), ("livr", 2, 0), ("livr", 4, 0), ("sft", None, 1), ("livr", 2, 1), ("livr", 4, 1)]
+        ("sft", None, 0),
+        ("livr", 2, 0),
+        ("livr", 4, 0),
+        ("sft", None, 1),
+        ("livr", 2, 1),
+        ("livr", 4, 1),
+    ]
     for run in record["runs"]:
         assert (tmp_path / "api" / run["dir"] / "model" / "livr_config.json").is_file()
         assert set(run["tasks"]) == {"counting"} and 0 <= run["average"] <= 1 and run["steps"] == 2
@@ -178,15 +234,42 @@ def test_sweep_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatc
 
     trained = []
     monkeypatch.setattr(sweep_module, "train", lambda *a, **k: trained.append(a))
-    again = sweep("n_latents", [4, 2], 2, "counting", tmp_path / "api", steps=2, backbone=tiny_backbone, n_test=4,
-                  log=lambda line: None)
+    again = sweep(
+        "n_latents",
+        [4, 2],
+        2,
+        "counting",
+        tmp_path / "api",
+        steps=2,
+        backbone=tiny_backbone,
+        n_test=4,
+        log=lambda line: None,
+    )
     assert trained == [] and again.runs == result.runs
 
-    cli = [sys.executable, "-m", "livr_viz.cli", "sweep", "--param", "stage1_fraction=0,0.5", "--seeds", "1",
-           "--tasks", "counting", "--steps", "2", "--n-test", "4", "--model", tiny_backbone, "--out",
-           str(tmp_path / "cli")]
-    proc = subprocess.run(cli, capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"},
-                          check=False)
+    cli = [
+        sys.executable,
+        "-m",
+        "livr_viz.cli",
+        "sweep",
+        "--param",
+        "stage1_fraction=0,0.5",
+        "--seeds",
+        "1",
+        "--tasks",
+        "counting",
+        "--steps",
+        "2",
+        "--n-test",
+        "4",
+        "--model",
+        tiny_backbone,
+        "--out",
+        str(tmp_path / "cli"),
+    ]
+    proc = subprocess.run(
+        cli, capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"}, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[3/3] stage1_fraction=0.5/seed0: trained 2 steps" in proc.stderr and "wrote" in proc.stdout
     runs = json.loads((tmp_path / "cli" / "sweep.json").read_text())["runs"]

@@ -1,4 +1,5 @@
-"""tools/experiments/seeds.py: the replicated-runs table computes per-seed deltas and refuses runs with different recipes."""
+"""tools/experiments/seeds.py: the replicated-runs table computes per-seed deltas and refuses runs with different
+recipes."""
 
 import importlib.util
 import json
@@ -21,12 +22,19 @@ def _run(path: Path, seed: int, acc: dict, steps: int = 300) -> str:
         return {"tasks": {"art_style": {"accuracy": a, "chance": 0.5}}}
 
     configs = {v: {"seed": seed, "data_seed": seed, "steps": steps} for v in ("sft", "latents_only", "livr")}
-    results = {"tasks": ["art_style"], "test_seed": 2026, "n_test_per_task": 200, "preset": "demo",
-               "configs": configs,
-               "eval": {"sft": {"full": block(acc["sft"])},
-                        "latents_only": {"full": block(acc["lo"])},
-                        "livr": {"full": block(acc["livr"]), "bottleneck_blind_latents": block(0.5)},
-                        "livr_stage1_only": {"bottleneck": block(acc["s1"])}}}
+    results = {
+        "tasks": ["art_style"],
+        "test_seed": 2026,
+        "n_test_per_task": 200,
+        "preset": "demo",
+        "configs": configs,
+        "eval": {
+            "sft": {"full": block(acc["sft"])},
+            "latents_only": {"full": block(acc["lo"])},
+            "livr": {"full": block(acc["livr"]), "bottleneck_blind_latents": block(0.5)},
+            "livr_stage1_only": {"bottleneck": block(acc["s1"])},
+        },
+    }
     path.mkdir()
     (path / "results.json").write_text(json.dumps(results))
     return str(path)

@@ -56,8 +56,16 @@ def test_data_order_is_shared_and_endless():
 
 @pytest.mark.slow
 def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
-    cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", steps=6, eval_every=0,
-                        log_every=1, checkpoint_every=0, n_val_per_task=4)
+    cfg = preset_config(
+        "quick",
+        variant="livr",
+        tasks="counting,relative_reflectance",
+        steps=6,
+        eval_every=0,
+        log_every=1,
+        checkpoint_every=0,
+        n_val_per_task=4,
+    )
     lm = build_model_for_training(tiny_paths["base"], cfg)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     emb_before = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0])).detach().clone()
@@ -76,8 +84,25 @@ def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
 
 
 def _train_cmd(model, out, *extra):
-    return [sys.executable, "-m", "livr_viz.cli", "train", "--model", model, "--variant", "livr", "--tasks",
-            "counting,jigsaw", "--preset", "quick", "--steps", "24", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "livr_viz.cli",
+        "train",
+        "--model",
+        model,
+        "--variant",
+        "livr",
+        "--tasks",
+        "counting,jigsaw",
+        "--preset",
+        "quick",
+        "--steps",
+        "24",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -97,8 +122,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
     env = {**os.environ, "TQDM_DISABLE": "1"}
     base = tiny_paths["base"]
     subprocess.run(_train_cmd(base, tmp_path / "straight"), check=True, capture_output=True, env=env, timeout=600)
-    proc = subprocess.Popen(_train_cmd(base, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env)
+    proc = subprocess.Popen(
+        _train_cmd(base, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     state = tmp_path / "killed" / "checkpoint" / "trainer_state.json"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -114,8 +140,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
         state = tmp_path / "killed" / "checkpoint.old" / "trainer_state.json"
     step = json.loads(state.read_text())["step"]
     assert 8 <= step < 24, "the run finished before it could be killed"
-    subprocess.run(_train_cmd(base, tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env,
-                   timeout=600)
+    subprocess.run(
+        _train_cmd(base, tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env, timeout=600
+    )
     straight_log, killed_log = _log_records(tmp_path / "straight"), _log_records(tmp_path / "killed")
     lines = [[(r["step"], "loss" in r) for r in log] for log in (straight_log, killed_log)]
     assert lines[1] == lines[0]  # every line once: none lost or duplicated by the resume
@@ -131,22 +158,26 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
     subprocess.run(_train_cmd(base, tmp_path / "again"), check=True, capture_output=True, env=env, timeout=600)
     again = _final_weights(tmp_path / "again")
     rerun, resumed = _largest_difference(a, again), _largest_difference(a, b)
-    what = (f"resumed from step {step}: {len(differing)} tensors differ from the uninterrupted run (largest "
-            f"difference {resumed:.2e}, first differing logged loss at step {first}); a second uninterrupted run "
-            f"differs by {rerun:.2e}")
+    what = (
+        f"resumed from step {step}: {len(differing)} tensors differ from the uninterrupted run (largest "
+        f"difference {resumed:.2e}, first differing logged loss at step {first}); a second uninterrupted run "
+        f"differs by {rerun:.2e}"
+    )
     assert rerun > 0, what + ", i.e. not at all: the resume restores something wrongly"
     assert resumed <= 4 * rerun, what + ": the resume adds more than this machine's run-to-run noise"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_paths):
-    proc = subprocess.run(_train_cmd(tiny_paths["base"], tmp_path / "none", "--resume"), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        _train_cmd(tiny_paths["base"], tmp_path / "none", "--resume"), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
 
 
 def test_unwritable_checkpoint_is_a_clear_error_and_keeps_the_last_one(tmp_path, tiny_paths):
-    cfg = preset_config("quick", variant="sft", tasks="counting", steps=4, eval_every=0, checkpoint_every=2,
-                        n_val_per_task=2)
+    cfg = preset_config(
+        "quick", variant="sft", tasks="counting", steps=4, eval_every=0, checkpoint_every=2, n_val_per_task=2
+    )
     lm = build_model_for_training(tiny_paths["base"], cfg)
     trainer = Trainer(lm, cfg, tmp_path, progress=False)
     trainer.run()
@@ -182,8 +213,9 @@ def test_a_swap_killed_between_its_renames_keeps_the_old_copy(tmp_path):
 
 
 def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path, tiny_paths):
-    cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
-                        n_val_per_task=2)
+    cfg = preset_config(
+        "quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1, n_val_per_task=2
+    )
     Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path, progress=False).run()
     before = load_file(str(tmp_path / "checkpoint" / "trainable.safetensors"))
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # the kill came between the swap's renames
@@ -200,10 +232,37 @@ def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path, tiny_paths
 def test_two_process_cpu_launch_with_accelerate(tmp_path, tiny_paths):
     """The same trainer under `accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 writes."""
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "livr_viz.cli", "train", "--model",
-           tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset", "quick", "--steps", "4",
-           "--batch-size", "2", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "livr_viz.cli",
+        "train",
+        "--model",
+        tiny_paths["base"],
+        "--variant",
+        "livr",
+        "--tasks",
+        "counting",
+        "--preset",
+        "quick",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "model" / "adapter_model.safetensors").exists()
@@ -249,8 +308,9 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
     heads, the pretraining phases, the three fine-tunes and the evaluation."""
     from tools.reproduce import reproduce
 
-    results = reproduce(tmp_path, preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True,
-                        log=lambda *a: None)
+    results = reproduce(
+        tmp_path, preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True, log=lambda *a: None
+    )
     assert results["backbone_config"]["tower"] == "spatial" and results["vision_config"]["compare"] is True
     assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
     log = [json.loads(line) for line in (tmp_path / "vision" / "log.jsonl").read_text().splitlines()]
@@ -263,17 +323,20 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
 
 def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
     base = tiny_paths["base"]
-    cfg = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1,
-                        n_val_per_task=2)
+    cfg = preset_config(
+        "quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1, n_val_per_task=2
+    )
     Trainer(build_model_for_training(base, cfg), cfg, tmp_path, progress=False).run()
     before = (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes()
-    changed = preset_config("quick", variant="sft", tasks="counting", steps=4, lr=1e-3, eval_every=5,
-                            checkpoint_every=1, n_val_per_task=2)  # eval_every is bookkeeping: not reported
+    changed = preset_config(
+        "quick", variant="sft", tasks="counting", steps=4, lr=1e-3, eval_every=5, checkpoint_every=1, n_val_per_task=2
+    )  # eval_every is bookkeeping: not reported
     with pytest.raises(LIVRError, match=r"other settings \(steps: 2 -> 4; lr: 0\.002 -> 0\.001\)"):
         Trainer(build_model_for_training(base, changed), changed, tmp_path, progress=False).run(resume=True)
     assert (tmp_path / "checkpoint" / "trainable.safetensors").read_bytes() == before
-    again = preset_config("quick", variant="sft", tasks="counting", steps=2, eval_every=5, checkpoint_every=1,
-                          n_val_per_task=2)
+    again = preset_config(
+        "quick", variant="sft", tasks="counting", steps=2, eval_every=5, checkpoint_every=1, n_val_per_task=2
+    )
     Trainer(build_model_for_training(base, again), again, tmp_path, progress=False).run(resume=True)
 
 
@@ -282,8 +345,9 @@ def test_pretraining_can_keep_the_vision_tower_frozen(tiny_paths):
     assert cfg.full_finetune and not cfg.freeze_vision_tower  # the shipped backbone's recipe: the tower trains
     lm = build_model_for_training(tiny_paths["base"], cfg)
     assert all(p.requires_grad for p in lm.family.vision_encoder_parameters(lm.model))
-    frozen = build_model_for_training(tiny_paths["base"], preset_config("quick", pretrain=True, steps=2,
-                                                                          freeze_vision_tower=True))
+    frozen = build_model_for_training(
+        tiny_paths["base"], preset_config("quick", pretrain=True, steps=2, freeze_vision_tower=True)
+    )
     assert not any(p.requires_grad for p in frozen.family.vision_encoder_parameters(frozen.model))
     with pytest.raises(LIVRError, match="freeze_vision_tower needs full_finetune"):
         TrainConfig(variant="sft", freeze_vision_tower=True)
@@ -301,6 +365,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
         def run():
             seen.append(cfg)
             (out / "model").mkdir(parents=True)
+
         return run
 
     def stop(*args, **kwargs):
@@ -311,24 +376,39 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     monkeypatch.setattr(rep, "load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
     with pytest.raises(Evaluating):  # every fine-tune ran (faked); the evaluation is not this test's business
-        rep.reproduce(tmp_path, preset="quick", tasks="counting", seed=7, grad_accum=3, task_balance="grad_norm",
-                      log=lambda *a: None)
+        rep.reproduce(
+            tmp_path,
+            preset="quick",
+            tasks="counting",
+            seed=7,
+            grad_accum=3,
+            task_balance="grad_norm",
+            log=lambda *a: None,
+        )
     assert all(not c.task_weights for c in seen)
     assert seen[0].tasks == "perception:words" and seen[0].full_finetune  # stage 1c, on the given backbone
     assert not seen[0].freeze_vision_tower  # the tower trains after stage 0 unless asked
     assert [(c.variant, c.seed, c.data_seed, c.grad_accum, c.task_balance) for c in seen[1:]] == [
-        (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS]
+        (v, 7, 7, 3, "grad_norm") for v in rep.VARIANTS
+    ]
     (tmp_path / "again" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
-        rep.reproduce(tmp_path / "again", preset="quick", tasks="counting", freeze_vision_tower=True,
-                      log=lambda *a: None)
+        rep.reproduce(
+            tmp_path / "again", preset="quick", tasks="counting", freeze_vision_tower=True, log=lambda *a: None
+        )
     assert seen[0].tasks == "perception:words" and seen[0].freeze_vision_tower
     (tmp_path / "weighted" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
-        rep.reproduce(tmp_path / "weighted", preset="quick", tasks="counting,jigsaw", task_weights={"jigsaw": 3},
-                      stage2_lr=1e-4, log=lambda *a: None)
+        rep.reproduce(
+            tmp_path / "weighted",
+            preset="quick",
+            tasks="counting,jigsaw",
+            task_weights={"jigsaw": 3},
+            stage2_lr=1e-4,
+            log=lambda *a: None,
+        )
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
@@ -339,7 +419,8 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     assert seen[0].tasks == "perception:words"  # the backbone's phases are the same
     demo = FULL_FINETUNE_PRESETS["demo"]
     assert [(c.variant, c.full_finetune, c.lr, c.steps, c.n_train_per_task) for c in seen[1:]] == [
-        (v, True, demo["lr"], demo["steps"], demo["n_train_per_task"]) for v in rep.VARIANTS]
+        (v, True, demo["lr"], demo["steps"], demo["n_train_per_task"]) for v in rep.VARIANTS
+    ]
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
@@ -363,14 +444,21 @@ def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatc
     with pytest.raises(Started):
         rep.reproduce(tmp_path, preset="quick", tasks="counting", log=lambda *a: None)
     with pytest.raises(Started):  # --vision-steps sets stage 0's length, --vision-markers its images and heads
-        rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=9, vision_markers=True,
-                      log=lambda *a: None)
+        rep.reproduce(
+            tmp_path, preset="quick", tasks="counting", vision_steps=9, vision_markers=True, log=lambda *a: None
+        )
     with pytest.raises(LIVRError, match="steps=0"):
         rep.reproduce(tmp_path, preset="quick", tasks="counting", vision_steps=0, log=lambda *a: None)
     assert seen == [tmp_path / "init"] * 2 and steps == [6, 9] and markers == [False, True]
     assert rep.backbone_size(tmp_path / "init") | {"parameters": 0} == {
-        "parameters": 0, "text_hidden": 96, "text_layers": 2, "vision_hidden": 128, "vision_layers": 4,
-        "image_size": 96, "patch_size": 12}
+        "parameters": 0,
+        "text_hidden": 96,
+        "text_layers": 2,
+        "vision_hidden": 128,
+        "vision_layers": 4,
+        "image_size": 96,
+        "patch_size": 12,
+    }
 
 
 def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
@@ -398,7 +486,10 @@ def test_bundled_livr_answers_art_style_through_its_latents():
     test = SyntheticTaskDataset("art_style", "test", 100, 2026)
     livr = load_model("demo-livr")
     assert (livr.config.answer_format, livr.config.latent_placement, livr.config.backbone) == (
-        "word", "end_of_prompt", "demo-base")
+        "word",
+        "end_of_prompt",
+        "demo-base",
+    )
     assert livr.config.variant == "livr" and livr.config.training["tasks"] == "all"
     assert livr.config.finetune == "full" and livr.config.trained_steps == 5000
 
@@ -427,8 +518,7 @@ def test_reproduce_full_preset_is_the_long_full_fine_tune(tmp_path):
     assert (livr.steps, livr.stage1_steps, livr.lr, livr.full_finetune) == (5000, 2000, 3e-4, True)
 
 
-def test_install_ships_full_fine_tunes_whole_and_points_them_at_the_bundled_backbone(tmp_path, tiny_paths,
-                                                                                     monkeypatch):
+def test_install_ships_full_fine_tunes_whole_and_points_them_at_the_bundled_backbone(tmp_path, tiny_paths, monkeypatch):
     """``reproduce --install`` copies the backbone to demo-base and each fine-tune over its bundled name: a whole
     model (``--finetune full``) replaces an adapter folder entirely, and its config names ``demo-base``, not the
     run's path (here into a scratch assets folder, never the repository's)."""
@@ -439,13 +529,15 @@ def test_install_ships_full_fine_tunes_whole_and_points_them_at_the_bundled_back
     shutil.copytree(tiny_paths["base"], run / "pretrain-words" / "model")
     for variant in ("livr", "latents_only", "sft"):
         LIVRModel.from_backbone(str(run / "pretrain-words" / "model"), variant=variant, lora=False).save(
-            run / variant / "model")
+            run / variant / "model"
+        )
     for name in ("demo-livr", "demo-latents-only", "demo-sft"):  # what shipped before: LoRA adapters
         shutil.copytree(tiny_paths["livr" if name == "demo-livr" else "sft"], assets / name)
     monkeypatch.setattr(R, "ASSETS_DIR", assets)
     R.install_demo_models(run)
     assert (assets / "demo-base" / "model.safetensors").read_bytes() == (
-        run / "pretrain-words" / "model" / "model.safetensors").read_bytes()
+        run / "pretrain-words" / "model" / "model.safetensors"
+    ).read_bytes()
     for name, variant in (("demo-livr", "livr"), ("demo-latents-only", "latents_only"), ("demo-sft", "sft")):
         assert not (assets / name / "adapter_model.safetensors").exists()  # the old adapter is gone, not mixed in
         cfg = json.loads((assets / name / "livr_config.json").read_text())
@@ -456,8 +548,30 @@ def test_install_ships_full_fine_tunes_whole_and_points_them_at_the_bundled_back
 def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths):
     from livr_viz.cli import main
 
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting", "--preset", "quick",
-                 "--steps", "2", "--seed", "5", "--data-seed", "3", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "sft",
+                "--tasks",
+                "counting",
+                "--preset",
+                "quick",
+                "--steps",
+                "2",
+                "--seed",
+                "5",
+                "--data-seed",
+                "3",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
@@ -465,21 +579,65 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths)
 def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, tiny_paths, capsys):
     from livr_viz.cli import main
 
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "latents_only", "--tasks", "counting", "--preset",
-                 "quick", "--steps", "2", "--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "latents_only",
+                "--tasks",
+                "counting",
+                "--preset",
+                "quick",
+                "--steps",
+                "2",
+                "--lora-r",
+                "4",
+                "--n-train-per-task",
+                "20",
+                "--task-balance",
+                "grad_norm",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
     assert cfg["task_balance"] == "grad_norm"
     adapter = json.loads((tmp_path / "model" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)
-    shapes = {tuple(t.shape) for n, t in load_file(tmp_path / "model" / "adapter_model.safetensors").items()
-              if "lora_A" in n}
+    shapes = {
+        tuple(t.shape) for n, t in load_file(tmp_path / "model" / "adapter_model.safetensors").items() if "lora_A" in n
+    }
     assert shapes and all(s[0] == 4 for s in shapes)
     assert main(["train", "--variant", "sft", "--preset", "quick", "--lora-r", "0", "--out", str(tmp_path / "x")]) == 2
     assert "lora_r must be >= 1" in capsys.readouterr().err
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset",
-                 "quick", "--steps", "2", "--finetune", "full", "--out", str(tmp_path / "full")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "livr",
+                "--tasks",
+                "counting",
+                "--preset",
+                "quick",
+                "--steps",
+                "2",
+                "--finetune",
+                "full",
+                "--out",
+                str(tmp_path / "full"),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "full" / "train_config.json").read_text())
     assert cfg["full_finetune"] and cfg["lr"] == 3e-4  # the full fine-tune preset's rate
     saved = json.loads((tmp_path / "full" / "model" / "livr_config.json").read_text())
@@ -499,13 +657,17 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
 def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
     from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training
 
-    cfg = preset_config("quick", tasks="counting,art_style", variant="sft", grad_accum=2, task_balance="grad_norm",
-                        max_grad_norm=1e9)
+    cfg = preset_config(
+        "quick", tasks="counting,art_style", variant="sft", grad_accum=2, task_balance="grad_norm", max_grad_norm=1e9
+    )
     # the bundled backbone: on trained weights the two tasks' gradient norms differ (below), on random ones they do not
     lm = build_model_for_training("demo-base", cfg)
     trainer = Trainer(lm, cfg, "unused", progress=False)
-    tasks = [[trainer.train_set[i].task for i in trainer._micro_batch_indices(step, micro)]
-             for step in range(3) for micro in range(2)]
+    tasks = [
+        [trainer.train_set[i].task for i in trainer._micro_batch_indices(step, micro)]
+        for step in range(3)
+        for micro in range(2)
+    ]
     assert [set(t) for t in tasks] == [{"counting"}, {"art_style"}] * 3  # every step sees each task once
     assert trainer._micro_batch_indices(1, 0) != trainer._micro_batch_indices(0, 0)  # and new questions each turn
 
@@ -541,7 +703,7 @@ def test_task_weights_give_each_task_its_share_from_its_own_question_order():
     for task, w in enumerate(weights):
         questions = [i // 4 for i in stream if i % 4 == task]
         assert len(questions) == 50 * w
-        assert all(sorted(questions[k * 50:(k + 1) * 50]) == list(range(50)) for k in range(w))  # epochs of its order
+        assert all(sorted(questions[k * 50 : (k + 1) * 50]) == list(range(50)) for k in range(w))  # epochs of its order
     # a pure function of the slot: any window equals the same slots of the whole stream (exact resume)
     assert weighted_indices(weights, 50, 3, 37, 29) == stream[37:66]
     assert weighted_indices(weights, 50, 4, 0, 64) != stream[:64]  # the data seed draws other orders
@@ -573,17 +735,78 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     with pytest.raises(LIVRError, match="perception pretraining"):
         TrainConfig(variant="sft", tasks="perception", task_weights={"colour": 2})
 
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting,jigsaw", "--preset",
-                 "quick", "--steps", "2", "--task-weights", "jigsaw=3", "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "sft",
+                "--tasks",
+                "counting,jigsaw",
+                "--preset",
+                "quick",
+                "--steps",
+                "2",
+                "--task-weights",
+                "jigsaw=3",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "cli" / "train_config.json").read_text())["task_weights"] == {"jigsaw": 3}
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "livr", "--tasks", "counting", "--preset",
-                 "quick", "--steps", "5", "--stage2-lr", "1e-4", "--out", str(tmp_path / "s2")]) == 0
-    stage2 = [r["lr"] for r in map(json.loads, (tmp_path / "s2" / "log.jsonl").read_text().splitlines())
-              if r.get("stage") == "full"]
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "livr",
+                "--tasks",
+                "counting",
+                "--preset",
+                "quick",
+                "--steps",
+                "5",
+                "--stage2-lr",
+                "1e-4",
+                "--out",
+                str(tmp_path / "s2"),
+            ]
+        )
+        == 0
+    )
+    stage2 = [
+        r["lr"]
+        for r in map(json.loads, (tmp_path / "s2" / "log.jsonl").read_text().splitlines())
+        if r.get("stage") == "full"
+    ]
     assert json.loads((tmp_path / "s2" / "train_config.json").read_text())["stage2_lr"] == 1e-4
     assert stage2 and max(stage2) <= 1e-4  # the quick preset's lr is 2e-3
-    assert main(["train", "--model", tiny_paths["base"], "--variant", "sft", "--tasks", "counting", "--preset",
-                 "quick", "--task-weights", "jigsaw", "--out", str(tmp_path / "bad")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_paths["base"],
+                "--variant",
+                "sft",
+                "--tasks",
+                "counting",
+                "--preset",
+                "quick",
+                "--task-weights",
+                "jigsaw",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "task=whole number pairs" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
@@ -595,8 +818,17 @@ def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(t
     from livr_viz.core.model import LIVRModel
     from livr_viz.data.dataset import SyntheticTaskDataset
 
-    cfg = preset_config("quick", variant="livr", tasks="counting,art_style", full_finetune=True, steps=4,
-                        eval_every=0, checkpoint_every=2, log_every=1, n_val_per_task=2)
+    cfg = preset_config(
+        "quick",
+        variant="livr",
+        tasks="counting,art_style",
+        full_finetune=True,
+        steps=4,
+        eval_every=0,
+        checkpoint_every=2,
+        log_every=1,
+        n_val_per_task=2,
+    )
     lm = build_model_for_training(tiny_paths["base"], cfg)
     assert lm.config.finetune == "full" and all(p.requires_grad for p in lm.model.parameters())
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
@@ -627,7 +859,8 @@ def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(t
         with pytest.raises(KeyboardInterrupt):
             Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "killed", progress=False).run()
     Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "killed", progress=False).run(
-        resume=True)
+        resume=True
+    )
     a, b = _final_weights(tmp_path / "run"), _final_weights(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
     # a full-parameter checkpoint without its model is a clear error
@@ -644,7 +877,11 @@ def test_the_full_preset_is_the_demo_full_fine_tune_made_longer():
     long, demo = preset_config("full", finetune="full"), preset_config("demo", finetune="full")
     assert (long.steps, long.eval_every, long.full_finetune) == (5000, 500, True)
     assert (long.lr, long.batch_size, long.n_train_per_task, long.weight_decay) == (
-        demo.lr, demo.batch_size, demo.n_train_per_task, demo.weight_decay)
+        demo.lr,
+        demo.batch_size,
+        demo.n_train_per_task,
+        demo.weight_decay,
+    )
     assert preset_config("full", finetune="full", variant="sft", steps=7).steps == 7
     with pytest.raises(LIVRError, match="quick, demo, paper"):
         preset_config("full")
@@ -652,7 +889,8 @@ def test_the_full_preset_is_the_demo_full_fine_tune_made_longer():
 
 def test_evaluate_run_reuses_stored_predictions_of_the_same_questions_only(tmp_path):
     """A variant OUT holds no model for is taken from predictions stored for the same test questions (the paired
-    comparisons then pair them); predictions of other questions are refused, and with neither it says what is missing."""
+    comparisons then pair them); predictions of other questions are refused, and with neither it says what is
+    missing."""
     from livr_viz.data.dataset import SyntheticTaskDataset
     from tools import reproduce as rep
 
@@ -660,13 +898,27 @@ def test_evaluate_run_reuses_stored_predictions_of_the_same_questions_only(tmp_p
     items = [test[i] for i in range(len(test))]
 
     def rows(correct):
-        return [{"id": it.id, "task": it.task, "answer": it.answer, "prediction": it.answer if c else "?",
-                 "correct": c, "probs": [1.0]} for it, c in zip(items, correct)]
+        return [
+            {
+                "id": it.id,
+                "task": it.task,
+                "answer": it.answer,
+                "prediction": it.answer if c else "?",
+                "correct": c,
+                "probs": [1.0],
+            }
+            for it, c in zip(items, correct)
+        ]
 
     right, wrong = rows([True] * len(items)), rows([False] * len(items))
-    stored = {"predictions": {"sft": {"standard": wrong}, "latents_only": {"standard": wrong},
-                              "livr": {"standard": right, "bottleneck": right}},
-              "answer_latent_attention": {"livr": 0.25}}
+    stored = {
+        "predictions": {
+            "sft": {"standard": wrong},
+            "latents_only": {"standard": wrong},
+            "livr": {"standard": right, "bottleneck": right},
+        },
+        "answer_latent_attention": {"livr": 0.25},
+    }
     res = rep.evaluate_run(tmp_path, test, log=lambda *a: None, stored=stored)
     assert res["paired"]["livr_vs_sft"]["average"]["delta"] == pytest.approx(1.0)
     assert res["eval"]["livr"]["bottleneck"]["average"]["accuracy"] == pytest.approx(1.0)

@@ -19,8 +19,8 @@ def test_tile_is_a_crisp_grid_with_colour_bar_split_and_outline():
     evidence[24:48, 24:48] = True
     tile = np.asarray(attention_tile(image, heat, 0.031, "per_latent", [0.5, 0.3, 0.2], evidence, size=192))
     h = 192
-    grid = tile[10: 10 + h]
-    cell = grid[2 * 24: 3 * 24, 3 * 24: 4 * 24]  # patch (2, 3) at 24 px per patch: one flat colour, no blur
+    grid = tile[10 : 10 + h]
+    cell = grid[2 * 24 : 3 * 24, 3 * 24 : 4 * 24]  # patch (2, 3) at 24 px per patch: one flat colour, no blur
     assert (cell[2:-2, 2:-2] == cell[4, 4]).all()
     assert not (grid[2 * 24 - 1, 3 * 24 + 12] == cell[4, 4]).all()  # the neighbouring cell differs at once
     assert (np.abs(grid.astype(int) - GREEN).sum(-1) < 8).sum() > 4 * 40  # the evidence outline is drawn
@@ -65,8 +65,9 @@ def test_dataset_view_averages_over_samples():
 
 def test_a_photo_is_named_out_of_distribution_and_synthetic_samples_are_not(counting_example):
     path, prompt = counting_example
-    photo = S.attention_view("demo-livr", str(S.EXAMPLES_DIR / "photo-flower.jpg"), prompt, "full", None, None,
-                             "mean", "per_latent", 0.55)
+    photo = S.attention_view(
+        "demo-livr", str(S.EXAMPLES_DIR / "photo-flower.jpg"), prompt, "full", None, None, "mean", "per_latent", 0.55
+    )
     assert "out of distribution" in photo["markdown"] and "distinct colours" in photo["markdown"]
     from livr_viz.data import make_sample, task_names
 
@@ -101,8 +102,10 @@ def test_token_map_points_are_linked_to_their_samples():
 
     path, prompt = S.token_map_sample("demo-livr", "4:1733059200000")  # what a click on a point sends
     task, split, seed, index = S.token_map_item(4)
-    assert path.endswith(f"{task}-{split}-{seed}-{index}-word.png") and prompt == make_sample(task, split, seed,
-                                                                                             index).prompt
+    assert (
+        path.endswith(f"{task}-{split}-{seed}-{index}-word.png")
+        and prompt == make_sample(task, split, seed, index).prompt
+    )
     assert S.synthetic_sample_for(path, prompt) is not None  # the loaded sample keeps its ground truth
     with pytest.raises(S.LIVRError):
         S.token_map_sample("demo-livr", "abc")
@@ -126,8 +129,11 @@ def test_backend_badge_names_the_kernel_and_warns_on_disagreement(counting_examp
     assert S.backend_badge("demo-livr", a) == "  \nattention kernel `sdpa`"  # eager and sdpa agree here
     import livr_viz.methods.diagnostics as D
 
-    monkeypatch.setattr(D, "check_backends", lambda lm, items: {
-        "status": "done", "warnings": ["eager vs sdpa (full): KL max 2.0e-02 above 1.0e-04"]})
+    monkeypatch.setattr(
+        D,
+        "check_backends",
+        lambda lm, items: {"status": "done", "warnings": ["eager vs sdpa (full): KL max 2.0e-02 above 1.0e-04"]},
+    )
     assert "attention kernels disagree on this input" in S.backend_badge("demo-livr", a)
 
 

@@ -30,12 +30,19 @@ from .conftest import free_port, stop_process
 REPO = Path(__file__).resolve().parents[1]
 MAX_WHEEL_MB = 60
 # what the wheel must carry (the tokenizer sits beside each model)
-REQUIRED = ("livr_viz/_assets/demo-base/model.safetensors", "livr_viz/_assets/demo-base/tokenizer.json",
-            "livr_viz/_assets/demo-livr/model/model.safetensors", "livr_viz/_assets/demo-livr/livr_config.json",
-            "livr_viz/_assets/demo-sft/model/model.safetensors",
-            "livr_viz/_assets/demo-latents-only/latents.safetensors", "livr_viz/_assets/examples/photo-flower.jpg",
-            "livr_viz/_probes/specs/count.json", "livr_viz/_probes/demo-livr/count_report.json",
-            "livr_viz/core/shipped.py", "livr_viz/ui/__main__.py")
+REQUIRED = (
+    "livr_viz/_assets/demo-base/model.safetensors",
+    "livr_viz/_assets/demo-base/tokenizer.json",
+    "livr_viz/_assets/demo-livr/model/model.safetensors",
+    "livr_viz/_assets/demo-livr/livr_config.json",
+    "livr_viz/_assets/demo-sft/model/model.safetensors",
+    "livr_viz/_assets/demo-latents-only/latents.safetensors",
+    "livr_viz/_assets/examples/photo-flower.jpg",
+    "livr_viz/_probes/specs/count.json",
+    "livr_viz/_probes/demo-livr/count_report.json",
+    "livr_viz/core/shipped.py",
+    "livr_viz/ui/__main__.py",
+)
 
 
 @pytest.mark.parametrize("command", ["reproduce", "bench"])
@@ -65,8 +72,23 @@ def _build_wheel(tmp: Path) -> Path:
     for name in ("livr_viz", "assets", "probes"):
         shutil.copytree(REPO / name, src / name, ignore=skip)
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    "-w", str(dist), str(src)], check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        check=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
     (wheel,) = dist.glob("livr_viz-*.whl")
     return wheel
 
@@ -104,34 +126,63 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     bin_dir = venv / "bin"
-    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", HF_HUB_OFFLINE="1", LIVR_VIZ_WARM_UMAP="0",
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        HF_HUB_OFFLINE="1",
+        LIVR_VIZ_WARM_UMAP="0",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
 
     def run(*args: str) -> str:
         done = subprocess.run(list(args), cwd=empty, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    where = run(str(bin_dir / "python"), "-c", "import livr_viz; from livr_viz.demo.bundled import ASSETS_DIR; "
-                "from livr_viz.methods.probes import PROBES_DIR; print(livr_viz.__file__, ASSETS_DIR, PROBES_DIR)")
+    where = run(
+        str(bin_dir / "python"),
+        "-c",
+        "import livr_viz; from livr_viz.demo.bundled import ASSETS_DIR; "
+        "from livr_viz.methods.probes import PROBES_DIR; print(livr_viz.__file__, ASSETS_DIR, PROBES_DIR)",
+    )
     assert all(Path(p).resolve().is_relative_to(venv.resolve()) for p in where.split()), where
 
     info = run(str(bin_dir / "livr-viz"), "info", "--model", "demo-livr")
     assert "livr" in info.lower()
 
     photo = Path(where.split()[1]) / "examples" / "photo-flower.jpg"
-    out = run(str(bin_dir / "livr-viz"), "analyze", "--model", "demo-livr", "--image", str(photo), "--prompt",
-              "What colour is the flower? Options: red, blue.", "--no-tokenmap", "--out", "analysis")
+    out = run(
+        str(bin_dir / "livr-viz"),
+        "analyze",
+        "--model",
+        "demo-livr",
+        "--image",
+        str(photo),
+        "--prompt",
+        "What colour is the flower? Options: red, blue.",
+        "--no-tokenmap",
+        "--out",
+        "analysis",
+    )
     assert "answer:" in out and (empty / "analysis" / "report.json").is_file()
 
-    tool = subprocess.run([str(bin_dir / "livr-viz"), "reproduce", "--out", "x"], cwd=empty, env=env,
-                          capture_output=True, text=True, timeout=120)
+    tool = subprocess.run(
+        [str(bin_dir / "livr-viz"), "reproduce", "--out", "x"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert tool.returncode == 2 and "python -m tools.reproduce" in tool.stderr
 
     for cmd in ([str(bin_dir / "python"), "-m", "livr_viz.ui"], [str(bin_dir / "livr-viz"), "app", "--"]):

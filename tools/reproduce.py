@@ -39,8 +39,13 @@ REPO = Path(__file__).resolve().parents[1]  # the clone this tool belongs to
 ASSETS_DIR = REPO / "assets"  # where --install ships a run (the folder the wheel carries as livr_viz._assets)
 VARIANTS = MODEL_VARIANTS[::-1]  # the training order: sft, latents_only, livr
 
-PHASES = {"vision": "vision", "pretrain_colour": "pretrain-colour", "pretrain": "pretrain",
-          "pretrain_words": "pretrain-words", **{v: v for v in VARIANTS}}  # timing key -> phase folder
+PHASES = {
+    "vision": "vision",
+    "pretrain_colour": "pretrain-colour",
+    "pretrain": "pretrain",
+    "pretrain_words": "pretrain-words",
+    **{v: v for v in VARIANTS},
+}  # timing key -> phase folder
 WARM_START_STEPS = {"quick": 4, "demo": 150}  # colour-only perception steps before the full curriculum
 # stage 1c: the word-answer curriculum (the tasks' read-outs in their own layouts, perception:words)
 WORDS_STEPS = {"quick": 4, "demo": 1500}
@@ -82,16 +87,31 @@ def phase_seconds(out: Path) -> float | None:
 def _trainer_phase(backbone: str, cfg, out: Path):
     def run():
         Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
+
     return run
 
 
-def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test: int = 200, install: bool = False,
-              pretrain_steps: int | None = None, steps: int | None = None, seed: int | None = None,
-              grad_accum: int | None = None, task_balance: str | None = None,
-              task_weights: dict | None = None, stage2_lr: float | None = None, vision_steps: int | None = None,
-              vision_markers: bool = False, tower: str = "vit", vision_compare: bool = False,
-              freeze_vision_tower: bool = False, finetune: str = "lora",
-              log=print) -> dict:
+def reproduce(
+    out: str | Path,
+    preset: str = "demo",
+    tasks: str = "all",
+    n_test: int = 200,
+    install: bool = False,
+    pretrain_steps: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    grad_accum: int | None = None,
+    task_balance: str | None = None,
+    task_weights: dict | None = None,
+    stage2_lr: float | None = None,
+    vision_steps: int | None = None,
+    vision_markers: bool = False,
+    tower: str = "vit",
+    vision_compare: bool = False,
+    freeze_vision_tower: bool = False,
+    finetune: str = "lora",
+    log=print,
+) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
     evaluate them on a fresh test seed and write RESULTS.md. ``seed`` replicates the fine-tunes: it seeds LoRA /
     latent init and dropout *and* draws the fine-tune's training data and order (default: the presets' 42 / 0).
@@ -115,23 +135,36 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
     # every phase's settings are built (and checked) before any work, not after half an hour of pretraining
     # stage 0: the vision tower learns dense patch labels (colour, layout, position, shape)
     steps0 = {} if vision_steps is None else {"steps": vision_steps}
-    vision_cfg = VisionPretrainConfig(**(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers,
-                                                                          "compare": vision_compare}))
+    vision_cfg = VisionPretrainConfig(
+        **(VISION_PRESETS[preset] | steps0 | {"markers": vision_markers, "compare": vision_compare})
+    )
     backbone_cfg = DemoBackboneConfig(seed=0, tower=tower)  # checked before any work
     tower = {"freeze_vision_tower": freeze_vision_tower}
     # stage 1a: one easy question (colour) teaches the language model to look at the image tokens at all
     # (a third of it warmup: at full learning rate from the first steps it stalls at 0.38, measured)
-    warm_cfg = preset_config(preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset],
-                             warmup_fraction=1 / 3, **tower)
+    warm_cfg = preset_config(
+        preset, pretrain=True, tasks="perception:colour", steps=WARM_START_STEPS[preset], warmup_fraction=1 / 3, **tower
+    )
     # stage 1b: the whole perception curriculum
     pre_cfg = preset_config(preset, pretrain=True, steps=pretrain_steps, **tower)
     # stage 1c: the word-format read-outs of the nine tasks (which coloured marker / which side), full parameters
     words_cfg = preset_config(preset, pretrain=True, tasks="perception:words", steps=WORDS_STEPS[preset], **tower)
-    configs = {variant: preset_config(tune_preset, finetune=finetune, variant=variant, tasks=tasks, steps=steps,
-                                      seed=seed, data_seed=seed,
-                                      grad_accum=grad_accum, task_balance=task_balance, task_weights=task_weights,
-                                      stage2_lr=stage2_lr if variant == "livr" else None)
-               for variant in VARIANTS}
+    configs = {
+        variant: preset_config(
+            tune_preset,
+            finetune=finetune,
+            variant=variant,
+            tasks=tasks,
+            steps=steps,
+            seed=seed,
+            data_seed=seed,
+            grad_accum=grad_accum,
+            task_balance=task_balance,
+            task_weights=task_weights,
+            stage2_lr=stage2_lr if variant == "livr" else None,
+        )
+        for variant in VARIANTS
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -148,28 +181,42 @@ def reproduce(out: str | Path, preset: str = "demo", tasks: str = "all", n_test:
         log("pretrain: backbone already trained, skipping stages 0-1b")
         timings.update(vision=0.0, pretrain_colour=0.0, pretrain=0.0)
     else:
-        timings["vision"] = run_phase(out / "vision",
-                                      lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log), log)
+        timings["vision"] = run_phase(
+            out / "vision", lambda: pretrain_vision(init, vision_cfg, out / "vision", log=log), log
+        )
         timings["pretrain_colour"] = run_phase(
-            out / "pretrain-colour", _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
-            log)
+            out / "pretrain-colour",
+            _trainer_phase(str(out / "vision" / "model"), warm_cfg, out / "pretrain-colour"),
+            log,
+        )
         timings["pretrain"] = run_phase(
-            out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log)
+            out / "pretrain", _trainer_phase(str(out / "pretrain-colour" / "model"), pre_cfg, out / "pretrain"), log
+        )
     timings["pretrain_words"] = run_phase(
-        out / "pretrain-words", _trainer_phase(str((out / "pretrain" / "model").resolve()), words_cfg,
-                                               out / "pretrain-words"), log, words_cfg)
+        out / "pretrain-words",
+        _trainer_phase(str((out / "pretrain" / "model").resolve()), words_cfg, out / "pretrain-words"),
+        log,
+        words_cfg,
+    )
     backbone = str((out / "pretrain-words" / "model").resolve())
     for variant, cfg in configs.items():
         timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
 
     t_eval = time.perf_counter()
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=configs["livr"].answer_format)
-    results: dict = {"preset": tune_preset, "finetune": finetune, "tasks": test.tasks, "n_test_per_task": n_test,
-                     "test_seed": TEST_SEED,
-                     "configs": {v: c.to_dict() for v, c in configs.items()},
-                     "pretrain_config": pre_cfg.to_dict(), "warm_start_config": warm_cfg.to_dict(),
-                     "words_config": words_cfg.to_dict(), "vision_config": asdict(vision_cfg),
-                     "backbone_config": asdict(backbone_cfg)}
+    results: dict = {
+        "preset": tune_preset,
+        "finetune": finetune,
+        "tasks": test.tasks,
+        "n_test_per_task": n_test,
+        "test_seed": TEST_SEED,
+        "configs": {v: c.to_dict() for v, c in configs.items()},
+        "pretrain_config": pre_cfg.to_dict(),
+        "warm_start_config": warm_cfg.to_dict(),
+        "words_config": words_cfg.to_dict(),
+        "vision_config": asdict(vision_cfg),
+        "backbone_config": asdict(backbone_cfg),
+    }
     results.update(evaluate_run(out, test, log))
     timings["eval"] = time.perf_counter() - t_eval
     timings["total"] = time.perf_counter() - t_start
@@ -211,8 +258,10 @@ def evaluate_run(out: Path, test, log=print, stored: dict | None = None) -> dict
             rows = stored["predictions"][name]
             ids = [test[i].id for i in range(len(test))]
             if any([r["id"] for r in cond] != ids for cond in rows.values()):
-                raise LIVRError(f"the stored predictions of {name} are for other test questions than these "
-                                f"({len(ids)} from seed {TEST_SEED}); evaluate its model instead")
+                raise LIVRError(
+                    f"the stored predictions of {name} are for other test questions than these "
+                    f"({len(ids)} from seed {TEST_SEED}); evaluate its model instead"
+                )
             log(f"{name}: stored predictions (no model at {path or out / 'livr' / 'stage1_model'})")
             if name in stored["answer_latent_attention"]:
                 attention[name] = stored["answer_latent_attention"][name]
@@ -221,9 +270,12 @@ def evaluate_run(out: Path, test, log=print, stored: dict | None = None) -> dict
         predictions[name] = rows
         evals[name] = {condition: summarize(r) for condition, r in rows.items()}
     (out / "predictions.json").write_text(json.dumps(predictions))
-    paired = {"livr_vs_sft": paired_comparison(predictions["livr"]["standard"], predictions["sft"]["standard"]),
-              "livr_vs_latents_only": paired_comparison(predictions["livr"]["standard"],
-                                                        predictions["latents_only"]["standard"])}
+    paired = {
+        "livr_vs_sft": paired_comparison(predictions["livr"]["standard"], predictions["sft"]["standard"]),
+        "livr_vs_latents_only": paired_comparison(
+            predictions["livr"]["standard"], predictions["latents_only"]["standard"]
+        ),
+    }
     return {"eval": evals, "answer_latent_attention": attention, "paired": paired}
 
 
@@ -293,9 +345,16 @@ def plot_results(results: dict, path: Path) -> Path:
         acc = [ev["tasks"][t]["accuracy"] for t in tasks] + [ev["average"]["accuracy"]]
         lo = [ev["tasks"][t]["ci95"][0] for t in tasks] + [ev["average"]["accuracy"]]
         hi = [ev["tasks"][t]["ci95"][1] for t in tasks] + [ev["average"]["accuracy"]]
-        ax.bar(x + (i - 1) * width, acc, width, label=variant, color=colours[variant],
-               yerr=np.clip([np.subtract(acc, lo), np.subtract(hi, acc)], 0, None),  # rounding at 0 and 1
-               capsize=2, error_kw={"lw": 0.7})
+        ax.bar(
+            x + (i - 1) * width,
+            acc,
+            width,
+            label=variant,
+            color=colours[variant],
+            yerr=np.clip([np.subtract(acc, lo), np.subtract(hi, acc)], 0, None),  # rounding at 0 and 1
+            capsize=2,
+            error_kw={"lw": 0.7},
+        )
     chance = [results["eval"]["sft"]["standard"]["tasks"][t]["chance"] for t in tasks]
     chance.append(float(np.mean(chance)))
     ax.scatter(x, chance, marker="_", s=300, color="black", label="chance", zorder=3)
@@ -321,15 +380,24 @@ def backbone_size(model_dir: Path) -> dict | None:
         with safe_open(str(file), "pt") as f:
             n += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 - safe_open has keys(), not __iter__
     text, vision = config.get("text_config", {}), config.get("vision_config", {})
-    return {"parameters": n, "text_hidden": text.get("hidden_size"), "text_layers": text.get("num_hidden_layers"),
-            "vision_hidden": vision.get("hidden_size"), "vision_layers": vision.get("num_hidden_layers"),
-            "image_size": vision.get("image_size"), "patch_size": vision.get("patch_size")}
+    return {
+        "parameters": n,
+        "text_hidden": text.get("hidden_size"),
+        "text_layers": text.get("num_hidden_layers"),
+        "vision_hidden": vision.get("hidden_size"),
+        "vision_layers": vision.get("num_hidden_layers"),
+        "image_size": vision.get("image_size"),
+        "patch_size": vision.get("patch_size"),
+    }
 
 
 def _batch(cfg: dict) -> str:
     accum = cfg.get("grad_accum", 1)
-    text = str(cfg["batch_size"]) if accum == 1 else (
-        f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)")
+    text = (
+        str(cfg["batch_size"])
+        if accum == 1
+        else (f"{cfg['batch_size']} × {accum} micro-batches ({cfg['batch_size'] * accum} per step)")
+    )
     if cfg.get("task_balance", "none") == "grad_norm":
         text += ", one task per micro-batch, each task's gradient scaled to the same norm (`--task-balance grad_norm`)"
     if cfg.get("task_weights"):
@@ -363,22 +431,29 @@ def backbone_section(out: Path) -> list[str]:
     if vision:  # mean over the last four logged batches (the shape accuracy of one batch rests on few patches)
         tail = vision[-4:]
         last = {k: sum(r[k] for r in tail if k in r) / max(1, sum(k in r for r in tail)) for k in tail[-1]}
-        lines.append(f"- Vision tower, last {len(tail)} logged training batches: patch colour class "
-                     f"{_pct(last['acc_colour'])} %, patch position {_pct(last['acc_position'])} %"
-                     + (f", shape under the patch {_pct(last['acc_shape'])} %" if "acc_shape" in last else "")
-                     + f"; luminance-grid MSE loss {last['loss_luminance'] / 10:.4f}.")
+        lines.append(
+            f"- Vision tower, last {len(tail)} logged training batches: patch colour class "
+            f"{_pct(last['acc_colour'])} %, patch position {_pct(last['acc_position'])} %"
+            + (f", shape under the patch {_pct(last['acc_shape'])} %" if "acc_shape" in last else "")
+            + f"; luminance-grid MSE loss {last['loss_luminance'] / 10:.4f}."
+        )
     warm = _evals(out / "pretrain-colour" / "log.jsonl")
     if warm:
-        lines.append(f"- Colour warm start: validation colour accuracy {_pct(warm[-1]['eval_average'])} % "
-                     f"after {warm[-1]['step']} steps.")
+        lines.append(
+            f"- Colour warm start: validation colour accuracy {_pct(warm[-1]['eval_average'])} % "
+            f"after {warm[-1]['step']} steps."
+        )
     evals = _evals(out / "pretrain" / "log.jsonl")
     if evals:
         lines += _curriculum_table(evals, "Perception curriculum")
     words = _evals(out / "pretrain-words" / "log.jsonl")
     if not (vision or warm or evals):  # the backbone was given, not pretrained in this run
         given = "pretrain" if words else "pretrain-words"
-        which = ("the bundled `demo-base`, whose pretraining the repository's RESULTS.md describes"
-                 if _on_bundled_backbone(out) and not words else "not this run's: no pretraining logs")
+        which = (
+            "the bundled `demo-base`, whose pretraining the repository's RESULTS.md describes"
+            if _on_bundled_backbone(out) and not words
+            else "not this run's: no pretraining logs"
+        )
         lines.append(f"The backbone in `{out.name}/{given}/model` was given, not pretrained here: {which}.")
     if words:
         lines += _curriculum_table(words, "Word curriculum (the tasks' read-outs in their own layouts)")
@@ -388,12 +463,17 @@ def backbone_section(out: Path) -> list[str]:
 def _curriculum_table(evals: list[dict], title: str) -> list[str]:
     """Validation accuracy per question kind at each logged evaluation, with each kind's chance."""
     kinds = list(evals[-1]["eval"])
-    lines = ["", f"{title}, validation accuracy per question kind (%):", "",
-             "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
-             "|---" * (len(kinds) + 2) + "|"]
+    lines = [
+        "",
+        f"{title}, validation accuracy per question kind (%):",
+        "",
+        "| step | " + " | ".join(k.removeprefix("perception_") for k in kinds) + " | macro |",
+        "|---" * (len(kinds) + 2) + "|",
+    ]
     for r in evals:
-        lines.append(f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds)
-                     + f" | {_pct(r['eval_average'])} |")
+        lines.append(
+            f"| {r['step']} | " + " | ".join(_pct(r["eval"][k]) for k in kinds) + f" | {_pct(r['eval_average'])} |"
+        )
     chance = [100 / len(make_perception_sample(k.removeprefix("perception_"), "val", 0, 0).choices) for k in kinds]
     lines.append("| chance | " + " | ".join(f"{c:.1f}" for c in chance) + f" | {sum(chance) / len(chance):.1f} |")
     return lines
@@ -405,8 +485,10 @@ def _ci(summary: dict) -> str:
 
 def _paired(c: dict) -> str:
     p = c["mcnemar_p"]
-    return (f"{100 * c['delta']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
-            f", p {'< 0.001' if p < 0.001 else f'{p:.3f}'}")
+    return (
+        f"{100 * c['delta']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
+        f", p {'< 0.001' if p < 0.001 else f'{p:.3f}'}"
+    )
 
 
 def target_lines(results: dict) -> list[str]:
@@ -417,19 +499,23 @@ def target_lines(results: dict) -> list[str]:
     above = [t for t in tasks if livr["tasks"][t]["accuracy"] >= livr["tasks"][t]["chance"] + 0.20]
     below = [t for t in tasks if t not in above]
     beats = vs_sft["delta"] >= 0.02 and vs_sft["ci95"][0] > 0 and vs_lo["delta"] > 0
-    lines = [f"- LIVR average ≥ SFT average + 2 points with the paired 95 % interval above 0, and above "
-             f"latents-only: **{'met' if beats else 'missed'}** (LIVR − SFT {_paired(vs_sft)}; LIVR − latents-only "
-             f"{_paired(vs_lo)})",
-             f"- LIVR at chance + 20 points or better on at least 7 of the {len(tasks)} tasks: "
-             f"**{'met' if len(above) >= 7 else 'missed'}** ({len(above)} of {len(tasks)}"
-             + (f"; below: {', '.join(below)})" if below else ")")]
+    lines = [
+        f"- LIVR average ≥ SFT average + 2 points with the paired 95 % interval above 0, and above "
+        f"latents-only: **{'met' if beats else 'missed'}** (LIVR − SFT {_paired(vs_sft)}; LIVR − latents-only "
+        f"{_paired(vs_lo)})",
+        f"- LIVR at chance + 20 points or better on at least 7 of the {len(tasks)} tasks: "
+        f"**{'met' if len(above) >= 7 else 'missed'}** ({len(above)} of {len(tasks)}"
+        + (f"; below: {', '.join(below)})" if below else ")"),
+    ]
     if "livr_stage1_only" in ev:
         s1 = ev["livr_stage1_only"]["bottleneck"]["average"]
         ok = s1["accuracy"] >= s1["chance"] + 0.15
-        lines.append(f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: "
-                     f"**{'met' if ok else 'missed'}** "
-                     f"({_pct(s1['accuracy'])} vs chance {_pct(s1['chance'])}; full mask "
-                     f"{_pct(ev['livr_stage1_only']['standard']['average']['accuracy'])})")
+        lines.append(
+            f"- Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: "
+            f"**{'met' if ok else 'missed'}** "
+            f"({_pct(s1['accuracy'])} vs chance {_pct(s1['chance'])}; full mask "
+            f"{_pct(ev['livr_stage1_only']['standard']['average']['accuracy'])})"
+        )
     return lines
 
 
@@ -437,13 +523,23 @@ def latent_use_lines(results: dict) -> list[str]:
     """The paper's §4.6 table, averaged over the tasks, plus the bottleneck per task."""
     ev, att = results["eval"], results.get("answer_latent_attention", {})
     names = [n for n in ("sft", "latents_only", "livr", "livr_stage1_only") if n in ev]
-    header = {"sft": "SFT", "latents_only": "latents-only", "livr": "LIVR",
-              "livr_stage1_only": "LIVR Stage-1 checkpoint"}
-    lines = ["| test (average over tasks, %) | " + " | ".join(header[n] for n in names) + " |",
-             "|---" * (len(names) + 1) + "|"]
-    labels = {"standard": "standard evaluation", "bottleneck": "bottleneck mask at test time",
-              "blind": "latents blinded (cut from the image)", "removed": "latents removed (nobody reads them)",
-              "bottleneck_blind": "bottleneck + latents blinded (no route from the image left)"}
+    header = {
+        "sft": "SFT",
+        "latents_only": "latents-only",
+        "livr": "LIVR",
+        "livr_stage1_only": "LIVR Stage-1 checkpoint",
+    }
+    lines = [
+        "| test (average over tasks, %) | " + " | ".join(header[n] for n in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    labels = {
+        "standard": "standard evaluation",
+        "bottleneck": "bottleneck mask at test time",
+        "blind": "latents blinded (cut from the image)",
+        "removed": "latents removed (nobody reads them)",
+        "bottleneck_blind": "bottleneck + latents blinded (no route from the image left)",
+    }
     for condition, label in labels.items():
         cells = [_pct(ev[n][condition]["average"]["accuracy"]) if condition in ev[n] else "–" for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -451,14 +547,22 @@ def latent_use_lines(results: dict) -> list[str]:
     for n in names:
         k = results["configs"].get(n, results["configs"]["livr"]).get("n_latents", 0) if n != "sft" else 0
         cells.append(f"{att[n]:.3f} ({att[n] / k:.4f} per latent)" if k and n in att else "–")
-    lines.append("| mean answer → latent attention (mass on all K, layers and heads averaged) | "
-                 + " | ".join(cells) + " |")
+    lines.append(
+        "| mean answer → latent attention (mass on all K, layers and heads averaged) | " + " | ".join(cells) + " |"
+    )
     chance = ev["livr"]["standard"]["average"]["chance"]
-    lines += ["", f"Chance: {_pct(chance)} %. Per task, under the bottleneck mask at test time (%):", "",
-              "| task | chance | latents-only | LIVR | LIVR Stage-1 checkpoint |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Chance: {_pct(chance)} %. Per task, under the bottleneck mask at test time (%):",
+        "",
+        "| task | chance | latents-only | LIVR | LIVR Stage-1 checkpoint |",
+        "|---|---|---|---|---|",
+    ]
     for t in results["tasks"]:
-        cells = [_pct(ev[n]["bottleneck"]["tasks"][t]["accuracy"]) if n in ev else "–"
-                 for n in ("latents_only", "livr", "livr_stage1_only")]
+        cells = [
+            _pct(ev[n]["bottleneck"]["tasks"][t]["accuracy"]) if n in ev else "–"
+            for n in ("latents_only", "livr", "livr_stage1_only")
+        ]
         lines.append(f"| {t} | {_pct(ev['livr']['standard']['tasks'][t]['chance'])} | " + " | ".join(cells) + " |")
     return lines
 
@@ -469,24 +573,31 @@ def accuracy_table_lines(results: dict) -> list[str]:
     lines = ["| task | chance | SFT | latents-only | LIVR | LIVR − SFT, paired |", "|---|---|---|---|---|---|"]
     for t in results["tasks"]:
         row = [ev[v]["standard"]["tasks"][t] for v in VARIANTS]
-        lines.append(f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | "
-                     f"{_paired(paired['tasks'][t])} |")
+        lines.append(
+            f"| {t} | {_pct(row[0]['chance'])} | {' | '.join(_ci(r) for r in row)} | {_paired(paired['tasks'][t])} |"
+        )
     avg = [ev[v]["standard"]["average"] for v in VARIANTS]
-    lines.append(f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
-                 f"{_paired(paired['average'])} |")
+    lines.append(
+        f"| **average** | {_pct(avg[0]['chance'])} | {' | '.join(_pct(a['accuracy']) for a in avg)} | "
+        f"{_paired(paired['average'])} |"
+    )
     return lines
 
 
 def write_results_md(results: dict, path: Path, out: Path) -> Path:
     paired = results["paired"]["livr_vs_sft"]
-    lines = ["# Results: the demo models", "",
-             f"Measured by `python -m tools.reproduce --preset {results['preset']}"
-             + (" --finetune full" if results.get("finetune") == "full" else "")
-             + "` on this machine (2 CPU cores, no GPU). "
-             f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
-             "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
-             "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
-             "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.", ""]
+    lines = [
+        "# Results: the demo models",
+        "",
+        f"Measured by `python -m tools.reproduce --preset {results['preset']}"
+        + (" --finetune full" if results.get("finetune") == "full" else "")
+        + "` on this machine (2 CPU cores, no GPU). "
+        f"Test split: {results['n_test_per_task']} fresh questions per task from seed {results['test_seed']} "
+        "(never seen in training or validation), the same questions for every model. Accuracy in %, 95 % Wilson "
+        "intervals in brackets; LIVR − SFT is paired (the same questions): its 95 % interval comes from a "
+        "paired bootstrap (questions resampled within each task) and p from McNemar's exact test.",
+        "",
+    ]
     lines += accuracy_table_lines(results)
     lines += ["", "![results](results.png)", "", "## Targets", ""] + target_lines(results)
     lines += ["", "## Are the latents used? (the paper's §4.6 table, here over all tasks)", ""]
@@ -494,14 +605,21 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     lines += backbone_section(out)
     size = results.get("backbone")
     size_text = f"{size['parameters'] / 1e6:.1f} M parameters" if size else "a few M parameters"
-    lines += ["", "## Beside the paper", "",
-              f"The paper reports LIVR − SFT of +3.4 to +6.2 points on average (Qwen2.5-VL-3B: "
-              f"+{PAPER_DELTAS['average']}, jigsaw +{PAPER_DELTAS['jigsaw']}, functional correspondence "
-              f"+{PAPER_DELTAS['functional_correspondence']}); ours on the demo backbone: "
-              f"{100 * paired['average']['delta']:+.1f} points (paired 95 % interval "
-              f"{100 * paired['average']['ci95'][0]:+.1f} to {100 * paired['average']['ci95'][1]:+.1f}). The backbones "
-              f"differ by three orders of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), "
-              "so only the direction is comparable.", "", "## Settings", ""]
+    lines += [
+        "",
+        "## Beside the paper",
+        "",
+        f"The paper reports LIVR − SFT of +3.4 to +6.2 points on average (Qwen2.5-VL-3B: "
+        f"+{PAPER_DELTAS['average']}, jigsaw +{PAPER_DELTAS['jigsaw']}, functional correspondence "
+        f"+{PAPER_DELTAS['functional_correspondence']}); ours on the demo backbone: "
+        f"{100 * paired['average']['delta']:+.1f} points (paired 95 % interval "
+        f"{100 * paired['average']['ci95'][0]:+.1f} to {100 * paired['average']['ci95'][1]:+.1f}). The backbones "
+        f"differ by three orders of magnitude ({size_text} trained from scratch on CPU vs 3–7 B pretrained), "
+        "so only the direction is comparable.",
+        "",
+        "## Settings",
+        "",
+    ]
     pre, words = results["pretrain_config"], results.get("words_config")
     cfg = results["configs"]["livr"]
     phase = results.get("phase_seconds", {})
@@ -513,40 +631,56 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
     evaluation = results["seconds"].get("eval", 0.0)
     vis, warm = results["vision_config"], results["warm_start_config"]
     if size:
-        lines.append(f"- Backbone: {size_text}; language model {size['text_layers']} layers of width "
-                     f"{size['text_hidden']}, vision tower {size['vision_layers']} layers of width "
-                     f"{size['vision_hidden']}" + (
-                         f", {size['image_size']}-px images in {size['patch_size']}-px patches "
-                         f"({(size['image_size'] // size['patch_size']) ** 2} image tokens)"
-                         if size.get("image_size") and size.get("patch_size") else "") + ".")
-    lines += [f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): "
-              f"{vis['steps']} steps, "
-              f"batch {vis['batch_size']} images, lr {vis['lr']}"
-              + (", on the word format's images with the every-colour head" if vis.get("markers") else "")
-              + f", {took('vision')}. The phases after it "
-              + ("keep the tower frozen." if pre.get("freeze_vision_tower") else "train the tower too."),
-              f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
-              f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
-              f"{took('pretrain_colour')}.",
-              f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
-              f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}."]
+        lines.append(
+            f"- Backbone: {size_text}; language model {size['text_layers']} layers of width "
+            f"{size['text_hidden']}, vision tower {size['vision_layers']} layers of width "
+            f"{size['vision_hidden']}"
+            + (
+                f", {size['image_size']}-px images in {size['patch_size']}-px patches "
+                f"({(size['image_size'] // size['patch_size']) ** 2} image tokens)"
+                if size.get("image_size") and size.get("patch_size")
+                else ""
+            )
+            + "."
+        )
+    lines += [
+        f"- Vision-tower pretraining (dense patch labels, `livr_viz/training/vision_pretrain.py`): "
+        f"{vis['steps']} steps, "
+        f"batch {vis['batch_size']} images, lr {vis['lr']}"
+        + (", on the word format's images with the every-colour head" if vis.get("markers") else "")
+        + f", {took('vision')}. The phases after it "
+        + ("keep the tower frozen." if pre.get("freeze_vision_tower") else "train the tower too."),
+        f"- Perception warm start (colour question only, full parameters): {warm['steps']} steps, batch "
+        f"{warm['batch_size']}, lr {warm['lr']}, warmup {warm['warmup_fraction']:.0%}, "
+        f"{took('pretrain_colour')}.",
+        f"- Pretraining (full parameters, perception curriculum): {pre['steps']} steps, "
+        f"batch {pre['batch_size']}, lr {pre['lr']}, {took('pretrain')}.",
+    ]
     if words:
-        lines.append(f"- Word curriculum (full parameters, `perception:words`: the tasks' read-outs in their own "
-                     f"layouts, `livr_viz/data/perception.py`): {words['steps']} steps, batch {words['batch_size']}, "
-                     f"lr {words['lr']}, {took('pretrain_words')}.")
-    tuned = ("every parameter (`--finetune full`)" if cfg.get("full_finetune")
-             else f"LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}")
-    lines += [f"- Fine-tunes ({tuned}, K = {cfg['n_latents']}, latents "
-              f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
-              f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
-              f"{cfg['stage1_fraction']:.0%} of steps{_stage2_lr(cfg)}; seed {cfg['seed']}, "
-              f"data seed {cfg['data_seed']}; "
-              f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
-              f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
-              f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
-              "counts only its last stretch).",
-              "- Task difficulty: the defaults of each task's knob dataclass in `livr_viz/data/tasks.py` "
-              "(no task was made easier for these numbers).", ""]
+        lines.append(
+            f"- Word curriculum (full parameters, `perception:words`: the tasks' read-outs in their own "
+            f"layouts, `livr_viz/data/perception.py`): {words['steps']} steps, batch {words['batch_size']}, "
+            f"lr {words['lr']}, {took('pretrain_words')}."
+        )
+    tuned = (
+        "every parameter (`--finetune full`)"
+        if cfg.get("full_finetune")
+        else f"LoRA r {cfg['lora_r']}, α {cfg['lora_alpha']}"
+    )
+    lines += [
+        f"- Fine-tunes ({tuned}, K = {cfg['n_latents']}, latents "
+        f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
+        f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
+        f"{cfg['stage1_fraction']:.0%} of steps{_stage2_lr(cfg)}; seed {cfg['seed']}, "
+        f"data seed {cfg['data_seed']}; "
+        f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
+        f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "
+        f"{(sum(known) + evaluation) / 60:.1f} min (each phase timed when it ran; a phase killed and resumed "
+        "counts only its last stretch).",
+        "- Task difficulty: the defaults of each task's knob dataclass in `livr_viz/data/tasks.py` "
+        "(no task was made easier for these numbers).",
+        "",
+    ]
     path.write_text("\n".join(lines))
     return path
 
@@ -555,47 +689,91 @@ def build_parser() -> argparse.ArgumentParser:
     from livr_viz.cli.common import finish_help
     from livr_viz.cli.training import FINETUNE_HELP, TASK_WEIGHTS_HELP
 
-    p = argparse.ArgumentParser(prog="python -m tools.reproduce",
-                                description="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md "
-                                            "(run from the root of a clone of livr-viz)")
-    p.add_argument("--preset", default="demo",
-                   help="quick (tests, ~2 min) | demo | full (with --finetune full: the demo backbone, then 5,000 "
-                        "steps a variant, about 76 min each on 2 cores; the shipped models)")
-    p.add_argument("--out", default=None,
-                   help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
-                        "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
-                        "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.reproduce",
+        description="pretrain the demo backbone, fine-tune 3 variants, evaluate, RESULTS.md "
+        "(run from the root of a clone of livr-viz)",
+    )
+    p.add_argument(
+        "--preset",
+        default="demo",
+        help="quick (tests, ~2 min) | demo | full (with --finetune full: the demo backbone, then 5,000 "
+        "steps a variant, about 76 min each on 2 cores; the shipped models)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default: the user's cache, ~/.cache/livr-viz/runs/reproduce); starts from "
+        "OUT/init when that holds a backbone (e.g. one of another size from `livr-viz build-demo "
+        "--out OUT/init --text-hidden 384`), else from a fresh shipped-size one",
+    )
     p.add_argument("--tasks", default="all")
     p.add_argument("--n-test", type=int, default=200, help="test samples per task")
-    p.add_argument("--vision-steps", type=int, default=None,
-                   help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)")
-    p.add_argument("--vision-markers", action="store_true",
-                   help="stage 0 on the word format's images, learning every colour a patch holds (see "
-                        "`pretrain-vision --markers`)")
-    p.add_argument("--tower", choices=TOWERS, default="vit",
-                   help="a fresh backbone's vision tower: vit (the shipped CLIP-style one) or spatial (the spatial "
-                        "reader: conv stem + global attention layers, livr_viz/core/spatial_reader.py)")
-    p.add_argument("--vision-compare", action="store_true",
-                   help="stage 0 also learns the panel and marker tasks' comparisons (one attention query per task "
-                        "over the tower's tokens)")
-    p.add_argument("--freeze-vision-tower", action="store_true",
-                   help="keep the vision tower frozen in the pretraining phases after stage 0 (LLaVA's recipe; the "
-                        "shipped backbone trained it)")
+    p.add_argument(
+        "--vision-steps",
+        type=int,
+        default=None,
+        help="stage-0 (vision tower) steps (default: the preset's, 600 for demo)",
+    )
+    p.add_argument(
+        "--vision-markers",
+        action="store_true",
+        help="stage 0 on the word format's images, learning every colour a patch holds (see "
+        "`pretrain-vision --markers`)",
+    )
+    p.add_argument(
+        "--tower",
+        choices=TOWERS,
+        default="vit",
+        help="a fresh backbone's vision tower: vit (the shipped CLIP-style one) or spatial (the spatial "
+        "reader: conv stem + global attention layers, livr_viz/core/spatial_reader.py)",
+    )
+    p.add_argument(
+        "--vision-compare",
+        action="store_true",
+        help="stage 0 also learns the panel and marker tasks' comparisons (one attention query per task "
+        "over the tower's tokens)",
+    )
+    p.add_argument(
+        "--freeze-vision-tower",
+        action="store_true",
+        help="keep the vision tower frozen in the pretraining phases after stage 0 (LLaVA's recipe; the "
+        "shipped backbone trained it)",
+    )
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
-    p.add_argument("--grad-accum", type=int, default=None,
-                   help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)")
-    p.add_argument("--task-balance", choices=TASK_BALANCES, default=None,
-                   help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=None,
+        help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)",
+    )
+    p.add_argument(
+        "--task-balance",
+        choices=TASK_BALANCES,
+        default=None,
+        help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)",
+    )
     p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
-    p.add_argument("--stage2-lr", type=float, default=None,
-                   help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)")
+    p.add_argument(
+        "--stage2-lr",
+        type=float,
+        default=None,
+        help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)",
+    )
     p.add_argument("--finetune", choices=FINETUNES, default="lora", help="the fine-tunes: " + FINETUNE_HELP)
-    p.add_argument("--seed", type=int, default=None,
-                   help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)")
-    p.add_argument("--install", action="store_true",
-                   help="copy the backbone and the three fine-tunes into assets/ (the bundled demo-base, demo-livr, "
-                        "demo-latents-only, demo-sft) and RESULTS.md to the repo")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="fine-tune seed: LoRA / latent init, dropout, training data and order (default 42 / data 0)",
+    )
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the backbone and the three fine-tunes into assets/ (the bundled demo-base, demo-livr, "
+        "demo-latents-only, demo-sft) and RESULTS.md to the repo",
+    )
     finish_help(p)
     return p
 
@@ -610,14 +788,26 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     out = args.out or str(cache_dir("runs", "reproduce"))
     try:
-        results = reproduce(out, preset=args.preset, tasks=args.tasks, n_test=args.n_test, install=args.install,
-                            pretrain_steps=args.pretrain_steps, steps=args.steps, seed=args.seed,
-                            grad_accum=args.grad_accum, task_balance=args.task_balance,
-                            task_weights=None if args.task_weights is None else parse_task_weights(args.task_weights),
-                            stage2_lr=args.stage2_lr, vision_steps=args.vision_steps,
-                            vision_markers=args.vision_markers, freeze_vision_tower=args.freeze_vision_tower,
-                            tower=args.tower, vision_compare=args.vision_compare,
-                            finetune=args.finetune)
+        results = reproduce(
+            out,
+            preset=args.preset,
+            tasks=args.tasks,
+            n_test=args.n_test,
+            install=args.install,
+            pretrain_steps=args.pretrain_steps,
+            steps=args.steps,
+            seed=args.seed,
+            grad_accum=args.grad_accum,
+            task_balance=args.task_balance,
+            task_weights=None if args.task_weights is None else parse_task_weights(args.task_weights),
+            stage2_lr=args.stage2_lr,
+            vision_steps=args.vision_steps,
+            vision_markers=args.vision_markers,
+            freeze_vision_tower=args.freeze_vision_tower,
+            tower=args.tower,
+            vision_compare=args.vision_compare,
+            finetune=args.finetune,
+        )
     except LIVRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

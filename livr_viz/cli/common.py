@@ -13,8 +13,17 @@ from livr_viz.demo.bundled import DEMO_NAMES
 
 # backbone sizes `build-demo` takes (DemoBackboneConfig fields): the language model's, then the vision side's
 # (e.g. --patch-size 8: 144 image tokens at 96 px instead of 64, the resolution lever of RESULTS.md)
-BUILD_SIZES = ("text_hidden", "text_layers", "text_heads", "text_intermediate", "image_size", "patch_size",
-               "vision_hidden", "vision_layers", "vision_heads")
+BUILD_SIZES = (
+    "text_hidden",
+    "text_layers",
+    "text_heads",
+    "text_intermediate",
+    "image_size",
+    "patch_size",
+    "vision_hidden",
+    "vision_layers",
+    "vision_heads",
+)
 MODEL_HELP = f"a bundled name ({', '.join(DEMO_NAMES)}), a local directory or a hub id"
 
 
@@ -32,23 +41,31 @@ def _quiet_transformers() -> None:
 def _load(args):
     from livr_viz.core.model import load_model
 
-    return load_model(args.model, variant=getattr(args, "variant", None), n_latents=getattr(args, "n_latents", None),
-                      allow_pickle=getattr(args, "allow_pickle", False),
-                      trust_remote_code=getattr(args, "trust_remote_code", False))
-
+    return load_model(
+        args.model,
+        variant=getattr(args, "variant", None),
+        n_latents=getattr(args, "n_latents", None),
+        allow_pickle=getattr(args, "allow_pickle", False),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+    )
 
 
 def model_args(p, variant=True):
     p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (default demo-livr)")
-    p.add_argument("--model", dest="model_option", metavar="MODEL", default=None,
-                   help="the same, as an option (as the other commands take it)")
+    p.add_argument(
+        "--model",
+        dest="model_option",
+        metavar="MODEL",
+        default=None,
+        help="the same, as an option (as the other commands take it)",
+    )
     if variant:
-        p.add_argument("--variant", choices=VARIANTS, default=None,
-                       help="variant when wrapping a plain VLM (default livr)")
+        p.add_argument(
+            "--variant", choices=VARIANTS, default=None, help="variant when wrapping a plain VLM (default livr)"
+        )
         p.add_argument("--n-latents", type=int, default=None, help="K latent tokens for a plain VLM (default 16)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights (.bin/.pt): unsafe")
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repository")
-
 
 
 # Repository tools: scripts that write into a clone (assets/, RESULTS.md, BENCHMARKS.md), so they live in the
@@ -63,16 +80,18 @@ REPO_TOOLS = {
 def repo_tool_error(command: str) -> LIVRError:
     """What ``livr-viz reproduce`` / ``livr-viz bench`` answer: where the tool lives and the command that runs it."""
     module = REPO_TOOLS[command][0]
-    return LIVRError(f"`{command}` is a repository tool ({module.replace('.', '/')}), not part of the installed "
-                     f"package: in a clone of livr-viz (`pip install -e .`), run `python -m {module}` from its root "
-                     "with the same options (`--help` lists them)")
+    return LIVRError(
+        f"`{command}` is a repository tool ({module.replace('.', '/')}), not part of the installed "
+        f"package: in a clone of livr-viz (`pip install -e .`), run `python -m {module}` from its root "
+        "with the same options (`--help` lists them)"
+    )
 
 
 # help for options that several commands share (an option's own help, where given, wins)
 COMMON_HELP = {
     "--seed": "seed of the synthetic samples drawn",
     "--stage": "attention at inference: full (causal) or bottleneck (the Stage-1 mask: text and answer rows cannot "
-               "see the image)",
+    "see the image)",
     "--split": "synthetic split: train | val | test",
     "--out": "output path",
     "--lr": "peak learning rate (default: the preset's)",
@@ -133,5 +152,6 @@ def suite_items(lm, args, split: str = "test"):
     from livr_viz.data import resolve_tasks
     from livr_viz.data.dataset import SyntheticTaskDataset
 
-    return SyntheticTaskDataset(resolve_tasks(args.tasks), split, args.n, args.seed,
-                                answer_format=lm.config.answer_format)
+    return SyntheticTaskDataset(
+        resolve_tasks(args.tasks), split, args.n, args.seed, answer_format=lm.config.answer_format
+    )

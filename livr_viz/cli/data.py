@@ -10,8 +10,9 @@ from livr_viz.core.config import ANSWER_FORMATS
 def cmd_data_export(args) -> int:
     from livr_viz.data.io import export_samples
 
-    path = export_samples(args.task, args.split, args.n, args.seed, Path(args.out), size=args.size,
-                          answer_format=args.answer_format)
+    path = export_samples(
+        args.task, args.split, args.n, args.seed, Path(args.out), size=args.size, answer_format=args.answer_format
+    )
     print(f"wrote {path}")
     return 0
 
@@ -53,8 +54,12 @@ def add_commands(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="samples per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96, help="image side in pixels")
-    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default="word",
-                   help="word: options named by marker colour / position (the demo models'); letter: BLINK's letters")
+    p.add_argument(
+        "--answer-format",
+        choices=ANSWER_FORMATS,
+        default="word",
+        help="word: options named by marker colour / position (the demo models'); letter: BLINK's letters",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_data_export)
     p = dsub.add_parser("preview", help="PNG grid of samples with evidence outlined")
@@ -70,4 +75,3 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_data_validate)
     p = dsub.add_parser("tasks", help="list the synthetic tasks")
     p.set_defaults(func=cmd_data_tasks)
-

@@ -15,8 +15,12 @@ def _progress():
 
     def report(fraction: float, message: str) -> None:
         if sys.stderr.isatty():
-            print(f"\r[{100 * fraction:5.1f} %] {message:<50}", end="" if fraction < 1 else "\n", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\r[{100 * fraction:5.1f} %] {message:<50}",
+                end="" if fraction < 1 else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
         elif message != shown["message"]:
             shown["message"] = message
             print(f"[{100 * fraction:5.1f} %] {message}", file=sys.stderr, flush=True)
@@ -28,8 +32,18 @@ def cmd_diagnose(args) -> int:
     from livr_viz.service import diagnose_models
 
     effects = {} if args.effect_n is None else {"effect_per_task": args.effect_n or None}  # 0 = every question
-    report = diagnose_models([args.model, *args.compare], args.tasks, args.n, args.seed, args.json, args.html,
-                             _progress(), batch_size=args.batch_size, check_backends=args.check_backends, **effects)
+    report = diagnose_models(
+        [args.model, *args.compare],
+        args.tasks,
+        args.n,
+        args.seed,
+        args.json,
+        args.html,
+        _progress(),
+        batch_size=args.batch_size,
+        check_backends=args.check_backends,
+        **effects,
+    )
     print("\n".join(report.summary_lines()))
     for path in (args.json, args.html):
         if path:
@@ -37,8 +51,15 @@ def cmd_diagnose(args) -> int:
     if args.mediation:  # is X → Z → Y real? (livr-viz mediate on the same models and questions)
         from livr_viz.service import mediate_models
 
-        found = mediate_models([args.model, *args.compare], args.tasks, args.n, args.seed, args.mediation,
-                               _progress(), batch_size=args.batch_size)
+        found = mediate_models(
+            [args.model, *args.compare],
+            args.tasks,
+            args.n,
+            args.seed,
+            args.mediation,
+            _progress(),
+            batch_size=args.batch_size,
+        )
         print("\n".join(["mediation:", *found.summary_lines()]))
         print(f"wrote {args.mediation}/mediation.json, {args.mediation}/mediation.html")
     if args.explanations:  # how faithful each explanation is, how redundant the latents are
@@ -46,8 +67,9 @@ def cmd_diagnose(args) -> int:
         from livr_viz.service import explanation_diagnostics
         from livr_viz.views.deletion import summary_markdown
 
-        found = explanation_diagnostics([args.model, *args.compare], args.tasks, args.explanations, args.seed,
-                                        _progress())
+        found = explanation_diagnostics(
+            [args.model, *args.compare], args.tasks, args.explanations, args.seed, _progress()
+        )
         print(summary_markdown(found["summaries"]))
         print(f"redundancy: {found['redundancy_note']}")
         if args.json:
@@ -56,27 +78,52 @@ def cmd_diagnose(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("diagnose", help="is the model really using its latents? §4.6 table with 95 %% CIs, attention "
-                                        "flow per layer, per-latent effect vs attention (JSON + HTML, resumable)")
+    p = sub.add_parser(
+        "diagnose",
+        help="is the model really using its latents? §4.6 table with 95 %% CIs, attention "
+        "flow per layer, per-latent effect vs attention (JSON + HTML, resumable)",
+    )
     p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
-    p.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
-                   help="more models, diagnosed on the same questions and compared with --model")
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="MODEL",
+        help="more models, diagnosed on the same questions and compared with --model",
+    )
     p.add_argument("--tasks", default="all")
     p.add_argument("--n", type=int, default=50, help="test questions per task")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--json", default=None, help="write the report here; an existing one is resumed (finished "
-                                                "sections are skipped)")
+    p.add_argument(
+        "--json", default=None, help="write the report here; an existing one is resumed (finished sections are skipped)"
+    )
     p.add_argument("--html", default=None, help="write a self-contained HTML page (tables and figures) here")
     p.add_argument("--batch-size", type=int, default=32, help="questions per forward pass")
-    p.add_argument("--effect-n", type=int, default=None,
-                   help="questions per task for the per-latent effects, which cost K forwards per batch (default: "
-                        "the library's EFFECT_PER_TASK, 10); 0 = all")
-    p.add_argument("--explanations", type=int, default=0, metavar="N",
-                   help="also score each explanation by deletion / insertion on N questions per model and the "
-                        "latents' redundancy (JSON beside --json as *.explanations.json)")
-    p.add_argument("--mediation", default=None, metavar="DIR",
-                   help="also measure the causal mediation X → Z → Y (livr-viz mediate) on the same models and "
-                        "questions, into DIR (resumable)")
-    p.add_argument("--check-backends", action="store_true",
-                   help="also rerun the captures under the other attention kernels (eager / sdpa) and compare")
+    p.add_argument(
+        "--effect-n",
+        type=int,
+        default=None,
+        help="questions per task for the per-latent effects, which cost K forwards per batch (default: "
+        "the library's EFFECT_PER_TASK, 10); 0 = all",
+    )
+    p.add_argument(
+        "--explanations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score each explanation by deletion / insertion on N questions per model and the "
+        "latents' redundancy (JSON beside --json as *.explanations.json)",
+    )
+    p.add_argument(
+        "--mediation",
+        default=None,
+        metavar="DIR",
+        help="also measure the causal mediation X → Z → Y (livr-viz mediate) on the same models and "
+        "questions, into DIR (resumable)",
+    )
+    p.add_argument(
+        "--check-backends",
+        action="store_true",
+        help="also rerun the captures under the other attention kernels (eager / sdpa) and compare",
+    )
     p.set_defaults(func=cmd_diagnose)

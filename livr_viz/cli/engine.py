@@ -15,8 +15,15 @@ def cmd_analyze(args) -> int:
     from livr_viz.service import analyze
 
     lm = _load(args)
-    report = analyze(lm, load_image(args.image), args.prompt, Path(args.out), stage=args.stage,
-                     aggregation=args.aggregation, tokenmap=not args.no_tokenmap)
+    report = analyze(
+        lm,
+        load_image(args.image),
+        args.prompt,
+        Path(args.out),
+        stage=args.stage,
+        aggregation=args.aggregation,
+        tokenmap=not args.no_tokenmap,
+    )
     print(f"answer: {report['answer']}")
     if report["choice_probs"]:
         print("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
@@ -64,20 +71,33 @@ def cmd_probe(args) -> int:
     summary = {}
     for name in names:
         spec = ConceptSpec.load(name)
-        items = user_items if user_items is not None else SyntheticTaskDataset(
-            spec.tasks or "all", "train", args.n, args.seed, answer_format=lm.config.answer_format)
+        items = (
+            user_items
+            if user_items is not None
+            else SyntheticTaskDataset(
+                spec.tasks or "all", "train", args.n, args.seed, answer_format=lm.config.answer_format
+            )
+        )
         report = run_probes(lm, spec, items, args.out, csv_path=args.csv, random_baseline=not args.no_random)
         save_probe_curves(report, args.out)
         best = report.layers[report.best_layer]
-        summary[spec.name] = {"best_layer": report.best_layer, "accuracy": best["latent_pooled"]["accuracy"],
-                              "selectivity": best["selectivity"], "majority": report.majority}
+        summary[spec.name] = {
+            "best_layer": report.best_layer,
+            "accuracy": best["latent_pooled"]["accuracy"],
+            "selectivity": best["selectivity"],
+            "majority": report.majority,
+        }
         baselines = probe_baselines(report)
         summary[spec.name].update(baselines=baselines, margin=probe_margin(best), weak_against=weak_baselines(report))
-        print(f"{spec.name:<18} best layer {report.best_layer}: acc {best['latent_pooled']['accuracy']:.3f} "
-              f"(selectivity {best['selectivity']:+.3f}) vs " + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items()))
+        print(
+            f"{spec.name:<18} best layer {report.best_layer}: acc {best['latent_pooled']['accuracy']:.3f} "
+            f"(selectivity {best['selectivity']:+.3f}) vs " + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
+        )
         if summary[spec.name]["weak_against"]:  # the same warning as the app's Probes tab
-            print(f"  warning: does not beat {', '.join(summary[spec.name]['weak_against'])} by more than "
-                  f"{probe_margin(best):.3f}: the reading says nothing about what the latents encode")
+            print(
+                f"  warning: does not beat {', '.join(summary[spec.name]['weak_against'])} by more than "
+                f"{probe_margin(best):.3f}: the reading says nothing about what the latents encode"
+            )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.out}")
@@ -96,8 +116,10 @@ def cmd_faithfulness(args) -> int:
         report["sanity"] = randomization_sanity(lm, [items[i] for i in range(min(len(items), args.sanity_n))])
         out[name] = report
         avg = report["average"]
-        print(f"{name}: mass in evidence {avg['mass_in_evidence']:.3f}, lift {avg['lift']:.2f}, pointing game "
-              f"{avg['pointing_game']:.3f}; randomisation rank correlation {report['sanity']['spearman_mean']:.3f}")
+        print(
+            f"{name}: mass in evidence {avg['mass_in_evidence']:.3f}, lift {avg['lift']:.2f}, pointing game "
+            f"{avg['pointing_game']:.3f}; randomisation rank correlation {report['sanity']['spearman_mean']:.3f}"
+        )
     write_json(args.json, out)
     return 0
 
@@ -112,9 +134,11 @@ def cmd_ablate(args) -> int:
         r = ablation_accuracy(lm, [items[i] for i in range(len(items))], args.mode, args.layer, stage.strip())
         out[stage] = r
         drops = ", ".join(f"{i}: {100 * d:+.1f}" for i, d in enumerate(r["per_latent_change"]))
-        print(f"stage {stage}: accuracy {100 * r['accuracy_intact']:.1f} % intact, "
-              f"{100 * r['accuracy_all_ablated']:.1f} % with all {lm.config.n_latents} latents ablated ({args.mode}); "
-              f"n = {r['n']}\n  each latent alone (points): {drops}")
+        print(
+            f"stage {stage}: accuracy {100 * r['accuracy_intact']:.1f} % intact, "
+            f"{100 * r['accuracy_all_ablated']:.1f} % with all {lm.config.n_latents} latents ablated ({args.mode}); "
+            f"n = {r['n']}\n  each latent alone (points): {drops}"
+        )
     write_json(args.json, out)
     return 0
 
@@ -126,8 +150,10 @@ def cmd_tokenmap(args) -> int:
 
     lm = _load(args)
     tasks = resolve_tasks(args.tasks)
-    items = [make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks),
-                         answer_format=lm.config.answer_format) for i in range(args.n)]
+    items = [
+        make_sample(tasks[i % len(tasks)], "test", args.seed, i // len(tasks), answer_format=lm.config.answer_format)
+        for i in range(args.n)
+    ]
     keys = [] if args.color_by in ("segment", "task") else [args.color_by]
     points = dataset_points(lm, items, args.layer, args.stage, keys)
     xy = project(points.vectors, args.method, cache_dir=Path(args.out).parent / ".projection-cache")
@@ -160,19 +186,24 @@ def add_commands(sub) -> None:
         p.set_defaults(func=func)
         return p
 
-    p = model_command("analyze", cmd_analyze,
-                      "answer + latent heatmaps, answer→latent bars, mask, token map, report.json")
+    p = model_command(
+        "analyze", cmd_analyze, "answer + latent heatmaps, answer→latent bars, mask, token map, report.json"
+    )
     p.add_argument("--image", required=True)
     p.add_argument("--prompt", required=True)
     p.add_argument("--stage", choices=STAGES, default="full")
     p.add_argument("--aggregation", choices=AGGREGATIONS, default="mean")
     p.add_argument("--no-tokenmap", action="store_true", help="skip the t-SNE token map")
-    p.add_argument("--check-backends", action="store_true",
-                   help="also rerun this input under the other attention kernels (eager / sdpa) and compare")
+    p.add_argument(
+        "--check-backends",
+        action="store_true",
+        help="also rerun this input under the other attention kernels (eager / sdpa) and compare",
+    )
     p.add_argument("--out", required=True)
 
-    p = model_command("tokenmap", cmd_tokenmap,
-                      "t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)")
+    p = model_command(
+        "tokenmap", cmd_tokenmap, "t-SNE / UMAP / PCA of token hidden states over many samples (PNG + HTML)"
+    )
     suite_opts(p, 27, 0, "samples")
     p.add_argument("--layer", type=int, default=4, help="0 = embeddings")
     p.add_argument("--method", choices=PROJECTIONS, default="tsne")
@@ -188,18 +219,22 @@ def add_commands(sub) -> None:
     p.add_argument("--no-random", action="store_true", help="skip the random-model baseline")
     p.add_argument("--out", required=True)
 
-    p = model_command("faithfulness", cmd_faithfulness,
-                      "attention mass in evidence, lift, pointing game, randomisation check")
+    p = model_command(
+        "faithfulness", cmd_faithfulness, "attention mass in evidence, lift, pointing game, randomisation check"
+    )
     suite_opts(p, 30, 2026, "test samples per task")
     p.add_argument("--sanity-n", type=int, default=20, help="items for the randomisation sanity check")
     p.add_argument("--json", default=None)
 
     p = model_command("ablate", cmd_ablate, "test accuracy with latents ablated: all at once and each alone")
     suite_opts(p, 100, 2026, "test samples per task", stage=False)
-    p.add_argument("--mode", choices=ABLATIONS, default="remove",
-                   help="remove: no later token may read the latent; blind: the latent may not read the image; "
-                        "zero / mean / noise: replace its residual")
+    p.add_argument(
+        "--mode",
+        choices=ABLATIONS,
+        default="remove",
+        help="remove: no later token may read the latent; blind: the latent may not read the image; "
+        "zero / mean / noise: replace its residual",
+    )
     p.add_argument("--layer", type=int, default=-1, help="for zero / mean / noise: after this layer (-1 = input)")
     p.add_argument("--stage", default="full", help="full, bottleneck, or both: full,bottleneck")
     p.add_argument("--json", default=None)
-

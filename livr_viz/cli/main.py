@@ -11,10 +11,13 @@ from livr_viz.core.errors import LIVRError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="livr-viz", description=__doc__.replace("``", "'"),
-                                     epilog="Start here: 'livr-viz app' (the Gradio app on the demo model), "
-                                            "'livr-viz eval --model demo-livr', "
-                                            "'python -m tools.reproduce --help' (from a clone).")
+    parser = argparse.ArgumentParser(
+        prog="livr-viz",
+        description=__doc__.replace("``", "'"),
+        epilog="Start here: 'livr-viz app' (the Gradio app on the demo model), "
+        "'livr-viz eval --model demo-livr', "
+        "'python -m tools.reproduce --help' (from a clone).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     models.add_commands(sub)
 
@@ -27,11 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     for command, (module, summary) in REPO_TOOLS.items():  # listed here, run from a clone (livr_viz.cli.common)
         sub.add_parser(command, help=f"{summary} (repository tool: `python -m {module}` in a clone)", add_help=False)
 
-    p = sub.add_parser("app", help="start the Gradio app (python app.py)", add_help=False,
-                       description="start the Gradio app; `livr-viz app --help` lists its options")
-    p.add_argument("app_args", nargs=argparse.REMAINDER,
-                   help="the app's options: --model, --host, --port (env GRADIO_SERVER_PORT), --max-upload-mb, "
-                        "--concurrency, --help (a leading `--` is accepted and dropped)")
+    p = sub.add_parser(
+        "app",
+        help="start the Gradio app (python app.py)",
+        add_help=False,
+        description="start the Gradio app; `livr-viz app --help` lists its options",
+    )
+    p.add_argument(
+        "app_args",
+        nargs=argparse.REMAINDER,
+        help="the app's options: --model, --host, --port (env GRADIO_SERVER_PORT), --max-upload-mb, "
+        "--concurrency, --help (a leading `--` is accepted and dropped)",
+    )
     p.set_defaults(func=cmd_app)
     finish_help(parser)
     return parser

@@ -13,29 +13,52 @@ def cmd_mediate(args) -> int:
     from livr_viz.service import mediate_models
 
     latents = None if not args.latents else [int(v) for v in args.latents.split(",") if v.strip()]
-    report = mediate_models(args.model, args.tasks, args.n, args.seed, args.out, _progress(),
-                            batch_size=args.batch_size, condition=args.condition, latents=latents)
+    report = mediate_models(
+        args.model,
+        args.tasks,
+        args.n,
+        args.seed,
+        args.out,
+        _progress(),
+        batch_size=args.batch_size,
+        condition=args.condition,
+        latents=latents,
+    )
     print("\n".join(report.summary_lines()))
     print(f"wrote {args.out}/mediation.json, {args.out}/mediation.html")
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("mediate", help="is X → Z → Y real? input → latents sensitivity, latent interchange "
-                                       "interventions, latent collapse, with 95 %% bootstrap CIs (JSON + HTML, "
-                                       "resumable)")
-    p.add_argument("--model", nargs="+", default=["demo-livr"], metavar="MODEL",
-                   help=MODEL_HELP + "; several are measured on the same questions (a model without latents is "
-                                     "listed as n/a)")
+    p = sub.add_parser(
+        "mediate",
+        help="is X → Z → Y real? input → latents sensitivity, latent interchange "
+        "interventions, latent collapse, with 95 %% bootstrap CIs (JSON + HTML, "
+        "resumable)",
+    )
+    p.add_argument(
+        "--model",
+        nargs="+",
+        default=["demo-livr"],
+        metavar="MODEL",
+        help=MODEL_HELP + "; several are measured on the same questions (a model without latents is listed as n/a)",
+    )
     p.add_argument("--tasks", default="all")
     p.add_argument("--n", type=int, default=50, help="test questions per task")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="output directory (mediation.json, mediation.html, parts/); an existing one is resumed")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (mediation.json, mediation.html, parts/); an existing one is resumed",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="questions per forward pass")
-    p.add_argument("--condition", default="standard", choices=CONDITIONS,
-                   help="the attention mask every forward runs under (standard = how the model is used; "
-                        "bottleneck = the Stage-1 mask)")
-    p.add_argument("--latents", default=None, metavar="I,J,…",
-                   help="patch only these latent indices (default: all)")
+    p.add_argument(
+        "--condition",
+        default="standard",
+        choices=CONDITIONS,
+        help="the attention mask every forward runs under (standard = how the model is used; "
+        "bottleneck = the Stage-1 mask)",
+    )
+    p.add_argument("--latents", default=None, metavar="I,J,…", help="patch only these latent indices (default: all)")
     p.set_defaults(func=cmd_mediate)

@@ -87,10 +87,12 @@ def cmd_build_demo(args) -> int:
     except ValueError as exc:  # a size below 1, or a width its number of heads does not divide
         raise LIVRError(str(exc)) from None
     save_demo_backbone(out, cfg)
-    print(f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}, "
-          f"{(cfg.image_size // cfg.patch_size) ** 2} image tokens); "
-          f"`python -m tools.reproduce --out {out.parent}` (in a clone) starts from it when it sits at "
-          f"{out.parent}/init")
+    print(
+        f"wrote a random demo backbone to {out} ({cfg.text_layers} LM layers of width {cfg.text_hidden}, "
+        f"{(cfg.image_size // cfg.patch_size) ** 2} image tokens); "
+        f"`python -m tools.reproduce --out {out.parent}` (in a clone) starts from it when it sits at "
+        f"{out.parent}/init"
+    )
     return 0
 
 
@@ -111,12 +113,17 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("build-demo", help="write a randomly initialised demo backbone (optionally another size)")
-    p.add_argument("--out", required=True,
-                   help="directory for the backbone, e.g. RUN/init to start `reproduce --out RUN` from it")
+    p.add_argument(
+        "--out", required=True, help="directory for the backbone, e.g. RUN/init to start `reproduce --out RUN` from it"
+    )
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     p.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     for field in BUILD_SIZES:  # DemoBackboneConfig fields
-        p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None,
-                       help=f"{'vision tower / image' if field in BUILD_SIZES[4:] else 'language-model'} size "
-                            "(default: the shipped demo backbone's)")
+        p.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"{'vision tower / image' if field in BUILD_SIZES[4:] else 'language-model'} size "
+            "(default: the shipped demo backbone's)",
+        )
     p.set_defaults(func=cmd_build_demo)

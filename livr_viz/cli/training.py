@@ -16,32 +16,47 @@ from livr_viz.core.config import (
 )
 from livr_viz.core.errors import LIVRError
 
-FINETUNE_HELP = ("lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
-                 "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
-                 "preset (demo: 2,000 steps, lr 3e-4, fresh questions; full: 5,000 steps, `--resume` across sessions); "
-                 "a departure from the paper for the 3 M demo "
-                 "backbone (docs/experiments/full-finetune/)")
-TASK_WEIGHTS_HELP = ("integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
-                     "batch, tasks not named 1 (default: an equal share each)")
+FINETUNE_HELP = (
+    "lora (default, the paper): LoRA on the language model + the latent rows, tower frozen; full: every "
+    "parameter of every variant (tower, projector, language model, embeddings) with the full-fine-tune "
+    "preset (demo: 2,000 steps, lr 3e-4, fresh questions; full: 5,000 steps, `--resume` across sessions); "
+    "a departure from the paper for the 3 M demo "
+    "backbone (docs/experiments/full-finetune/)"
+)
+TASK_WEIGHTS_HELP = (
+    "integer sampling weights, e.g. art_style=4,counting=4: a task of weight w gets w shares of every "
+    "batch, tasks not named 1 (default: an equal share each)"
+)
 
 
 def cmd_train(args) -> int:
     from livr_viz.training.trainer import preset_config, train
 
-    cfg = preset_config(args.preset, pretrain=args.command == "pretrain", finetune=getattr(args, "finetune", "lora"),
-                        variant=getattr(args, "variant", None),
-                        tasks=getattr(args, "tasks", None), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                        grad_accum=args.grad_accum, precision=args.precision, seed=args.seed, data_seed=args.data_seed,
-                        n_latents=getattr(args, "n_latents", None),
-                        latent_placement=getattr(args, "latent_placement", None),
-                        answer_format=getattr(args, "answer_format", None),
-                        stage1_fraction=getattr(args, "stage1_fraction", None),
-                        stage2_lr=getattr(args, "stage2_lr", None),
-                        task_balance=getattr(args, "task_balance", None),
-                        task_weights=_task_weights(getattr(args, "task_weights", None)),
-                        warmup_fraction=args.warmup_fraction, n_train_per_task=args.n_train_per_task,
-                        gradient_checkpointing=True if args.gradient_checkpointing else None,
-                        **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)))
+    cfg = preset_config(
+        args.preset,
+        pretrain=args.command == "pretrain",
+        finetune=getattr(args, "finetune", "lora"),
+        variant=getattr(args, "variant", None),
+        tasks=getattr(args, "tasks", None),
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        precision=args.precision,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        n_latents=getattr(args, "n_latents", None),
+        latent_placement=getattr(args, "latent_placement", None),
+        answer_format=getattr(args, "answer_format", None),
+        stage1_fraction=getattr(args, "stage1_fraction", None),
+        stage2_lr=getattr(args, "stage2_lr", None),
+        task_balance=getattr(args, "task_balance", None),
+        task_weights=_task_weights(getattr(args, "task_weights", None)),
+        warmup_fraction=args.warmup_fraction,
+        n_train_per_task=args.n_train_per_task,
+        gradient_checkpointing=True if args.gradient_checkpointing else None,
+        **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)),
+    )
     backbone = "demo-base" if args.model == "demo" else args.model
     _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
     print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
@@ -71,8 +86,12 @@ def cmd_pretrain_vision(args) -> int:
     if not Path(args.model).is_dir():
         raise LIVRError(f"--model must be a backbone directory; {args.model!r} is not one")
     overrides = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size}
-    settings = {**VISION_PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None},
-                "letters": args.letters, "markers": args.markers}
+    settings = {
+        **VISION_PRESETS[args.preset],
+        **{k: v for k, v in overrides.items() if v is not None},
+        "letters": args.letters,
+        "markers": args.markers,
+    }
     pretrain_vision(args.model, VisionPretrainConfig(**settings), args.out)
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
@@ -90,12 +109,15 @@ def cmd_eval(args) -> int:
         records = load_jsonl(data)[0] if (data.is_file() or (data / "samples.jsonl").is_file()) else load_blink(data)
         items = RecordDataset(records)
     else:
-        items = SyntheticTaskDataset(args.data, args.split, args.n, args.seed,
-                                     answer_format=args.answer_format or lm.config.answer_format)
+        items = SyntheticTaskDataset(
+            args.data, args.split, args.n, args.seed, answer_format=args.answer_format or lm.config.answer_format
+        )
     metrics = evaluate(lm, items, args.stage, progress=True)
     for task, m in metrics["tasks"].items():
-        print(f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
-              f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}")
+        print(
+            f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
+            f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}"
+        )
     print(f"{'average':<27} acc {metrics['average']['accuracy']:.3f}")
     write_json(args.json, metrics)
     return 0
@@ -106,24 +128,38 @@ def add_commands(sub) -> None:
 
     def common(p):
         p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
-        p.add_argument("--preset", default="demo",
-                       help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)")
+        p.add_argument(
+            "--preset",
+            default="demo",
+            help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)",
+        )
         p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
         p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--grad-accum", type=int, default=None)
         p.add_argument("--precision", choices=PRECISIONS, default=None)
-        p.add_argument("--gradient-checkpointing", action="store_true",
-                       help="recompute activations in the backward pass (less memory, same numbers; for 3-7 B "
-                            "backbones on one GPU)")
+        p.add_argument(
+            "--gradient-checkpointing",
+            action="store_true",
+            help="recompute activations in the backward pass (less memory, same numbers; for 3-7 B "
+            "backbones on one GPU)",
+        )
         p.add_argument("--seed", type=int, default=None, help="LoRA / latent init and dropout (preset default 42)")
-        p.add_argument("--data-seed", type=int, default=None,
-                       help="training / validation data and their order (default 0; `reproduce --seed N` uses N)")
+        p.add_argument(
+            "--data-seed",
+            type=int,
+            default=None,
+            help="training / validation data and their order (default 0; `reproduce --seed N` uses N)",
+        )
         p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
-        p.add_argument("--n-train-per-task", type=int, default=None,
-                       help="distinct training questions per task (demo / paper presets: 1000, as in the paper); "
-                            "the suite is procedural, so more costs no memory")
+        p.add_argument(
+            "--n-train-per-task",
+            type=int,
+            default=None,
+            help="distinct training questions per task (demo / paper presets: 1000, as in the paper); "
+            "the suite is procedural, so more costs no memory",
+        )
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 
     p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
@@ -131,26 +167,38 @@ def add_commands(sub) -> None:
     p.add_argument("--variant", choices=VARIANTS, default="livr")
     p.add_argument("--tasks", default="all", help="comma list of tasks or 'all'")
     p.add_argument("--n-latents", type=int, default=None)
-    p.add_argument("--latent-placement", choices=LATENT_PLACEMENTS, default=None,
-                   help="end_of_prompt (default, the paper's Q' = Q + L): latents end the user turn, before the chat "
-                        "template's assistant marker, so text rows read the answer out and Stage 1 cuts them from "
-                        "the image; before_answer: after the assistant marker, so the last latent's row predicts the "
-                        "first answer token and may see the image in Stage 1 -- this weakens the bottleneck (for a "
-                        "one-token answer it blocks nothing); kept as a contrast")
-    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default=None,
-                   help="word (default): options named by marker colour / position, answered with that word (counting: "
-                        "the number); letter: BLINK's drawn letters")
+    p.add_argument(
+        "--latent-placement",
+        choices=LATENT_PLACEMENTS,
+        default=None,
+        help="end_of_prompt (default, the paper's Q' = Q + L): latents end the user turn, before the chat "
+        "template's assistant marker, so text rows read the answer out and Stage 1 cuts them from "
+        "the image; before_answer: after the assistant marker, so the last latent's row predicts the "
+        "first answer token and may see the image in Stage 1 -- this weakens the bottleneck (for a "
+        "one-token answer it blocks nothing); kept as a contrast",
+    )
+    p.add_argument(
+        "--answer-format",
+        choices=ANSWER_FORMATS,
+        default=None,
+        help="word (default): options named by marker colour / position, answered with that word (counting: "
+        "the number); letter: BLINK's drawn letters",
+    )
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
-    p.add_argument("--stage2-lr", type=float, default=None,
-                   help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)")
+    p.add_argument(
+        "--stage2-lr", type=float, default=None, help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)"
+    )
     p.add_argument("--finetune", choices=FINETUNES, default="lora", help=FINETUNE_HELP)
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")
     p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x rank: 32 at rank 16)")
-    p.add_argument("--task-balance", choices=TASK_BALANCES, default=None,
-                   help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
-                        "all of them in every step), each task's gradient scaled to the same norm (default none)")
-    p.add_argument("--task-weights", default=None, metavar="TASK=W,...",
-                   help=TASK_WEIGHTS_HELP)
+    p.add_argument(
+        "--task-balance",
+        choices=TASK_BALANCES,
+        default=None,
+        help="grad_norm: one task per micro-batch (round robin; use --grad-accum = number of tasks for "
+        "all of them in every step), each task's gradient scaled to the same norm (default none)",
+    )
+    p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help=TASK_WEIGHTS_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="full-parameter perception pretraining of a backbone")
@@ -165,11 +213,17 @@ def add_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--letters", action="store_true",
-                   help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)")
-    p.add_argument("--markers", action="store_true",
-                   help="see the word format's images (coloured rings on shapes, coloured boxes and frames) and learn "
-                        "every colour a patch holds, not only the majority one")
+    p.add_argument(
+        "--letters",
+        action="store_true",
+        help="also learn to read drawn letters (glyph head and letter sheets; give it ~1200 steps)",
+    )
+    p.add_argument(
+        "--markers",
+        action="store_true",
+        help="see the word format's images (coloured rings on shapes, coloured boxes and frames) and learn "
+        "every colour a patch holds, not only the majority one",
+    )
     p.set_defaults(func=cmd_pretrain_vision)
 
     p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")
@@ -179,10 +233,12 @@ def add_commands(sub) -> None:
     p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--stage", choices=STAGES, default="full")
-    p.add_argument("--answer-format", choices=ANSWER_FORMATS, default=None,
-                   help="synthetic questions answered by a colour / position word or number (word) or by the option's "
-                        "drawn letter (letter, BLINK's); default: the format the model was trained in")
+    p.add_argument(
+        "--answer-format",
+        choices=ANSWER_FORMATS,
+        default=None,
+        help="synthetic questions answered by a colour / position word or number (word) or by the option's "
+        "drawn letter (letter, BLINK's); default: the format the model was trained in",
+    )
     p.add_argument("--json", default=None, help="write the metrics here")
     p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)
-
-

@@ -58,7 +58,8 @@ def _row_attention(module, query, key, attention_mask, scaling, rows) -> torch.T
     if attention_mask is not None:
         mask = attention_mask[:, :, :, : key.shape[-2]]
         mask_rows = mask.expand(B, mask.shape[1], T, mask.shape[-1]).gather(
-            2, rows[:, None, :, None].expand(B, mask.shape[1], rows.shape[1], mask.shape[-1]))
+            2, rows[:, None, :, None].expand(B, mask.shape[1], rows.shape[1], mask.shape[-1])
+        )
         if mask_rows.dtype == torch.bool:
             scores = scores.masked_fill(~mask_rows, float("-inf"))
         else:
@@ -77,7 +78,8 @@ def _make_capture_fn(base):
             scale = scaling if scaling is not None else query.shape[-1] ** -0.5
             with torch.no_grad():
                 recorder.attention[module.layer_idx] = _row_attention(
-                    module, query.detach(), key.detach(), attention_mask, scale, recorder.rows.to(query.device))
+                    module, query.detach(), key.detach(), attention_mask, scale, recorder.rows.to(query.device)
+                )
         return output
 
     return attention
@@ -175,8 +177,10 @@ class CaptureResult:
                 return self.attention[int(parts[1])]
             assert self.hidden_states is not None  # names() lists the residual points only when they were captured
             return self.hidden_states[0] if name == "embed" else self.hidden_states[int(parts[1]) + 1]
-        raise KeyError(f"no capture point {name!r}; this result holds {', '.join(self.names()[:3])}, … "
-                       f"({len(self.names())} in all)")
+        raise KeyError(
+            f"no capture point {name!r}; this result holds {', '.join(self.names()[:3])}, … "
+            f"({len(self.names())} in all)"
+        )
 
     def key_positions(self, segment: Segment, index: int = 0) -> torch.Tensor:
         return (self.segments[index] == int(segment)).nonzero(as_tuple=True)[0]
@@ -196,14 +200,18 @@ class CaptureResult:
     def save(self, path: str | Path) -> Path:
         """Write ``path.npz`` (tensors) and ``path.json`` (metadata)."""
         path = Path(path)
-        arrays: dict[str, Any] = {"attention": self.attention.numpy(), "rows": self.rows.numpy(),
-                                  "segments": self.segments.numpy(),
-                                  "answer_logits": self.answer_logits.float().numpy()}
+        arrays: dict[str, Any] = {
+            "attention": self.attention.numpy(),
+            "rows": self.rows.numpy(),
+            "segments": self.segments.numpy(),
+            "answer_logits": self.answer_logits.float().numpy(),
+        }
         if self.hidden_states is not None:
             arrays["hidden_states"] = self.hidden_states.float().numpy()
         np.savez_compressed(path.with_suffix(".npz"), **arrays)
-        path.with_suffix(".json").write_text(json.dumps({"row_segment": self.row_segment, "stage": self.stage,
-                                                         "meta": self.meta}, indent=2))
+        path.with_suffix(".json").write_text(
+            json.dumps({"row_segment": self.row_segment, "stage": self.stage, "meta": self.meta}, indent=2)
+        )
         return path.with_suffix(".npz")
 
     @classmethod
@@ -212,9 +220,16 @@ class CaptureResult:
         arrays = np.load(path.with_suffix(".npz"), allow_pickle=False)
         info = json.loads(path.with_suffix(".json").read_text())
         hidden = torch.from_numpy(arrays["hidden_states"]) if "hidden_states" in arrays else None
-        return cls(torch.from_numpy(arrays["attention"]), torch.from_numpy(arrays["rows"]), info["row_segment"],
-                   torch.from_numpy(arrays["segments"]), torch.from_numpy(arrays["answer_logits"]), info["stage"],
-                   hidden, info.get("meta", {}))
+        return cls(
+            torch.from_numpy(arrays["attention"]),
+            torch.from_numpy(arrays["rows"]),
+            info["row_segment"],
+            torch.from_numpy(arrays["segments"]),
+            torch.from_numpy(arrays["answer_logits"]),
+            info["stage"],
+            hidden,
+            info.get("meta", {}),
+        )
 
 
 class LatentAttention:

@@ -92,8 +92,9 @@ class LIVRConfig:
             self.n_latents = 0
             self.stage1_fraction = 0.0
         elif not isinstance(self.n_latents, int) or not 1 <= self.n_latents <= MAX_LATENTS:
-            raise LIVRError(f"n_latents (K) must be an integer in 1..{MAX_LATENTS} for {self.variant}; "
-                            f"got {self.n_latents!r}")
+            raise LIVRError(
+                f"n_latents (K) must be an integer in 1..{MAX_LATENTS} for {self.variant}; got {self.n_latents!r}"
+            )
         if self.variant == "latents_only":
             self.stage1_fraction = 0.0
         if not 0.0 <= self.stage1_fraction <= 1.0:

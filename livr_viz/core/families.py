@@ -82,8 +82,10 @@ class Family:
     def square_tower(self, model) -> tuple[int, int]:
         """(image_size, patch_size) of a tower that always sees one square image on a fixed grid (the demo
         backbone's): what stage-0 pretraining and the patch-spread measurement need."""
-        raise LIVRError(f"{model.config.model_type}: a fixed square patch grid is known only for single-image LLaVA "
-                        "towers (the demo backbone's)")
+        raise LIVRError(
+            f"{model.config.model_type}: a fixed square patch grid is known only for single-image LLaVA "
+            "towers (the demo backbone's)"
+        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class LlavaFamily(Family):
 
     def square_tower(self, model):
         vc = getattr(model.config, "vision_config", None)
-        if getattr(model.config, "model_type", "") != "llava" or not hasattr(vc, "patch_size"):
+        if vc is None or getattr(model.config, "model_type", "") != "llava" or not hasattr(vc, "patch_size"):
             raise LIVRError(
                 f"patch-grid layout of {model.config.model_type} (multi-crop / anyres) is not supported yet"
             )

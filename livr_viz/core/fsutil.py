@@ -72,8 +72,10 @@ def load_json_report(path: str | Path, from_dict, what: str, other: str):
     try:
         return from_dict(json.loads(Path(path).read_text()))
     except (OSError, ValueError) as exc:
-        raise LIVRError(f"{path} is not a {what} report this version can resume ({str(exc).splitlines()[0]}); "
-                        f"pass another output {other} or delete it") from None
+        raise LIVRError(
+            f"{path} is not a {what} report this version can resume ({str(exc).splitlines()[0]}); "
+            f"pass another output {other} or delete it"
+        ) from None
 
 
 def save_backbone(model, processor, target: str | Path) -> Path:
@@ -94,6 +96,7 @@ def cache_dir(*parts: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LIVRError(f"cannot create the cache directory {path} ({exc.strerror}); set LIVR_VIZ_CACHE to a "
-                        "writable folder") from None
+        raise LIVRError(
+            f"cannot create the cache directory {path} ({exc.strerror}); set LIVR_VIZ_CACHE to a writable folder"
+        ) from None
     return path

@@ -69,10 +69,11 @@ def load_image(source, name: str | None = None, max_side: int | None = None) -> 
         except LIVRError:
             raise
         except UnidentifiedImageError:
-            raise LIVRError(f"image {label} cannot be decoded: it is not an image file in a format we read "
-                            "(PNG, JPEG, GIF, BMP, TIFF, WebP)") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+            raise LIVRError(
+                f"image {label} cannot be decoded: it is not an image file in a format we read "
+                "(PNG, JPEG, GIF, BMP, TIFF, WebP)"
+            ) from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             reason = str(exc).split(" at 0x")[0].split("/")[0].strip() or "damaged data"
             raise LIVRError(f"image {label} cannot be decoded ({type(exc).__name__}: {reason})") from None
     if image.width < 1 or image.height < 1:

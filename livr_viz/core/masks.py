@@ -29,9 +29,7 @@ from livr_viz.core.config import STAGES, check_one_of
 from livr_viz.core.segments import Segment
 
 
-def allowed_attention(
-    segments: torch.Tensor, stage: str = "full", block_latent_image: bool = False
-) -> torch.Tensor:
+def allowed_attention(segments: torch.Tensor, stage: str = "full", block_latent_image: bool = False) -> torch.Tensor:
     """Boolean ``[B, T, T]`` matrix, True where query row may attend to key column."""
     check_one_of("stage", stage, STAGES)
     if segments.dim() != 2:

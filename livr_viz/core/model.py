@@ -80,8 +80,14 @@ class LIVRBatch:
     def to(self, device) -> LIVRBatch:
         move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t
         return LIVRBatch(
-            {k: move(v) for k, v in self.inputs.items()}, move(self.padding_mask), move(self.segments),
-            move(self.answer_start), move(self.labels), self.prompts, self.notes, self.meta,
+            {k: move(v) for k, v in self.inputs.items()},
+            move(self.padding_mask),
+            move(self.segments),
+            move(self.answer_start),
+            move(self.labels),
+            self.prompts,
+            self.notes,
+            self.meta,
         )
 
 
@@ -113,8 +119,10 @@ def load_backbone(
     if looks_like_path and not path.exists():
         previous = previous_copy(path)
         if previous.is_dir():
-            raise LIVRError(f"model path not found: {ref}; a save into it was interrupted and left the previous "
-                            f"copy in {previous}: rename that back to {path.name} to use it")
+            raise LIVRError(
+                f"model path not found: {ref}; a save into it was interrupted and left the previous "
+                f"copy in {previous}: rename that back to {path.name} to use it"
+            )
         raise LIVRError(f"model path not found: {ref}")
     if not looks_like_path and "/" not in ref:
         raise LIVRError(
@@ -127,8 +135,8 @@ def load_backbone(
         _refuse_pickle(path, allow_pickle)
     if not path.exists() and not _hub_available(ref):
         raise LIVRError(
-            f"{ref!r} is not a local path and the Hugging Face Hub is unreachable (offline). On a connected machine run "
-            f"`huggingface-cli download {ref} --local-dir DIR` and pass DIR instead"
+            f"{ref!r} is not a local path and the Hugging Face Hub is unreachable (offline). On a connected machine "
+            f"run `huggingface-cli download {ref} --local-dir DIR` and pass DIR instead"
         )
     kwargs = dict(trust_remote_code=trust_remote_code, dtype=dtype, attn_implementation=attn_implementation)
     if not allow_pickle:
@@ -148,7 +156,9 @@ def load_backbone(
                 f"`huggingface-cli download {ref} --local-dir DIR`, then pass DIR (or set HF_HUB_OFFLINE=1 once it is "
                 "cached)"
             ) from None
-        raise LIVRError(f"could not load model from {ref}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+        raise LIVRError(
+            f"could not load model from {ref}: {text.splitlines()[0] if text else type(exc).__name__}"
+        ) from None
     except ValueError as exc:
         message = str(exc).splitlines()[0]
         if "trust_remote_code" in message:
@@ -240,8 +250,13 @@ class LIVRModel:
         return cls(_attach_lora(model, family, config), processor, config, family)
 
     @classmethod
-    def load(cls, path: str | Path, attn_implementation: str = "sdpa", allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> LIVRModel:
+    def load(
+        cls,
+        path: str | Path,
+        attn_implementation: str = "sdpa",
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+    ) -> LIVRModel:
         """Load a directory written by :meth:`save` (base reference + adapter + latent rows + config)."""
         from peft import set_peft_model_state_dict
 
@@ -258,8 +273,10 @@ class LIVRModel:
         if config.n_latents:
             ids = _add_latent_tokens(model, processor, config)
             if ids != saved_ids:
-                raise LIVRError(f"{path}: latent token ids {saved_ids[:3]}… do not match the backbone's ({ids[:3]}…); "
-                                "was the checkpoint trained on a different backbone or tokenizer?")
+                raise LIVRError(
+                    f"{path}: latent token ids {saved_ids[:3]}… do not match the backbone's ({ids[:3]}…); "
+                    "was the checkpoint trained on a different backbone or tokenizer?"
+                )
         peft_model = _attach_lora(model, family, config)
         adapter = path / "adapter_model.safetensors"
         if not adapter.is_file():
@@ -277,8 +294,9 @@ class LIVRModel:
     def _load_full(cls, path: Path, config: LIVRConfig, attn_implementation: str) -> LIVRModel:
         """A full-parameter fine-tune: the whole model (latent rows and tokens included) lies in ``path/model``."""
         if not (path / FULL_MODEL_DIR / "config.json").is_file():
-            raise LIVRError(f"{path}: a full-parameter checkpoint needs its model in {FULL_MODEL_DIR}/, which is "
-                            "missing")
+            raise LIVRError(
+                f"{path}: a full-parameter checkpoint needs its model in {FULL_MODEL_DIR}/, which is missing"
+            )
         model, processor = load_backbone(str(path / FULL_MODEL_DIR), attn_implementation)
         family = family_for(model.config)
         ids = processor.tokenizer.convert_tokens_to_ids([latent_token(i) for i in range(config.n_latents)])
@@ -345,9 +363,17 @@ class LIVRModel:
         total = sum(p.numel() for n, p in base.named_parameters() if not _is_adapter_name(n))
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         lm = self.family.language_model(base)
-        vision = sum(p.numel() for n, p in base.named_parameters() if ("vision" in n or "visual" in n) and not _is_adapter_name(n))
-        return {"total": total, "trainable": trainable, "language_model": sum(p.numel() for n, p in lm.named_parameters()
-                                                                            if not _is_adapter_name(n)), "vision": vision}
+        vision = sum(
+            p.numel()
+            for n, p in base.named_parameters()
+            if ("vision" in n or "visual" in n) and not _is_adapter_name(n)
+        )
+        return {
+            "total": total,
+            "trainable": trainable,
+            "language_model": sum(p.numel() for n, p in lm.named_parameters() if not _is_adapter_name(n)),
+            "vision": vision,
+        }
 
     # ------------------------------------------------------------------ inputs
     def sanitize_prompt(self, prompt: str) -> tuple[str, list[str]]:
@@ -410,8 +436,9 @@ class LIVRModel:
         saved_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "right"
         try:
-            enc = self.processor(text=texts, images=self.family.processor_images(pil_images),
-                                 return_tensors="pt", padding=True)
+            enc = self.processor(
+                text=texts, images=self.family.processor_images(pil_images), return_tensors="pt", padding=True
+            )
         except LIVRError:
             raise
         except Exception as exc:  # processors raise many types for bad inputs
@@ -422,22 +449,31 @@ class LIVRModel:
         padding_mask = inputs.pop("attention_mask")
         input_ids = inputs["input_ids"]
         if input_ids.shape[1] > self.max_positions:
-            raise LIVRError(f"input is {input_ids.shape[1]} tokens; this model accepts at most {self.max_positions} "
-                            "(shorten the prompt)")
+            raise LIVRError(
+                f"input is {input_ids.shape[1]} tokens; this model accepts at most {self.max_positions} "
+                "(shorten the prompt)"
+            )
         n_real = padding_mask.sum(1)
         if answers is not None:
             answer_start = n_real - torch.tensor([len(a) for a in answer_ids])
             labels = torch.full_like(input_ids, -100)
             for b, ids in enumerate(answer_ids):
                 s = int(answer_start[b])
-                if input_ids[b, s:s + len(ids)].tolist() != ids:
-                    raise LIVRError(f"answer {answers[b]!r} does not tokenize on its own after the prompt; "
-                                    "this tokenizer merges it with the template")
-                labels[b, s:s + len(ids)] = torch.tensor(ids)
+                if input_ids[b, s : s + len(ids)].tolist() != ids:
+                    raise LIVRError(
+                        f"answer {answers[b]!r} does not tokenize on its own after the prompt; "
+                        "this tokenizer merges it with the template"
+                    )
+                labels[b, s : s + len(ids)] = torch.tensor(ids)
         else:
             answer_start, labels = n_real.clone(), None
-        segs = segment_ids(input_ids, padding_mask, self.image_token_id, self.latent_token_ids,
-                           answer_start if answers is not None else None)
+        segs = segment_ids(
+            input_ids,
+            padding_mask,
+            self.image_token_id,
+            self.latent_token_ids,
+            answer_start if answers is not None else None,
+        )
         n_lat = (segs == int(Segment.LATENT)).sum(1)
         if (n_lat != self.config.n_latents).any():
             raise LIVRError(f"expected {self.config.n_latents} latent tokens per row, found {n_lat.tolist()}")
@@ -522,15 +558,19 @@ class LIVRModel:
             if not str(c).strip():
                 raise LIVRError(f"option {c!r} is empty")
             whole = self._encode(context + join + str(c))
-            if whole[:len(context_ids)] != context_ids or len(whole) == len(context_ids):
-                raise LIVRError(f"option {c!r} merges with the end of the prompt's template when tokenized; it cannot "
-                                "be scored as a continuation of the prompt")
-            continuations.append(whole[len(context_ids):])
+            if whole[: len(context_ids)] != context_ids or len(whole) == len(context_ids):
+                raise LIVRError(
+                    f"option {c!r} merges with the end of the prompt's template when tokenized; it cannot "
+                    "be scored as a continuation of the prompt"
+                )
+            continuations.append(whole[len(context_ids) :])
         for i, a in enumerate(continuations):
             for j in range(i):
                 if continuations[j] == a:
-                    raise LIVRError(f"options {choices[j]!r} and {choices[i]!r} are the same tokens in context; they "
-                                    "cannot be scored apart")
+                    raise LIVRError(
+                        f"options {choices[j]!r} and {choices[i]!r} are the same tokens in context; they "
+                        "cannot be scored apart"
+                    )
         return context_ids[-1], continuations
 
     def choice_token_ids(self, choices: Sequence[str], prompt: str = "") -> list[int]:
@@ -542,8 +582,10 @@ class LIVRModel:
         long = [c for c, ids in zip(choices, continuations) if len(ids) > 1]
         if long:
             shown = ", ".join(f"{c!r} ({len(ids)} tokens)" for c, ids in zip(choices, continuations) if len(ids) > 1)
-            raise LIVRError(f"options span several tokens in context: {shown}; this read-out compares one logit per "
-                            "option (the answer's probabilities and accuracy score whole options)")
+            raise LIVRError(
+                f"options span several tokens in context: {shown}; this read-out compares one logit per "
+                "option (the answer's probabilities and accuracy score whole options)"
+            )
         return [ids[0] for ids in continuations]
 
     def clean_prompt(self, prompt: str) -> str:
@@ -551,9 +593,14 @@ class LIVRModel:
         return normalize_prompt(self.sanitize_prompt(prompt)[0])
 
     @torch.no_grad()
-    def score_options(self, batch: LIVRBatch, choices: Sequence[Sequence[str]], stage: str = "full",
-                      block_latent_image: bool = False,
-                      answer_logits: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def score_options(
+        self,
+        batch: LIVRBatch,
+        choices: Sequence[Sequence[str]],
+        stage: str = "full",
+        block_latent_image: bool = False,
+        answer_logits: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """Per batch row, ``[n_options]`` probabilities of that row's options (``choices[b]``), scored in context.
 
         A row whose options are all one token in context reads them off the answer row's logits (``answer_logits``
@@ -565,8 +612,10 @@ class LIVRModel:
         if batch.labels is not None:
             raise LIVRError("options are scored on a batch built without answers")
         if len(choices) != batch.input_ids.shape[0] or len(batch.prompts) != len(choices):
-            raise LIVRError(f"got option lists for {len(choices)} rows; the batch has {batch.input_ids.shape[0]} rows "
-                            f"and {len(batch.prompts)} prompts")
+            raise LIVRError(
+                f"got option lists for {len(choices)} rows; the batch has {batch.input_ids.shape[0]} rows "
+                f"and {len(batch.prompts)} prompts"
+            )
         conts = []
         for b, (prompt, options) in enumerate(zip(batch.prompts, choices)):
             last_id, continuation = self.option_continuations(prompt, list(options))
@@ -587,14 +636,21 @@ class LIVRModel:
         return out  # type: ignore[return-value]
 
     @torch.no_grad()
-    def choice_probs(self, batch: LIVRBatch, choices: Sequence[str], stage: str = "full",
-                     block_latent_image: bool = False, answer_logits: torch.Tensor | None = None) -> torch.Tensor:
+    def choice_probs(
+        self,
+        batch: LIVRBatch,
+        choices: Sequence[str],
+        stage: str = "full",
+        block_latent_image: bool = False,
+        answer_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``[B, n_choices]`` probabilities of the same options for every row (see :meth:`score_options`)."""
         n = batch.input_ids.shape[0]
         return torch.stack(self.score_options(batch, [list(choices)] * n, stage, block_latent_image, answer_logits))
 
-    def _continuation_scores(self, batch: LIVRBatch, conts: list[list[list[int]]], stage: str,
-                             block_latent_image: bool) -> list[torch.Tensor]:
+    def _continuation_scores(
+        self, batch: LIVRBatch, conts: list[list[list[int]]], stage: str, block_latent_image: bool
+    ) -> list[torch.Tensor]:
         """Per row, ``[n_options]`` per-token mean log-probs of ``conts[b]`` (rows with no options: empty), from one
         forward of the batch with every row's options packed after its prompt."""
         packed, groups, position_index = _pack_continuations(batch, conts, self.tokenizer.pad_token_id or 0)
@@ -622,12 +678,17 @@ class LIVRModel:
         scores = [torch.zeros(len(options)) for options in conts]
         for (b, j), value in zip(owner, token_logp):
             scores[b][j] += value
-        return [s / torch.tensor([len(ids) for ids in options], dtype=torch.float) if len(options) else s
-                for s, options in zip(scores, conts)]
+        return [
+            s / torch.tensor([len(ids) for ids in options], dtype=torch.float) if len(options) else s
+            for s, options in zip(scores, conts)
+        ]
 
     @torch.no_grad()
-    def generate(self, images: Sequence, prompts: Sequence[str], max_new_tokens: int = 8, stage: str = "full") -> list[str]:
-        """Greedy decoding with the stage mask, recomputing the prefix each step (no KV cache; fine for short answers)."""
+    def generate(
+        self, images: Sequence, prompts: Sequence[str], max_new_tokens: int = 8, stage: str = "full"
+    ) -> list[str]:
+        """Greedy decoding with the stage mask, recomputing the prefix each step (no KV cache: fine for short
+        answers)."""
         batch = self.build_inputs(images, prompts)
         B = batch.input_ids.shape[0]
         outputs: list[list[int]] = [[] for _ in range(B)]
@@ -730,9 +791,9 @@ def _template_join(processor, tokenizer) -> str:
         whole = processor.apply_chat_template(user + [answer], tokenize=False)
     except Exception:  # noqa: BLE001 - a template that cannot render an assistant turn has no join to read
         return ""
-    if not whole.startswith(prompt) or sentinel not in whole[len(prompt):]:
+    if not whole.startswith(prompt) or sentinel not in whole[len(prompt) :]:
         return ""
-    return whole[len(prompt):whole.index(sentinel, len(prompt))]
+    return whole[len(prompt) : whole.index(sentinel, len(prompt))]
 
 
 def _pack_continuations(batch: LIVRBatch, conts: list[list[list[int]]], pad_id: int):
@@ -749,8 +810,11 @@ def _pack_continuations(batch: LIVRBatch, conts: list[list[list[int]]], pad_id: 
     segments = torch.full((B, width), int(Segment.PAD), dtype=batch.segments.dtype)
     groups = torch.full((B, width), -1, dtype=torch.long)
     position_index = torch.arange(width).repeat(B, 1)  # [B, T']
-    per_token = {k: v for k, v in batch.inputs.items()
-                 if k != "input_ids" and not k.startswith("pixel") and tuple(v.shape) == (B, T)}
+    per_token = {
+        k: v
+        for k, v in batch.inputs.items()
+        if k != "input_ids" and not k.startswith("pixel") and tuple(v.shape) == (B, T)
+    }
     extra = {k: torch.zeros((B, width), dtype=v.dtype) for k, v in per_token.items()}
     for b, (s, row) in enumerate(zip(starts, conts)):
         new_ids[b, :s], padding[b, :s], segments[b, :s] = ids[b, :s], batch.padding_mask[b, :s], batch.segments[b, :s]
@@ -764,8 +828,11 @@ def _pack_continuations(batch: LIVRBatch, conts: list[list[list[int]]], pad_id: 
             position_index[b, span] = torch.arange(s, s + len(option))
             at += len(option)
     inputs = {**batch.inputs, **extra, "input_ids": new_ids}
-    return LIVRBatch(inputs, padding, segments, torch.tensor(starts), None, batch.prompts, batch.notes), groups, \
-        position_index
+    return (
+        LIVRBatch(inputs, padding, segments, torch.tensor(starts), None, batch.prompts, batch.notes),
+        groups,
+        position_index,
+    )
 
 
 def _append_tokens(batch: LIVRBatch, next_ids: torch.Tensor, pad_id: int) -> LIVRBatch:
@@ -793,8 +860,11 @@ def load_model(name: str, variant: str | None = None, n_latents: int | None = No
         if variant is not None or n_latents is not None:
             cfg = LIVRConfig.from_json((Path(ref) / CONFIG_NAME).read_text())
             if (variant and variant != cfg.variant) or (n_latents and n_latents != cfg.n_latents):
-                raise LIVRError(f"{name} is a trained {cfg.variant} checkpoint with K={cfg.n_latents}; "
-                                "variant/K cannot be changed when loading it")
+                raise LIVRError(
+                    f"{name} is a trained {cfg.variant} checkpoint with K={cfg.n_latents}; "
+                    "variant/K cannot be changed when loading it"
+                )
         return LIVRModel.load(ref, **kwargs)
-    return LIVRModel.from_backbone(name, variant=variant or "livr", n_latents=16 if n_latents is None else n_latents,
-                                   **kwargs)
+    return LIVRModel.from_backbone(
+        name, variant=variant or "livr", n_latents=16 if n_latents is None else n_latents, **kwargs
+    )

@@ -41,11 +41,23 @@ class SpatialReaderConfig(PretrainedConfig):
     model_type = MODEL_TYPE
     base_config_key = "vision_config"
 
-    def __init__(self, image_size: int = 96, patch_size: int = 12, num_channels: int = 3,
-                 stem_channels: tuple[int, ...] = (16, 32, 64), strides: tuple[int, ...] = (2, 2, 3),
-                 blocks: tuple[int, ...] = (1, 1), hidden_size: int = 128, num_hidden_layers: int = 3,
-                 num_attention_heads: int = 4, intermediate_size: int = 512, layer_norm_eps: float = 1e-5,
-                 initializer_range: float = 0.02, token_mixing: bool = True, **kwargs):
+    def __init__(
+        self,
+        image_size: int = 96,
+        patch_size: int = 12,
+        num_channels: int = 3,
+        stem_channels: tuple[int, ...] = (16, 32, 64),
+        strides: tuple[int, ...] = (2, 2, 3),
+        blocks: tuple[int, ...] = (1, 1),
+        hidden_size: int = 128,
+        num_hidden_layers: int = 3,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 512,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        token_mixing: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.image_size, self.patch_size, self.num_channels = image_size, patch_size, num_channels
         self.stem_channels, self.strides, self.blocks = list(stem_channels), list(strides), list(blocks)
@@ -132,8 +144,9 @@ class _Layer(nn.Module):
             self.norm_mix = nn.LayerNorm(d, eps=config.layer_norm_eps)
             self.mix = nn.Sequential(nn.Linear(n, 4 * n), nn.GELU(), nn.Linear(4 * n, n))
         self.norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
-        self.mlp = nn.Sequential(nn.Linear(d, config.intermediate_size), nn.GELU(),
-                                 nn.Linear(config.intermediate_size, d))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, d)
+        )
 
     def forward(self, x):
         b, t, d = x.shape
@@ -148,7 +161,7 @@ class SpatialReaderModel(PreTrainedModel):
     config_class = SpatialReaderConfig
     base_model_prefix = "spatial_reader"
     main_input_name = "pixel_values"
-    input_modalities = ("image",)
+    input_modalities = "image"
     _supports_sdpa = True  # the tower's own attention is plain sdpa math; the LM's kernel choice is separate
     _no_split_modules = ["_Layer"]
 
@@ -165,18 +178,25 @@ class SpatialReaderModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, SpatialReaderModel):
             nn.init.normal_(module.position_embedding, std=std)
 
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, **kwargs) -> BaseModelOutputWithPooling:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
         """``hidden_states`` always holds the stem's tokens and each layer's output (LLaVA reads one of them)."""
         dtype = self.position_embedding.dtype
         x = self.stem(pixel_values.to(dtype)) + self.position_embedding
@@ -185,8 +205,9 @@ class SpatialReaderModel(PreTrainedModel):
             x = layer(x)
             states.append(x)
         last = self.post_layernorm(x)
-        return BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=last.mean(1),
-                                          hidden_states=tuple(states))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last, pooler_output=last.mean(1), hidden_states=tuple(states)
+        )
 
 
 def register() -> None:

@@ -13,5 +13,15 @@ from livr_viz.data.tasks import (
     task_names,
 )
 
-__all__ = ["DEFAULT_SIZE", "LETTERS", "SPLITS", "TASKS", "Sample", "answer_index", "format_prompt", "make_sample",
-           "resolve_tasks", "task_names"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "LETTERS",
+    "SPLITS",
+    "TASKS",
+    "Sample",
+    "answer_index",
+    "format_prompt",
+    "make_sample",
+    "resolve_tasks",
+    "task_names",
+]

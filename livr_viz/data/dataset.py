@@ -18,9 +18,16 @@ class SyntheticTaskDataset(Dataset):
     and every epoch sees identical bytes.
     """
 
-    def __init__(self, tasks: str | Sequence[str] = "all", split: str = "train", n_per_task: int = 1000,
-                 seed: int = 0, size: int = DEFAULT_SIZE, knobs: dict[str, dict] | None = None,
-                 answer_format: str = DEFAULT_ANSWER_FORMAT):
+    def __init__(
+        self,
+        tasks: str | Sequence[str] = "all",
+        split: str = "train",
+        n_per_task: int = 1000,
+        seed: int = 0,
+        size: int = DEFAULT_SIZE,
+        knobs: dict[str, dict] | None = None,
+        answer_format: str = DEFAULT_ANSWER_FORMAT,
+    ):
         self.tasks = resolve_tasks(tasks if isinstance(tasks, str) else list(tasks))
         self.split, self.n_per_task, self.seed, self.size = split, int(n_per_task), int(seed), int(size)
         self.knobs = knobs or {}
@@ -35,8 +42,15 @@ class SyntheticTaskDataset(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         task = self.tasks[i % len(self.tasks)]
-        return make_sample(task, self.split, self.seed, i // len(self.tasks), size=self.size,
-                           answer_format=self.answer_format, **self.knobs.get(task, {}))
+        return make_sample(
+            task,
+            self.split,
+            self.seed,
+            i // len(self.tasks),
+            size=self.size,
+            answer_format=self.answer_format,
+            **self.knobs.get(task, {}),
+        )
 
 
 class RecordDataset(Dataset):
@@ -63,6 +77,10 @@ class LIVRCollator:
     def __call__(self, items):
         targets = [getattr(it, "target", it.answer) for it in items] if self.with_answers else None
         batch = self.model.build_inputs([it.image for it in items], [it.prompt for it in items], targets)
-        batch.meta = {"tasks": [it.task for it in items], "answers": [it.answer for it in items],
-                      "n_choices": [len(it.choices) for it in items], "ids": [it.id for it in items]}
+        batch.meta = {
+            "tasks": [it.task for it in items],
+            "answers": [it.answer for it in items],
+            "n_choices": [len(it.choices) for it in items],
+            "ids": [it.id for it in items],
+        }
         return batch

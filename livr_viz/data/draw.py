@@ -31,6 +31,8 @@ SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
 def plural(noun: str) -> str:
     """English plural of a shape name: "crosses", "circles"."""
     return noun + "es" if noun.endswith(("s", "x", "z", "ch", "sh")) else noun + "s"
+
+
 # bounding-box fill ratio of each shape (used to tell shapes apart from pixels)
 FILL_RATIO = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5, "diamond": 0.5, "star": 0.38, "cross": 5 / 9}
 BACKGROUND = (245, 245, 240)
@@ -62,24 +64,53 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float = 0.0
             pts.append((rad * math.cos(t), rad * math.sin(t)))
     elif shape == "cross":
         a, b = 0.25, 0.75
-        pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a),
-               (-a, -a)]
+        pts = [
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        ]
     else:
         raise LIVRError(f"unknown shape {shape!r}; known: {SHAPES}")
     ca, sa = math.cos(angle), math.sin(angle)
     return [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in pts]
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill, angle: float = 0.0,
-               outline=None, width: int = 1) -> None:
+def draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    fill,
+    angle: float = 0.0,
+    outline=None,
+    width: int = 1,
+) -> None:
     if shape == "circle" and angle == 0.0:
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=outline, width=width)
     else:
         draw.polygon(shape_polygon(shape, cx, cy, r, angle), fill=fill, outline=outline, width=width)
 
 
-def place_disjoint(rng: np.random.Generator, n: int, size: tuple[int, int], radius: float, margin: float = 2.0,
-                   avoid: list[tuple[float, float, float]] | None = None, tries: int = 400, restarts: int = 20):
+def place_disjoint(
+    rng: np.random.Generator,
+    n: int,
+    size: tuple[int, int],
+    radius: float,
+    margin: float = 2.0,
+    avoid: list[tuple[float, float, float]] | None = None,
+    tries: int = 400,
+    restarts: int = 20,
+):
     """``n`` centres inside ``size`` (w, h) whose discs of ``radius`` + margin do not touch (rejection sampling).
 
     Greedy placement can paint itself into a corner (a first disc near the centre of a small image leaves no room
@@ -113,7 +144,7 @@ def box_mask(size: tuple[int, int], box) -> np.ndarray:
     w, h = size
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     m = np.zeros((h, w), dtype=bool)
-    m[max(0, y0):min(h, y1 + 1), max(0, x0):min(w, x1 + 1)] = True
+    m[max(0, y0) : min(h, y1 + 1), max(0, x0) : min(w, x1 + 1)] = True
     return m
 
 
@@ -122,8 +153,9 @@ def letter_tile(x: float, y: float) -> tuple[float, float, float, float]:
     return (x - 2, y - 1, x + 9, y + 11)
 
 
-def draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, label: str, colour=MARKER, r: float = 3.0,
-                label_offset=(4, -11)) -> None:
+def draw_marker(
+    draw: ImageDraw.ImageDraw, x: float, y: float, label: str, colour=MARKER, r: float = 3.0, label_offset=(4, -11)
+) -> None:
     """A ring around (x, y) (the centre pixel stays visible) and a text label next to it."""
     draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=1)
     if label:
@@ -132,8 +164,9 @@ def draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, label: str, colou
         draw.text((lx, ly), label, font=font(9), fill=colour)
 
 
-def draw_ring(draw: ImageDraw.ImageDraw, x: float, y: float, colour, r: float = 4.0, width: int = 2,
-              outline=(0, 0, 0)) -> None:
+def draw_ring(
+    draw: ImageDraw.ImageDraw, x: float, y: float, colour, r: float = 4.0, width: int = 2, outline=(0, 0, 0)
+) -> None:
     """A bold option marker for the word answer format: a ``width``-px ring of ``colour`` with a 1-px ``outline``
     around it. About 10 px across, so it owns its 12-px patch; the centre pixels stay visible."""
     draw.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], outline=outline, width=1)
@@ -165,8 +198,9 @@ def texture(rng: np.random.Generator, size: int, kind: str, freq: float, angle: 
 TEXTURES = ("stripes", "checks", "dots", "waves", "rings")
 
 
-def compose_panels(panels: list[Image.Image], labels: list[str], size: int, layout: str = "row",
-                   gap: int = 2) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def compose_panels(
+    panels: list[Image.Image], labels: list[str], size: int, layout: str = "row", gap: int = 2
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """Paste panels on one ``size`` x ``size`` canvas with a drawn label each.
 
     Returns the canvas and each panel's box (x0, y0, x1, y1) on it.  Layouts: ``row`` (side by side),

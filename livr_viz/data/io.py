@@ -70,13 +70,29 @@ class Record(MultipleChoice):
 
 
 def sample_to_record(sample: Sample) -> Record:
-    return Record(sample.id, sample.task, None, sample.question, list(sample.choices), sample.answer,
-                  concepts=dict(sample.concepts), image_obj=sample.image, evidence_array=sample.evidence,
-                  answer_format=sample.answer_format)
+    return Record(
+        sample.id,
+        sample.task,
+        None,
+        sample.question,
+        list(sample.choices),
+        sample.answer,
+        concepts=dict(sample.concepts),
+        image_obj=sample.image,
+        evidence_array=sample.evidence,
+        answer_format=sample.answer_format,
+    )
 
 
-def export_samples(tasks: str | list[str], split: str, n: int, seed: int, out: Path, size: int = 96,
-                   answer_format: str = DEFAULT_ANSWER_FORMAT) -> Path:
+def export_samples(
+    tasks: str | list[str],
+    split: str,
+    n: int,
+    seed: int,
+    out: Path,
+    size: int = 96,
+    answer_format: str = DEFAULT_ANSWER_FORMAT,
+) -> Path:
     """Write ``out/samples.jsonl`` plus ``out/images/*.png`` and ``out/evidence/*.png``; returns the JSONL path."""
     names = resolve_tasks(tasks)
     if n < 1:
@@ -95,16 +111,29 @@ def export_samples(tasks: str | list[str], split: str, n: int, seed: int, out: P
                 s = make_sample(task, split, seed, i, size=size, answer_format=answer_format)
                 s.image.save(out / "images" / f"{s.id}.png")
                 Image.fromarray(s.evidence.astype(np.uint8) * 255).save(out / "evidence" / f"{s.id}.png")
-                fh.write(json.dumps({"id": s.id, "task": s.task, "image": f"images/{s.id}.png", "question": s.question,
-                                     "choices": s.choices, "answer": s.answer,
-                                     "evidence_mask": f"evidence/{s.id}.png", "concepts": s.concepts,
-                                     "answer_format": s.answer_format}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": s.id,
+                            "task": s.task,
+                            "image": f"images/{s.id}.png",
+                            "question": s.question,
+                            "choices": s.choices,
+                            "answer": s.answer,
+                            "evidence_mask": f"evidence/{s.id}.png",
+                            "concepts": s.concepts,
+                            "answer_format": s.answer_format,
+                        }
+                    )
+                    + "\n"
+                )
     tmp.replace(path)
     return path
 
 
-def preview(task: str, out: Path, n: int = 8, seed: int = 0, split: str = "train", size: int = 96,
-            scale: int = 3) -> Path:
+def preview(
+    task: str, out: Path, n: int = 8, seed: int = 0, split: str = "train", size: int = 96, scale: int = 3
+) -> Path:
     """PNG grid of ``n`` samples with evidence outlined in green and the answer + question underneath."""
     resolve_tasks([task])
     tile = size * scale
@@ -129,8 +158,9 @@ def preview(task: str, out: Path, n: int = 8, seed: int = 0, split: str = "train
                 line = ""
             line += w + " "
         lines.append(line)
-        draw.multiline_text((x + 3, y + tile + 2), "\n".join(lines[:3]) + f"\nanswer: {s.answer}  ({s.id})",
-                            fill=(0, 0, 0))
+        draw.multiline_text(
+            (x + 3, y + tile + 2), "\n".join(lines[:3]) + f"\nanswer: {s.answer}  ({s.id})", fill=(0, 0, 0)
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
@@ -155,8 +185,9 @@ def _validate(obj, line_no: int, base: Path, path: Path) -> Record:
         raise DataError(f"{where}: field 'choices' must be a list of 2..{len(LETTERS)} strings")
     answer = obj["answer"].strip().strip("()")
     if answer not in LETTERS[: len(choices)]:
-        raise DataError(f"{where}: field 'answer' must be one of {', '.join(LETTERS[:len(choices)])}; "
-                        f"got {obj['answer']!r}")
+        raise DataError(
+            f"{where}: field 'answer' must be one of {', '.join(LETTERS[: len(choices)])}; got {obj['answer']!r}"
+        )
     image = (base / obj["image"]).resolve()
     if not image.is_file():
         raise DataError(f"{where}: field 'image' points to a missing file ({obj['image']})")
@@ -172,8 +203,9 @@ def _validate(obj, line_no: int, base: Path, path: Path) -> Record:
         raise DataError(f"{where}: field 'concepts' must be an object or null")
     fmt = obj.get("answer_format") or "letter"
     check_one_of(f"{where}: field 'answer_format'", fmt, ANSWER_FORMATS, error=DataError)
-    return Record(obj["id"], obj["task"], image, obj["question"], list(choices), answer, evidence, concepts,
-                  answer_format=fmt)
+    return Record(
+        obj["id"], obj["task"], image, obj["question"], list(choices), answer, evidence, concepts, answer_format=fmt
+    )
 
 
 def load_jsonl(path: str | Path, skip_invalid: bool = False) -> tuple[list[Record], list[str]]:
@@ -211,10 +243,15 @@ def load_jsonl(path: str | Path, skip_invalid: bool = False) -> tuple[list[Recor
 
 
 BLINK_TASKS = {
-    "Counting": "counting", "Jigsaw": "jigsaw", "Object_Localization": "object_localization",
-    "Visual_Correspondence": "visual_correspondence", "Art_Style": "art_style",
-    "Semantic_Correspondence": "semantic_correspondence", "Functional_Correspondence": "functional_correspondence",
-    "Relative_Reflectance": "relative_reflectance", "Visual_Similarity": "visual_similarity",
+    "Counting": "counting",
+    "Jigsaw": "jigsaw",
+    "Object_Localization": "object_localization",
+    "Visual_Correspondence": "visual_correspondence",
+    "Art_Style": "art_style",
+    "Semantic_Correspondence": "semantic_correspondence",
+    "Functional_Correspondence": "functional_correspondence",
+    "Relative_Reflectance": "relative_reflectance",
+    "Visual_Similarity": "visual_similarity",
 }
 
 
@@ -279,9 +316,18 @@ def load_blink(folder: str | Path, tile_size: int = 384) -> list[Record]:
         answer = str(row.get("answer", "")).strip().strip("()")
         if not choices or answer not in LETTERS[: len(choices)]:
             raise LIVRError(f"{source} row {n}: needs 'choices' and an 'answer' letter, got {row.get('answer')!r}")
-        records.append(Record(str(row.get("idx") or row.get("id") or f"{task}-{n}"), task, None,
-                              str(row.get("question", "")), [str(c) for c in choices], answer,
-                              concepts={}, image_obj=tile_images(images, tile_size)))
+        records.append(
+            Record(
+                str(row.get("idx") or row.get("id") or f"{task}-{n}"),
+                task,
+                None,
+                str(row.get("question", "")),
+                [str(c) for c in choices],
+                answer,
+                concepts={},
+                image_obj=tile_images(images, tile_size),
+            )
+        )
     return records
 
 

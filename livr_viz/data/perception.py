@@ -59,7 +59,7 @@ def _rng(kind, split, seed, index):
 def _decoys(rng, draw, size: tuple[int, int], r: float) -> None:
     """0–2 small shapes in palette colours, unrelated to the question."""
     for _ in range(int(rng.integers(0, 3))):
-        (x, y), = D.place_disjoint(rng, 1, size, r, margin=2)
+        ((x, y),) = D.place_disjoint(rng, 1, size, r, margin=2)
         D.draw_shape(draw, str(rng.choice(D.SHAPES)), x, y, r, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
 
 
@@ -105,8 +105,10 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
             if i < n:
                 evidence |= D.disc_mask(img.size, x, y, rr)
         concepts.update(count=n, colour=colour)
-        question, (choices, answer) = f"How many {colour} circles are there?", _options(rng, str(n),
-                                                                                        [str(v) for v in range(9)])
+        question, (choices, answer) = (
+            f"How many {colour} circles are there?",
+            _options(rng, str(n), [str(v) for v in range(9)]),
+        )
     elif kind == "brighter":
         levels = rng.uniform(0.1, 0.9, 2)
         while abs(levels[0] - levels[1]) < 0.15:
@@ -123,7 +125,7 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
     elif kind == "label_on":
         shape, colour = str(rng.choice(D.SHAPES)), str(rng.choice(D.COLOR_NAMES))
         big = 0.2 * size
-        (x, y), = D.place_disjoint(rng, 1, img.size, big)
+        ((x, y),) = D.place_disjoint(rng, 1, img.size, big)
         D.draw_shape(draw, "circle", x, y, big, D.PALETTE[colour])
         target = int(rng.integers(4))
         inside = np.array([x, y]) + rng.uniform(-0.5, 0.5, 2) * big
@@ -139,8 +141,11 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
             D.draw_marker(draw, p[0], p[1], LETTERS[i])
         evidence |= D.disc_mask(img.size, x, y, big + 2)
         concepts.update(colour=colour)
-        question, choices, answer = f"Which labelled point is on the {colour} circle?", [f"point {c}" for c in
-                                                                                        "ABCD"], LETTERS[target]
+        question, choices, answer = (
+            f"Which labelled point is on the {colour} circle?",
+            [f"point {c}" for c in "ABCD"],
+            LETTERS[target],
+        )
     elif kind == "box_contains":
         shapes = rng.choice(D.SHAPES, size=2, replace=False)
         pts = D.place_disjoint(rng, 2, img.size, 16, margin=4)
@@ -191,9 +196,17 @@ def make_perception_sample(kind: str, split: str = "train", seed: int = 0, index
     # asks the count question with lettered options, the binding the nine tasks' option lists need, and
     # pick_option teaches that binding on its own (a text lookup: "Which option is 7?").
     fmt = "word" if kind in WORD_ANSWERS else "letter"
-    return Sample(id=f"perception-{kind}-{split}-{seed}-{index}", task=f"perception_{kind}", image=img,
-                  question=question, choices=choices, answer=answer, evidence=evidence, concepts=concepts,
-                  answer_format=fmt)
+    return Sample(
+        id=f"perception-{kind}-{split}-{seed}-{index}",
+        task=f"perception_{kind}",
+        image=img,
+        question=question,
+        choices=choices,
+        answer=answer,
+        evidence=evidence,
+        concepts=concepts,
+        answer_format=fmt,
+    )
 
 
 def _colour_match(rng, size: int, labels: list[str]):
@@ -205,8 +218,14 @@ def _colour_match(rng, size: int, labels: list[str]):
     panels = []
     for colour in (ref, *_shuffle_into(rng, ref, [other], target)):
         panel = Image.new("RGB", (side, side), D.BACKGROUND)
-        D.draw_shape(ImageDraw.Draw(panel), str(rng.choice(D.SHAPES)), side / 2, side / 2,
-                     side * rng.uniform(0.25, 0.45), D.PALETTE[str(colour)])
+        D.draw_shape(
+            ImageDraw.Draw(panel),
+            str(rng.choice(D.SHAPES)),
+            side / 2,
+            side / 2,
+            side * rng.uniform(0.25, 0.45),
+            D.PALETTE[str(colour)],
+        )
         panels.append(panel)
     img, boxes = D.compose_panels(panels, labels, size, layout="ref_top")
     evidence = np.zeros((size, size), bool)
@@ -245,19 +264,37 @@ def _subskill(kind: str, rng, size: int):
             D.draw_ring(draw, px, py, D.PALETTE[MARKER_WORDS[j]], outline=(255, 255, 255) if lvl < 0.45 else (0, 0, 0))
             evidence |= D.disc_mask(img.size, px, py, 5)
         target = int(levels[1] < levels[0])
-        return img, "Which marked point is on the darker surface?", list(MARKER_WORDS[:2]), LETTERS[target], \
-            evidence, {"darker": MARKER_WORDS[target]}
+        return (
+            img,
+            "Which marked point is on the darker surface?",
+            list(MARKER_WORDS[:2]),
+            LETTERS[target],
+            evidence,
+            {"darker": MARKER_WORDS[target]},
+        )
     if kind == "match_side":
         img, evidence, ref, target = _colour_match(rng, size, ["", "", ""])
-        return img, "The reference is on top. Which candidate below has the same colour as the reference?", \
-            ["left", "right"], LETTERS[target], evidence, {"colour": ref}
+        return (
+            img,
+            "The reference is on top. Which candidate below has the same colour as the reference?",
+            ["left", "right"],
+            LETTERS[target],
+            evidence,
+            {"colour": ref},
+        )
     if kind == "same_place":
         side = (size - 6) // 2
         panel = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(200, 250, 3)))
         pd = ImageDraw.Draw(panel)
         for _ in range(5):
-            D.draw_shape(pd, str(rng.choice(D.SHAPES)), *rng.uniform(0, side, 2), rng.uniform(0.08, 0.2) * side,
-                         D.PALETTE[str(rng.choice(SCENE_COLOURS))], angle=rng.uniform(0, np.pi))
+            D.draw_shape(
+                pd,
+                str(rng.choice(D.SHAPES)),
+                *rng.uniform(0, side, 2),
+                rng.uniform(0.08, 0.2) * side,
+                D.PALETTE[str(rng.choice(SCENE_COLOURS))],
+                angle=rng.uniform(0, np.pi),
+            )
         pts = [rng.uniform(6, side - 6, 2)]
         while len(pts) < 4:
             p = rng.uniform(6, side - 6, 2)
@@ -273,8 +310,9 @@ def _subskill(kind: str, rng, size: int):
         for (x0, y0, _, _), group in ((boxes[0], [ref]), (boxes[1], cands)):
             for p in group:
                 evidence |= D.disc_mask(img.size, x0 + p[0], y0 + p[1], 6)
-        question = ("The left panel marks a reference point. Which coloured point in the right panel shows the same "
-                    "place?")
+        question = (
+            "The left panel marks a reference point. Which coloured point in the right panel shows the same place?"
+        )
         return img, question, list(MARKER_WORDS), LETTERS[target], evidence, {}
     if kind == "marker_part":
         shape = str(rng.choice(("triangle", "diamond", "star", "cross", "square")))
@@ -289,8 +327,14 @@ def _subskill(kind: str, rng, size: int):
             evidence |= D.disc_mask(img.size, *keypoints[p], 6)
         names = {"centre": "centre"}
         part = parts[target]
-        return img, f"Which coloured point marks the {names.get(part, part)} of the shape?", list(MARKER_WORDS), \
-            LETTERS[target], evidence, {"part": part}
+        return (
+            img,
+            f"Which coloured point marks the {names.get(part, part)} of the shape?",
+            list(MARKER_WORDS),
+            LETTERS[target],
+            evidence,
+            {"part": part},
+        )
     # marker_on_shape / box_around: a few shapes in scene colours, options in marker colours
     n = 2 if kind == "box_around" else 4
     r = rng.uniform(0.1, 0.13) * size
@@ -327,5 +371,6 @@ class PerceptionDataset:
     def __getitem__(self, i):
         if not 0 <= i < self.n:
             raise IndexError(i)
-        return make_perception_sample(self.kinds[i % len(self.kinds)], self.split, self.seed, i // len(self.kinds),
-                                      self.size)
+        return make_perception_sample(
+            self.kinds[i % len(self.kinds)], self.split, self.seed, i // len(self.kinds), self.size
+        )

@@ -143,8 +143,15 @@ def answer_index(task: str, split: str, seed: int, index: int) -> int:
     return int(perm[index % n])
 
 
-def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, size: int = DEFAULT_SIZE,
-                answer_format: str = DEFAULT_ANSWER_FORMAT, **knobs) -> Sample:
+def make_sample(
+    task: str,
+    split: str = "train",
+    seed: int = 0,
+    index: int = 0,
+    size: int = DEFAULT_SIZE,
+    answer_format: str = DEFAULT_ANSWER_FORMAT,
+    **knobs,
+) -> Sample:
     """The sample ``(task, split, seed, index)`` in ``answer_format`` (``word`` | ``letter``); ``knobs`` override
     the task's difficulty defaults."""
     if task not in TASKS:
@@ -163,8 +170,13 @@ def make_sample(task: str, split: str = "train", seed: int = 0, index: int = 0, 
     target = answer_index(task, split, seed, index)
     out = spec.generate(rng, target, size, settings, answer_format)
     suffix = "" if answer_format == "letter" else f"-{answer_format}"
-    sample = Sample(id=f"{task}-{split}-{seed}-{index}{suffix}", task=task, answer=LETTERS[target],
-                    answer_format=answer_format, **out)
+    sample = Sample(
+        id=f"{task}-{split}-{seed}-{index}{suffix}",
+        task=task,
+        answer=LETTERS[target],
+        answer_format=answer_format,
+        **out,
+    )
     assert sample.evidence.any(), f"{sample.id}: empty evidence"
     sample.concepts = {"task": task, **sample.concepts}
     return sample
@@ -223,10 +235,20 @@ def _counting(rng, target, size, k: CountingKnobs, fmt):
     wrong = [n for n in range(max(0, k.min_count - 1), k.max_count + 3) if n != count]
     options = rng.choice(wrong, size=3, replace=False).tolist()
     choices = [str(v) for v in _shuffle_into(rng, count, options, target)]
-    concepts = {"count": count, "target_color": str(colour), "target_shape": str(shape), "n_distractors": n_dis,
-                **{f"count_{q.replace('-', '_')}": v for q, v in quadrants.items()}}
-    return dict(image=img, question=f"How many {colour} {D.plural(shape)} are in the image?", choices=choices,
-                evidence=np.asarray(mask) > 0, concepts=concepts)
+    concepts = {
+        "count": count,
+        "target_color": str(colour),
+        "target_shape": str(shape),
+        "n_distractors": n_dis,
+        **{f"count_{q.replace('-', '_')}": v for q, v in quadrants.items()},
+    }
+    return dict(
+        image=img,
+        question=f"How many {colour} {D.plural(shape)} are in the image?",
+        choices=choices,
+        evidence=np.asarray(mask) > 0,
+        concepts=concepts,
+    )
 
 
 # ----------------------------------------------------------------------------- object localization
@@ -261,8 +283,9 @@ def _localization(rng, target, size, k: LocalizationKnobs, fmt):
     D.draw_shape(draw, shape, cx, cy, r, D.PALETTE[colour])
     D.draw_shape(mdraw, shape, cx, cy, r, 255)
     for x, y in clutter:
-        D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r * 0.45,
-                     D.PALETTE[rng.choice([c for c in palette if c != colour])])
+        D.draw_shape(
+            draw, rng.choice(D.SHAPES), x, y, r * 0.45, D.PALETTE[rng.choice([c for c in palette if c != colour])]
+        )
     ys, xs = np.nonzero(np.asarray(mask))
     true_box = (float(xs.min() - 1), float(ys.min() - 1), float(xs.max() + 1), float(ys.max() + 1))
     bw, bh = true_box[2] - true_box[0], true_box[3] - true_box[1]
@@ -274,9 +297,14 @@ def _localization(rng, target, size, k: LocalizationKnobs, fmt):
             x0 = true_box[0] + rng.uniform(-0.7, 0.7) * bw
             y0 = true_box[1] + rng.uniform(-0.7, 0.7) * bh
             box = (x0, y0, x0 + w2, y0 + h2)
-            if (box[0] >= 1 and box[1] >= 1 and box[2] <= size - 2 and box[3] <= size - 2
-                    and k.min_iou <= iou(box, true_box) <= k.max_iou
-                    and all(iou(box, b) < 0.8 for b in boxes)):
+            if (
+                box[0] >= 1
+                and box[1] >= 1
+                and box[2] <= size - 2
+                and box[3] <= size - 2
+                and k.min_iou <= iou(box, true_box) <= k.max_iou
+                and all(iou(box, b) < 0.8 for b in boxes)
+            ):
                 boxes.append(box)
                 break
         else:
@@ -295,13 +323,22 @@ def _localization(rng, target, size, k: LocalizationKnobs, fmt):
             evidence |= np.asarray(drawn) > 0
         outline = D.box_mask(img.size, box) & ~D.box_mask(img.size, (box[0] + 2, box[1] + 2, box[2] - 2, box[3] - 2))
         evidence |= outline
-    concepts = {"object_shape": str(shape), "object_color": str(colour),
-                "object_quadrant": _quadrant(cx, cy, size, size),
-                "object_size": float(2 * r / size), "boxes": [[round(v, 2) for v in b] for b in ordered],
-                "box_iou": [round(iou(b, true_box), 3) for b in ordered]}
+    concepts = {
+        "object_shape": str(shape),
+        "object_color": str(colour),
+        "object_quadrant": _quadrant(cx, cy, size, size),
+        "object_size": float(2 * r / size),
+        "boxes": [[round(v, 2) for v in b] for b in ordered],
+        "box_iou": [round(iou(b, true_box), 3) for b in ordered],
+    }
     choices = [f"box {LETTERS[i]}" for i in range(n)] if fmt == "letter" else list(MARKER_WORDS[:n])
-    return dict(image=img, question=f"Which box fits the {colour} {shape} best?", choices=choices,
-                evidence=evidence, concepts=concepts)
+    return dict(
+        image=img,
+        question=f"Which box fits the {colour} {shape} best?",
+        choices=choices,
+        evidence=evidence,
+        concepts=concepts,
+    )
 
 
 # ----------------------------------------------------------------------------- relative reflectance
@@ -372,12 +409,21 @@ def _reflectance(rng, target, size, k: ReflectanceKnobs, fmt):
             D.draw_ring(draw, px, py, D.PALETTE[MARKER_WORDS[j]], outline=contrast)
         evidence |= D.disc_mask(img.size, px, py, 5 if fmt == "letter" else 6)
     lum = [luminance(c) for c in colours]
-    concepts = {"brightness_a": round(lum[0], 4), "brightness_b": round(lum[1], 4), "brightness_order": kind,
-                "point_a": [round(points[0][0], 1), round(points[0][1], 1)],
-                "point_b": [round(points[1][0], 1), round(points[1][1], 1)]}
+    concepts = {
+        "brightness_a": round(lum[0], 4),
+        "brightness_b": round(lum[1], 4),
+        "brightness_order": kind,
+        "point_a": [round(points[0][0], 1), round(points[0][1], 1)],
+        "point_b": [round(points[1][0], 1), round(points[1][1], 1)],
+    }
     choices = ["A is darker", "B is darker", "about the same"] if fmt == "letter" else [*MARKER_WORDS[:2], "same"]
-    return dict(image=img, question="Which marked point is on the darker surface?", choices=choices,
-                evidence=evidence, concepts=concepts)
+    return dict(
+        image=img,
+        question="Which marked point is on the darker surface?",
+        choices=choices,
+        evidence=evidence,
+        concepts=concepts,
+    )
 
 
 # ----------------------------------------------------------------------------- visual correspondence
@@ -397,8 +443,7 @@ def _random_scene(rng, side: int, n_shapes: int, background=None, palette=D.COLO
     for _ in range(n_shapes):
         r = rng.uniform(0.08, 0.2) * side
         x, y = rng.uniform(0, side, 2)
-        D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r, D.PALETTE[rng.choice(palette)],
-                     angle=rng.uniform(0, math.pi))
+        D.draw_shape(draw, rng.choice(D.SHAPES), x, y, r, D.PALETTE[rng.choice(palette)], angle=rng.uniform(0, math.pi))
     return scene
 
 
@@ -423,8 +468,9 @@ def _affine(kind: str, rng, side: int, k: VisualCorrespondenceKnobs):
 def _warp(scene: Image.Image, forward: np.ndarray, fill) -> Image.Image:
     full = np.vstack([forward, [0, 0, 1]])
     inv = np.linalg.inv(full)
-    return scene.transform(scene.size, Image.AFFINE, data=tuple(inv[:2].ravel()), resample=Image.NEAREST,
-                           fillcolor=fill)
+    return scene.transform(
+        scene.size, Image.AFFINE, data=tuple(inv[:2].ravel()), resample=Image.NEAREST, fillcolor=fill
+    )
 
 
 def _far_points(rng, n, side, avoid, min_dist, margin=5, tries=500):
@@ -466,8 +512,12 @@ def _panel_labels(fmt: str, labels: list[str]) -> list[str]:
     return labels if fmt == "letter" else [""] * len(labels)
 
 
-@register("visual_correspondence", 4, VisualCorrespondenceKnobs,
-          "A reference point in the left panel; which labelled point in the right panel is the same physical point?")
+@register(
+    "visual_correspondence",
+    4,
+    VisualCorrespondenceKnobs,
+    "A reference point in the left panel; which labelled point in the right panel is the same physical point?",
+)
 def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     bg = tuple(int(v) for v in rng.integers(200, 250, 3))
@@ -490,12 +540,22 @@ def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs, fmt):
     for (x0, y0, _, _), pts in ((boxes[0], [ref]), (boxes[1], points)):
         for p in pts:
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
-    concepts = {"transform": kind, **params, "ref_quadrant": _quadrant(ref[0], ref[1], side, side),
-                "answer_quadrant": _quadrant(mapped[0], mapped[1], side, side)}
+    concepts = {
+        "transform": kind,
+        **params,
+        "ref_quadrant": _quadrant(ref[0], ref[1], side, side),
+        "answer_quadrant": _quadrant(mapped[0], mapped[1], side, side),
+    }
     which = "labelled" if fmt == "letter" else "coloured"
-    return dict(image=canvas, question=f"The left panel marks a reference point. Which {which} point in the right "
-                "panel shows the same physical point?", choices=_point_choices(fmt),
-                evidence=evidence, concepts=concepts, panels={"reference": panel_a, "candidates": panel_b})
+    return dict(
+        image=canvas,
+        question=f"The left panel marks a reference point. Which {which} point in the right "
+        "panel shows the same physical point?",
+        choices=_point_choices(fmt),
+        evidence=evidence,
+        concepts=concepts,
+        panels={"reference": panel_a, "candidates": panel_b},
+    )
 
 
 # ----------------------------------------------------------------------------- semantic correspondence
@@ -519,13 +579,23 @@ def _part_points(shape: str, cx: float, cy: float, r: float) -> dict[str, tuple[
         tie = np.isclose(values, values[i])
         return toward_centre(float(xs[tie].mean()), float(ys[tie].mean()))
 
-    return {"top": extreme(ys, np.argmin), "bottom": extreme(ys, np.argmax), "left": extreme(xs, np.argmin),
-            "right": extreme(xs, np.argmax), "centre": (float(cx), float(cy))}
+    return {
+        "top": extreme(ys, np.argmin),
+        "bottom": extreme(ys, np.argmax),
+        "left": extreme(xs, np.argmin),
+        "right": extreme(xs, np.argmax),
+        "centre": (float(cx), float(cy)),
+    }
 
 
 def _house(cx, cy, r):
-    return [(cx, cy - r), (cx + 0.8 * r, cy - 0.2 * r), (cx + 0.8 * r, cy + 0.9 * r), (cx - 0.8 * r, cy + 0.9 * r),
-            (cx - 0.8 * r, cy - 0.2 * r)]
+    return [
+        (cx, cy - r),
+        (cx + 0.8 * r, cy - 0.2 * r),
+        (cx + 0.8 * r, cy + 0.9 * r),
+        (cx - 0.8 * r, cy + 0.9 * r),
+        (cx - 0.8 * r, cy - 0.2 * r),
+    ]
 
 
 def _draw_part_shape(draw, shape, cx, cy, r, colour):
@@ -541,8 +611,12 @@ class SemanticCorrespondenceKnobs:
     max_radius: float = 0.42
 
 
-@register("semantic_correspondence", 4, SemanticCorrespondenceKnobs,
-          "The same part (top, bottom, left, right, centre) across two different shapes.")
+@register(
+    "semantic_correspondence",
+    4,
+    SemanticCorrespondenceKnobs,
+    "The same part (top, bottom, left, right, centre) across two different shapes.",
+)
 def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     shape_a, shape_b = rng.choice(PART_SHAPES, size=2, replace=False)
@@ -552,8 +626,14 @@ def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
         r = rng.uniform(k.min_radius, k.max_radius) * side
         cx = rng.uniform(r + 1, side - r - 1)
         cy = rng.uniform(r + 1, side - r - 1)
-        _draw_part_shape(ImageDraw.Draw(panel), shape, cx, cy, r,
-                         D.PALETTE[rng.choice(D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS)])
+        _draw_part_shape(
+            ImageDraw.Draw(panel),
+            shape,
+            cx,
+            cy,
+            r,
+            D.PALETTE[rng.choice(D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS)],
+        )
         panels.append(panel)
         keypoints.append(_part_points(shape, cx, cy, r))
     part = str(rng.choice(PARTS))
@@ -566,12 +646,22 @@ def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
     for (x0, y0, _, _), pts in ((boxes[0], [keypoints[0][part]]), (boxes[1], [keypoints[1][p] for p in chosen])):
         for p in pts:
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
-    concepts = {"part": part, "shape_reference": str(shape_a), "shape_candidates": str(shape_b),
-                "candidate_parts": list(chosen)}
+    concepts = {
+        "part": part,
+        "shape_reference": str(shape_a),
+        "shape_candidates": str(shape_b),
+        "candidate_parts": list(chosen),
+    }
     which = "labelled" if fmt == "letter" else "coloured"
-    return dict(image=canvas, question=f"The marked point is on one part of the left shape. Which {which} point marks "
-                "the same part of the right shape?", choices=_point_choices(fmt),
-                evidence=evidence, concepts=concepts, panels={"reference": panels[0], "candidates": panels[1]})
+    return dict(
+        image=canvas,
+        question=f"The marked point is on one part of the left shape. Which {which} point marks "
+        "the same part of the right shape?",
+        choices=_point_choices(fmt),
+        evidence=evidence,
+        concepts=concepts,
+        panels={"reference": panels[0], "candidates": panels[1]},
+    )
 
 
 # ----------------------------------------------------------------------------- functional correspondence
@@ -594,20 +684,35 @@ def _draw_tool(draw, mdraw, tool, cx, cy, length, angle, handle_colour, head_col
     if tool == "hammer":
         head = tr([(L * 0.15, -L * 0.22), (L * 0.38, -L * 0.22), (L * 0.38, L * 0.22), (L * 0.15, L * 0.22)])
     elif tool == "spoon":
-        head = tr([(L * 0.15 + L * 0.17 * (1 + math.cos(t)), L * 0.14 * math.sin(t))
-                   for t in np.linspace(0, 2 * math.pi, 24)])
+        head = tr(
+            [(L * 0.15 + L * 0.17 * (1 + math.cos(t)), L * 0.14 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)]
+        )
     elif tool == "brush":
         head = tr([(L * 0.15, -L * 0.13), (L * 0.45, -L * 0.16), (L * 0.45, L * 0.16), (L * 0.15, L * 0.13)])
     elif tool == "axe":
         head = tr([(L * 0.05, -w), (L * 0.4, -L * 0.3), (L * 0.45, 0), (L * 0.4, L * 0.3), (L * 0.05, w)])
     elif tool == "pan":
-        head = tr([(L * 0.15 + L * 0.22 * (1 + math.cos(t)), L * 0.22 * math.sin(t))
-                   for t in np.linspace(0, 2 * math.pi, 28)])
+        head = tr(
+            [(L * 0.15 + L * 0.22 * (1 + math.cos(t)), L * 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 28)]
+        )
     elif tool == "key":
-        head = tr([(-L * 0.05, -w), (L * 0.45, -w), (L * 0.45, w * 2.2), (L * 0.35, w * 2.2), (L * 0.35, w),
-                   (L * 0.25, w), (L * 0.25, w * 2.2), (L * 0.15, w * 2.2), (L * 0.15, w), (-L * 0.05, w)])
-        handle = tr([(-L * 0.05 - L * 0.2 * (1 + math.cos(t)), L * 0.2 * math.sin(t))
-                     for t in np.linspace(0, 2 * math.pi, 24)])
+        head = tr(
+            [
+                (-L * 0.05, -w),
+                (L * 0.45, -w),
+                (L * 0.45, w * 2.2),
+                (L * 0.35, w * 2.2),
+                (L * 0.35, w),
+                (L * 0.25, w),
+                (L * 0.25, w * 2.2),
+                (L * 0.15, w * 2.2),
+                (L * 0.15, w),
+                (-L * 0.05, w),
+            ]
+        )
+        handle = tr(
+            [(-L * 0.05 - L * 0.2 * (1 + math.cos(t)), L * 0.2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)]
+        )
     else:
         raise LIVRError(tool)
     draw.polygon(handle, fill=handle_colour)
@@ -622,8 +727,12 @@ class FunctionalCorrespondenceKnobs:
     max_tilt: float = 180.0  # degrees of random orientation
 
 
-@register("functional_correspondence", 4, FunctionalCorrespondenceKnobs,
-          "The part with the same function (grip or working end) across two different tools.")
+@register(
+    "functional_correspondence",
+    4,
+    FunctionalCorrespondenceKnobs,
+    "The part with the same function (grip or working end) across two different tools.",
+)
 def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
     side = _panel_side(size)
     tools = rng.choice(TOOLS, size=2, replace=False)
@@ -635,8 +744,17 @@ def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
         colours = rng.choice(D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS, size=2, replace=False)
         angle = math.radians(rng.uniform(-k.max_tilt, k.max_tilt))
         L = k.length * side
-        _draw_tool(ImageDraw.Draw(panel), ImageDraw.Draw(pmask), str(tool), side / 2, side / 2, L * 0.85, angle,
-                   D.PALETTE[colours[0]], D.PALETTE[colours[1]])
+        _draw_tool(
+            ImageDraw.Draw(panel),
+            ImageDraw.Draw(pmask),
+            str(tool),
+            side / 2,
+            side / 2,
+            L * 0.85,
+            angle,
+            D.PALETTE[colours[0]],
+            D.PALETTE[colours[1]],
+        )
         panels.append(panel)
         part_maps.append(np.asarray(pmask))
 
@@ -664,10 +782,15 @@ def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
             evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {"role": ROLES[role], "tool_reference": str(tools[0]), "tool_candidates": str(tools[1])}
     which = "labelled" if fmt == "letter" else "coloured"
-    return dict(image=canvas, question=f"The marked point is on one part of the left tool. Which {which} point is on "
-                "the part of the right tool that has the same function?",
-                choices=_point_choices(fmt), evidence=evidence, concepts=concepts,
-                panels={"reference": panels[0], "candidates": panels[1]})
+    return dict(
+        image=canvas,
+        question=f"The marked point is on one part of the left tool. Which {which} point is on "
+        "the part of the right tool that has the same function?",
+        choices=_point_choices(fmt),
+        evidence=evidence,
+        concepts=concepts,
+        panels={"reference": panels[0], "candidates": panels[1]},
+    )
 
 
 # ----------------------------------------------------------------------------- jigsaw
@@ -690,8 +813,14 @@ def _jigsaw_scene(rng, side):
         y = rng.uniform(0, side)
         draw.line([(0, y), (side, y + rng.uniform(-side, side))], fill=D.PALETTE[rng.choice(D.COLOR_NAMES)], width=3)
     for _ in range(3):
-        D.draw_shape(draw, rng.choice(D.SHAPES), *rng.uniform(side * 0.3, side, 2), rng.uniform(0.15, 0.3) * side,
-                     D.PALETTE[rng.choice(D.COLOR_NAMES)], angle=rng.uniform(0, math.pi))
+        D.draw_shape(
+            draw,
+            rng.choice(D.SHAPES),
+            *rng.uniform(side * 0.3, side, 2),
+            rng.uniform(0.15, 0.3) * side,
+            D.PALETTE[rng.choice(D.COLOR_NAMES)],
+            angle=rng.uniform(0, math.pi),
+        )
     return scene
 
 
@@ -727,10 +856,14 @@ def _jigsaw(rng, target, size, k: JigsawKnobs, fmt):
     for box in cand_boxes:
         evidence |= D.box_mask((size, size), box)
     choices = [f"patch {LETTERS[i]}" for i in range(2)] if fmt == "letter" else ["top", "bottom"]
-    return dict(image=canvas, question="The bottom-right quadrant of the image on the left is missing. Which patch "
-                "fills it?", choices=choices, evidence=evidence,
-                concepts={"distractor": k.distractor},
-                panels={"image": holed, "patch_A": cands[0], "patch_B": cands[1]})
+    return dict(
+        image=canvas,
+        question="The bottom-right quadrant of the image on the left is missing. Which patch fills it?",
+        choices=choices,
+        evidence=evidence,
+        concepts={"distractor": k.distractor},
+        panels={"image": holed, "patch_A": cands[0], "patch_B": cands[1]},
+    )
 
 
 # ----------------------------------------------------------------------------- reference + two candidates
@@ -774,19 +907,35 @@ def _similarity(rng, target, size, k: SimilarityKnobs, fmt):
         d_kind = str(rng.choice([t for t in D.TEXTURES if t != kind]))
         diff = D.texture(rng, side, d_kind, freq, angle, colours, phase=float(rng.uniform()))
     elif attr == "frequency":
-        diff = D.texture(rng, side, kind, freq * float(rng.choice([0.45, 2.1])), angle, colours,
-                         phase=float(rng.uniform()))
+        diff = D.texture(
+            rng, side, kind, freq * float(rng.choice([0.45, 2.1])), angle, colours, phase=float(rng.uniform())
+        )
     else:
-        diff = D.texture(rng, side, kind, freq, angle + math.pi / 2 * float(rng.choice([-1, 1])) * 0.6 + 0.3, colours,
-                         phase=float(rng.uniform()))
+        diff = D.texture(
+            rng,
+            side,
+            kind,
+            freq,
+            angle + math.pi / 2 * float(rng.choice([-1, 1])) * 0.6 + 0.3,
+            colours,
+            phase=float(rng.uniform()),
+        )
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [Image.fromarray(a) for a in (ref, *cands)]
     canvas, evidence = _reference_and_pair(panels, fmt, size)
-    return dict(image=canvas, question=_candidates_question(fmt, "has the same texture as"),
-                choices=_side_choices(fmt), evidence=evidence,
-                concepts={"texture": kind, "frequency": round(freq, 3), "angle_deg": round(math.degrees(angle), 1),
-                          "distractor_differs_in": attr},
-                panels={"reference": panels[0], "A": panels[1], "B": panels[2]})
+    return dict(
+        image=canvas,
+        question=_candidates_question(fmt, "has the same texture as"),
+        choices=_side_choices(fmt),
+        evidence=evidence,
+        concepts={
+            "texture": kind,
+            "frequency": round(freq, 3),
+            "angle_deg": round(math.degrees(angle), 1),
+            "distractor_differs_in": attr,
+        },
+        panels={"reference": panels[0], "A": panels[1], "B": panels[2]},
+    )
 
 
 # ----------------------------------------------------------------------------- art style
@@ -814,8 +963,12 @@ def _render_style(rng, side, style, n_shapes=4):
         if rendering == "outline":
             draw.polygon(D.shape_polygon(shape, x, y, r, rng.uniform(0, math.pi)), outline=c, width=width)
         else:
-            draw.polygon(D.shape_polygon(shape, x, y, r, rng.uniform(0, math.pi)), fill=c, outline=(20, 20, 20),
-                         width=width if width > 1 else 0)
+            draw.polygon(
+                D.shape_polygon(shape, x, y, r, rng.uniform(0, math.pi)),
+                fill=c,
+                outline=(20, 20, 20),
+                width=width if width > 1 else 0,
+            )
     for _ in range(3):  # strokes
         pts = [tuple(rng.uniform(0, side, 2)) for _ in range(3)]
         draw.line(pts, fill=colours[int(rng.integers(len(colours)))], width=width)
@@ -845,8 +998,17 @@ def _art_style(rng, target, size, k: ArtStyleKnobs, fmt):
     cands = _shuffle_into(rng, same, [diff], target)
     panels = [ref, *cands]
     canvas, evidence = _reference_and_pair(panels, fmt, size)
-    return dict(image=canvas, question=_candidates_question(fmt, "was drawn in the same style as"),
-                choices=_side_choices(fmt), evidence=evidence,
-                concepts={"style_id": sid, "palette": style[0], "rendering": style[1], "stroke_width": style[2],
-                          "distractor_style_id": other},
-                panels={"reference": ref, "A": cands[0], "B": cands[1]})
+    return dict(
+        image=canvas,
+        question=_candidates_question(fmt, "was drawn in the same style as"),
+        choices=_side_choices(fmt),
+        evidence=evidence,
+        concepts={
+            "style_id": sid,
+            "palette": style[0],
+            "rendering": style[1],
+            "stroke_width": style[2],
+            "distractor_style_id": other,
+        },
+        panels={"reference": ref, "A": cands[0], "B": cands[1]},
+    )

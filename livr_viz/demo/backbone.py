@@ -92,8 +92,9 @@ def demo_corpus(per_task: int = 30) -> list[str]:
 
 
 def build_demo_processor(cfg: DemoBackboneConfig) -> LlavaProcessor:
-    tokenizer = build_bpe_tokenizer(cfg.vocab_size, extra_special_tokens=("<image>",), chat_template=DEMO_CHAT_TEMPLATE,
-                                    corpus=demo_corpus())
+    tokenizer = build_bpe_tokenizer(
+        cfg.vocab_size, extra_special_tokens=("<image>",), chat_template=DEMO_CHAT_TEMPLATE, corpus=demo_corpus()
+    )
     image_processor = CLIPImageProcessorPil(
         size={"height": cfg.image_size, "width": cfg.image_size},
         crop_size={"height": cfg.image_size, "width": cfg.image_size},
@@ -118,9 +119,15 @@ def vision_tower_config(cfg: DemoBackboneConfig):
         strides = {12: (2, 2, 3), 8: (2, 2, 2), 16: (2, 2, 4), 6: (1, 2, 3), 4: (1, 2, 2)}.get(cfg.patch_size)
         if strides is None:
             raise LIVRError(f"the spatial reader supports patch sizes 4, 6, 8, 12 and 16; got {cfg.patch_size}")
-        return SpatialReaderConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, strides=strides,
-                                   hidden_size=cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
-                                   num_attention_heads=cfg.vision_heads, intermediate_size=cfg.vision_hidden * 4)
+        return SpatialReaderConfig(
+            image_size=cfg.image_size,
+            patch_size=cfg.patch_size,
+            strides=strides,
+            hidden_size=cfg.vision_hidden,
+            num_hidden_layers=cfg.vision_layers,
+            num_attention_heads=cfg.vision_heads,
+            intermediate_size=cfg.vision_hidden * 4,
+        )
     return CLIPVisionConfig(
         hidden_size=cfg.vision_hidden,
         intermediate_size=cfg.vision_hidden * 4,

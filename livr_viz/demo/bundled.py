@@ -34,13 +34,17 @@ def resolve_bundled(name: str) -> str | None:
     path = demo_path(name)
     if path is not None:
         if not path.is_dir():
-            raise LIVRError(f"bundled model {name!r} is missing at {path}; reinstall livr-viz (in a clone: "
-                            "`git checkout -- assets`), or retrain it with "
-                            "`python -m tools.reproduce --out runs/demo --install` in a clone of livr-viz")
+            raise LIVRError(
+                f"bundled model {name!r} is missing at {path}; reinstall livr-viz (in a clone: "
+                "`git checkout -- assets`), or retrain it with "
+                "`python -m tools.reproduce --out runs/demo --install` in a clone of livr-viz"
+            )
         return str(path)
     if name in DEMO_SETS and not Path(name).exists():
-        raise LIVRError(f"{name!r} is a set of bundled models, not one model: name one of {', '.join(DEMO_SETS[name])} "
-                        "(or demo-base, the backbone they were fine-tuned from)")
+        raise LIVRError(
+            f"{name!r} is a set of bundled models, not one model: name one of {', '.join(DEMO_SETS[name])} "
+            "(or demo-base, the backbone they were fine-tuned from)"
+        )
     return None
 
 

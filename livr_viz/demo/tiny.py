@@ -33,15 +33,32 @@ def _seeded(cls, config, seed: int):
     return model.eval()
 
 
-def tiny_llava(seed: int = 0, image_size: int = 32, patch_size: int = 8, text_hidden: int = 64, text_layers: int = 2,
-               heads: int = 4, kv_heads: int = 2, max_positions: int = 8192):
+def tiny_llava(
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    text_hidden: int = 64,
+    text_layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    max_positions: int = 8192,
+):
     """LLaVA 1.5-style: CLIP vision tower with CLS, Llama LM with GQA."""
     from transformers import LlavaForConditionalGeneration
 
-
-    cfg = DemoBackboneConfig(image_size=image_size, patch_size=patch_size, vision_hidden=32, vision_layers=2,
-                             vision_heads=2, text_hidden=text_hidden, text_layers=text_layers, text_heads=heads,
-                             text_intermediate=text_hidden * 2, vocab_size=400, max_positions=max_positions)
+    cfg = DemoBackboneConfig(
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_hidden=32,
+        vision_layers=2,
+        vision_heads=2,
+        text_hidden=text_hidden,
+        text_layers=text_layers,
+        text_heads=heads,
+        text_intermediate=text_hidden * 2,
+        vocab_size=400,
+        max_positions=max_positions,
+    )
     processor = build_demo_processor(cfg)
     config = build_demo_config(cfg, processor.tokenizer)
     config.text_config.num_key_value_heads = kv_heads
@@ -61,26 +78,61 @@ def tiny_qwen2_vl(seed: int = 0, version: str = "2"):
 
     specials = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     tokenizer = build_bpe_tokenizer(400, extra_special_tokens=specials, chat_template=QWEN_TEMPLATE, bos_token=None)
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14,
-                                               temporal_patch_size=2, merge_size=2)
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, temporal_patch_size=2, merge_size=2
+    )
     processor = QwenVLImageProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_TEMPLATE)
-    ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in
-           dict(image_token_id="<|image_pad|>", video_token_id="<|video_pad|>",
-                vision_start_token_id="<|vision_start|>", vision_end_token_id="<|vision_end|>").items()}
-    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-                tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+    ids = {
+        k: tokenizer.convert_tokens_to_ids(v)
+        for k, v in dict(
+            image_token_id="<|image_pad|>",
+            video_token_id="<|video_pad|>",
+            vision_start_token_id="<|vision_start|>",
+            vision_end_token_id="<|vision_end|>",
+        ).items()
+    }
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if version == "2":
-        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, in_chans=3)
+        vision = dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=64,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_chans=3,
+        )
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
         cls = Qwen2VLForConditionalGeneration
     else:
-        vision = dict(depth=2, hidden_size=32, out_hidden_size=64, intermediate_size=64, num_heads=2, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
-                      in_channels=3)
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            out_hidden_size=64,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+            in_channels=3,
+        )
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
         cls = Qwen2_5_VLForConditionalGeneration
     config._attn_implementation = "sdpa"
@@ -96,17 +148,33 @@ def tiny_idefics3(seed: int = 0):
     specials = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>", *rows)
     tokenizer = build_bpe_tokenizer(600, extra_special_tokens=specials, chat_template=IDEFICS3_TEMPLATE)
     image_size, patch, scale = 32, 8, 2
-    image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": image_size},
-                                                max_image_size={"longest_edge": image_size})
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}
+    )
     seq_len = (image_size // patch) ** 2 // scale**2
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
-                                  chat_template=IDEFICS3_TEMPLATE)
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len, chat_template=IDEFICS3_TEMPLATE
+    )
     config = Idefics3Config(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=patch),
-        text_config=dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=scale,
         tie_word_embeddings=False,

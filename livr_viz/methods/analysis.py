@@ -31,8 +31,10 @@ FREE_FORM_TOKENS = 8  # greedy tokens generated for a question without options
 # end, so "Options: 1.5, 2.5." keeps its decimals and "Options: red, blue. Answer with one word." ends at "blue".
 _OPTIONS = re.compile(r"\boptions:[ \t]*([^\n]+?)[ \t]*(?:\.(?=\s|$)|\n|$)", re.IGNORECASE)
 FREE_FORM_NOTE = "no options recognised: free-form greedy answer"
-WORD_VOCABULARY_NOTE = ("this demo model was trained to answer its tasks' multiple-choice questions with one word; "
-                        "a free-form answer comes only from that training vocabulary")
+WORD_VOCABULARY_NOTE = (
+    "this demo model was trained to answer its tasks' multiple-choice questions with one word; "
+    "a free-form answer comes only from that training vocabulary"
+)
 
 
 def parse_choices(prompt: str) -> list[str]:
@@ -69,10 +71,16 @@ class Analysis:
 
     def _rows(self, which: str) -> CaptureResult:
         att = self.capture.attention
-        part = att[..., : self.n_latents, :] if which == "latent" else att[..., self.n_latents:, :]
-        return CaptureResult(part, self.capture.rows[:, : self.n_latents] if which == "latent" else
-                             self.capture.rows[:, self.n_latents:], which, self.capture.segments,
-                             self.capture.answer_logits, self.stage, self.capture.hidden_states)
+        part = att[..., : self.n_latents, :] if which == "latent" else att[..., self.n_latents :, :]
+        return CaptureResult(
+            part,
+            self.capture.rows[:, : self.n_latents] if which == "latent" else self.capture.rows[:, self.n_latents :],
+            which,
+            self.capture.segments,
+            self.capture.answer_logits,
+            self.stage,
+            self.capture.hidden_states,
+        )
 
     def latent_maps(self, layers=None, heads=None, aggregation="mean", normalisation="per_latent") -> np.ndarray:
         """``[K, rows, cols]`` latent→image attention (for sft: the answer row, ``[1, rows, cols]``)."""
@@ -142,5 +150,17 @@ def run_analysis(lm, image, prompt: str, stage: str = "full", hidden_states: boo
             notes_extra.append(WORD_VOCABULARY_NOTE)
         if not answer:
             notes_extra.append("the model ended its answer at once (it predicted the end-of-answer token first)")
-    return Analysis(pil, batch.prompts[0], stage, lm.config.variant, lm.config.n_latents, capture, grid, grid_error,
-                    answer, choice_probs, batch.notes + notes_extra, batch.segments[0])
+    return Analysis(
+        pil,
+        batch.prompts[0],
+        stage,
+        lm.config.variant,
+        lm.config.n_latents,
+        capture,
+        grid,
+        grid_error,
+        answer,
+        choice_probs,
+        batch.notes + notes_extra,
+        batch.segments[0],
+    )

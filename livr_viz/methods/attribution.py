@@ -62,10 +62,14 @@ class Attribution:
         if not self.completeness:
             return "Saliency: the gradient's magnitude (no completeness check)"
         base = {"pixels": "the zero image", "latents": "zero latent embeddings"}
-        paths = "; ".join(f"{path} sum to {total:+.4f} of the logit's {change:+.4f} change from {base.get(path, path)}"
-                          for path, (total, change) in self.completeness.items())
-        return (f"Integrated Gradients' completeness: {paths} (tolerance {IG_DELTA_WARNING} logits or "
-                f"{IG_RELATIVE_TOLERANCE:.0%} of the change)")
+        paths = "; ".join(
+            f"{path} sum to {total:+.4f} of the logit's {change:+.4f} change from {base.get(path, path)}"
+            for path, (total, change) in self.completeness.items()
+        )
+        return (
+            f"Integrated Gradients' completeness: {paths} (tolerance {IG_DELTA_WARNING} logits or "
+            f"{IG_RELATIVE_TOLERANCE:.0%} of the change)"
+        )
 
     @property
     def warning(self) -> str | None:
@@ -74,16 +78,21 @@ class Attribution:
         if self.convergence_delta is None:
             return None
         misses: dict[str, tuple[float, float | None]] = {
-            path: (abs(total - change), change) for path, (total, change) in self.completeness.items()}
+            path: (abs(total - change), change) for path, (total, change) in self.completeness.items()
+        }
         if not misses:  # no per-path record: the absolute tolerance alone
             misses = {"": (self.convergence_delta, None)}
         bad = {path: m for path, m in misses.items() if m[0] > ig_tolerance(m[1])}
         if not bad:
             return None
-        where = ", ".join(f"{path} path {miss:.3f} of a {change:+.3f} change" if path else f"{miss:.3f} logits"
-                          for path, (miss, change) in bad.items())
-        return (f"Integrated Gradients did not converge: its attributions miss the logit change ({where}; tolerance "
-                f"{IG_DELTA_WARNING} logits or {IG_RELATIVE_TOLERANCE:.0%} of the change); treat this map as rough")
+        where = ", ".join(
+            f"{path} path {miss:.3f} of a {change:+.3f} change" if path else f"{miss:.3f} logits"
+            for path, (miss, change) in bad.items()
+        )
+        return (
+            f"Integrated Gradients did not converge: its attributions miss the logit change ({where}; tolerance "
+            f"{IG_DELTA_WARNING} logits or {IG_RELATIVE_TOLERANCE:.0%} of the change); treat this map as rough"
+        )
 
 
 def target_token_id(lm, prompt: str, target: str) -> int:
@@ -97,12 +106,13 @@ def target_token_id(lm, prompt: str, target: str) -> int:
         return lm.choice_token_ids(options, prompt)[options.index(target)]
     if not str(target).strip():
         raise LIVRError("the attribution target is empty")
+
     def encode(text: str) -> list[int]:
         return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     context = lm.prefix_text(lm.clean_prompt(prompt))
     context_ids, whole = encode(context), encode(context + lm.answer_join() + str(target))
-    if whole[:len(context_ids)] != context_ids or len(whole) == len(context_ids):
+    if whole[: len(context_ids)] != context_ids or len(whole) == len(context_ids):
         raise LIVRError(f"target {target!r} merges with the end of the prompt's template when tokenized")
     return whole[len(context_ids)]
 
@@ -118,8 +128,12 @@ def _answer_logit_fn(lm, batch, stage, target_id):
         override = {"pixel_values": pixel_values} if pixel_values is not None else {"inputs_embeds": inputs_embeds}
         n = next(iter(override.values())).shape[0] // B  # captum stacks n integration steps along the batch
         if n > 1:  # repeat every other per-sample tensor to match
-            kwargs = {k: (v.repeat_interleave(n, 0) if isinstance(v, torch.Tensor) and v.dim() >= 1
-                          and v.shape[0] == B else v) for k, v in kwargs.items()}
+            kwargs = {
+                k: (
+                    v.repeat_interleave(n, 0) if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == B else v
+                )
+                for k, v in kwargs.items()
+            }
         kwargs.update(override)
         hidden = lm.base_model.model(**kwargs).last_hidden_state
         return lm.logits_at_answer(hidden, batch.answer_start.repeat_interleave(n))[:, target_id]
@@ -127,8 +141,9 @@ def _answer_logit_fn(lm, batch, stage, target_id):
     return logit
 
 
-def integrated_gradients(fn, inputs: torch.Tensor, baseline: torch.Tensor, n_steps: int = IG_STEPS,
-                         grading=IG_GRADING) -> tuple[torch.Tensor, float, float]:
+def integrated_gradients(
+    fn, inputs: torch.Tensor, baseline: torch.Tensor, n_steps: int = IG_STEPS, grading=IG_GRADING
+) -> tuple[torch.Tensor, float, float]:
     """captum Integrated Gradients of ``fn`` from ``baseline`` to ``inputs`` along the straight path, as a sum of
     captum's Gauss–Legendre rule over the segments of ``grading`` (IG is additive along a path, so the pieces add up
     to the whole path's IG, with ``ceil(n_steps / segments)`` points each). Returns ``(attributions, sum of
@@ -141,8 +156,13 @@ def integrated_gradients(fn, inputs: torch.Tensor, baseline: torch.Tensor, n_ste
     ig, diff = IntegratedGradients(fn), inputs - baseline
     total = torch.zeros_like(inputs)
     for a, b in zip(grading[:-1], grading[1:]):
-        total += ig.attribute(baseline + b * diff, baselines=baseline + a * diff, n_steps=per,
-                              method="gausslegendre", internal_batch_size=per).detach()
+        total += ig.attribute(
+            baseline + b * diff,
+            baselines=baseline + a * diff,
+            n_steps=per,
+            method="gausslegendre",
+            internal_batch_size=per,
+        ).detach()
     with torch.no_grad():
         ends = fn(torch.cat([inputs, baseline]).detach())
     return total, float(total.sum()), float(ends[0] - ends[1])
@@ -178,8 +198,9 @@ class LatentAttribution:
         lm.model.eval()
         try:
             if method == "integrated_gradients":
-                attr, *completeness["pixels"] = integrated_gradients(lambda pv: fn(pixel_values=pv), pixels,
-                                                                     torch.zeros_like(pixels), n_steps)
+                attr, *completeness["pixels"] = integrated_gradients(
+                    lambda pv: fn(pixel_values=pv), pixels, torch.zeros_like(pixels), n_steps
+                )
             else:
                 attr = Saliency(lambda pv: fn(pixel_values=pv)).attribute(pixels.requires_grad_(True), abs=True)
             grads = attr.detach().abs()
@@ -197,8 +218,9 @@ class LatentAttribution:
                 if method == "integrated_gradients":
                     baseline = embeds.clone()
                     baseline[0, pos] = 0.0  # only the latent rows move along the path
-                    la, *completeness["latents"] = integrated_gradients(lambda e: fn(inputs_embeds=e), embeds,
-                                                                        baseline, n_steps)
+                    la, *completeness["latents"] = integrated_gradients(
+                        lambda e: fn(inputs_embeds=e), embeds, baseline, n_steps
+                    )
                 else:
                     la = Saliency(lambda e: fn(inputs_embeds=e)).attribute(embeds.requires_grad_(True), abs=True)
                 latents = la.detach()[0, pos].norm(dim=-1).numpy()
@@ -209,7 +231,14 @@ class LatentAttribution:
         return Attribution(method, pixel_map, patches, latents, delta, target, completeness)
 
 
-def attribute(lm, batch, target: str, method: str = "integrated_gradients", stage: str = "full",
-              n_steps: int = IG_STEPS, grid: tuple[int, int] | None = None) -> Attribution:
+def attribute(
+    lm,
+    batch,
+    target: str,
+    method: str = "integrated_gradients",
+    stage: str = "full",
+    n_steps: int = IG_STEPS,
+    grid: tuple[int, int] | None = None,
+) -> Attribution:
     """One call: ``LatentAttribution(lm, method, n_steps).run(batch, target, stage, grid)``."""
     return LatentAttribution(lm, method, n_steps).run(batch, target, stage, grid)

@@ -37,7 +37,14 @@ from livr_viz.methods.faithfulness import evidence_on_grid
 # tasks x i in 0..99 at the default 96 px (measured: 215.6, 211.6, 209.0), rounded. The scenes are mostly light
 # backgrounds, hence a light grey. Pass your data's own mean as ``fill`` for other images.
 DATASET_MEAN_RGB = (216, 212, 209)
-METHODS = ("latents", "latent_mean", "answer", "saliency", "integrated_gradients", "random")  # "latents": one per latent
+METHODS = (
+    "latents",
+    "latent_mean",
+    "answer",
+    "saliency",
+    "integrated_gradients",
+    "random",
+)  # "latents": one per latent
 RANDOM = "random"
 Scorer = Callable[[Sequence[Image.Image]], np.ndarray]  # images -> [N, n_options] probabilities
 
@@ -157,8 +164,9 @@ def rank_patches(patch_map: np.ndarray, grid: tuple[int, int] | None = None, see
     sort would always start at the top-left corner)."""
     values = np.asarray(patch_map, dtype=np.float64)
     if values.ndim != 2 or (grid is not None and values.shape != tuple(grid)):
-        raise LIVRError(f"an explanation map must be [rows, cols] = {tuple(grid) if grid else '2-D'}; "
-                        f"got shape {values.shape}")
+        raise LIVRError(
+            f"an explanation map must be [rows, cols] = {tuple(grid) if grid else '2-D'}; got shape {values.shape}"
+        )
     if not np.isfinite(values).all():
         raise LIVRError("the explanation map holds NaN or infinite values")
     flat = values.ravel()
@@ -190,8 +198,15 @@ def _steps(n_cells: int, n_steps: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_cells, min(n_steps, n_cells) + 1)).astype(int))
 
 
-def curves_for_orders(image: Image.Image, grid: tuple[int, int], orders: dict[str, np.ndarray], scorer: Scorer,
-                      target: int, n_steps: int = 16, fill=DATASET_MEAN_RGB) -> dict[str, DeletionCurve]:
+def curves_for_orders(
+    image: Image.Image,
+    grid: tuple[int, int],
+    orders: dict[str, np.ndarray],
+    scorer: Scorer,
+    target: int,
+    n_steps: int = 16,
+    fill=DATASET_MEAN_RGB,
+) -> dict[str, DeletionCurve]:
     """Deletion and insertion curves of each patch order (flat indices, most important first) in one scorer call.
 
     ``n_steps`` points per curve besides the start (at most one patch per step); identical occlusion patterns
@@ -214,8 +229,10 @@ def curves_for_orders(image: Image.Image, grid: tuple[int, int], orders: dict[st
     for method, order in orders.items():
         order = np.asarray(order)
         if sorted(order.tolist()) != list(range(n_cells)):
-            raise LIVRError(f"the order of {method!r} must be a permutation of the {n_cells} patches of the "
-                            f"{grid[0]}x{grid[1]} grid")
+            raise LIVRError(
+                f"the order of {method!r} must be a permutation of the {n_cells} patches of the "
+                f"{grid[0]}x{grid[1]} grid"
+            )
         slots[method] = ([slot(order[:k]) for k in counts], [slot(order[k:]) for k in counts])
     probs = np.asarray(scorer(images), dtype=np.float64)[:, target]  # [n_images]
     return {m: DeletionCurve(m, counts / n_cells, probs[d], probs[i]) for m, (d, i) in slots.items()}
@@ -232,8 +249,16 @@ def evidence_patches(evidence: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return (evidence_on_grid(evidence, grid) > 0).ravel()
 
 
-def evidence_vs_outside(image: Image.Image, evidence: np.ndarray, grid: tuple[int, int], scorer: Scorer,
-                        target: int, fill=DATASET_MEAN_RGB, n_draws: int = 8, seed: int = 0) -> EvidenceOcclusion:
+def evidence_vs_outside(
+    image: Image.Image,
+    evidence: np.ndarray,
+    grid: tuple[int, int],
+    scorer: Scorer,
+    target: int,
+    fill=DATASET_MEAN_RGB,
+    n_draws: int = 8,
+    seed: int = 0,
+) -> EvidenceOcclusion:
     """Occlude every patch the evidence mask ``[H, W]`` touches, and (``n_draws`` times, seeded) as many patches
     drawn among those it does not touch; one scorer call."""
     if n_draws < 1:
@@ -242,15 +267,23 @@ def evidence_vs_outside(image: Image.Image, evidence: np.ndarray, grid: tuple[in
     outside = np.flatnonzero(~inside)
     n = int(inside.sum())
     if len(outside) < n:
-        raise LIVRError(f"the evidence touches {n} of {inside.size} patches: no equal area outside it is left "
-                        "(the test needs evidence on at most half the image)")
+        raise LIVRError(
+            f"the evidence touches {n} of {inside.size} patches: no equal area outside it is left "
+            "(the test needs evidence on at most half the image)"
+        )
     rng = np.random.default_rng(seed)
     draws = [rng.choice(outside, n, replace=False) for _ in range(n_draws)]
     images = [image, occlude(image, grid, inside, fill)] + [occlude(image, grid, d, fill) for d in draws]
     probs = np.asarray(scorer(images), dtype=np.float64)  # [2 + n_draws, n_options]
     changed = probs.argmax(1) != target
-    return EvidenceOcclusion(n, float(probs[0, target]), float(probs[1, target]), probs[2:, target],
-                             bool(changed[1]), float(changed[2:].mean()))
+    return EvidenceOcclusion(
+        n,
+        float(probs[0, target]),
+        float(probs[1, target]),
+        probs[2:, target],
+        bool(changed[1]),
+        float(changed[2:].mean()),
+    )
 
 
 # ------------------------------------------------------------------------------------------- the model's side
@@ -264,7 +297,7 @@ def choice_scorer(lm, prompt: str, options: Sequence[str], stage: str = "full", 
     def score(images: Sequence[Image.Image]) -> np.ndarray:
         out = []
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start:start + batch_size])
+            chunk = list(images[start : start + batch_size])
             batch = lm.build_inputs(chunk, [prompt] * len(chunk))
             out.append(lm.choice_probs(batch, list(options), stage).numpy())
         return np.concatenate(out)
@@ -281,8 +314,10 @@ def model_input_image(lm, image, prompt: str) -> tuple[Image.Image, tuple[int, i
     inputs = lm.build_inputs([pil], [prompt]).inputs
     size = lm.family.input_resolution(lm.base_model, inputs)
     if size is None:
-        raise LIVRError(f"cannot tell the input resolution of model family {lm.family.name!r}; "
-                        "deletion curves need a single-image patch grid")
+        raise LIVRError(
+            f"cannot tell the input resolution of model family {lm.family.name!r}; "
+            "deletion curves need a single-image patch grid"
+        )
     height, width = size
     if pil.size != (width, height):
         pil = pil.resize((int(width), int(height)), Image.Resampling.BICUBIC)
@@ -290,9 +325,17 @@ def model_input_image(lm, image, prompt: str) -> tuple[Image.Image, tuple[int, i
     return pil, tuple(grid)
 
 
-def explanation_maps(lm, image: Image.Image, prompt: str, answer: str, grid: tuple[int, int], stage: str = "full",
-                     methods: Sequence[str] = METHODS, ig_steps: int = 16, seed: int = 0
-                     ) -> tuple[dict[str, np.ndarray], list[str]]:
+def explanation_maps(
+    lm,
+    image: Image.Image,
+    prompt: str,
+    answer: str,
+    grid: tuple[int, int],
+    stage: str = "full",
+    methods: Sequence[str] = METHODS,
+    ig_steps: int = 16,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """``{method: [rows, cols]}`` for ``image`` (already at input resolution) and notes on what was skipped.
 
     Attention maps are raw (mean over layers and heads, no normalisation): ``latent_mean`` is the latents' total
@@ -326,15 +369,29 @@ def explanation_maps(lm, image: Image.Image, prompt: str, answer: str, grid: tup
     return maps, notes
 
 
-def deletion_curves(lm, image, prompt: str, options: Sequence[str] | None = None, evidence: np.ndarray | None = None,
-                    stage: str = "full", methods: Sequence[str] = METHODS, n_steps: int = 16, fill=DATASET_MEAN_RGB,
-                    ig_steps: int = 16, n_draws: int = 8, batch_size: int = 32, seed: int = 0) -> DeletionResult:
+def deletion_curves(
+    lm,
+    image,
+    prompt: str,
+    options: Sequence[str] | None = None,
+    evidence: np.ndarray | None = None,
+    stage: str = "full",
+    methods: Sequence[str] = METHODS,
+    n_steps: int = 16,
+    fill=DATASET_MEAN_RGB,
+    ig_steps: int = 16,
+    n_draws: int = 8,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> DeletionResult:
     """Deletion / insertion curves of every explanation for one multiple-choice (image, prompt), plus the evidence
     test when an evidence mask ``[H, W]`` (of the image as given) is passed. ``options`` default to the prompt's."""
     options = list(options or parse_choices(prompt))
     if len(options) < 2:
-        raise LIVRError("deletion curves need a multiple-choice prompt (an 'Options: a, b.' line or (A) (B) choices) "
-                        "or options=[...]")
+        raise LIVRError(
+            "deletion curves need a multiple-choice prompt (an 'Options: a, b.' line or (A) (B) choices) "
+            "or options=[...]"
+        )
     fill = _check_fill(fill)
     pil, grid = model_input_image(lm, image, prompt)
     scorer = choice_scorer(lm, prompt, options, stage, batch_size)
@@ -348,8 +405,10 @@ def deletion_curves(lm, image, prompt: str, options: Sequence[str] | None = None
         if 2 * inside.sum() <= inside.size:
             test = evidence_vs_outside(pil, evidence, grid, scorer, target, fill, n_draws, seed)
         else:
-            notes.append(f"evidence test skipped: the evidence touches {inside.sum()} of {inside.size} patches, "
-                         "leaving no equal area outside it")
+            notes.append(
+                f"evidence test skipped: the evidence touches {inside.sum()} of {inside.size} patches, "
+                "leaving no equal area outside it"
+            )
     return DeletionResult(pil, prompt, options, options[target], grid, maps, orders, curves, test, notes)
 
 
@@ -360,8 +419,9 @@ def _mean_ci(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple
     return float(values.mean()), (float(lo), float(hi))
 
 
-def summarise_deletion(results: Sequence[DeletionResult], model: str = "", n_boot: int = 2000,
-                       seed: int = 0) -> DeletionSummary:
+def summarise_deletion(
+    results: Sequence[DeletionResult], model: str = "", n_boot: int = 2000, seed: int = 0
+) -> DeletionSummary:
     """Per explanation: mean deletion / insertion AUC over items with bootstrap 95 % intervals and the paired
     difference to ``random``; the most faithful explanation by each curve; the evidence test's mean drops."""
     if not results:
@@ -376,25 +436,36 @@ def summarise_deletion(results: Sequence[DeletionResult], model: str = "", n_boo
         score = MethodScore(method, len(have), *_mean_ci(dele, rng, n_boot), *_mean_ci(ins, rng, n_boot))
         paired = [r for r in have if RANDOM in r.curves]
         if method != RANDOM and paired:
-            rand = {name: np.array([getattr(r.curves[RANDOM], name) for r in paired])
-                    for name in ("deletion_auc", "insertion_auc")}
+            rand = {
+                name: np.array([getattr(r.curves[RANDOM], name) for r in paired])
+                for name in ("deletion_auc", "insertion_auc")
+            }
             score.deletion_vs_random, score.deletion_vs_random_ci95 = _mean_ci(
-                np.array([r.curves[method].deletion_auc for r in paired]) - rand["deletion_auc"], rng, n_boot)
+                np.array([r.curves[method].deletion_auc for r in paired]) - rand["deletion_auc"], rng, n_boot
+            )
             score.insertion_vs_random, score.insertion_vs_random_ci95 = _mean_ci(
-                np.array([r.curves[method].insertion_auc for r in paired]) - rand["insertion_auc"], rng, n_boot)
+                np.array([r.curves[method].insertion_auc for r in paired]) - rand["insertion_auc"], rng, n_boot
+            )
         scores.append(score)
     explanations = [s for s in scores if s.method != RANDOM] or scores
-    best = {"deletion": min(explanations, key=lambda s: s.deletion_auc).method,
-            "insertion": max(explanations, key=lambda s: s.insertion_auc).method}
+    best = {
+        "deletion": min(explanations, key=lambda s: s.deletion_auc).method,
+        "insertion": max(explanations, key=lambda s: s.insertion_auc).method,
+    }
     tests = [r.evidence for r in results if r.evidence is not None]
     evidence = None
     if tests:
         drop_in, ci_in = _mean_ci(np.array([t.drop_evidence for t in tests]), rng, n_boot)
         drop_out, ci_out = _mean_ci(np.array([t.drop_outside for t in tests]), rng, n_boot)
-        evidence = {"n": len(tests), "drop_evidence": drop_in, "drop_evidence_ci95": ci_in, "drop_outside": drop_out,
-                    "drop_outside_ci95": ci_out,
-                    "changed_evidence": float(np.mean([t.changed_evidence for t in tests])),
-                    "changed_outside": float(np.mean([t.changed_outside for t in tests]))}
+        evidence = {
+            "n": len(tests),
+            "drop_evidence": drop_in,
+            "drop_evidence_ci95": ci_in,
+            "drop_outside": drop_out,
+            "drop_outside_ci95": ci_out,
+            "changed_evidence": float(np.mean([t.changed_evidence for t in tests])),
+            "changed_outside": float(np.mean([t.changed_outside for t in tests])),
+        }
     notes = sorted({n for r in results for n in r.notes if not n.startswith("evidence test skipped")})
     skipped = sum(any(n.startswith("evidence test skipped") for n in r.notes) for r in results)
     if skipped:
@@ -402,9 +473,21 @@ def summarise_deletion(results: Sequence[DeletionResult], model: str = "", n_boo
     return DeletionSummary(model, scores, best, evidence, len(results), notes)
 
 
-def deletion_report(lm, items: Sequence, stage: str = "full", methods: Sequence[str] = METHODS, n_steps: int = 16,
-                    fill=DATASET_MEAN_RGB, ig_steps: int = 16, n_draws: int = 8, batch_size: int = 32, seed: int = 0,
-                    n_boot: int = 2000, model: str | None = None, progress=None) -> DeletionReport:
+def deletion_report(
+    lm,
+    items: Sequence,
+    stage: str = "full",
+    methods: Sequence[str] = METHODS,
+    n_steps: int = 16,
+    fill=DATASET_MEAN_RGB,
+    ig_steps: int = 16,
+    n_draws: int = 8,
+    batch_size: int = 32,
+    seed: int = 0,
+    n_boot: int = 2000,
+    model: str | None = None,
+    progress=None,
+) -> DeletionReport:
     """:func:`deletion_curves` on every item (``.image``, ``.prompt``; optional ``.options``, ``.evidence``,
     ``.id``) and their summary, labelled ``model`` (default: the variant, and the stage unless ``full``). The random
     order's seed differs per item (``seed + index``)."""
@@ -412,11 +495,23 @@ def deletion_report(lm, items: Sequence, stage: str = "full", methods: Sequence[
         raise LIVRError("no items to explain")
     indices = range(len(items))
     results = []
-    for i in (progress(indices) if progress else indices):
+    for i in progress(indices) if progress else indices:
         item = items[i]
-        result = deletion_curves(lm, item.image, item.prompt, getattr(item, "options", None),
-                                 getattr(item, "evidence", None), stage, methods, n_steps, fill, ig_steps, n_draws,
-                                 batch_size, seed + i)
+        result = deletion_curves(
+            lm,
+            item.image,
+            item.prompt,
+            getattr(item, "options", None),
+            getattr(item, "evidence", None),
+            stage,
+            methods,
+            n_steps,
+            fill,
+            ig_steps,
+            n_draws,
+            batch_size,
+            seed + i,
+        )
         result.id = str(getattr(item, "id", i))
         results.append(result)
     model = model or lm.config.variant + (f" ({stage})" if stage != "full" else "")

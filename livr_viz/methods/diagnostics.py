@@ -82,8 +82,13 @@ class DiagnosticReport:
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "settings": self.settings, "environment": self.environment,
-                "models": self.models, "comparisons": self.comparisons}
+        return {
+            "version": self.version,
+            "settings": self.settings,
+            "environment": self.environment,
+            "models": self.models,
+            "comparisons": self.comparisons,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> DiagnosticReport:
@@ -107,18 +112,24 @@ class DiagnosticReport:
         lines = []
         for name, entry in self.models.items():
             info, table = entry["info"], self.section(name, "table")
-            lines.append(f"{name} ({info['variant']}, K = {info['n_latents']}, attention {info['attn_implementation']})")
+            lines.append(
+                f"{name} ({info['variant']}, K = {info['n_latents']}, attention {info['attn_implementation']})"
+            )
             if table["status"] == "done":
                 verdict = table["verdict"]
                 lines.append(f"  uses its latents: {verdict['answer']} — {verdict['reason']}")
                 cells = [f"{c} {_pct_ci(v['average'])}" for c, v in table["conditions"].items()]
                 lines.append("  accuracy: " + " · ".join(cells))
                 if table["answer_latent_attention"]:
-                    lines.append(f"  answer → latent attention {table['answer_latent_attention']['average']['mean']:.3f}")
+                    lines.append(
+                        f"  answer → latent attention {table['answer_latent_attention']['average']['mean']:.3f}"
+                    )
             stage1 = self.section(name, "stage1")
             if stage1["status"] == "done":
-                lines.append("  Stage-1 checkpoint: " + " · ".join(
-                    f"{c} {_pct_ci(v['average'])}" for c, v in stage1["conditions"].items()))
+                lines.append(
+                    "  Stage-1 checkpoint: "
+                    + " · ".join(f"{c} {_pct_ci(v['average'])}" for c, v in stage1["conditions"].items())
+                )
             flow = self.section(name, "flow")
             if flow["status"] == "done":
                 for stage, rows in flow["stages"].items():
@@ -130,13 +141,17 @@ class DiagnosticReport:
             effects = self.section(name, "per_latent")
             if effects["status"] == "done":
                 rho = {k: v["rho"] for k, v in effects["spearman"].items()}
-                text = ", ".join(f"ρ(drop, {k} attention) {'n/a' if r is None else f'{r:+.2f}'}" for k, r in rho.items())
+                text = ", ".join(
+                    f"ρ(drop, {k} attention) {'n/a' if r is None else f'{r:+.2f}'}" for k, r in rho.items()
+                )
                 lines.append(f"  per latent (blinded alone, {effects['n_items']} questions): {text}")
             lines += ["  " + line for line in backend_lines(self.section(name, "backends"))]
         for pair, c in self.comparisons.items():
             a = c["average"]
-            lines.append(f"{pair}: Δ accuracy {100 * a['delta']:+.1f} points (95 % CI {100 * a['ci95'][0]:+.1f} to "
-                         f"{100 * a['ci95'][1]:+.1f}), McNemar p = {a['mcnemar_p']:.3g}")
+            lines.append(
+                f"{pair}: Δ accuracy {100 * a['delta']:+.1f} points (95 % CI {100 * a['ci95'][0]:+.1f} to "
+                f"{100 * a['ci95'][1]:+.1f}), McNemar p = {a['mcnemar_p']:.3g}"
+            )
         return lines
 
 
@@ -146,10 +161,19 @@ def _pct_ci(stat: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- the driver
-def diagnose(models: Mapping[str, object], items: Sequence, stage1: Mapping[str, object] | None = None,
-             progress: Progress | None = None, *, out: str | Path | None = None, batch_size: int = 32,
-             conditions: Sequence[str] = TABLE_CONDITIONS, effect_per_task: int | None = EFFECT_PER_TASK,
-             backends: bool = False, backend_items: int = BACKEND_ITEMS) -> DiagnosticReport:
+def diagnose(
+    models: Mapping[str, object],
+    items: Sequence,
+    stage1: Mapping[str, object] | None = None,
+    progress: Progress | None = None,
+    *,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    conditions: Sequence[str] = TABLE_CONDITIONS,
+    effect_per_task: int | None = EFFECT_PER_TASK,
+    backends: bool = False,
+    backend_items: int = BACKEND_ITEMS,
+) -> DiagnosticReport:
     """Diagnose every model in ``models`` (name → :class:`~livr_viz.core.model.LIVRModel`) on the same multiple-choice
     ``items`` (``.id``, ``.task``, ``.image``, ``.prompt``, ``.answer`` letter, ``.options`` or ``.choices``;
     ``.evidence`` ``[H, W]`` bool where known). ``stage1``: name → that model's Stage-1 checkpoint.
@@ -162,16 +186,26 @@ def diagnose(models: Mapping[str, object], items: Sequence, stage1: Mapping[str,
     if batch_size < 1:
         raise LIVRError(f"batch size must be at least 1; got {batch_size}")
     if effect_per_task is not None and effect_per_task < 1:
-        raise LIVRError(f"questions per task for the per-latent effects must be at least 1 (or None: all); got "
-                        f"{effect_per_task}")
+        raise LIVRError(
+            f"questions per task for the per-latent effects must be at least 1 (or None: all); got {effect_per_task}"
+        )
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise LIVRError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
-    opts = SimpleNamespace(batch_size=batch_size, effect_per_task=effect_per_task, backend_items=backend_items,
-                           conditions=("standard", *[c for c in conditions if c != "standard"]))
-    settings = {"n_items": len(items), "tasks": sorted({it.task for it in items}), "items_digest": _digest(items),
-                "conditions": list(opts.conditions), "effect_per_task": effect_per_task,
-                "backend_items": backend_items}
+    opts = SimpleNamespace(
+        batch_size=batch_size,
+        effect_per_task=effect_per_task,
+        backend_items=backend_items,
+        conditions=("standard", *[c for c in conditions if c != "standard"]),
+    )
+    settings = {
+        "n_items": len(items),
+        "tasks": sorted({it.task for it in items}),
+        "items_digest": _digest(items),
+        "conditions": list(opts.conditions),
+        "effect_per_task": effect_per_task,
+        "backend_items": backend_items,
+    }
     report = DiagnosticReport(settings, environment=_environment())
     if out is not None and Path(out).is_file():
         report = DiagnosticReport.load(out)
@@ -229,18 +263,27 @@ def _fingerprint(lm) -> str:
 
 def _model_info(lm, stage1_lm) -> dict:
     c = lm.config
-    return {"variant": c.variant, "n_latents": c.n_latents, "backbone": c.backbone, "trained_steps": c.trained_steps,
-            "latent_placement": c.latent_placement, "answer_format": c.answer_format, "weights": _fingerprint(lm),
-            "attn_implementation": base_attn_implementation(lm.base_model),
-            "stage1_weights": None if stage1_lm is None else _fingerprint(stage1_lm)}
+    return {
+        "variant": c.variant,
+        "n_latents": c.n_latents,
+        "backbone": c.backbone,
+        "trained_steps": c.trained_steps,
+        "latent_placement": c.latent_placement,
+        "answer_format": c.answer_format,
+        "weights": _fingerprint(lm),
+        "attn_implementation": base_attn_implementation(lm.base_model),
+        "stage1_weights": None if stage1_lm is None else _fingerprint(stage1_lm),
+    }
 
 
 def _check_same(stored: dict, now: dict, out, what: str) -> None:
     changed = [k for k in now if k in stored and stored[k] != now[k]]
     if changed:
         k = changed[0]
-        raise LIVRError(f"{out} holds a diagnosis made with other {what} ({k}: {stored[k]!r} there, {now[k]!r} now); "
-                        "pass another output path or delete it")
+        raise LIVRError(
+            f"{out} holds a diagnosis made with other {what} ({k}: {stored[k]!r} there, {now[k]!r} now); "
+            "pass another output path or delete it"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ shared helpers
@@ -281,7 +324,7 @@ def _batches(items: Sequence, batch_size: int) -> list[list[int]]:
     groups: dict[int, list[int]] = {}
     for i, it in enumerate(items):
         groups.setdefault(len(_options(it)), []).append(i)
-    return [idx[s:s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
+    return [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
 
 
 def _capture_rows(batch, n_latents: int) -> torch.Tensor:
@@ -322,38 +365,51 @@ def _table(lm, items, _stage1, opts, tick) -> dict:
     k = lm.config.n_latents
     conditions = opts.conditions if k else ("standard",)
     rows, attention = _predictions(lm, items, conditions, opts, tick)
-    table: dict[str, Any] = {"status": "done", "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
-             "answer_latent_attention": task_summary(_by_task(items, attention)) if k else None,
-             "paired": {c: paired_comparison(rows["standard"], rows[c]) for c in conditions[1:]},
-             "predictions": rows}
+    table: dict[str, Any] = {
+        "status": "done",
+        "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
+        "answer_latent_attention": task_summary(_by_task(items, attention)) if k else None,
+        "paired": {c: paired_comparison(rows["standard"], rows[c]) for c in conditions[1:]},
+        "predictions": rows,
+    }
     table["verdict"] = _verdict(table["paired"], k)
     return table
 
 
 def _verdict(paired: dict, n_latents: int) -> dict:
-    """"yes" when blinding or removing the latents costs accuracy (the paired 95 % interval of standard − condition
+    """ "yes" when blinding or removing the latents costs accuracy (the paired 95 % interval of standard − condition
     lies above 0); "not shown" otherwise."""
     if not n_latents:
         return {"answer": "n/a", "reason": "the model has no latents (variant sft)"}
     tests = {c: paired[c]["average"] for c in ("blind", "removed") if c in paired}
     if not tests:
         return {"answer": "n/a", "reason": "neither the blind nor the removed condition was run"}
-    text = "; ".join(f"standard − {c}: {100 * v['delta']:+.1f} points (95 % CI {100 * v['ci95'][0]:+.1f} to "
-                     f"{100 * v['ci95'][1]:+.1f}, McNemar p = {v['mcnemar_p']:.2g})" for c, v in tests.items())
+    text = "; ".join(
+        f"standard − {c}: {100 * v['delta']:+.1f} points (95 % CI {100 * v['ci95'][0]:+.1f} to "
+        f"{100 * v['ci95'][1]:+.1f}, McNemar p = {v['mcnemar_p']:.2g})"
+        for c, v in tests.items()
+    )
     used = any(v["ci95"][0] > 0 for v in tests.values())
     return {"answer": "yes" if used else "not shown", "reason": text}
 
 
 def _stage1(lm, items, stage1_lm, opts, tick) -> dict:
     if stage1_lm is None:
-        return _na("no Stage-1 checkpoint was given" if lm.config.variant == "livr"
-                   else f"variant {lm.config.variant} has no Stage 1")
+        return _na(
+            "no Stage-1 checkpoint was given"
+            if lm.config.variant == "livr"
+            else f"variant {lm.config.variant} has no Stage 1"
+        )
     if not stage1_lm.config.n_latents:
         return _na("the Stage-1 checkpoint has no latents")
     conditions = ("standard", "bottleneck")
     rows, _ = _predictions(stage1_lm, items, conditions, opts, tick)
-    return {"status": "done", "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
-            "paired": {"bottleneck": paired_comparison(rows["standard"], rows["bottleneck"])}, "predictions": rows}
+    return {
+        "status": "done",
+        "conditions": {c: _accuracy(items, rows[c]) for c in conditions},
+        "paired": {"bottleneck": paired_comparison(rows["standard"], rows["bottleneck"])},
+        "predictions": rows,
+    }
 
 
 def _segment_mass(result) -> torch.Tensor:
@@ -380,15 +436,23 @@ def _flow(lm, items, _stage1, opts, tick) -> dict:
         tick((j + 1) / len(batches))
 
     def profiles(values: list) -> dict:  # per segment: [L] per task and macro-averaged
-        return {SEGMENT_NAMES[s]: task_summary(_by_task(items, [v[:, n] for v in values]))
-                for n, s in enumerate(FLOW_SEGMENTS)}
+        return {
+            SEGMENT_NAMES[s]: task_summary(_by_task(items, [v[:, n] for v in values]))
+            for n, s in enumerate(FLOW_SEGMENTS)
+        }
 
-    out = {stage: {"answer": profiles(mass[stage, "answer"]), "latent": profiles(mass[stage, "latent"]) if k else None}
-           for stage in stages}
+    out = {
+        stage: {"answer": profiles(mass[stage, "answer"]), "latent": profiles(mass[stage, "latent"]) if k else None}
+        for stage in stages
+    }
     n_layers = len(next(iter(mass.values()))[0])
-    return {"status": "done", "n_layers": n_layers, "stages": out,
-            "note": "mass per layer, mean over heads and questions (latent rows: also over latents); rows 'answer' = "
-                    "the position predicting the first answer token"}
+    return {
+        "status": "done",
+        "n_layers": n_layers,
+        "stages": out,
+        "note": "mass per layer, mean over heads and questions (latent rows: also over latents); rows 'answer' = "
+        "the position predicting the first answer token",
+    }
 
 
 def _first_per_task(items: Sequence, limit: int | None) -> list:
@@ -437,25 +501,41 @@ def _per_latent(lm, items, _stage1, opts, tick) -> dict:
         latents = rows_of_segment(batch.segments, Segment.LATENT)  # [B, K]
         result = LatentAttention(lm, rows=_capture_rows(batch, k), hidden_states=False).run(batch, "full")
         before = _correct_prob(result.answer_logits, option_ids, truth)  # [B]
-        after = torch.stack([_correct_prob(_answer_logits_blind(lm, batch, latents[:, [i]], "full"), option_ids, truth)
-                             for i in range(k)], 1)  # [B, K]
+        after = torch.stack(
+            [
+                _correct_prob(_answer_logits_blind(lm, batch, latents[:, [i]], "full"), option_ids, truth)
+                for i in range(k)
+            ],
+            1,
+        )  # [B, K]
         on_image = _segment_mass(result)[..., 1:, 0].mean(0)  # [B, K]: mean over layers
         for b, (i, it) in enumerate(zip(idx, chunk)):
             drops[i], image[i] = (before[b] - after[b]).numpy(), on_image[b].numpy()
             evidence[i] = _evidence_mass(lm, result, batch, b, it)
         tick((j + 1) / len(batches))
     has_evidence = all(e is not None for e in evidence)
-    summary = {"drop": task_summary(_by_task(chosen, drops)), "image": task_summary(_by_task(chosen, image)),
-               "evidence": task_summary(_by_task(chosen, evidence)) if has_evidence else None}
+    summary = {
+        "drop": task_summary(_by_task(chosen, drops)),
+        "image": task_summary(_by_task(chosen, image)),
+        "evidence": task_summary(_by_task(chosen, evidence)) if has_evidence else None,
+    }
     means = {key: np.asarray(s["average"]["mean"]) for key, s in summary.items() if s}
     spearman = {key: _spearman(means["drop"], means[key]) for key in ("image", "evidence") if key in means}
-    pairs = {key: _spearman(drops, values) for key, values in (("image", image), ("evidence", evidence))
-             if key in means}
-    return {"status": "done", "stage": "full", "n_items": len(chosen), "n_latents": k, "latents": summary,
-            "spearman": spearman, "spearman_pairs": pairs,
-            "note": "drop = p(correct) intact − p(correct) with that latent alone cut from the image; attention = the "
-                    "latent row's mass on the image (on the evidence patches), mean over layers and heads; spearman: "
-                    "over the K latents' averages; spearman_pairs: over every (question, latent)"}
+    pairs = {
+        key: _spearman(drops, values) for key, values in (("image", image), ("evidence", evidence)) if key in means
+    }
+    return {
+        "status": "done",
+        "stage": "full",
+        "n_items": len(chosen),
+        "n_latents": k,
+        "latents": summary,
+        "spearman": spearman,
+        "spearman_pairs": pairs,
+        "note": "drop = p(correct) intact − p(correct) with that latent alone cut from the image; attention = the "
+        "latent row's mass on the image (on the evidence patches), mean over layers and heads; spearman: "
+        "over the K latents' averages; spearman_pairs: over every (question, latent)",
+    }
 
 
 def _evidence_mass(lm, result, batch, b: int, item) -> np.ndarray | None:
@@ -471,8 +551,7 @@ def _evidence_mass(lm, result, batch, b: int, item) -> np.ndarray | None:
 
 
 def _backends(lm, items, _stage1, opts, tick) -> dict:
-    return check_backends(lm, items[: opts.backend_items], opts.batch_size,
-                          progress=lambda f, _message: tick(f))
+    return check_backends(lm, items[: opts.backend_items], opts.batch_size, progress=lambda f, _message: tick(f))
 
 
 RUNNERS = {"table": _table, "stage1": _stage1, "flow": _flow, "per_latent": _per_latent, "backends": _backends}
@@ -480,9 +559,13 @@ RUNNERS = {"table": _table, "stage1": _stage1, "flow": _flow, "per_latent": _per
 
 def _comparisons(report: DiagnosticReport, names: list[str]) -> dict:
     done = [n for n in names if report.section(n, "table")["status"] == "done"]
-    return {f"{done[0]} vs {other}": paired_comparison(report.section(done[0], "table")["predictions"]["standard"],
-                                                       report.section(other, "table")["predictions"]["standard"])
-            for other in done[1:]}
+    return {
+        f"{done[0]} vs {other}": paired_comparison(
+            report.section(done[0], "table")["predictions"]["standard"],
+            report.section(other, "table")["predictions"]["standard"],
+        )
+        for other in done[1:]
+    }
 
 
 # ------------------------------------------------------------------------------------------------ backend guard
@@ -492,8 +575,10 @@ def available_implementations() -> tuple[list[str], dict[str, str]]:
 
     skipped = {}
     if is_flash_attn_2_available():
-        skipped["flash_attention_2"] = ("not compared: flash attention takes no float 4D mask (the bottleneck), and "
-                                        "the capture function wraps only eager and sdpa")
+        skipped["flash_attention_2"] = (
+            "not compared: flash attention takes no float 4D mask (the bottleneck), and "
+            "the capture function wraps only eager and sdpa"
+        )
     return list(IMPLEMENTATIONS), skipped
 
 
@@ -516,9 +601,12 @@ def backend_lines(check: dict) -> list[str]:
     """:func:`check_backends`'s result in a few lines (its warnings last); none for a check not done."""
     if check.get("status") != "done":
         return []
-    lines = [f"backend {impl} vs {check['reference']} ({stage}): answer agreement {r['agreement']:.3f}, KL max "
-             f"{r['kl_max']:.1e}, |Δ attention| max {r['max_attention_diff']:.1e}"
-             for impl, stages in check["implementations"].items() for stage, r in stages.items()]
+    lines = [
+        f"backend {impl} vs {check['reference']} ({stage}): answer agreement {r['agreement']:.3f}, KL max "
+        f"{r['kl_max']:.1e}, |Δ attention| max {r['max_attention_diff']:.1e}"
+        for impl, stages in check["implementations"].items()
+        for stage, r in stages.items()
+    ]
     return lines + [f"⚠ {w}" for w in check["warnings"]]
 
 
@@ -529,8 +617,13 @@ def _kl(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check_backends(lm, items: Sequence, batch_size: int = 32, implementations: Sequence[str] | None = None,
-                   progress: Progress | None = None) -> dict:
+def check_backends(
+    lm,
+    items: Sequence,
+    batch_size: int = 32,
+    implementations: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> dict:
     """Rerun the captures of ``items`` (``.image``, ``.prompt``) under every other attention kernel and compare them
     with the model's own (the reference): per kernel and stage, answer agreement (the first answer token, argmax
     over the vocabulary), mean / max KL of that token's distribution, and the largest absolute difference of a
@@ -551,7 +644,7 @@ def check_backends(lm, items: Sequence, batch_size: int = 32, implementations: S
     agree = {(n, s): 0 for n in others for s in stages}
     kls: dict = {(n, s): [] for n in others for s in stages}
     largest = dict.fromkeys(agree, 0.0)
-    chunks = [items[s:s + batch_size] for s in range(0, len(items), batch_size)]
+    chunks = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
     for j, chunk in enumerate(chunks):
         batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
         capture = LatentAttention(lm, rows=_capture_rows(batch, k), hidden_states=False)
@@ -568,13 +661,25 @@ def check_backends(lm, items: Sequence, batch_size: int = 32, implementations: S
     results: dict = {n: {} for n in others}
     warnings = []
     for (name, stage), kl in kls.items():
-        r = {"agreement": agree[name, stage] / len(items), "kl_mean": float(np.mean(kl)), "kl_max": float(max(kl)),
-             "max_attention_diff": largest[name, stage]}
+        r = {
+            "agreement": agree[name, stage] / len(items),
+            "kl_mean": float(np.mean(kl)),
+            "kl_max": float(max(kl)),
+            "max_attention_diff": largest[name, stage],
+        }
         results[name][stage] = r
         if r["max_attention_diff"] > BACKEND_ATTENTION_TOLERANCE or r["kl_max"] > BACKEND_KL_TOLERANCE:
-            warnings.append(f"{name} and {reference} disagree ({stage} mask): attention differs by up to "
-                            f"{r['max_attention_diff']:.2g}, answer KL up to {r['kl_max']:.2g}, agreement "
-                            f"{r['agreement']:.3f}: a report made with one kernel does not hold for the other")
-    return {"status": "done", "reference": reference, "n_items": len(items), "implementations": results,
-            "skipped": skipped, "warnings": warnings,
-            "tolerance": {"attention": BACKEND_ATTENTION_TOLERANCE, "kl": BACKEND_KL_TOLERANCE}}
+            warnings.append(
+                f"{name} and {reference} disagree ({stage} mask): attention differs by up to "
+                f"{r['max_attention_diff']:.2g}, answer KL up to {r['kl_max']:.2g}, agreement "
+                f"{r['agreement']:.3f}: a report made with one kernel does not hold for the other"
+            )
+    return {
+        "status": "done",
+        "reference": reference,
+        "n_items": len(items),
+        "implementations": results,
+        "skipped": skipped,
+        "warnings": warnings,
+        "tolerance": {"attention": BACKEND_ATTENTION_TOLERANCE, "kl": BACKEND_KL_TOLERANCE},
+    }

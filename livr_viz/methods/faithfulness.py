@@ -57,8 +57,12 @@ def heatmaps_for(lm, items, stage: str = "full", aggregation: str = "mean", batc
         result = LatentAttention(lm, rows=rows, hidden_states=False).run(batch, stage)
         for b in range(len(chunk)):
             grid = lm.family.patch_grid(lm.base_model, batch.inputs, b)
-            out.append((image_attention_maps(result, grid, b, aggregation=aggregation),
-                        image_attention_maps(result, grid, b, aggregation=aggregation, normalisation="none")))
+            out.append(
+                (
+                    image_attention_maps(result, grid, b, aggregation=aggregation),
+                    image_attention_maps(result, grid, b, aggregation=aggregation, normalisation="none"),
+                )
+            )
     return out
 
 
@@ -69,11 +73,13 @@ def faithfulness_report(lm, items, stage: str = "full") -> dict:
         per_task[item.task].append(evidence_scores(maps, item.evidence, raw))
     tasks = {}
     for task, rows in per_task.items():
-        tasks[task] = {"n": len(rows),
-                       "mass_in_evidence": float(np.mean([r["mean_mass_in_evidence"] for r in rows])),
-                       "area_fraction": float(np.mean([r["evidence_area_fraction"] for r in rows])),
-                       "lift": float(np.mean([r["mean_lift"] for r in rows])),
-                       "pointing_game": float(np.mean([r["pointing_game"] for r in rows]))}
+        tasks[task] = {
+            "n": len(rows),
+            "mass_in_evidence": float(np.mean([r["mean_mass_in_evidence"] for r in rows])),
+            "area_fraction": float(np.mean([r["evidence_area_fraction"] for r in rows])),
+            "lift": float(np.mean([r["mean_lift"] for r in rows])),
+            "pointing_game": float(np.mean([r["pointing_game"] for r in rows])),
+        }
     overall = {k: float(np.mean([t[k] for t in tasks.values()])) for k in ("mass_in_evidence", "lift", "pointing_game")}
     return {"variant": lm.config.variant, "stage": stage, "tasks": tasks, "average": overall}
 
@@ -85,7 +91,6 @@ def randomization_sanity(lm, items, seed: int = 0) -> dict:
     a faithful method gives correlations near 0, a method blind to the weights gives ~1.
     """
     from scipy.stats import spearmanr
-
 
     trained = heatmaps_for(lm, items)
     randomized = heatmaps_for(randomized_copy(lm, seed), items)

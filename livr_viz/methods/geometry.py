@@ -121,8 +121,9 @@ def latent_redundancy(maps, q: float = DEFAULT_Q, cluster_distance: float = CLUS
         clusters = fcluster(tree, cluster_distance, criterion="distance")
     else:
         tree, clusters = np.zeros((0, 4)), np.ones(1, int)
-    return LatentRedundancy(q, regions, pairwise_iou(regions), cosine, tree, clusters, cluster_distance,
-                            effective_number(cosine))
+    return LatentRedundancy(
+        q, regions, pairwise_iou(regions), cosine, tree, clusters, cluster_distance, effective_number(cosine)
+    )
 
 
 def latent_maps_by_layer(analysis, normalisation: str = "per_latent") -> np.ndarray:
@@ -217,8 +218,13 @@ def _quality(vectors, xy, xy_other, n_neighbors, seed) -> ProjectionQuality:
     if len(keep) > MAX_QUALITY_POINTS:
         keep = np.sort(np.random.default_rng(seed).choice(keep, MAX_QUALITY_POINTS, replace=False))
     v, a, b = vectors[keep], xy[keep], xy_other[keep]
-    return ProjectionQuality(trustworthiness(v, a, n_neighbors), fit_procrustes(a, b).disparity,
-                             knn_overlap(a, b, n_neighbors), n_neighbors, len(keep))
+    return ProjectionQuality(
+        trustworthiness(v, a, n_neighbors),
+        fit_procrustes(a, b).disparity,
+        knn_overlap(a, b, n_neighbors),
+        n_neighbors,
+        len(keep),
+    )
 
 
 def _match(reference: TokenPoints, moving: TokenPoints, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -234,9 +240,16 @@ def _match(reference: TokenPoints, moving: TokenPoints, keys: Sequence[str]) -> 
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
-def shared_projection(point_sets: dict[str, TokenPoints], method: str = "tsne", mode: str = "joint", seed: int = 0,
-                      seed_b: int | None = None, match_on: Sequence[str] = ("sample", "position"),
-                      n_neighbors: int = 10, **project_kwargs) -> SharedProjection:
+def shared_projection(
+    point_sets: dict[str, TokenPoints],
+    method: str = "tsne",
+    mode: str = "joint",
+    seed: int = 0,
+    seed_b: int | None = None,
+    match_on: Sequence[str] = ("sample", "position"),
+    n_neighbors: int = 10,
+    **project_kwargs,
+) -> SharedProjection:
     """Put several token sets (models, stages) in ONE 2-D frame and say how far the picture can be trusted.
 
     ``mode="joint"``: one :func:`~livr_viz.methods.tokenmap.project` of the union (vectors must share a width).
@@ -261,7 +274,7 @@ def shared_projection(point_sets: dict[str, TokenPoints], method: str = "tsne", 
         bounds = np.cumsum([0] + [len(vectors[n]) for n in names])
         for out, s in ((xy, seed), (xy_b, seed_b)):
             both = project(union, method, s, **project_kwargs)
-            out.update({n: both[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)})
+            out.update({n: both[bounds[i] : bounds[i + 1]] for i, n in enumerate(names)})
     else:
         reference = names[0]
         for out, s in ((xy, seed), (xy_b, seed_b)):

@@ -76,8 +76,13 @@ class InterventionResult:
         return self.after - self.before
 
     def to_dict(self) -> dict:
-        return {"choices": self.choices, "before": self.before.tolist(), "after": self.after.tolist(),
-                "delta": self.delta.tolist(), **self.description}
+        return {
+            "choices": self.choices,
+            "before": self.before.tolist(),
+            "after": self.after.tolist(),
+            "delta": self.delta.tolist(),
+            **self.description,
+        }
 
 
 class LatentAblation:
@@ -101,8 +106,12 @@ class LatentAblation:
     def run(self, batch, latents: Sequence[int], choices: Sequence[str], stage: str = "full") -> InterventionResult:
         latents = self._check(latents)
         before = self.lm.answer_logits(batch, stage)[:, self.lm.choice_token_ids(choices)].float().softmax(-1)
-        return InterventionResult(list(choices), before, self.after(batch, latents, choices, stage),
-                                  {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage})
+        return InterventionResult(
+            list(choices),
+            before,
+            self.after(batch, latents, choices, stage),
+            {"mode": self.mode, "layer": self.layer, "latents": latents, "stage": stage},
+        )
 
     def _check(self, latents: Sequence[int]) -> list[int]:
         k = self.lm.config.n_latents
@@ -150,9 +159,10 @@ def _answer_logits_masked(lm, batch, stage: str, block) -> torch.Tensor:
 
 def _answer_logits_without(lm, batch, positions: torch.Tensor, stage: str) -> torch.Tensor:
     """No later position may read the latents at ``positions`` [B, R]."""
+
     def block(mask, b, minimum):
         for p in positions[b].tolist():
-            mask[p + 1:, p] = minimum
+            mask[p + 1 :, p] = minimum
 
     return _answer_logits_masked(lm, batch, stage, block)
 
@@ -176,8 +186,14 @@ class LatentPatching:
         self.lm, self.layer = lm, layer
 
     @torch.no_grad()
-    def run(self, target_batch, source_batch, choices: Sequence[str], latents: Sequence[int] | None = None,
-            stage: str = "full") -> InterventionResult:
+    def run(
+        self,
+        target_batch,
+        source_batch,
+        choices: Sequence[str],
+        latents: Sequence[int] | None = None,
+        stage: str = "full",
+    ) -> InterventionResult:
         lm = self.lm
         if target_batch.input_ids.shape[0] != source_batch.input_ids.shape[0]:
             raise LIVRError("source and target batches must have the same size")
@@ -190,24 +206,34 @@ class LatentPatching:
         tgt_pos = rows_of_segment(target_batch.segments, Segment.LATENT)[:, latents]
         with replace_positions(lm, self.layer, tgt_pos, values):
             after = lm.answer_logits(target_batch, stage)[:, ids].float().softmax(-1)
-        return InterventionResult(list(choices), before, after,
-                                  {"mode": "patch", "layer": self.layer, "latents": latents, "stage": stage})
+        return InterventionResult(
+            list(choices), before, after, {"mode": "patch", "layer": self.layer, "latents": latents, "stage": stage}
+        )
 
 
 @torch.no_grad()
-def per_latent_effects(lm, batch, choices: Sequence[str], mode: str = "zero", layer: int = -1,
-                       stage: str = "full") -> list[float]:
+def per_latent_effects(
+    lm, batch, choices: Sequence[str], mode: str = "zero", layer: int = -1, stage: str = "full"
+) -> list[float]:
     """Change of the predicted choice's probability when each latent alone is ablated (batch row 0)."""
     ablation = LatentAblation(lm, mode, layer)
     before = lm.answer_logits(batch, stage)[:, lm.choice_token_ids(choices)].float().softmax(-1)[0]  # one intact pass
     base = int(before.argmax())
-    return [float(ablation.after(batch, [i], choices, stage)[0, base] - before[base])
-            for i in range(lm.config.n_latents)]
+    return [
+        float(ablation.after(batch, [i], choices, stage)[0, base] - before[base]) for i in range(lm.config.n_latents)
+    ]
 
 
 @torch.no_grad()
-def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1, stage: str = "full",
-                      batch_size: int = 50, each: bool = True) -> dict:
+def ablation_accuracy(
+    lm,
+    items: Sequence,
+    mode: str = "remove",
+    layer: int = -1,
+    stage: str = "full",
+    batch_size: int = 50,
+    each: bool = True,
+) -> dict:
     """Accuracy over multiple-choice ``items`` with the latents intact, with all of them ablated, and (``each``)
     with every latent alone ablated: which latents does the model's *accuracy* rely on, not one answer's?
 
@@ -232,7 +258,7 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
     for options, group in by_choices.items():
         letters = list(LETTERS[: len(options)])
         for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
+            chunk = group[start : start + batch_size]
             batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
             truth = torch.tensor([letters.index(it.answer) for it in chunk])
             for name, latents in conditions.items():
@@ -243,6 +269,12 @@ def ablation_accuracy(lm, items: Sequence, mode: str = "remove", layer: int = -1
                 correct[name] += int((probs.argmax(-1) == truth).sum())
     n = sum(len(g) for g in by_choices.values())
     accuracy = {name: c / n for name, c in correct.items()}
-    return {"n": n, "mode": mode, "layer": layer, "stage": stage, "accuracy_intact": accuracy["intact"],
-            "accuracy_all_ablated": accuracy["all"],
-            "per_latent_change": [accuracy[f"latent {i}"] - accuracy["intact"] for i in range(k)] if each else []}
+    return {
+        "n": n,
+        "mode": mode,
+        "layer": layer,
+        "stage": stage,
+        "accuracy_intact": accuracy["intact"],
+        "accuracy_all_ablated": accuracy["all"],
+        "per_latent_change": [accuracy[f"latent {i}"] - accuracy["intact"] for i in range(k)] if each else [],
+    }

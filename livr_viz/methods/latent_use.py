@@ -1,4 +1,4 @@
-""""Are the latents used?" — the paper's §4.6 table for any model, and paired comparisons between models.
+""" "Are the latents used?" — the paper's §4.6 table for any model, and paired comparisons between models.
 
 :func:`latent_use_predictions` answers every multiple-choice item under each condition of the paper's table:
 
@@ -49,8 +49,9 @@ def _condition_logits(lm, batch, condition: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None = None, batch_size: int = 32,
-                           progress: bool = False) -> dict:
+def latent_use_predictions(
+    lm, items: Sequence, conditions: Sequence[str] | None = None, batch_size: int = 32, progress: bool = False
+) -> dict:
     """Per condition, one row per item: ``{"id", "task", "answer", "prediction", "correct", "probs"}``; plus
     ``answer_latent_attention``: per item, the answer row's attention mass on all latents (mean over layers and
     heads; 0 for a model without latents). Conditions other than ``standard`` need latents."""
@@ -68,7 +69,7 @@ def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None
     groups: dict[int, list[int]] = {}
     for i in range(len(items)):
         groups.setdefault(len(_options(items[i])), []).append(i)  # one number of options per batch
-    chunks = [(n, idx[s:s + batch_size]) for n, idx in groups.items() for s in range(0, len(idx), batch_size)]
+    chunks = [(n, idx[s : s + batch_size]) for n, idx in groups.items() for s in range(0, len(idx), batch_size)]
     iterator: Iterable = chunks
     if progress:
         iterator = tqdm(chunks, desc=f"latent use {lm.config.variant}", leave=False)
@@ -88,8 +89,14 @@ def latent_use_predictions(lm, items: Sequence, conditions: Sequence[str] | None
             probs = logits.gather(1, ids).float().softmax(-1)
             for j, (i, it) in enumerate(zip(idx, chunk)):
                 pred = letters[int(probs[j].argmax())]
-                out[condition][i] = {"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,
-                                     "correct": pred == it.answer, "probs": [round(float(p), 5) for p in probs[j]]}
+                out[condition][i] = {
+                    "id": it.id,
+                    "task": it.task,
+                    "answer": it.answer,
+                    "prediction": pred,
+                    "correct": pred == it.answer,
+                    "probs": [round(float(p), 5) for p in probs[j]],
+                }
     out["answer_latent_attention"] = attention
     return out
 
@@ -100,7 +107,7 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     n = a_only + b_only
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -127,16 +134,26 @@ def paired_comparison(rows_a: Sequence[dict], rows_b: Sequence[dict], n_boot: in
         boots = diff[rng.integers(0, n, (n_boot, n))].mean(1)
         boot_sum += boots
         a_only, b_only = int((diff > 0).sum()), int((diff < 0).sum())
-        out["tasks"][task] = {"n": n, "accuracy_a": float(np.mean(a)), "accuracy_b": float(np.mean(b)),
-                              "delta": float(diff.mean()), "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])],
-                              "a_only": a_only, "b_only": b_only, "mcnemar_p": mcnemar_exact(a_only, b_only)}
+        out["tasks"][task] = {
+            "n": n,
+            "accuracy_a": float(np.mean(a)),
+            "accuracy_b": float(np.mean(b)),
+            "delta": float(diff.mean()),
+            "ci95": [float(v) for v in np.quantile(boots, [0.025, 0.975])],
+            "a_only": a_only,
+            "b_only": b_only,
+            "mcnemar_p": mcnemar_exact(a_only, b_only),
+        }
     t = out["tasks"]
     boot_avg = boot_sum / len(t)
-    out["average"] = {"n": sum(v["n"] for v in t.values()),
-                      "accuracy_a": float(np.mean([v["accuracy_a"] for v in t.values()])),
-                      "accuracy_b": float(np.mean([v["accuracy_b"] for v in t.values()])),
-                      "delta": float(np.mean([v["delta"] for v in t.values()])),
-                      "ci95": [float(v) for v in np.quantile(boot_avg, [0.025, 0.975])],
-                      "a_only": sum(v["a_only"] for v in t.values()), "b_only": sum(v["b_only"] for v in t.values())}
+    out["average"] = {
+        "n": sum(v["n"] for v in t.values()),
+        "accuracy_a": float(np.mean([v["accuracy_a"] for v in t.values()])),
+        "accuracy_b": float(np.mean([v["accuracy_b"] for v in t.values()])),
+        "delta": float(np.mean([v["delta"] for v in t.values()])),
+        "ci95": [float(v) for v in np.quantile(boot_avg, [0.025, 0.975])],
+        "a_only": sum(v["a_only"] for v in t.values()),
+        "b_only": sum(v["b_only"] for v in t.values()),
+    }
     out["average"]["mcnemar_p"] = mcnemar_exact(out["average"]["a_only"], out["average"]["b_only"])
     return out

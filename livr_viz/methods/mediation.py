@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +121,7 @@ def _patched_layer_inputs(lm, patches: Mapping[int, list[tuple[torch.Tensor, tor
 class _Pass:
     """One forward: ``states`` [L+1, B, T, D] (input embeddings, then each layer's output) and option probs."""
 
-    states: torch.Tensor
+    states: torch.Tensor  # empty when the states were not asked for
     probs: torch.Tensor  # [B, n_options]
 
 
@@ -131,7 +132,7 @@ def _forward(lm, batch, condition: str, option_ids: torch.Tensor, patches=None, 
         out = lm.base_model.model(**kwargs, output_hidden_states=states)
     logits = lm.logits_at_answer(out.last_hidden_state, batch.answer_start)
     probs = logits.gather(1, option_ids).float().softmax(-1)
-    return _Pass(torch.stack(out.hidden_states) if states else None, probs)
+    return _Pass(torch.stack(out.hidden_states) if states else torch.empty(0), probs)
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -174,13 +175,23 @@ class Mediation:
     runs under; ``image_positions``: image tokens (evenly spaced) kept for the collapse comparison.
     """
 
-    def __init__(self, lm, condition: str = "standard", latents: Sequence[int] | None = None,
-                 noise_levels: Sequence[float] = NOISE_LEVELS, batch_size: int = 64, seed: int = 0,
-                 n_boot: int = N_BOOT, image_positions: int | None = None):
+    def __init__(
+        self,
+        lm,
+        condition: str = "standard",
+        latents: Sequence[int] | None = None,
+        noise_levels: Sequence[float] = NOISE_LEVELS,
+        batch_size: int = 64,
+        seed: int = 0,
+        n_boot: int = N_BOOT,
+        image_positions: int | None = None,
+    ):
         k = lm.config.n_latents
         if not k:
-            raise LIVRError(f"this model has no latents (variant {lm.config.variant}): there is no X → Z → Y to "
-                            "mediate; diagnose it with a latent model (livr or latents_only)")
+            raise LIVRError(
+                f"this model has no latents (variant {lm.config.variant}): there is no X → Z → Y to "
+                "mediate; diagnose it with a latent model (livr or latents_only)"
+            )
         if condition not in CONDITIONS:
             raise LIVRError(f"condition must be one of {', '.join(CONDITIONS)}; got {condition!r}")
         chosen = list(range(k)) if latents is None else sorted({int(i) for i in latents})
@@ -196,8 +207,14 @@ class Mediation:
         self.n_layers = len(lm.family.language_model(lm.base_model).layers)
 
     def settings(self) -> dict:
-        return {"condition": self.condition, "latents": self.latents, "noise_levels": list(self.noise_levels),
-                "seed": self.seed, "image_positions": self.image_positions, "n_boot": self.n_boot}
+        return {
+            "condition": self.condition,
+            "latents": self.latents,
+            "noise_levels": list(self.noise_levels),
+            "seed": self.seed,
+            "image_positions": self.image_positions,
+            "n_boot": self.n_boot,
+        }
 
     # ------------------------------------------------------------------ public calls
     def run(self, items: Sequence, control_items: Sequence | None = None, progress: Progress | None = None) -> dict:
@@ -226,7 +243,7 @@ class Mediation:
         with reuse_image_features(self.lm):
             for group in groups.values():
                 for start in range(0, len(group), self.batch_size):
-                    chunk = group[start:start + self.batch_size]
+                    chunk = group[start : start + self.batch_size]
                     batch, option_ids = self._batch(chunk)
                     p = _forward(self.lm, batch, self.condition, option_ids)
                     states.append(self._at(p.states, self._latent_positions(batch)))
@@ -270,10 +287,16 @@ class Mediation:
                 batch, option_ids = self._batch([items[i] for i in idx])
                 p = _forward(lm, batch, self.condition, option_ids)
                 image_pos = rows_of_segment(batch.segments, Segment.IMAGE)
-                intact.append({"batch": batch, "option_ids": option_ids, "probs": p.probs,
-                               "latent": self._at(p.states, self._latent_positions(batch)),
-                               "image": self._at(p.states, image_pos),
-                               "answer": self._at(p.states, (batch.answer_start - 1)[:, None])[:, :, 0]})
+                intact.append(
+                    {
+                        "batch": batch,
+                        "option_ids": option_ids,
+                        "probs": p.probs,
+                        "latent": self._at(p.states, self._latent_positions(batch)),
+                        "image": self._at(p.states, image_pos),
+                        "answer": self._at(p.states, (batch.answer_start - 1)[:, None])[:, :, 0],
+                    }
+                )
         tick(0.15)
         cat = lambda key: torch.cat([c[key] for c in intact])  # noqa: E731
         probs, latent, image, answer = cat("probs"), cat("latent"), cat("image"), cat("answer")
@@ -285,8 +308,13 @@ class Mediation:
         metrics = {name: {m: np.full(n, np.nan) for m in ("changed", "follows", "shift", "drop")} for name in names}
         perts = perturbation_names(self.noise_levels)
         L1 = latent.shape[1]
-        sens = {who: {d: np.full((len(perts), n, L1 - 1) + ((latent.shape[2],) if who == "latent" else ()), np.nan)
-                      for d in ("cos", "l2")} for who in ("latent", "image", "answer")}
+        sens = {
+            who: {
+                d: np.full((len(perts), n, L1 - 1) + ((latent.shape[2],) if who == "latent" else ()), np.nan)
+                for d in ("cos", "l2")
+            }
+            for who in ("latent", "image", "answer")
+        }
         answer_changed = np.full((len(perts), n), np.nan)
         steps = len(chunks) * (len(names) + len(perts) - 1)
         done = 0
@@ -297,8 +325,10 @@ class Mediation:
                 src = [pair[i] if pair[i] >= 0 else i for i in idx]  # a question without partner patches itself
                 lat_pos, img_pos = self._latent_positions(batch), rows_of_segment(batch.segments, Segment.IMAGE)
                 if img_pos.shape[1] != image.shape[2]:
-                    raise LIVRError("the questions of one task have different numbers of image tokens; the image "
-                                    "interchange needs equal counts (resize the images to one size)")
+                    raise LIVRError(
+                        "the questions of one task have different numbers of image tokens; the image "
+                        "interchange needs equal counts (resize the images to one size)"
+                    )
                 for name in names:
                     patches = self._patches(name, lat_pos, img_pos, latent, image, idx, src, control)
                     if patches is None:  # no question of another task to take control latents from
@@ -311,8 +341,17 @@ class Mediation:
                         for b, i in enumerate(idx):
                             if pair[i] < 0:
                                 continue
-                            self._movement(sens, 0, i, latent[i], p.states[:, b][:, lat_pos[b]], image[i],
-                                           image[pair[i]], answer[i], p.states[:, b, batch.answer_start[b] - 1])
+                            self._movement(
+                                sens,
+                                0,
+                                i,
+                                latent[i],
+                                p.states[:, b][:, lat_pos[b]],
+                                image[i],
+                                image[pair[i]],
+                                answer[i],
+                                p.states[:, b, batch.answer_start[b] - 1],
+                            )
                             answer_changed[0, i] = float(int(p.probs[b].argmax()) != pred[i])
                     done += 1
                     tick(0.15 + 0.85 * done / steps)
@@ -325,17 +364,22 @@ class Mediation:
                     moved_ans = self._at(p.states, (pbatch.answer_start - 1)[:, None])[:, :, 0]
                     for b, i in enumerate(idx):
                         if valid[b]:
-                            self._movement(sens, j, i, latent[i], moved_lat[b], image[i], moved_img[b], answer[i],
-                                           moved_ans[b])
+                            self._movement(
+                                sens, j, i, latent[i], moved_lat[b], image[i], moved_img[b], answer[i], moved_ans[b]
+                            )
                             answer_changed[j, i] = float(int(p.probs[b].argmax()) != pred[i])
                     done += 1
                     tick(0.15 + 0.85 * done / steps)
         spots = np.linspace(0, image.shape[2] - 1, min(self.image_positions, image.shape[2])).round().astype(int)
-        out = {"ids": np.array([str(it.id) for it in items]), "pred": pred, "pair": np.asarray(pair),
-               "correct": np.array([p == _target_text(it) for p, it in zip(pred_text, items)]),
-               "states_latent": latent[:, 1:].numpy().astype(np.float16),
-               "states_image": image[:, 1:, spots].numpy().astype(np.float16),
-               "answer_changed": answer_changed}
+        out = {
+            "ids": np.array([str(it.id) for it in items]),
+            "pred": pred,
+            "pair": np.asarray(pair),
+            "correct": np.array([p == _target_text(it) for p, it in zip(pred_text, items)]),
+            "states_latent": latent[:, 1:].numpy().astype(np.float16),
+            "states_image": image[:, 1:, spots].numpy().astype(np.float16),
+            "answer_changed": answer_changed,
+        }
         for who, ds in sens.items():
             for d, values in ds.items():
                 out[f"sens_{who}_{d}"] = values
@@ -345,7 +389,7 @@ class Mediation:
         tick(1.0)
         return out
 
-    def _patches(self, name, lat_pos, img_pos, latent, image, idx, src, control) -> dict:
+    def _patches(self, name, lat_pos, img_pos, latent, image, idx, src, control) -> dict | None:
         """``{layer: [(positions [B, R], values [B, R, D])]}`` for intervention ``name`` on the chunk ``idx``."""
         L = self.n_layers
         take = lambda states, who: torch.stack([states[s] for s in who])  # [B, L+1, R, D]  # noqa: E731
@@ -423,7 +467,7 @@ class Mediation:
         perts = perturbation_names(self.noise_levels)
         sensitivity = {}
         for j, pert in enumerate(perts):
-            entry = {}
+            entry: dict[str, Any] = {}
             for who in ("latent", "image", "answer"):
                 for d in ("cos", "l2"):
                     values = {t: _mean_latents(parts[t][f"sens_{who}_{d}"][j]) for t in tasks}
@@ -432,8 +476,9 @@ class Mediation:
                 num = {t: _mean_latents(parts[t][f"sens_latent_{d}"][j]) for t in tasks}
                 den = {t: parts[t][f"sens_image_{d}"][j] for t in tasks}
                 entry[f"ratio_{d}"] = _bootstrap(num, self.n_boot, self.seed, denominator=den)
-            entry["answer_changed"] = _bootstrap({t: parts[t]["answer_changed"][j] for t in tasks}, self.n_boot,
-                                                 self.seed)
+            entry["answer_changed"] = _bootstrap(
+                {t: parts[t]["answer_changed"][j] for t in tasks}, self.n_boot, self.seed
+            )
             per_latent = np.concatenate([parts[t]["sens_latent_cos"][j] for t in tasks])  # [n, L, K']
             entry["per_latent_cos"] = _plain(np.nanmean(per_latent, 0)) if np.isfinite(per_latent).any() else None
             sensitivity[pert] = entry
@@ -441,18 +486,37 @@ class Mediation:
         for name in intervention_names(self.n_layers):
             interchange[name] = {m: boot(f"int_{name}_{m}") for m in ("changed", "follows", "shift", "drop")}
         n_items = sum(len(parts[t]["ids"]) for t in tasks)
-        result = {"status": "done", "n_items": n_items, "tasks": tasks, "n_layers": self.n_layers,
-                  "n_latents": self.lm.config.n_latents, "settings": self.settings(),
-                  "accuracy": boot("correct"), "sensitivity": sensitivity, "interchange": interchange,
-                  "collapse": collapse({t: parts[t]["states_latent"] for t in tasks},
-                                       {t: parts[t]["states_image"] for t in tasks}, self.n_boot, self.seed)}
+        result = {
+            "status": "done",
+            "n_items": n_items,
+            "tasks": tasks,
+            "n_layers": self.n_layers,
+            "n_latents": self.lm.config.n_latents,
+            "settings": self.settings(),
+            "accuracy": boot("correct"),
+            "sensitivity": sensitivity,
+            "interchange": interchange,
+            "collapse": collapse(
+                {t: parts[t]["states_latent"] for t in tasks},
+                {t: parts[t]["states_image"] for t in tasks},
+                self.n_boot,
+                self.seed,
+            ),
+        }
         result["verdict"] = verdict(result)
         return result
 
 
 @torch.no_grad()
-def interchange(lm, targets: Sequence, sources: Sequence, what: str = "latents", layers: Sequence[int] | None = None,
-                latents: Sequence[int] | None = None, condition: str = "standard") -> dict:
+def interchange(
+    lm,
+    targets: Sequence,
+    sources: Sequence,
+    what: str = "latents",
+    layers: Sequence[int] | None = None,
+    latents: Sequence[int] | None = None,
+    condition: str = "standard",
+) -> dict:
     """Run each target question with the hidden states of its source question (one source per target) at the
     inputs of ``layers`` (default every layer): ``what`` = ``latents`` (the chosen latents), ``image`` (the image
     tokens) or ``reverse`` (the source's image tokens, the target's own latents). Returns ``before`` / ``after``
@@ -490,8 +554,13 @@ def interchange(lm, targets: Sequence, sources: Sequence, what: str = "latents",
                 entries = entries[:1]
             patches[layer] = entries
         after = _forward(lm, batch, condition, option_ids, patches)
-    return {"before": before.probs, "after": after.probs, "options": [list(_options(t)) for t in targets],
-            "source_before": src.probs, "source_options": [list(_options(s)) for s in sources]}
+    return {
+        "before": before.probs,
+        "after": after.probs,
+        "options": [list(_options(t)) for t in targets],
+        "source_before": src.probs,
+        "source_options": [list(_options(s)) for s in sources],
+    }
 
 
 def _check_items(items) -> list:
@@ -519,8 +588,11 @@ def _pairs(items: Sequence, pred_text: list[str], rng: np.random.Generator) -> l
     pair = []
     for a, item in enumerate(items):
         options = list(_options(item))
-        ok = [b for b, other in enumerate(items)
-              if b != a and _target_text(other) in options and _target_text(other) != _target_text(item)]
+        ok = [
+            b
+            for b, other in enumerate(items)
+            if b != a and _target_text(other) in options and _target_text(other) != _target_text(item)
+        ]
         best = [b for b in ok if pred_text[b] in options and pred_text[b] != pred_text[a]]
         pool = best or ok
         pair.append(int(rng.choice(pool)) if pool else -1)
@@ -549,8 +621,12 @@ def _plain(value):
     return value if np.isfinite(value) else None
 
 
-def _bootstrap(by_task: Mapping[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0,
-               denominator: Mapping[str, np.ndarray] | None = None) -> dict:
+def _bootstrap(
+    by_task: Mapping[str, np.ndarray],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    denominator: Mapping[str, np.ndarray] | None = None,
+) -> dict:
     """Per task and macro-averaged (tasks weigh equally) mean of per-question values ``[n, ...]`` (a NaN question is
     left out), or the ratio of two means, with 95 % percentile bootstrap intervals: questions resampled within each
     task, the average's replicates the mean of the tasks' replicates. Same shape as
@@ -596,8 +672,9 @@ def effective_rank(x: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def collapse(latent: Mapping[str, np.ndarray], image: Mapping[str, np.ndarray], n_boot: int = N_BOOT,
-             seed: int = 0) -> dict:
+def collapse(
+    latent: Mapping[str, np.ndarray], image: Mapping[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0
+) -> dict:
     """Collapse of states ``[n, L, K, D]`` per task (latents; image tokens at K positions): per layer, the mean
     off-diagonal cosine similarity across inputs (each index compared with itself in other inputs, then averaged over
     indices) for all inputs, within a task and across tasks; each input's mean similarity to the others bootstrapped
@@ -624,8 +701,9 @@ def collapse(latent: Mapping[str, np.ndarray], image: Mapping[str, np.ndarray], 
             "within_task": _plain(np.array([sim[la][same].mean() if same.any() else np.nan for la in range(L)])),
             "across_tasks": _plain(np.array([sim[la][across].mean() if across.any() else np.nan for la in range(L)])),
             "effective_rank": [float(np.mean([effective_rank(x[:, la, k]) for k in range(K)])) for la in range(L)],
-            "index_similarity": _plain(np.array([index_sim[layer][~np.eye(K, dtype=bool)].mean() if K > 1 else 1.0
-                                                 for layer in range(L)])),
+            "index_similarity": _plain(
+                np.array([index_sim[layer][~np.eye(K, dtype=bool)].mean() if K > 1 else 1.0 for layer in range(L)])
+            ),
             "index_matrix": _plain(np.round(index_sim, 4)),
             "matrices": _plain(np.round(sim[:, keep][:, :, keep], 4)),
             "matrix_tasks": [str(t) for t in task_of[keep]],
@@ -658,21 +736,27 @@ def verdict(result: dict) -> list[str]:
     """A few plain-words sentences from one model's :meth:`Mediation.summarise` result (last layer where per layer)."""
     inter, sens, col = result["interchange"], result["sensitivity"], result["collapse"]
     follows = inter["latents"]["follows"]["average"]
-    lines = [f"latents → answer: the answer follows swapped latents in {_pct(follows)} of questions "
-             f"({follows['n'] if follows else 0} pairs whose answers differ); swapped image tokens "
-             f"{_pct(inter['image']['follows']['average'])}; latents of an unrelated task change the answer in "
-             f"{_pct(inter['control']['changed']['average'])}",
-             f"reverse: with the latents held at the question's own states, the answer follows a swapped image in "
-             f"{_pct(inter['reverse']['follows']['average'])}"]
+    lines = [
+        f"latents → answer: the answer follows swapped latents in {_pct(follows)} of questions "
+        f"({follows['n'] if follows else 0} pairs whose answers differ); swapped image tokens "
+        f"{_pct(inter['image']['follows']['average'])}; latents of an unrelated task change the answer in "
+        f"{_pct(inter['control']['changed']['average'])}",
+        f"reverse: with the latents held at the question's own states, the answer follows a swapped image in "
+        f"{_pct(inter['reverse']['follows']['average'])}",
+    ]
     other = sens["other_image"]
-    lines.append(f"input → latents: another image moves the latents by {_num(other['latent_cos']['average'])} "
-                 f"(cosine distance, last layer), the image tokens by {_num(other['image_cos']['average'])}: "
-                 f"ratio {_num(other['ratio_cos']['average'], digits=2)}; a blank image: ratio "
-                 f"{_num(sens['blank']['ratio_cos']['average'], digits=2)}")
+    lines.append(
+        f"input → latents: another image moves the latents by {_num(other['latent_cos']['average'])} "
+        f"(cosine distance, last layer), the image tokens by {_num(other['image_cos']['average'])}: "
+        f"ratio {_num(other['ratio_cos']['average'], digits=2)}; a blank image: ratio "
+        f"{_num(sens['blank']['ratio_cos']['average'], digits=2)}"
+    )
     lat, img = col["latent"], col["image"]
-    lines.append(f"collapse: latents of different inputs have mean cosine similarity {lat['all'][-1]:.3f} at the last "
-                 f"layer (image tokens {img['all'][-1]:.3f}); effective rank {lat['effective_rank'][-1]:.1f} of "
-                 f"{col['n_inputs']} inputs (image tokens {img['effective_rank'][-1]:.1f})")
+    lines.append(
+        f"collapse: latents of different inputs have mean cosine similarity {lat['all'][-1]:.3f} at the last "
+        f"layer (image tokens {img['all'][-1]:.3f}); effective rank {lat['effective_rank'][-1]:.1f} of "
+        f"{col['n_inputs']} inputs (image tokens {img['effective_rank'][-1]:.1f})"
+    )
     return lines
 
 
@@ -688,8 +772,12 @@ class MediationReport:
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "settings": self.settings, "environment": self.environment,
-                "models": self.models}
+        return {
+            "version": self.version,
+            "settings": self.settings,
+            "environment": self.environment,
+            "models": self.models,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> MediationReport:
@@ -715,8 +803,10 @@ class MediationReport:
             if result["status"] != "done":
                 lines.append(f"  n/a: {result['reason']}")
                 continue
-            lines.append(f"  {result['n_items']} questions, {len(result['tasks'])} tasks, condition "
-                         f"{result['settings']['condition']}")
+            lines.append(
+                f"  {result['n_items']} questions, {len(result['tasks'])} tasks, condition "
+                f"{result['settings']['condition']}"
+            )
             lines += ["  " + line for line in result["verdict"]]
         return lines
 
@@ -725,8 +815,15 @@ REPORT_NAME = "mediation.json"
 PARTS_DIR = "parts"
 
 
-def mediate(models: Mapping[str, object], items: Sequence, control_items: Sequence | None = None,
-            progress: Progress | None = None, *, out: str | Path | None = None, **settings) -> MediationReport:
+def mediate(
+    models: Mapping[str, Any],
+    items: Sequence,
+    control_items: Sequence | None = None,
+    progress: Progress | None = None,
+    *,
+    out: str | Path | None = None,
+    **settings,
+) -> MediationReport:
     """:class:`Mediation` for every model (name → :class:`~livr_viz.core.model.LIVRModel`) on the same ``items``.
     ``out``: a directory; ``mediation.json`` is rewritten after every model and each finished (model, task) is kept
     in ``parts/`` (the raw per-question arrays), so a killed run resumes where it stopped; a directory made with other
@@ -738,8 +835,13 @@ def mediate(models: Mapping[str, object], items: Sequence, control_items: Sequen
     tasks = sorted({it.task for it in items})
     engines = {name: Mediation(lm, **settings) for name, lm in models.items() if lm.config.n_latents}
     shown = next(iter(engines.values())).settings() if engines else {}
-    info_all = {"n_items": len(items), "tasks": tasks, "items_digest": _digest(items),
-                "control_digest": _digest(controls) if controls else None, **shown}
+    info_all = {
+        "n_items": len(items),
+        "tasks": tasks,
+        "items_digest": _digest(items),
+        "control_digest": _digest(controls) if controls else None,
+        **shown,
+    }
     report = MediationReport(info_all, environment=_environment())
     path = None if out is None else Path(out) / REPORT_NAME
     if path is not None and path.is_file():
@@ -755,8 +857,10 @@ def mediate(models: Mapping[str, object], items: Sequence, control_items: Sequen
     for name, lm in models.items():
         entry = report.models[name]
         if name not in engines:
-            entry["result"] = {"status": "n/a", "reason": f"the model has no latents (variant {lm.config.variant}): "
-                                                          "there is no X → Z → Y to mediate"}
+            entry["result"] = {
+                "status": "n/a",
+                "reason": f"the model has no latents (variant {lm.config.variant}): there is no X → Z → Y to mediate",
+            }
             continue
         if entry.get("result", {}).get("status") == "done":
             done += len(tasks)

@@ -32,23 +32,28 @@ class PatchSpread:
 
     def summary(self) -> str:
         near = float(self.ring_share[:2].sum())
-        return (f"{sum(self.own_token_moves_most)}/{len(self.probes)} probed patches move their own token most; "
-                f"{100 * self.ring_share[0]:.0f} % of the movement stays on the changed patch's token, "
-                f"{100 * near:.0f} % within one patch of it")
+        return (
+            f"{sum(self.own_token_moves_most)}/{len(self.probes)} probed patches move their own token most; "
+            f"{100 * self.ring_share[0]:.0f} % of the movement stays on the changed patch's token, "
+            f"{100 * near:.0f} % within one patch of it"
+        )
 
 
 def _tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
     """``[B, N, D]``: the image features the language model receives (tower, feature layer, projector)."""
     feats = model.model.get_image_features(
-        pixel_values=pixel_values, vision_feature_layer=model.config.vision_feature_layer,
-        vision_feature_select_strategy=model.config.vision_feature_select_strategy)
+        pixel_values=pixel_values,
+        vision_feature_layer=model.config.vision_feature_layer,
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+    )
     pooled = feats.pooler_output if hasattr(feats, "pooler_output") else feats
     return torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
 
 
 @torch.no_grad()
-def patch_spread(model, processor, image: Image.Image, probes: list[tuple[int, int]] | None = None,
-                 seed: int = 0) -> PatchSpread:
+def patch_spread(
+    model, processor, image: Image.Image, probes: list[tuple[int, int]] | None = None, seed: int = 0
+) -> PatchSpread:
     """Measure how far a change confined to one patch spreads over a LLaVA-style model's image tokens."""
     size, patch = family_for(model.config).square_tower(model)
     grid = size // patch
@@ -56,12 +61,12 @@ def patch_spread(model, processor, image: Image.Image, probes: list[tuple[int, i
     for r, c in probes:
         if not (0 <= r < grid and 0 <= c < grid):
             raise LIVRError(f"probe patch {(r, c)} is outside the {grid} x {grid} grid")
-    base = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC)).copy()
+    base = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)).copy()
     rng = np.random.default_rng(seed)
     images = [Image.fromarray(base)]
     for r, c in probes:
         changed = base.copy()
-        changed[r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = rng.integers(0, 256, (patch, patch, 3))
+        changed[r * patch : (r + 1) * patch, c * patch : (c + 1) * patch] = rng.integers(0, 256, (patch, patch, 3))
         images.append(Image.fromarray(changed))
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     was_training = model.training

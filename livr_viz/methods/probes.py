@@ -25,6 +25,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,6 +136,7 @@ def collect_features(lm, items: Sequence, stage: str = "full", batch_size: int =
         chunk = [items[i] for i in range(start, min(len(items), start + batch_size))]
         batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk])
         result = LatentAttention(lm, hidden_states=True).run(batch, stage)
+        assert result.hidden_states is not None  # requested above
         hs = result.hidden_states.float()  # [L+1, B, T, D]
         seg = result.segments
         for b in range(hs.shape[1]):
@@ -157,7 +159,7 @@ def randomized_copy(lm, seed: int = 0):
             if hasattr(module, "reset_parameters") and not any(True for _ in module.children()):
                 module.reset_parameters()
             elif isinstance(module, torch.nn.Module):
-                for name, param in module.named_parameters(recurse=False):
+                for param in module.parameters(recurse=False):
                     if param.dim() >= 2:
                         torch.nn.init.normal_(param, std=0.02)
     return clone
@@ -234,8 +236,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         cv = StratifiedKFold(splits, shuffle=True, random_state=self.seed)
         scores = cross_val_score(self._estimator(), X, y, cv=cv)
         half = stats.t.ppf(0.975, len(scores) - 1) * scores.std(ddof=1) / np.sqrt(len(scores))
-        return {"accuracy": float(scores.mean()), "ci95": [float(scores.mean() - half), float(scores.mean() + half)],
-                "folds": [float(s) for s in scores]}
+        return {
+            "accuracy": float(scores.mean()),
+            "ci95": [float(scores.mean() - half), float(scores.mean() + half)],
+            "folds": [float(s) for s in scores],
+        }
 
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
         """``path.npz`` (coef, intercept and, unless they are Python objects, the classes with their dtype) and
@@ -274,10 +279,10 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return probe
 
 
-def control_labels(y: Sequence, seed: int = 0) -> np.ndarray:
+def control_labels(y: Sequence | np.ndarray, seed: int = 0) -> np.ndarray:
     """Random labels with the real labels' class frequencies (the control task)."""
-    y = np.asarray([str(v) for v in y])
-    return np.random.default_rng(seed).permutation(y)
+    labels = np.asarray([str(v) for v in y])
+    return np.random.default_rng(seed).permutation(labels)
 
 
 @dataclass
@@ -305,8 +310,11 @@ def probe_baselines(report: ProbeReport) -> dict[str, float]:
     beaten by picking a layer where it happens to be weak). Missing baselines (no random model) are left out."""
     best = report.layers[report.best_layer]
     found = {"majority class": float(report.majority), "control task": best["control"]["accuracy"]}
-    for key, name in (("image_pooled", "image tokens"), ("text_pooled", "text tokens"),
-                      ("random_model", "random-weight model")):
+    for key, name in (
+        ("image_pooled", "image tokens"),
+        ("text_pooled", "text tokens"),
+        ("random_model", "random-weight model"),
+    ):
         values = [row[key]["accuracy"] for row in report.layers if key in row]
         values = [v for v in values if not np.isnan(v)]
         if values:
@@ -328,9 +336,18 @@ def weak_baselines(report: ProbeReport) -> dict[str, float]:
     return {name: value for name, value in probe_baselines(report).items() if accuracy <= value + margin}
 
 
-def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | None = None,
-               csv_path: str | Path | None = None, stage: str = "full", seed: int = 0, random_baseline: bool = True,
-               per_latent: bool = True, progress=None) -> ProbeReport:
+def run_probes(
+    lm,
+    spec: ConceptSpec,
+    items: Sequence,
+    out_dir: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    stage: str = "full",
+    seed: int = 0,
+    random_baseline: bool = True,
+    per_latent: bool = True,
+    progress=None,
+) -> ProbeReport:
     """Fit and cross-validate probes for one concept at every layer; optionally save weights and curves."""
     labels, keep = labels_for(spec, items, csv_path)
     items = [items[i] for i in keep]
@@ -344,7 +361,7 @@ def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | Non
     layers = []
     for layer in range(feats.latent.shape[0]):
         pooled = feats.latent[layer].mean(1)  # [N, D]
-        row = {"layer": layer, "latent_pooled": probe.cross_validate(pooled, y)}
+        row: dict[str, Any] = {"layer": layer, "latent_pooled": probe.cross_validate(pooled, y)}
         row["control"] = probe.cross_validate(pooled, ctrl)
         row["selectivity"] = row["latent_pooled"]["accuracy"] - row["control"]["accuracy"]
         if per_latent:
@@ -367,8 +384,15 @@ def run_probes(lm, spec: ConceptSpec, items: Sequence, out_dir: str | Path | Non
         out.mkdir(parents=True, exist_ok=True)
         for layer in range(feats.latent.shape[0]):
             LinearProbe(seed=seed).fit(feats.latent[layer].mean(1), y).save(
-                out / f"{spec.name}_layer{layer}", {"concept": spec.name, "layer": layer, "features": "latent_pooled",
-                                                    "stage": stage, "model_variant": lm.config.variant})
+                out / f"{spec.name}_layer{layer}",
+                {
+                    "concept": spec.name,
+                    "layer": layer,
+                    "features": "latent_pooled",
+                    "stage": stage,
+                    "model_variant": lm.config.variant,
+                },
+            )
         (out / f"{spec.name}_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
@@ -379,6 +403,7 @@ def read_with_probe(lm, probe_path: str | Path, image, prompt: str, stage: str =
     layer = int(probe.meta_["layer"])
     batch = lm.build_inputs([image], [prompt])
     feats = LatentAttention(lm, hidden_states=True).run(batch, stage)
+    assert feats.hidden_states is not None  # requested above
     seg = feats.segments[0]
     x = feats.hidden_states[layer, 0, seg == int(Segment.LATENT)].float().mean(0, keepdim=True).numpy()
     return {str(c): float(p) for c, p in zip(probe.classes_, probe.predict_proba(x)[0])}

@@ -34,8 +34,11 @@ class TokenPoints:
     labels: dict[str, list] = field(default_factory=dict)  # e.g. {"task": [...], "sample": [...], "position": [...]}
 
     def subset(self, keep: np.ndarray) -> TokenPoints:
-        return TokenPoints(self.vectors[keep], self.segment[keep], {k: [v[i] for i in np.nonzero(keep)[0]]
-                                                                    for k, v in self.labels.items()})
+        return TokenPoints(
+            self.vectors[keep],
+            self.segment[keep],
+            {k: [v[i] for i in np.nonzero(keep)[0]] for k, v in self.labels.items()},
+        )
 
 
 def points_from_capture(result, layer: int, index: int | None = None, extra: dict | None = None) -> TokenPoints:
@@ -48,7 +51,7 @@ def points_from_capture(result, layer: int, index: int | None = None, extra: dic
     rows = range(result.segments.shape[0]) if index is None else [index]
     vecs, segs = [], []
     labels: dict[str, list] = {"sample": [], "position": []}
-    for key in (extra or {}):
+    for key in extra or {}:
         labels[key] = []
     for b in rows:
         seg = result.segments[b].numpy()
@@ -62,8 +65,16 @@ def points_from_capture(result, layer: int, index: int | None = None, extra: dic
     return TokenPoints(np.concatenate(vecs), np.concatenate(segs), labels)
 
 
-def dataset_points(lm, items, layer: int, stage: str = "full", concept_keys=None, batch_size: int = 8,
-                   progress=None, answers: bool = False) -> TokenPoints:
+def dataset_points(
+    lm,
+    items,
+    layer: int,
+    stage: str = "full",
+    concept_keys=None,
+    batch_size: int = 8,
+    progress=None,
+    answers: bool = False,
+) -> TokenPoints:
     """Tokens of many samples at ``layer``, labelled by sample, position, task and concept keys (``"-"`` if absent).
 
     ``concept_keys=None`` labels every key any item carries. ``answers``: each item's true answer (``target``) is
@@ -73,18 +84,24 @@ def dataset_points(lm, items, layer: int, stage: str = "full", concept_keys=None
     keys = sorted({k for it in items for k in getattr(it, "concepts", {})}) if concept_keys is None else concept_keys
     parts = []
     starts = range(0, len(items), batch_size)
-    for start in (progress(starts) if progress else starts):
+    for start in progress(starts) if progress else starts:
         chunk = [items[i] for i in range(start, min(len(items), start + batch_size))]
-        batch = lm.build_inputs([it.image for it in chunk], [it.prompt for it in chunk],
-                                [str(it.target) for it in chunk] if answers else None)
+        batch = lm.build_inputs(
+            [it.image for it in chunk],
+            [it.prompt for it in chunk],
+            [str(it.target) for it in chunk] if answers else None,
+        )
         capture = LatentAttention(lm, rows="latent" if lm.config.n_latents else "answer").run(batch, stage)
         extra = {"task": [it.task for it in chunk]}
         extra.update({k: [getattr(it, "concepts", {}).get(k, "-") for it in chunk] for k in keys if k != "task"})
         points = points_from_capture(capture, layer, None, extra)
         points.labels["sample"] = [start + s for s in points.labels["sample"]]
         parts.append(points)
-    return TokenPoints(np.concatenate([p.vectors for p in parts]), np.concatenate([p.segment for p in parts]),
-                       {k: sum((list(p.labels[k]) for p in parts), []) for k in parts[0].labels})
+    return TokenPoints(
+        np.concatenate([p.vectors for p in parts]),
+        np.concatenate([p.segment for p in parts]),
+        {k: sum((list(p.labels[k]) for p in parts), []) for k in parts[0].labels},
+    )
 
 
 def _key(x: np.ndarray, method: str, seed: int, perplexity: float, n_neighbors: int) -> str:
@@ -93,8 +110,14 @@ def _key(x: np.ndarray, method: str, seed: int, perplexity: float, n_neighbors: 
     return h.hexdigest()
 
 
-def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0,
-            n_neighbors: int = 15, cache_dir: str | Path | None = None) -> np.ndarray:
+def project(
+    vectors: np.ndarray,
+    method: str = "tsne",
+    seed: int = 0,
+    perplexity: float = 30.0,
+    n_neighbors: int = 15,
+    cache_dir: str | Path | None = None,
+) -> np.ndarray:
     """``[N, 2]`` projection. Deterministic in ``seed``; cached."""
     check_one_of("method", method, METHODS)
     x = np.asarray(vectors, dtype=np.float32)
@@ -130,8 +153,7 @@ def _compute(x, method, seed, perplexity, n_neighbors) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         perp = min(perplexity, max(2.0, (len(x) - 1) / 3))
-        return TSNE(2, perplexity=perp, init="pca", random_state=seed, max_iter=500).fit_transform(x).astype(
-            np.float32)
+        return TSNE(2, perplexity=perp, init="pca", random_state=seed, max_iter=500).fit_transform(x).astype(np.float32)
     import umap
 
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed, n_jobs=1)
@@ -142,5 +164,3 @@ def warm_up_umap() -> None:
     """Compile UMAP's numba kernels once (tens of seconds on a cold process)."""
     rng = np.random.default_rng(0)
     project(rng.normal(size=(60, 8)).astype(np.float32), "umap")
-
-

@@ -13,8 +13,14 @@ from livr_viz.methods.stats import wilson_interval  # noqa: F401 - part of evalu
 
 
 @torch.no_grad()
-def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, block_latent_image: bool = False,
-            progress: bool = False) -> list[dict]:
+def predict(
+    lm,
+    items: Sequence,
+    stage: str = "full",
+    batch_size: int = 32,
+    block_latent_image: bool = False,
+    progress: bool = False,
+) -> list[dict]:
     """Per item: predicted letter, probability of each letter, correctness. Options are scored in context
     (:meth:`LIVRModel.score_options`): one-token options off the answer row's logits, longer ones by their tokens'
     per-token mean log-probability."""
@@ -31,8 +37,16 @@ def predict(lm, items: Sequence, stage: str = "full", batch_size: int = 32, bloc
         scored = lm.score_options(batch, options, stage, block_latent_image, answer_logits=logits)
         for it, probs, ls in zip(chunk, scored, letters):
             pred = ls[int(probs.argmax())]
-            out.append({"id": it.id, "task": it.task, "answer": it.answer, "prediction": pred,
-                        "correct": pred == it.answer, "probs": [round(float(p), 5) for p in probs]})
+            out.append(
+                {
+                    "id": it.id,
+                    "task": it.task,
+                    "answer": it.answer,
+                    "prediction": pred,
+                    "correct": pred == it.answer,
+                    "probs": [round(float(p), 5) for p in probs],
+                }
+            )
     return out
 
 
@@ -48,13 +62,27 @@ def summarize(predictions: list[dict], n_choices: dict[str, int] | None = None) 
         letters = Counter(r["answer"] for r in rows)
         k = (n_choices or {}).get(task) or len(rows[0]["probs"])
         lo, hi = wilson_interval(correct, n)
-        tasks[task] = {"n": n, "accuracy": correct / n, "ci95": [lo, hi], "chance": 1 / k,
-                       "majority": letters.most_common(1)[0][1] / n}
-    average = {key: sum(t[key] for t in tasks.values()) / len(tasks) for key in ("accuracy", "chance", "majority")} \
-        if tasks else {}
+        tasks[task] = {
+            "n": n,
+            "accuracy": correct / n,
+            "ci95": [lo, hi],
+            "chance": 1 / k,
+            "majority": letters.most_common(1)[0][1] / n,
+        }
+    average = (
+        {key: sum(t[key] for t in tasks.values()) / len(tasks) for key in ("accuracy", "chance", "majority")}
+        if tasks
+        else {}
+    )
     return {"tasks": tasks, "average": average, "n": len(predictions)}
 
 
-def evaluate(lm, items: Sequence, stage: str = "full", batch_size: int = 32, block_latent_image: bool = False,
-             progress: bool = False) -> dict:
+def evaluate(
+    lm,
+    items: Sequence,
+    stage: str = "full",
+    batch_size: int = 32,
+    block_latent_image: bool = False,
+    progress: bool = False,
+) -> dict:
     return summarize(predict(lm, items, stage, batch_size, block_latent_image, progress))

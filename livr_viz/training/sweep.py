@@ -30,9 +30,11 @@ from livr_viz.training.trainer import TrainConfig, check_run_settings, preset_co
 from livr_viz.views.sweep import plot_sweep
 
 # the settings a sweep may vary, and the values each takes (LIVRConfig checks the upper bounds)
-PARAMS = {"n_latents": "integers >= 1 (K, the number of latent tokens)",
-          "stage1_fraction": "numbers in [0, 1] (the share of steps in Stage 1)",
-          "lora_r": "integers >= 1 (the LoRA rank; alpha follows at 2 x rank)"}
+PARAMS = {
+    "n_latents": "integers >= 1 (K, the number of latent tokens)",
+    "stage1_fraction": "numbers in [0, 1] (the share of steps in Stage 1)",
+    "lora_r": "integers >= 1 (the LoRA rank; alpha follows at 2 x rank)",
+}
 RESULTS_NAME, PLOT_NAME = "sweep.json", "sweep.png"
 
 
@@ -41,8 +43,9 @@ def parse_param(text: str) -> tuple[str, list[str]]:
     """``"n_latents=4,8,16"`` → ``("n_latents", ["4", "8", "16"])`` (checked by :func:`check_values`)."""
     name, sep, values = text.partition("=")
     if not sep or not name.strip() or not values.strip():
-        raise LIVRError(f"--param takes NAME=V1,V2,...; e.g. n_latents=4,8,16 or stage1_fraction=0,0.2,0.4; got "
-                        f"{text!r}")
+        raise LIVRError(
+            f"--param takes NAME=V1,V2,...; e.g. n_latents=4,8,16 or stage1_fraction=0,0.2,0.4; got {text!r}"
+        )
     return name.strip(), [v.strip() for v in values.split(",")]
 
 
@@ -79,20 +82,29 @@ def check_seeds(seeds: int | Sequence[int]) -> list[int]:
     return chosen
 
 
-def plan_runs(param: str, values: list, seeds: list[int], tasks: list[str], preset: str,
-              steps: int | None) -> list[tuple[dict, TrainConfig]]:
+def plan_runs(
+    param: str, values: list, seeds: list[int], tasks: list[str], preset: str, steps: int | None
+) -> list[tuple[dict, TrainConfig]]:
     """Every run in training order (per seed: SFT, then each value, so an early stop still gives whole curves), as
     ``({"variant", "value", "seed", "dir"}, TrainConfig)``. Building every config first rejects bad settings before
     any training."""
     runs = []
     for seed in seeds:
         common = {"tasks": ",".join(tasks), "steps": steps, "seed": seed, "data_seed": seed}
-        runs.append(({"variant": "sft", "value": None, "seed": seed, "dir": f"sft/seed{seed}"},
-                     preset_config(preset, variant="sft", **common)))
+        runs.append(
+            (
+                {"variant": "sft", "value": None, "seed": seed, "dir": f"sft/seed{seed}"},
+                preset_config(preset, variant="sft", **common),
+            )
+        )
         for value in values:
             setting = {param: value, **({"lora_alpha": 2 * value} if param == "lora_r" else {})}
-            runs.append(({"variant": "livr", "value": value, "seed": seed, "dir": f"{param}={value}/seed{seed}"},
-                         preset_config(preset, variant="livr", **common, **setting)))
+            runs.append(
+                (
+                    {"variant": "livr", "value": value, "seed": seed, "dir": f"{param}={value}/seed{seed}"},
+                    preset_config(preset, variant="livr", **common, **setting),
+                )
+            )
     return runs
 
 
@@ -109,8 +121,11 @@ def summarize_sweep(runs: list[dict], values: list) -> dict:
 
     def group(rows: list[dict]) -> dict:
         tasks = rows[0]["tasks"] if rows else {}
-        return {"n_seeds": len(rows), "average": mean_sd([r["average"] for r in rows]),
-                "tasks": {t: mean_sd([r["tasks"][t] for r in rows]) for t in tasks}}
+        return {
+            "n_seeds": len(rows),
+            "average": mean_sd([r["average"] for r in rows]),
+            "tasks": {t: mean_sd([r["tasks"][t] for r in rows]) for t in tasks},
+        }
 
     livr = []
     for value in values:
@@ -140,8 +155,9 @@ class SweepResult:
         param = self.settings["param"]
         lines = [f"{param:<16} {'test accuracy':<16} {'vs SFT (paired)':<16} seeds"]
         for row in self.summary["livr"]:
-            lines.append(f"{row['value']:<16g} {cell(row['average']):<16} {cell(row['vs_sft'], '+'):<16} "
-                         f"{row['n_seeds']}")
+            lines.append(
+                f"{row['value']:<16g} {cell(row['average']):<16} {cell(row['vs_sft'], '+'):<16} {row['n_seeds']}"
+            )
         sft = self.summary["sft"]
         lines.append(f"{'SFT':<16} {cell(sft['average']):<16} {'':<16} {sft['n_seeds']}")
         if self.summary["chance"] is not None:
@@ -157,11 +173,16 @@ def _open_record(out: Path, settings: dict) -> dict:
             record = json.loads(path.read_text())
         except ValueError:
             raise LIVRError(f"{path} is not readable JSON; move it away to start the sweep afresh") from None
-        changed = [f"{k}: {record['settings'].get(k)!r} -> {v!r}" for k, v in settings.items()
-                   if record["settings"].get(k) != v]
+        changed = [
+            f"{k}: {record['settings'].get(k)!r} -> {v!r}"
+            for k, v in settings.items()
+            if record["settings"].get(k) != v
+        ]
         if changed:
-            raise LIVRError(f"{out} holds a sweep with other settings ({'; '.join(changed)}); rerun with its settings "
-                            "to resume it, or use a fresh --out")
+            raise LIVRError(
+                f"{out} holds a sweep with other settings ({'; '.join(changed)}); rerun with its settings "
+                "to resume it, or use a fresh --out"
+            )
         return record
     if out.is_dir() and any(out.iterdir()):
         raise LIVRError(f"{out} is not empty and holds no {RESULTS_NAME}; give the sweep a fresh --out")
@@ -179,10 +200,13 @@ def _write(out: Path, record: dict) -> None:
     tmp = out / (RESULTS_NAME + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, out / RESULTS_NAME)
-    title = (f"{', '.join(settings['tasks'])} · {settings['preset']} preset, {settings['steps']} steps · "
-             f"{len(settings['seeds'])} seed(s) · {settings['n_test']} test questions per task")
-    plot_sweep(record["summary"], settings["param"], out / PLOT_NAME, log_x=settings["param"] != "stage1_fraction",
-               title=title)
+    title = (
+        f"{', '.join(settings['tasks'])} · {settings['preset']} preset, {settings['steps']} steps · "
+        f"{len(settings['seeds'])} seed(s) · {settings['n_test']} test questions per task"
+    )
+    plot_sweep(
+        record["summary"], settings["param"], out / PLOT_NAME, log_x=settings["param"] != "stage1_fraction", title=title
+    )
 
 
 def _trained_model(backbone: str, cfg: TrainConfig, run_dir: Path):
@@ -196,9 +220,18 @@ def _trained_model(backbone: str, cfg: TrainConfig, run_dir: Path):
     return lm, f"resumed, trained to step {cfg.steps}" if resume else f"trained {cfg.steps} steps"
 
 
-def sweep(param: str, values: Sequence, seeds: int | Sequence[int], tasks: str | Sequence[str], out: str | Path,
-          preset: str = "quick", steps: int | None = None, backbone: str = "demo-base", n_test: int = 200,
-          log: Callable[[str], None] = print) -> SweepResult:
+def sweep(
+    param: str,
+    values: Sequence,
+    seeds: int | Sequence[int],
+    tasks: str | Sequence[str],
+    out: str | Path,
+    preset: str = "quick",
+    steps: int | None = None,
+    backbone: str = "demo-base",
+    n_test: int = 200,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
     """Fine-tune LIVR for every value of ``param`` (n_latents | stage1_fraction | lora_r) × seed and SFT per seed on
     ``backbone``, evaluate each on ``n_test`` test questions per task, write ``out/sweep.json`` and
     ``out/sweep.png``; ``seeds`` is a count or a list. ``log`` gets one line per run. See the module docstring."""
@@ -206,15 +239,26 @@ def sweep(param: str, values: Sequence, seeds: int | Sequence[int], tasks: str |
     if not isinstance(n_test, int) or n_test < 1:
         raise LIVRError(f"n_test (test questions per task) must be an integer >= 1; got {n_test!r}")
     plan = plan_runs(param, values, seeds, tasks, preset, steps)
-    settings = {"param": param, "values": values, "seeds": seeds, "tasks": tasks, "preset": preset,
-                "steps": plan[0][1].steps, "backbone": backbone, "n_test": n_test, "test_seed": TEST_SEED}
+    settings = {
+        "param": param,
+        "values": values,
+        "seeds": seeds,
+        "tasks": tasks,
+        "preset": preset,
+        "steps": plan[0][1].steps,
+        "backbone": backbone,
+        "n_test": n_test,
+        "test_seed": TEST_SEED,
+    }
     out = Path(out)
     record = _open_record(out, settings)
     _write(out, record)
     test = SyntheticTaskDataset(tasks, "test", n_test, TEST_SEED, answer_format=plan[0][1].answer_format)
     done = {r["dir"]: r for r in record["runs"]}
-    log(f"sweep {param} = {', '.join(f'{v:g}' for v in values)} × seeds {', '.join(map(str, seeds))}, plus SFT: "
-        f"{len(plan)} runs of {settings['steps']} steps on {backbone} → {out}")
+    log(
+        f"sweep {param} = {', '.join(f'{v:g}' for v in values)} × seeds {', '.join(map(str, seeds))}, plus SFT: "
+        f"{len(plan)} runs of {settings['steps']} steps on {backbone} → {out}"
+    )
     for i, (run, cfg) in enumerate(plan, 1):
         run_dir, label = out / run["dir"], f"[{i}/{len(plan)}] {run['dir']}"
         if run["dir"] in done and (run_dir / "model").is_dir():
@@ -225,11 +269,15 @@ def sweep(param: str, values: Sequence, seeds: int | Sequence[int], tasks: str |
         metrics = evaluate(lm, test, "full")
         del lm
         seconds = time.perf_counter() - t0
-        done[run["dir"]] = {**run, "tasks": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
-                            "average": metrics["average"]["accuracy"], "chance": metrics["average"]["chance"],
-                            "steps": cfg.steps, "seconds": round(seconds, 1)}
+        done[run["dir"]] = {
+            **run,
+            "tasks": {t: m["accuracy"] for t, m in metrics["tasks"].items()},
+            "average": metrics["average"]["accuracy"],
+            "chance": metrics["average"]["chance"],
+            "steps": cfg.steps,
+            "seconds": round(seconds, 1),
+        }
         record["runs"] = [done[r["dir"]] for r, _ in plan if r["dir"] in done]
         _write(out, record)
         log(f"{label}: {what}, test accuracy {done[run['dir']]['average']:.3f} ({seconds:.0f} s)")
     return SweepResult(settings, record["runs"], record["summary"], out / RESULTS_NAME, out / PLOT_NAME)
-

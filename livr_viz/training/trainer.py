@@ -111,11 +111,17 @@ class TrainConfig:
         self.__post_init__()
 
     def __post_init__(self):
-        checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
-                  "lr": self.lr > 0, "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
-                  "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
-                  "n_train_per_task": self.n_train_per_task >= 1, "precision": self.precision in PRECISIONS,
-                  "task_balance": self.task_balance in TASK_BALANCES}
+        checks = {
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1,
+            "lr": self.lr > 0,
+            "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
+            "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
+            "n_train_per_task": self.n_train_per_task >= 1,
+            "precision": self.precision in PRECISIONS,
+            "task_balance": self.task_balance in TASK_BALANCES,
+        }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise LIVRError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
@@ -129,8 +135,9 @@ class TrainConfig:
         if self.freeze_vision_tower and not self.full_finetune:
             raise LIVRError("freeze_vision_tower needs full_finetune (LoRA fine-tunes never touch the vision tower)")
         if self.full_finetune and self.variant != "sft" and perception_kinds(self.tasks) is not None:
-            raise LIVRError("full_finetune on perception (backbone pretraining) trains without latents: use variant "
-                            "sft")
+            raise LIVRError(
+                "full_finetune on perception (backbone pretraining) trains without latents: use variant sft"
+            )
 
     def to_dict(self) -> dict:
         """The flat form (``train_config.json``, ``results.json``): the model's fields, then the training ones."""
@@ -170,8 +177,9 @@ def check_task_weights(weights: dict, tasks: str, task_balance: str = "none") ->
     names = resolve_tasks(tasks)
     unknown = [t for t in weights if t not in names]
     if unknown:
-        raise LIVRError(f"task_weights names {', '.join(map(repr, unknown))}, not among this fine-tune's tasks "
-                        f"({', '.join(names)})")
+        raise LIVRError(
+            f"task_weights names {', '.join(map(repr, unknown))}, not among this fine-tune's tasks ({', '.join(names)})"
+        )
     bad = [f"{t}={w!r}" for t, w in weights.items() if isinstance(w, bool) or not isinstance(w, int) or w < 1]
     if bad:
         raise LIVRError(f"task weights must be whole numbers >= 1; got {', '.join(bad)}")
@@ -183,8 +191,10 @@ def parse_task_weights(text: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, eq, value = part.partition("=")
         if not eq or not name.strip() or not value.strip().isdigit():
-            raise LIVRError(f"--task-weights takes task=whole number pairs separated by commas "
-                            f"(e.g. art_style=4,counting=4); got {part!r}")
+            raise LIVRError(
+                f"--task-weights takes task=whole number pairs separated by commas "
+                f"(e.g. art_style=4,counting=4); got {part!r}"
+            )
         weights[name.strip()] = int(value)
     if not weights:
         raise LIVRError("--task-weights is empty; give task=weight pairs, e.g. art_style=4,counting=4")
@@ -230,20 +240,62 @@ def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
 
 PRESETS: dict[str, dict] = {
     # tests: a couple of minutes at most on 2 CPU cores
-    "quick": dict(steps=24, batch_size=8, lr=2e-3, n_train_per_task=64, n_val_per_task=8, eval_every=12,
-                  checkpoint_every=8, log_every=4),
+    "quick": dict(
+        steps=24,
+        batch_size=8,
+        lr=2e-3,
+        n_train_per_task=64,
+        n_val_per_task=8,
+        eval_every=12,
+        checkpoint_every=8,
+        log_every=4,
+    ),
     # the shipped demo models (see RESULTS.md for the measured time)
-    "demo": dict(steps=1000, batch_size=32, lr=2e-3, n_train_per_task=1000, n_val_per_task=30, eval_every=200,
-                 checkpoint_every=100, log_every=10),
+    "demo": dict(
+        steps=1000,
+        batch_size=32,
+        lr=2e-3,
+        n_train_per_task=1000,
+        n_val_per_task=30,
+        eval_every=200,
+        checkpoint_every=100,
+        log_every=10,
+    ),
     # the paper's multi-task recipe: effective batch 8, lr 1e-4, 5 epochs over 1k per task
-    "paper": dict(steps=5 * 1000 * 9 // 8, batch_size=8, lr=1e-4, n_train_per_task=1000, n_val_per_task=100,
-                  eval_every=500, checkpoint_every=500),
+    "paper": dict(
+        steps=5 * 1000 * 9 // 8,
+        batch_size=8,
+        lr=1e-4,
+        n_train_per_task=1000,
+        n_val_per_task=100,
+        eval_every=500,
+        checkpoint_every=500,
+    ),
 }
 PRETRAIN_PRESETS: dict[str, dict] = {
-    "quick": dict(steps=16, batch_size=8, lr=2e-3, n_train_per_task=100_000, n_val_per_task=8, eval_every=8,
-                  checkpoint_every=8, log_every=4, warmup_fraction=0.1),
-    "demo": dict(steps=3000, batch_size=32, lr=1e-3, n_train_per_task=10_000_000, n_val_per_task=50,
-                 eval_every=500, checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
+    "quick": dict(
+        steps=16,
+        batch_size=8,
+        lr=2e-3,
+        n_train_per_task=100_000,
+        n_val_per_task=8,
+        eval_every=8,
+        checkpoint_every=8,
+        log_every=4,
+        warmup_fraction=0.1,
+    ),
+    "demo": dict(
+        steps=3000,
+        batch_size=32,
+        lr=1e-3,
+        n_train_per_task=10_000_000,
+        n_val_per_task=50,
+        eval_every=500,
+        checkpoint_every=100,
+        log_every=10,
+        warmup_fraction=0.03,
+        weight_decay=0.05,
+    ),
 }
 
 
@@ -252,8 +304,18 @@ PRETRAIN_PRESETS: dict[str, dict] = {
 # docs/experiments/stage1-route/), fresh questions; measured in docs/experiments/full-finetune/
 FULL_FINETUNE_PRESETS: dict[str, dict] = {
     "quick": dict(PRESETS["quick"], lr=3e-4),
-    "demo": dict(steps=2000, batch_size=32, lr=3e-4, n_train_per_task=1_000_000, n_val_per_task=100, eval_every=250,
-                 checkpoint_every=100, log_every=10, warmup_fraction=0.03, weight_decay=0.05),
+    "demo": dict(
+        steps=2000,
+        batch_size=32,
+        lr=3e-4,
+        n_train_per_task=1_000_000,
+        n_val_per_task=100,
+        eval_every=250,
+        checkpoint_every=100,
+        log_every=10,
+        warmup_fraction=0.03,
+        weight_decay=0.05,
+    ),
 }
 # the issue's longer resumable run (about 70 min per variant alone on 2 cores): 2.5 x the demo's steps, so LIVR's
 # Stage 1 gets the ~2,000 steps the nine-task mix needed before a route formed (docs/experiments/full-finetune/)
@@ -296,12 +358,18 @@ def perception_kinds(tasks: str) -> tuple[str, ...] | None:
 def build_datasets(cfg: TrainConfig):
     kinds = perception_kinds(cfg.tasks)
     if kinds is not None:
-        return (PerceptionDataset("train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, kinds),
-                PerceptionDataset("val", cfg.n_val_per_task * len(kinds), cfg.data_seed, cfg.image_size, kinds))
-    return (SyntheticTaskDataset(cfg.tasks, "train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
-                                 cfg.answer_format),
-            SyntheticTaskDataset(cfg.tasks, "val", cfg.n_val_per_task, cfg.data_seed, cfg.image_size, cfg.knobs,
-                                 cfg.answer_format))
+        return (
+            PerceptionDataset("train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, kinds),
+            PerceptionDataset("val", cfg.n_val_per_task * len(kinds), cfg.data_seed, cfg.image_size, kinds),
+        )
+    return (
+        SyntheticTaskDataset(
+            cfg.tasks, "train", cfg.n_train_per_task, cfg.data_seed, cfg.image_size, cfg.knobs, cfg.answer_format
+        ),
+        SyntheticTaskDataset(
+            cfg.tasks, "val", cfg.n_val_per_task, cfg.data_seed, cfg.image_size, cfg.knobs, cfg.answer_format
+        ),
+    )
 
 
 @functools.lru_cache(maxsize=16)  # one order per task of a weighted mix
@@ -318,7 +386,7 @@ def sample_indices(n_items: int, data_seed: int, start: int, count: int) -> list
         epoch, offset = divmod(position, n_items)
         perm = _permutation(n_items, data_seed, epoch)
         take = min(count - len(out), n_items - offset)
-        out += perm[offset: offset + take].tolist()
+        out += perm[offset : offset + take].tolist()
         position += take
     return out
 
@@ -337,8 +405,10 @@ def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> N
         last = "none yet"
         if (path / "trainer_state.json").is_file():
             last = f"step {json.loads((path / 'trainer_state.json').read_text())['step']}"
-        raise LIVRError(f"could not write a checkpoint under {path.parent} ({exc.strerror or exc}); "
-                        f"the last complete checkpoint ({last}) is intact") from None
+        raise LIVRError(
+            f"could not write a checkpoint under {path.parent} ({exc.strerror or exc}); "
+            f"the last complete checkpoint ({last}) is intact"
+        ) from None
 
 
 def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
@@ -359,8 +429,9 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
                     scalars[name] = value
     tensors["__rng__"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "scalars": scalars, "config": cfg.to_dict()},
-                                                       indent=2))
+    (tmp / "trainer_state.json").write_text(
+        json.dumps({"step": step, "scalars": scalars, "config": cfg.to_dict()}, indent=2)
+    )
     replace_dir(tmp, path)
 
 
@@ -372,8 +443,11 @@ _BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task",
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
     new = cfg.to_dict()
-    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in new.items()
-            if k not in _BOOKKEEPING and k in saved and saved[k] != v]
+    return [
+        f"{k}: {saved.get(k)!r} -> {v!r}"
+        for k, v in new.items()
+        if k not in _BOOKKEEPING and k in saved and saved[k] != v
+    ]
 
 
 def check_run_settings(run_dir: Path, cfg: TrainConfig) -> None:
@@ -382,8 +456,10 @@ def check_run_settings(run_dir: Path, cfg: TrainConfig) -> None:
     saved = run_dir / "train_config.json"
     changed = config_differences(json.loads(saved.read_text()), cfg) if saved.is_file() else []
     if changed:
-        raise LIVRError(f"{run_dir} holds a model trained with other settings ({'; '.join(changed)}); delete that "
-                        "folder to retrain it, or use a fresh --out")
+        raise LIVRError(
+            f"{run_dir} holds a model trained with other settings ({'; '.join(changed)}); delete that "
+            "folder to retrain it, or use a fresh --out"
+        )
 
 
 def load_checkpoint(path: Path, lm, optimizer, cfg: TrainConfig | None = None) -> int:
@@ -392,8 +468,10 @@ def load_checkpoint(path: Path, lm, optimizer, cfg: TrainConfig | None = None) -
     state = json.loads((path / "trainer_state.json").read_text())
     changed = config_differences(state.get("config", {}), cfg) if cfg is not None else []
     if changed:
-        raise LIVRError(f"--resume: the checkpoint in {path.parent} was trained with other settings "
-                        f"({'; '.join(changed)}); resume with the same settings or use a fresh --out")
+        raise LIVRError(
+            f"--resume: the checkpoint in {path.parent} was trained with other settings "
+            f"({'; '.join(changed)}); resume with the same settings or use a fresh --out"
+        )
     weights = load_file(str(path / "trainable.safetensors"))
     params = _trainable(lm)
     missing = set(params) - set(weights)
@@ -429,8 +507,9 @@ class Trainer:
             raise LIVRError("the model has no trainable parameters")
         decay = [p for p in self.params if p.dim() >= 2]
         no_decay = [p for p in self.params if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+        )
         self.checkpoint_dir = self.out / "checkpoint"
         self.log_path = self.out / "log.jsonl"
 
@@ -451,8 +530,9 @@ class Trainer:
 
     def _micro_batch(self, step: int, micro: int):
         items = [self.train_set[i] for i in self._micro_batch_indices(step, micro)]
-        return self.lm.build_inputs([it.image for it in items], [it.prompt for it in items],
-                                    [it.target for it in items])
+        return self.lm.build_inputs(
+            [it.image for it in items], [it.prompt for it in items], [it.target for it in items]
+        )
 
     def _micro_batch_indices(self, step: int, micro: int) -> list[int]:
         """Training items of this process's share of micro-batch ``micro`` of optimizer step ``step``."""
@@ -461,17 +541,25 @@ class Trainer:
         index = step * cfg.grad_accum + micro  # micro-batches so far
         if cfg.task_weights:
             weights = [cfg.task_weights.get(t, 1) for t in self.train_set.tasks]
-            return weighted_indices(weights, self.train_set.n_per_task, cfg.data_seed,
-                                    index * global_batch + rank * cfg.batch_size, cfg.batch_size)
+            return weighted_indices(
+                weights,
+                self.train_set.n_per_task,
+                cfg.data_seed,
+                index * global_batch + rank * cfg.batch_size,
+                cfg.batch_size,
+            )
         if cfg.task_balance == "none":
-            return sample_indices(len(self.train_set), cfg.data_seed, index * global_batch + rank * cfg.batch_size,
-                                  cfg.batch_size)
+            return sample_indices(
+                len(self.train_set), cfg.data_seed, index * global_batch + rank * cfg.batch_size, cfg.batch_size
+            )
         # task_balance: one task per micro-batch, round robin; each task has its own seeded order of its items
         n_tasks = len(self.train_set.tasks)
         task, turn = index % n_tasks, index // n_tasks
         start = turn * global_batch + rank * cfg.batch_size
-        return [j * n_tasks + task
-                for j in sample_indices(self.train_set.n_per_task, cfg.data_seed * 1_009 + task, start, cfg.batch_size)]
+        return [
+            j * n_tasks + task
+            for j in sample_indices(self.train_set.n_per_task, cfg.data_seed * 1_009 + task, start, cfg.batch_size)
+        ]
 
     def _evaluate(self, step: int) -> dict | None:
         if not self.state.is_main_process:
@@ -481,8 +569,9 @@ class Trainer:
         record = {"step": step}
 
         def add(key: str, m: dict) -> None:
-            record.update({key: {t: v["accuracy"] for t, v in m["tasks"].items()},
-                           f"{key}_average": m["average"].get("accuracy")})
+            record.update(
+                {key: {t: v["accuracy"] for t, v in m["tasks"].items()}, f"{key}_average": m["average"].get("accuracy")}
+            )
 
         add("eval", metrics)
         if self.cfg.n_latents:  # the same questions under the Stage-1 mask: has a route image -> latents -> answer
@@ -538,12 +627,14 @@ class Trainer:
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
+
                 def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
                     step = record.get("step", 0)  # only a finished run's final eval is logged again
                     return step < start or (step == start and not (start >= cfg.steps and "eval" in record))
 
-                keep = [line for line in self.log_path.read_text().splitlines()
-                        if line.strip() and kept(json.loads(line))]
+                keep = [
+                    line for line in self.log_path.read_text().splitlines() if line.strip() and kept(json.loads(line))
+                ]
                 self.log_path.write_text("".join(k + "\n" for k in keep))
         else:
             torch.manual_seed(cfg.seed)  # dropout stream of this run (the trainer owns the process RNG)
@@ -572,8 +663,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum:.3f}", stage=stage)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - t0
-                self._log({"step": done, "stage": stage, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
-                           "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9)})
+                self._log(
+                    {
+                        "step": done,
+                        "stage": stage,
+                        "loss": loss_sum,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9),
+                    }
+                )
             if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check
                 lm.save(self.out / "stage1_model")
             if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
@@ -624,8 +723,9 @@ def build_model_for_training(backbone: str, cfg: TrainConfig):
     with torch.random.fork_rng():  # LoRA's A matrices are drawn from the global RNG: make them a function of seed
         torch.manual_seed(cfg.seed)
         config = replace(cfg.model, backbone=backbone, latent_init_seed=cfg.seed)
-        return LIVRModel.from_backbone(backbone, config=config,
-                                       lora=not cfg.full_finetune, freeze_vision=cfg.freeze_vision_tower)
+        return LIVRModel.from_backbone(
+            backbone, config=config, lora=not cfg.full_finetune, freeze_vision=cfg.freeze_vision_tower
+        )
 
 
 def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):

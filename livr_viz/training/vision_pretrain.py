@@ -15,15 +15,17 @@ layer (the features LLaVA's projector reads) predict:
 * ``present`` (with ``markers=True``): every palette colour that covers at least :data:`MIN_PIXELS` of the patch,
   not only the majority one, so a small coloured ring on a larger shape is seen along with the shape;
 * ``glyph`` (with ``letters=True``): which letter (none, A, B, C, D) is drawn in the patch.  The nine tasks name
-  points, boxes and candidates with small drawn letters, so the tower must tell them apart.  Perception images without letters of
-  their own get 0–6 letters drawn at random places, in the tasks' fonts and colours; the ink of each letter is
-  drawn into a mask too, so the label is exact: the patch holding most of a letter's ink is labelled with it,
-  patches with only fragments of a letter are ignored.  (Images that bring their own letters are ignored too.)
+  points, boxes and candidates with small drawn letters, so the tower must tell them apart.  Perception images
+  without letters of their own get 0–6 letters drawn at random places, in the tasks' fonts and colours; the ink
+  of each letter is drawn into a mask too, so the label is exact: the patch holding most of a letter's ink is
+  labelled with it, patches with only fragments of a letter are ignored.  (Images that bring their own letters are
+  ignored too.)
 
 Images alternate between the perception curriculum and the nine tasks' train split (with ``letters``, a third are
 letter sheets; with ``markers``, the word curriculum, whose read-outs put coloured rings on shapes, and the tasks in
 the word format, with their coloured rings, boxes and frames).  The heads are thrown away; the tower's weights are
-saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a square patch grid are supported.  The phase is short (a few minutes) and restarts from scratch when killed.
+saved with the rest of the (untouched) backbone.  Only LLaVA-family backbones with a square patch grid are supported.
+The phase is short (a few minutes) and restarts from scratch when killed.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ class VisionPretrainConfig:
         if self.lr <= 0:
             raise LIVRError(f"invalid vision pretraining setting lr={self.lr!r}")
         if self.letters and self.markers:
-            raise LIVRError("vision pretraining: letters (the letter format's images) and markers (the word "
-                            "format's) are exclusive")
+            raise LIVRError(
+                "vision pretraining: letters (the letter format's images) and markers (the word format's) are exclusive"
+            )
 
 
 VISION_PRESETS = {"quick": dict(steps=6, batch_size=8, warmup_steps=2, log_every=2), "demo": dict()}
@@ -135,15 +138,16 @@ def glyph_labels(ink: np.ndarray, letters: list[int], grid: int) -> np.ndarray:
     return labels
 
 
-def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple | None = None
-                  ) -> dict[str, np.ndarray]:
+def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple | None = None) -> dict[str, np.ndarray]:
     """Per-patch labels of a square RGB image whose side is a multiple of ``grid``: see the module docstring.
     ``glyphs`` is what :func:`draw_glyphs` returned for the image; without it the glyph labels are unknown (-100)."""
     a = np.asarray(image.convert("RGB"), dtype=np.int32)
     side = a.shape[0]
     if a.shape[0] != a.shape[1] or side % (grid * SUBGRID):
-        raise LIVRError(f"patch targets need a square image whose side divides into {grid}x{SUBGRID} cells; "
-                        f"got {a.shape[1]}x{a.shape[0]}")
+        raise LIVRError(
+            f"patch targets need a square image whose side divides into {grid}x{SUBGRID} cells; "
+            f"got {a.shape[1]}x{a.shape[0]}"
+        )
     p = side // grid
     palette = np.array(list(D.PALETTE.values()), dtype=np.int32)
     cls = np.ones(a.shape[:2], dtype=np.int64)  # other: anything off the palette
@@ -153,8 +157,9 @@ def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple 
     per_patch = cls.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid * grid, p * p)
     counts = np.stack([np.bincount(row, minlength=N_COLOUR_CLASSES) for row in per_patch])  # [N, 10]
     need = max(1, round(MIN_PIXELS * p * p))
-    colour = np.where(counts[:, 2:].max(1) >= need, 2 + counts[:, 2:].argmax(1),
-                      np.where(counts[:, 1:].sum(1) >= need, 1, 0))
+    colour = np.where(
+        counts[:, 2:].max(1) >= need, 2 + counts[:, 2:].argmax(1), np.where(counts[:, 1:].sum(1) >= need, 1, 0)
+    )
     lum = a.mean(-1) / 255.0
     c = p // SUBGRID
     sub = lum.reshape(grid, SUBGRID, c, grid, SUBGRID, c).mean((2, 5)).transpose(0, 2, 1, 3)
@@ -165,8 +170,13 @@ def patch_targets(image, grid: int, concepts: dict | None = None, glyphs: tuple 
         shape[counts[:, ci] >= need] = D.SHAPES.index(concepts["shape"])
     glyph = np.full(grid * grid, -100, dtype=np.int64) if glyphs is None else glyph_labels(*glyphs, grid)
     present = (counts[:, 2:] >= need).astype(np.float32)  # [N, 8]: every palette colour the patch holds
-    return {"colour": colour, "luminance": sub.reshape(grid * grid, SUBGRID * SUBGRID).astype(np.float32),
-            "shape": shape, "glyph": glyph, "present": present}
+    return {
+        "colour": colour,
+        "luminance": sub.reshape(grid * grid, SUBGRID * SUBGRID).astype(np.float32),
+        "shape": shape,
+        "glyph": glyph,
+        "present": present,
+    }
 
 
 def glyph_losses(logits: torch.Tensor, glyph: torch.Tensor, letter_weight: float = LETTER_WEIGHT) -> dict:
@@ -235,8 +245,9 @@ class PatchHeads(torch.nn.Module):
         self.register_buffer("rows", torch.arange(grid).repeat_interleave(grid), persistent=False)
         self.register_buffer("cols", torch.arange(grid).repeat(grid), persistent=False)
 
-    def forward(self, h: torch.Tensor, targets: dict[str, torch.Tensor], markers: bool = False
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(
+        self, h: torch.Tensor, targets: dict[str, torch.Tensor], markers: bool = False
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         b = h.shape[0]
         parts = {
             "colour": F.cross_entropy(self.colour(h).flatten(0, 1), targets["colour"].flatten()),
@@ -277,13 +288,12 @@ def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, 3))):
         r = float(rng.uniform(0.05, 0.12)) * size
-        (x, y), = D.place_disjoint(rng, 1, image.size, r, margin=2)
+        ((x, y),) = D.place_disjoint(rng, 1, image.size, r, margin=2)
         D.draw_shape(draw, str(rng.choice(D.SHAPES)), x, y, r, D.PALETTE[str(rng.choice(D.COLOR_NAMES))])
     return image, draw_glyphs(image, rng, int(rng.integers(4, 9)))
 
 
-def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False,
-                 compare: bool = False):
+def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False, compare: bool = False):
     """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
     the nine tasks' train split, alternating (with ``markers``: the word curriculum's questions and the tasks in
     the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With
@@ -305,8 +315,14 @@ def image_stream(data_seed: int, image_size: int, letters: bool = False, markers
             yield s.image, s.concepts, glyphs
         elif part == 1:
             # the letter-format images the shipped tower was trained on (drawn letters included, see --letters)
-            s = make_sample(tasks[k % len(tasks)], "train", data_seed, k // len(tasks), image_size,
-                            answer_format="word" if markers or compare else "letter")
+            s = make_sample(
+                tasks[k % len(tasks)],
+                "train",
+                data_seed,
+                k // len(tasks),
+                image_size,
+                answer_format="word" if markers or compare else "letter",
+            )
             if compare:
                 concepts = {**s.concepts, "compare_class": compare_class(s.concepts, s.letters.index(s.answer))}
                 yield s.image, concepts, None
@@ -322,16 +338,20 @@ def _vision_geometry(model) -> tuple[int, int]:
     try:
         size, patch = family_for(model.config).square_tower(model)
     except LIVRError:
-        raise LIVRError(f"vision pretraining supports LLaVA-family backbones only; got {model.config.model_type!r}"
-                        ) from None
+        raise LIVRError(
+            f"vision pretraining supports LLaVA-family backbones only; got {model.config.model_type!r}"
+        ) from None
     if size % patch or patch % SUBGRID:
-        raise LIVRError(f"vision pretraining needs image_size % patch_size == 0 and patch_size % {SUBGRID} == 0; "
-                        f"got {size} / {patch}")
+        raise LIVRError(
+            f"vision pretraining needs image_size % patch_size == 0 and patch_size % {SUBGRID} == 0; "
+            f"got {size} / {patch}"
+        )
     return size, size // patch
 
 
-def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: str | Path, progress: bool = True,
-                    log=print) -> dict:
+def pretrain_vision(
+    backbone: str | Path, cfg: VisionPretrainConfig, out_dir: str | Path, progress: bool = True, log=print
+) -> dict:
     """Train ``backbone``'s vision tower on dense patch targets; save the whole backbone to ``out_dir/model``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,8 +414,12 @@ def pretrain_vision(backbone: str | Path, cfg: VisionPretrainConfig, out_dir: st
             bar.set_postfix(loss=f"{loss:.3f}")
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             with open(log_path, "a") as fh:
-                fh.write(json.dumps({"step": step + 1, "loss": loss, "lr": lr, **metrics,
-                                     "seconds": time.perf_counter() - t0}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"step": step + 1, "loss": loss, "lr": lr, **metrics, "seconds": time.perf_counter() - t0}
+                    )
+                    + "\n"
+                )
     if bar is not None:
         bar.close()
     model.eval()

@@ -14,14 +14,20 @@ import gradio as gr
 
 from livr_viz import service as S
 
-PANELS = (("sensitivity", "input → latents: how far the latents move when the image changes, beside the image tokens "
-                          "and the answer row"),
-          ("interchange", "latents → answer: does the answer follow another question's latents?"),
-          ("collapse", "collapse: how alike the latents of different inputs are, beside the image tokens"))
-INTRO = ("**Mediation: is X → Z → Y real?** As in *Imagination Helps Visual Reasoning, But Not Yet in Latent Space* "
-         "(arXiv 2602.22766): perturb the image and see whether the latents move; run a question with another "
-         "question's latents and see whether the answer follows them; compare the latents of different inputs. "
-         "Intervals are 95 % bootstrap intervals over questions. `livr-viz mediate` runs the same at any size.")
+PANELS = (
+    (
+        "sensitivity",
+        "input → latents: how far the latents move when the image changes, beside the image tokens and the answer row",
+    ),
+    ("interchange", "latents → answer: does the answer follow another question's latents?"),
+    ("collapse", "collapse: how alike the latents of different inputs are, beside the image tokens"),
+)
+INTRO = (
+    "**Mediation: is X → Z → Y real?** As in *Imagination Helps Visual Reasoning, But Not Yet in Latent Space* "
+    "(arXiv 2602.22766): perturb the image and see whether the latents move; run a question with another "
+    "question's latents and see whether the answer follows them; compare the latents of different inputs. "
+    "Intervals are 95 % bootstrap intervals over questions. `livr-viz mediate` runs the same at any size."
+)
 
 
 def mediation_section(default_model: str, model_events: dict, user_errors) -> None:
@@ -29,8 +35,11 @@ def mediation_section(default_model: str, model_events: dict, user_errors) -> No
     concurrency settings; ``user_errors``: its error wrapper)."""
     gr.Markdown(INTRO, elem_id="mediation-intro")
     with gr.Row():
-        default = [m for m in S.compare_set(default_model) if S.model_has_latents(m)] \
-            if default_model in S.DEMO_MODELS else [default_model]
+        default = (
+            [m for m in S.compare_set(default_model) if S.model_has_latents(m)]
+            if default_model in S.DEMO_MODELS
+            else [default_model]
+        )
         models = gr.CheckboxGroup(S.model_choices(default_model), value=default, label="models (with latents)")
         task = gr.Dropdown(["all", *S.task_names()], value=S.LEAD_TASK, label="task")
         n = gr.Slider(*S.MEDIATION_SAMPLES, value=8, step=1, label="questions per task")
@@ -54,11 +63,14 @@ def mediation_section(default_model: str, model_events: dict, user_errors) -> No
         panels = [x for key, _ in PANELS for x in (v["figures"][key], v["tables"][key])]
         return [v["markdown"], *panels, [v["files"]["json"], v["files"]["html"]], v["files"]]
 
-    run.click(on_run, [models, task, n], [verdict, *outputs, report_file, last], api_name="mediation",
-              **model_events)
+    run.click(on_run, [models, task, n], [verdict, *outputs, report_file, last], api_name="mediation", **model_events)
     for key, button, files in downloads:
-        button.click(user_errors(lambda state, key=key: _panel_files(state, key)), [last], [files],
-                     api_name=f"mediation_{key}_export")
+        button.click(
+            user_errors(lambda state, key=key: _panel_files(state, key)),
+            [last],
+            [files],
+            api_name=f"mediation_{key}_export",
+        )
 
 
 def _panel_files(state: dict, key: str) -> list[str]:
@@ -74,13 +86,13 @@ def swap_section(model, image, prompt, stage, model_events: dict, user_errors) -
         note = gr.Markdown(elem_id="swap-note")
         with gr.Row():
             table = gr.Dataframe(label="option probabilities before / after", elem_id="swap-table")
-            source = gr.Image(label="the sample whose latents were used", interactive=False, height=180,
-                              elem_id="swap-source")
+            source = gr.Image(
+                label="the sample whose latents were used", interactive=False, height=180, elem_id="swap-source"
+            )
 
     @user_errors
     def on_swap(model_name, image_path, text, stage_name):
         v = S.swap_latents_view(model_name, image_path, text, stage_name)
         return v["markdown"], v["table"], v["source_image"]
 
-    button.click(on_swap, [model, image, prompt, stage], [note, table, source], api_name="swap_latents",
-                 **model_events)
+    button.click(on_swap, [model, image, prompt, stage], [note, table, source], api_name="swap_latents", **model_events)

@@ -31,21 +31,39 @@ def _port(text: str) -> int:
 
 def parse_app_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="livr-viz app", description="livr-viz app: upload an image, see where each latent looks, compare "
+        prog="livr-viz app",
+        description="livr-viz app: upload an image, see where each latent looks, compare "
         "variants, probe concepts. (`livr-viz app -- --port 8000` passes options through the CLI.)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--model", default="demo-livr", help="model selected at start (demo name, path or hub id)")
-    parser.add_argument("--host", default=_env("GRADIO_SERVER_NAME", "LIVR_VIZ_HOST", default="127.0.0.1"),
-                        help="address to bind (env GRADIO_SERVER_NAME, then LIVR_VIZ_HOST)")
-    parser.add_argument("--port", type=_port, default=_env("GRADIO_SERVER_PORT", "LIVR_VIZ_PORT", default="7860"),
-                        help="port to bind (env GRADIO_SERVER_PORT, then LIVR_VIZ_PORT)")
-    parser.add_argument("--model-root", action="append", default=[], metavar="DIR",
-                        help="a folder whose model directories clients may name by path (repeatable); without it "
-                             "the app loads only the bundled models and --model, and answers any other name or path "
-                             "with one message, whether it exists or not")
+    parser.add_argument(
+        "--host",
+        default=_env("GRADIO_SERVER_NAME", "LIVR_VIZ_HOST", default="127.0.0.1"),
+        help="address to bind (env GRADIO_SERVER_NAME, then LIVR_VIZ_HOST)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=_env("GRADIO_SERVER_PORT", "LIVR_VIZ_PORT", default="7860"),
+        help="port to bind (env GRADIO_SERVER_PORT, then LIVR_VIZ_PORT)",
+    )
+    parser.add_argument(
+        "--model-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder whose model directories clients may name by path (repeatable); without it "
+        "the app loads only the bundled models and --model, and answers any other name or path "
+        "with one message, whether it exists or not",
+    )
     parser.add_argument("--max-upload-mb", type=int, default=20, help="largest accepted upload")
-    parser.add_argument("--concurrency", type=int, default=4,
-                        help="requests processed at once (events that run the model: one at a time)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="requests processed at once (events that run the model: one at a time)",
+    )
     args = parser.parse_args(argv)
     args.port = _port(str(args.port))  # an environment default is checked like a flag
     return args

@@ -26,5 +26,3 @@ def save_figure(fig, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
-
-

@@ -15,8 +15,13 @@ from PIL import Image
 from livr_viz.methods.deletion import DATASET_MEAN_RGB, RANDOM, DeletionResult, DeletionSummary, occlude
 from livr_viz.views.heatmaps import display_image, montage
 
-METHOD_COLOURS = {"latent_mean": "#e8a33c", "answer": "#3cb371", "saliency": "#4c9be8",
-                  "integrated_gradients": "#7b5ea7", RANDOM: "#888888"}
+METHOD_COLOURS = {
+    "latent_mean": "#e8a33c",
+    "answer": "#3cb371",
+    "saliency": "#4c9be8",
+    "integrated_gradients": "#7b5ea7",
+    RANDOM: "#888888",
+}
 LATENT_COLOUR = "#f3cf94"  # individual latents: thin, pale
 MODEL_COLOURS = ("#e8a33c", "#4c9be8", "#3cb371", "#b04040", "#7b5ea7")
 
@@ -34,15 +39,18 @@ def deletion_curves_figure(result: DeletionResult, methods: Sequence[str] | None
         c = result.curves[method]
         axes[0].plot(c.fractions, c.deletion, label=f"{method} {c.deletion_auc:.2f}", **_style(method))
         axes[1].plot(c.fractions, c.insertion, label=f"{method} {c.insertion_auc:.2f}", **_style(method))
-    for ax, title, xlabel in ((axes[0], "deletion (lower AUC = more faithful)", "share of patches occluded"),
-                              (axes[1], "insertion (higher AUC = more faithful)", "share of patches revealed")):
+    for ax, title, xlabel in (
+        (axes[0], "deletion (lower AUC = more faithful)", "share of patches occluded"),
+        (axes[1], "insertion (higher AUC = more faithful)", "share of patches revealed"),
+    ):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=6, ncol=2, title="method AUC", title_fontsize=7)
     axes[0].set_ylabel(f"p({result.answer})")
-    fig.suptitle(f"{result.id or 'item'}: answer {result.answer!r}, grid {result.grid[0]}x{result.grid[1]}",
-                 fontsize=10)
+    fig.suptitle(
+        f"{result.id or 'item'}: answer {result.answer!r}, grid {result.grid[0]}x{result.grid[1]}", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -62,11 +70,24 @@ def deletion_summary_figure(summaries: Sequence[DeletionSummary]):
             mean = np.array([getattr(scores[methods[i]], f"{key}_auc") for i in rows])
             ci = np.array([getattr(scores[methods[i]], f"{key}_ci95") for i in rows]).reshape(-1, 2)
             pos = y[rows] + (j - (len(summaries) - 1) / 2) * height
-            ax.barh(pos, mean, height, xerr=np.abs(ci.T - mean), color=colour, label=summary.model,
-                    error_kw={"lw": 0.8, "capsize": 2})
+            ax.barh(
+                pos,
+                mean,
+                height,
+                xerr=np.abs(ci.T - mean),
+                color=colour,
+                label=summary.model,
+                error_kw={"lw": 0.8, "capsize": 2},
+            )
             best = methods.index(summary.most_faithful[key])
-            ax.text(getattr(scores[methods[best]], f"{key}_ci95")[1] + 0.01, y[best] + (j - (len(summaries) - 1) / 2)
-                    * height, "*", va="center", fontsize=11, color=colour)
+            ax.text(
+                getattr(scores[methods[best]], f"{key}_ci95")[1] + 0.01,
+                y[best] + (j - (len(summaries) - 1) / 2) * height,
+                "*",
+                va="center",
+                fontsize=11,
+                color=colour,
+            )
     axes[0].set_yticks(y, methods, fontsize=7)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("deletion AUC (lower = more faithful)")
@@ -88,8 +109,15 @@ def evidence_figure(summaries: Sequence[DeletionSummary]):
         e = s.evidence
         for k, (key, colour) in enumerate((("drop_evidence", "#b04040"), ("drop_outside", "#888888"))):
             err = np.abs(np.array(e[f"{key}_ci95"]) - e[key])[:, None]
-            ax.bar(j + (k - 0.5) * 0.38, e[key], 0.36, yerr=err, color=colour, capsize=2,
-                   label=("evidence occluded", "same area outside")[k] if j == 0 else None)
+            ax.bar(
+                j + (k - 0.5) * 0.38,
+                e[key],
+                0.36,
+                yerr=err,
+                color=colour,
+                capsize=2,
+                label=("evidence occluded", "same area outside")[k] if j == 0 else None,
+            )
     ax.set_xticks(range(len(usable)), [f"{s.model}\n(n={s.evidence['n']})" for s in usable], fontsize=8)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_ylabel("drop in p(answer)")
@@ -105,8 +133,13 @@ def occlusion_strip(result: DeletionResult, method: str, n_frames: int = 6, fill
     curve = result.curves[method]
     picks = np.unique(np.linspace(0, len(curve.fractions) - 1, n_frames).round().astype(int))
     n_cells = result.grid[0] * result.grid[1]
-    tiles = [(display_image(occlude(result.image, result.grid, order[: round(curve.fractions[i] * n_cells)],
-                                    fill)), f"{curve.fractions[i]:.0%} p={curve.deletion[i]:.2f}") for i in picks]
+    tiles = [
+        (
+            display_image(occlude(result.image, result.grid, order[: round(curve.fractions[i] * n_cells)], fill)),
+            f"{curve.fractions[i]:.0%} p={curve.deletion[i]:.2f}",
+        )
+        for i in picks
+    ]
     return montage(tiles, columns=len(tiles), title=f"deletion by {method}")
 
 
@@ -115,22 +148,30 @@ def summary_markdown(summaries: Sequence[DeletionSummary]) -> str:
     faithful explanation of each model."""
     fmt = lambda v, ci: f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
     diff = lambda v, ci: "" if v is None else f"{v:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
-    lines = ["| model | method | n | deletion AUC ↓ | insertion AUC ↑ | deletion − random | insertion − random |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | method | n | deletion AUC ↓ | insertion AUC ↑ | deletion − random | insertion − random |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for summary in summaries:
         for s in summary.scores:
             star = {key: " *" if best == s.method else "" for key, best in summary.most_faithful.items()}
-            lines.append(f"| {summary.model} | {s.method} | {s.n} | {fmt(s.deletion_auc, s.deletion_ci95)}"
-                         f"{star['deletion']} | {fmt(s.insertion_auc, s.insertion_ci95)}{star['insertion']} | "
-                         f"{diff(s.deletion_vs_random, s.deletion_vs_random_ci95)} | "
-                         f"{diff(s.insertion_vs_random, s.insertion_vs_random_ci95)} |")
+            lines.append(
+                f"| {summary.model} | {s.method} | {s.n} | {fmt(s.deletion_auc, s.deletion_ci95)}"
+                f"{star['deletion']} | {fmt(s.insertion_auc, s.insertion_ci95)}{star['insertion']} | "
+                f"{diff(s.deletion_vs_random, s.deletion_vs_random_ci95)} | "
+                f"{diff(s.insertion_vs_random, s.insertion_vs_random_ci95)} |"
+            )
     for summary in summaries:
         best = summary.most_faithful
-        lines.append(f"\n{summary.model}: most faithful by deletion **{best['deletion']}**, by insertion "
-                     f"**{best['insertion']}**.")
+        lines.append(
+            f"\n{summary.model}: most faithful by deletion **{best['deletion']}**, by insertion "
+            f"**{best['insertion']}**."
+        )
         if summary.evidence:
             e = summary.evidence
-            lines.append(f"Evidence occluded: p(answer) drops {e['drop_evidence']:.3f} (answer changes in "
-                         f"{e['changed_evidence']:.0%}); same area outside: {e['drop_outside']:.3f} "
-                         f"({e['changed_outside']:.0%}); n={e['n']}.")
+            lines.append(
+                f"Evidence occluded: p(answer) drops {e['drop_evidence']:.3f} (answer changes in "
+                f"{e['changed_evidence']:.0%}); same area outside: {e['drop_outside']:.3f} "
+                f"({e['changed_outside']:.0%}); n={e['n']}."
+            )
     return "\n".join(lines)

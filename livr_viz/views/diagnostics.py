@@ -37,8 +37,7 @@ def _band(ax, stat: dict, colour: str, style: str) -> None:
 def flow_figure(report: DiagnosticReport):
     """Rows: models with a flow section; columns: the answer row, the latent rows."""
     names = [n for n in report.models if report.section(n, "flow")["status"] == "done"]
-    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(9, 2.6 * max(1, len(names))), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(9, 2.6 * max(1, len(names))), squeeze=False, sharey=True)
     for ax_row, name in zip(axes, names):
         flow = report.section(name, "flow")
         for ax, who in zip(ax_row, ("answer", "latent")):
@@ -124,75 +123,130 @@ def _model_tables(report: DiagnosticReport, name: str) -> str:
     if table["status"] != "done":
         return f"<p>table: {html.escape(table.get('reason', ''))}</p>"
     verdict = table["verdict"]
-    parts.append(f"<p class='verdict'><b>Uses its latents: {html.escape(verdict['answer'])}</b> — "
-                 f"{html.escape(verdict['reason'])}</p>")
+    parts.append(
+        f"<p class='verdict'><b>Uses its latents: {html.escape(verdict['answer'])}</b> — "
+        f"{html.escape(verdict['reason'])}</p>"
+    )
     tasks = list(table["conditions"]["standard"]["tasks"])
-    rows = [[html.escape(c)] + [_cell(s["tasks"][t]) for t in tasks] + [_cell(s["average"])]
-            for c, s in table["conditions"].items()]
+    rows = [
+        [html.escape(c)] + [_cell(s["tasks"][t]) for t in tasks] + [_cell(s["average"])]
+        for c, s in table["conditions"].items()
+    ]
     stage1 = report.section(name, "stage1")
     if stage1["status"] == "done":
-        rows += [[f"Stage-1 checkpoint, {html.escape(c)}"] + [_cell(s["tasks"][t]) for t in tasks] +
-                 [_cell(s["average"])] for c, s in stage1["conditions"].items()]
+        rows += [
+            [f"Stage-1 checkpoint, {html.escape(c)}"] + [_cell(s["tasks"][t]) for t in tasks] + [_cell(s["average"])]
+            for c, s in stage1["conditions"].items()
+        ]
     attention = table["answer_latent_attention"]
     if attention:
-        rows.append(["answer → latent attention"] + [_cell(attention["tasks"][t], False) for t in tasks] +
-                    [_cell(attention["average"], False)])
+        rows.append(
+            ["answer → latent attention"]
+            + [_cell(attention["tasks"][t], False) for t in tasks]
+            + [_cell(attention["average"], False)]
+        )
     parts.append(_table(["accuracy %", *tasks, "average"], rows))
     if table["paired"]:
-        paired = [[f"standard − {html.escape(c)}", f"{100 * p['average']['delta']:+.1f}",
-                   f"[{100 * p['average']['ci95'][0]:+.1f}, {100 * p['average']['ci95'][1]:+.1f}]",
-                   f"{p['average']['mcnemar_p']:.3g}"] for c, p in table["paired"].items()]
+        paired = [
+            [
+                f"standard − {html.escape(c)}",
+                f"{100 * p['average']['delta']:+.1f}",
+                f"[{100 * p['average']['ci95'][0]:+.1f}, {100 * p['average']['ci95'][1]:+.1f}]",
+                f"{p['average']['mcnemar_p']:.3g}",
+            ]
+            for c, p in table["paired"].items()
+        ]
         parts.append(_table(["paired difference", "points", "95 % CI (paired bootstrap)", "McNemar p"], paired))
     effects = report.section(name, "per_latent")
     if effects["status"] == "done":
-        rho = [[html.escape(k), "n/a" if v["rho"] is None else f"{v['rho']:+.3f}",
-                "–" if v["p"] is None else f"{v['p']:.3g}", str(v["n"]), "n/a" if effects["spearman_pairs"][k]["rho"]
-                is None else f"{effects['spearman_pairs'][k]['rho']:+.3f}"] for k, v in effects["spearman"].items()]
-        parts.append(_table(["drop vs attention on", "Spearman ρ (latents)", "p", "latents",
-                             "ρ over (question, latent)"], rho))
+        rho = [
+            [
+                html.escape(k),
+                "n/a" if v["rho"] is None else f"{v['rho']:+.3f}",
+                "–" if v["p"] is None else f"{v['p']:.3g}",
+                str(v["n"]),
+                "n/a" if effects["spearman_pairs"][k]["rho"] is None else f"{effects['spearman_pairs'][k]['rho']:+.3f}",
+            ]
+            for k, v in effects["spearman"].items()
+        ]
+        parts.append(
+            _table(["drop vs attention on", "Spearman ρ (latents)", "p", "latents", "ρ over (question, latent)"], rho)
+        )
     else:
         parts.append(f"<p>per-latent effects: {html.escape(effects.get('reason', ''))}</p>")
     backends = report.section(name, "backends")
     if backends["status"] == "done":
-        rows = [[html.escape(f"{impl} vs {backends['reference']}"), stage, f"{r['agreement']:.3f}",
-                 f"{r['kl_mean']:.2e}", f"{r['kl_max']:.2e}", f"{r['max_attention_diff']:.2e}"]
-                for impl, stages in backends["implementations"].items() for stage, r in stages.items()]
-        parts.append(_table(["attention kernels", "mask", "answer agreement", "KL mean", "KL max",
-                             "max |Δ attention|"], rows))
+        rows = [
+            [
+                html.escape(f"{impl} vs {backends['reference']}"),
+                stage,
+                f"{r['agreement']:.3f}",
+                f"{r['kl_mean']:.2e}",
+                f"{r['kl_max']:.2e}",
+                f"{r['max_attention_diff']:.2e}",
+            ]
+            for impl, stages in backends["implementations"].items()
+            for stage, r in stages.items()
+        ]
+        parts.append(
+            _table(["attention kernels", "mask", "answer agreement", "KL mean", "KL max", "max |Δ attention|"], rows)
+        )
         parts += [f"<p class='warn'>⚠ {html.escape(w)}</p>" for w in backends["warnings"]]
     return "".join(parts)
 
 
-STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
-         "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}small{color:#777}"
-         ".verdict{font-size:15px}.warn{color:#a33}img{max-width:100%}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+    "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}small{color:#777}"
+    ".verdict{font-size:15px}.warn{color:#a33}img{max-width:100%}"
+)
 
 
 def diagnostics_html(report: DiagnosticReport) -> str:
     """The whole report as one self-contained HTML page (no external files or scripts)."""
     s = report.settings
-    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz diagnosis</title>"
-              f"<style>{STYLE}</style></head><body><h1>Is the model really using its latents?</h1>"),
-             (f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))})"
-              f"; items digest <code>{html.escape(s['items_digest'])}</code>; torch "
-              f"{html.escape(report.environment.get('torch', '?'))}, transformers "
-              f"{html.escape(report.environment.get('transformers', '?'))}.</p>")]
+    parts = [
+        (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz diagnosis</title>"
+            f"<style>{STYLE}</style></head><body><h1>Is the model really using its latents?</h1>"
+        ),
+        (
+            f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))})"
+            f"; items digest <code>{html.escape(s['items_digest'])}</code>; torch "
+            f"{html.escape(report.environment.get('torch', '?'))}, transformers "
+            f"{html.escape(report.environment.get('transformers', '?'))}.</p>"
+        ),
+    ]
     for name, entry in report.models.items():
         info = entry["info"]
-        parts.append(f"<h2>{html.escape(name)}</h2><p>variant {html.escape(info['variant'])}, K = {info['n_latents']},"
-                     f" attention kernel <code>{html.escape(info['attn_implementation'])}</code>, "
-                     f"{info['trained_steps']} training steps</p>")
+        parts.append(
+            f"<h2>{html.escape(name)}</h2><p>variant {html.escape(info['variant'])}, K = {info['n_latents']},"
+            f" attention kernel <code>{html.escape(info['attn_implementation'])}</code>, "
+            f"{info['trained_steps']} training steps</p>"
+        )
         parts.append(_model_tables(report, name))
     if report.comparisons:
-        rows = [[html.escape(pair), f"{100 * c['average']['delta']:+.1f}",
-                 f"[{100 * c['average']['ci95'][0]:+.1f}, {100 * c['average']['ci95'][1]:+.1f}]",
-                 f"{c['average']['mcnemar_p']:.3g}"] for pair, c in report.comparisons.items()]
-        parts.append("<h2>Models compared (standard condition, same questions)</h2>" +
-                     _table(["models", "Δ accuracy, points", "95 % CI", "McNemar p"], rows))
-    parts.append("<h2>Where attention goes, layer by layer</h2>"
-                 f"<img alt='attention flow per layer' src='data:image/png;base64,{png_base64(flow_figure(report))}'>")
-    parts.append("<h2>Each latent blinded alone: effect vs attention</h2><img alt='per-latent effect vs attention' "
-                 f"src='data:image/png;base64,{png_base64(effect_attention_figure(report))}'>")
+        rows = [
+            [
+                html.escape(pair),
+                f"{100 * c['average']['delta']:+.1f}",
+                f"[{100 * c['average']['ci95'][0]:+.1f}, {100 * c['average']['ci95'][1]:+.1f}]",
+                f"{c['average']['mcnemar_p']:.3g}",
+            ]
+            for pair, c in report.comparisons.items()
+        ]
+        parts.append(
+            "<h2>Models compared (standard condition, same questions)</h2>"
+            + _table(["models", "Δ accuracy, points", "95 % CI", "McNemar p"], rows)
+        )
+    parts.append(
+        "<h2>Where attention goes, layer by layer</h2>"
+        f"<img alt='attention flow per layer' src='data:image/png;base64,{png_base64(flow_figure(report))}'>"
+    )
+    parts.append(
+        "<h2>Each latent blinded alone: effect vs attention</h2><img alt='per-latent effect vs attention' "
+        f"src='data:image/png;base64,{png_base64(effect_attention_figure(report))}'>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -32,8 +32,14 @@ def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.55, cmap: s
     return (np.clip((1 - opacity) * base + opacity * colour, 0, 1) * 255).astype(np.uint8)
 
 
-def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", opacity: float = 0.55,
-                       labels: Sequence[str] | None = None, columns: int = 8):
+def latent_grid_figure(
+    image: Image.Image,
+    maps: np.ndarray,
+    title: str = "",
+    opacity: float = 0.55,
+    labels: Sequence[str] | None = None,
+    columns: int = 8,
+):
     """K-panel figure: each latent's map overlaid on the image, plus the image itself first."""
     k = len(maps)
     columns = max(1, min(columns, k + 1))
@@ -53,8 +59,13 @@ def latent_grid_figure(image: Image.Image, maps: np.ndarray, title: str = "", op
     return fig
 
 
-def montage(tiles: list[tuple[Image.Image, str]], columns: int = 8, tile: int = 96, title: str = "",
-            font_size: int | None = None) -> Image.Image:
+def montage(
+    tiles: list[tuple[Image.Image, str]],
+    columns: int = 8,
+    tile: int = 96,
+    title: str = "",
+    font_size: int | None = None,
+) -> Image.Image:
     """One image of labelled tiles (for side-by-side comparison and export): each ``tile`` px wide, its aspect
     kept, captioned with the caption's first part (``latent 3`` of ``latent 3 · image 26% · …``); ``font_size``
     for a sheet shown smaller than drawn (tiles already ``tile`` px wide are pasted as they are, not resampled)."""
@@ -104,8 +115,14 @@ def evidence_outline(mask: np.ndarray, size: tuple[int, int], width: int = 2) ->
     return (np.asarray(grown) > 0) & ~(np.asarray(big) > 0)
 
 
-def grid_overlay(image: Image.Image, heat: np.ndarray, evidence: np.ndarray | None = None, opacity: float = 0.55,
-                 size: int = 192, cmap: str = "inferno") -> Image.Image:
+def grid_overlay(
+    image: Image.Image,
+    heat: np.ndarray,
+    evidence: np.ndarray | None = None,
+    opacity: float = 0.55,
+    size: int = 192,
+    cmap: str = "inferno",
+) -> Image.Image:
     """``heat`` (values in [0, 1], one cell per patch) drawn crisp over the image at ``size`` px wide, with the
     evidence's border in green."""
     shown = image.convert("RGB").resize((size, round(size * image.height / image.width)), Image.LANCZOS)
@@ -119,9 +136,18 @@ def grid_overlay(image: Image.Image, heat: np.ndarray, evidence: np.ndarray | No
     return Image.fromarray((pixels * 255).astype(np.uint8))
 
 
-def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normalisation: str = "per_latent",
-                   split: Sequence[float] | None = None, evidence: np.ndarray | None = None, opacity: float = 0.55,
-                   size: int = 192, cmap: str = "inferno", font_size: int | None = None) -> Image.Image:
+def attention_tile(
+    image: Image.Image,
+    heat: np.ndarray,
+    raw_max: float,
+    normalisation: str = "per_latent",
+    split: Sequence[float] | None = None,
+    evidence: np.ndarray | None = None,
+    opacity: float = 0.55,
+    size: int = 192,
+    cmap: str = "inferno",
+    font_size: int | None = None,
+) -> Image.Image:
     """One latent's map as a picture that tells its scale: the patch grid drawn crisp (one flat cell per patch,
     no interpolation) over the image at ``size`` px, the ground-truth evidence outlined in green, a colour bar
     underneath labelled with its scale (``per_latent``: 0 … this latent's own maximum; ``global``: shared by all
@@ -138,7 +164,7 @@ def attention_tile(image: Image.Image, heat: np.ndarray, raw_max: float, normali
     draw = ImageDraw.Draw(tile)
     if split is not None:
         x = 0.0
-        for (name, rgb), share in zip(SPLIT_COLOURS.items(), split):
+        for rgb, share in zip(SPLIT_COLOURS.values(), split):
             draw.rectangle([round(x), 1, round(x + share * w), bar_h - 2], fill=rgb)
             x += share * w
     ramp = (plt.get_cmap(cmap)(np.linspace(0, 1, w))[:, :3] * 255).astype(np.uint8)

@@ -14,12 +14,22 @@ from matplotlib.patches import Patch
 from livr_viz.core.masks import allowed_attention
 from livr_viz.core.segments import Segment
 
-SEGMENT_COLOURS = {Segment.PAD: "#dddddd", Segment.IMAGE: "#4c9be8", Segment.TEXT: "#8c8c8c",
-                   Segment.LATENT: "#e8a33c", Segment.ANSWER: "#3cb371"}
+SEGMENT_COLOURS = {
+    Segment.PAD: "#dddddd",
+    Segment.IMAGE: "#4c9be8",
+    Segment.TEXT: "#8c8c8c",
+    Segment.LATENT: "#e8a33c",
+    Segment.ANSWER: "#3cb371",
+}
 
 
-def mask_figure(segments: torch.Tensor, stage: str = "bottleneck", block_latent_image: bool = False,
-                max_tokens: int = 160, title: str | None = None):
+def mask_figure(
+    segments: torch.Tensor,
+    stage: str = "bottleneck",
+    block_latent_image: bool = False,
+    max_tokens: int = 160,
+    title: str | None = None,
+):
     """Figure of one row's ``[T, T]`` mask: allowed cells take the key's segment colour, blocked cells are white.
 
     Long image runs are subsampled to ``max_tokens`` positions (keeping every segment visible).
@@ -45,15 +55,25 @@ def mask_figure(segments: torch.Tensor, stage: str = "bottleneck", block_latent_
     framed[pad:, :band] = kept.numpy()[:, None] + 1
     cmap = ListedColormap(["#ffffff"] + [SEGMENT_COLOURS[s] for s in Segment])
     fig, ax = plt.subplots(figsize=(5.2, 5.2))
-    ax.imshow(framed, cmap=cmap, vmin=0, vmax=len(Segment), interpolation="nearest",
-              extent=(-pad - 0.5, n - 0.5, n - 0.5, -pad - 0.5))  # tick positions stay token positions
+    ax.imshow(
+        framed,
+        cmap=cmap,
+        vmin=0,
+        vmax=len(Segment),
+        interpolation="nearest",
+        extent=(-pad - 0.5, n - 0.5, n - 0.5, -pad - 0.5),
+    )  # tick positions stay token positions
     ax.set_xlim(-pad - 0.5, n - 0.5)
     ax.set_ylim(n - 0.5, -pad - 0.5)
     ax.set_xlabel("key position (attended to)")
     ax.set_ylabel("query position (attending)")
     ax.set_title(title or f"{stage} mask" + (" (latent→image cut)" if block_latent_image else ""))
-    ax.legend(handles=[Patch(color=SEGMENT_COLOURS[s], label=s.name.lower()) for s in Segment if s != Segment.PAD]
-              + [Patch(facecolor="#ffffff", edgecolor="#999999", label="blocked")], loc="upper right", fontsize=8,
-              bbox_to_anchor=(0.995, 1 - (pad + 1) / (n + pad)))  # in the blocked triangle, under the key strip
+    ax.legend(
+        handles=[Patch(color=SEGMENT_COLOURS[s], label=s.name.lower()) for s in Segment if s != Segment.PAD]
+        + [Patch(facecolor="#ffffff", edgecolor="#999999", label="blocked")],
+        loc="upper right",
+        fontsize=8,
+        bbox_to_anchor=(0.995, 1 - (pad + 1) / (n + pad)),
+    )  # in the blocked triangle, under the key strip
     fig.tight_layout()
     return fig

@@ -69,8 +69,14 @@ def sensitivity_figure(report: MediationReport, distance: str = "cos"):
                 layers = np.arange(len(mean))
                 ax.plot(layers, mean, style, color=colour, lw=1.5, marker="o" if who == "latent" else None, ms=3)
                 if stat["ci95"] and who == "latent":
-                    ax.fill_between(layers, np.asarray(stat["ci95"][0], float), np.asarray(stat["ci95"][1], float),
-                                    color=colour, alpha=0.15, lw=0)
+                    ax.fill_between(
+                        layers,
+                        np.asarray(stat["ci95"][0], float),
+                        np.asarray(stat["ci95"][1], float),
+                        color=colour,
+                        alpha=0.15,
+                        lw=0,
+                    )
         ratio = sens["other_image"][f"ratio_{distance}"]["average"]
         text = "n/a" if not ratio or ratio["mean"] is None else f"{ratio['mean'][-1]:.2f}"
         ax.set_title(f"{name}: input → latents\nlatents / image tokens (another image, last layer) {text}", fontsize=9)
@@ -78,8 +84,9 @@ def sensitivity_figure(report: MediationReport, distance: str = "cos"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("cosine distance" if distance == "cos" else "relative L2")
     handles = [Line2D([], [], color=c, lw=2, label=p) for c, p in zip(PERTURBATION_COLOURS, perts)]
-    handles += [Line2D([], [], color="#333", ls=s, label=w if w != "image" else "image tokens")
-                for w, s in WHO_STYLES.items()]
+    handles += [
+        Line2D([], [], color="#333", ls=s, label=w if w != "image" else "image tokens") for w, s in WHO_STYLES.items()
+    ]
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
     return fig
@@ -105,9 +112,16 @@ def interchange_figure(report: MediationReport):
                 err = [[stat["mean"] - stat["ci95"][0]], [stat["ci95"][1] - stat["mean"]]]
             row[0].bar(x, stat["mean"], color=INTERVENTION_COLOURS[kind], yerr=err, capsize=3)
             row[0].text(x, stat["mean"] + 0.03, f"{100 * stat['mean']:.0f} %", ha="center", fontsize=8)
-        row[0].set_xticks(range(len(bars)), ["latents B→A\nfollows B", "image tokens\nfollows B",
-                                             "B's image, A's latents\nfollows B", "unrelated latents\nchanged"],
-                          fontsize=7)
+        row[0].set_xticks(
+            range(len(bars)),
+            [
+                "latents B→A\nfollows B",
+                "image tokens\nfollows B",
+                "B's image, A's latents\nfollows B",
+                "unrelated latents\nchanged",
+            ],
+            fontsize=7,
+        )
         row[0].set_ylim(0, 1.1)
         row[0].set_ylabel("share of questions")
         row[0].set_title(f"{name}: latents → answer", fontsize=9)
@@ -151,20 +165,32 @@ def collapse_figure(report: MediationReport, layer: int = -1):
             matrix = np.asarray(col[who]["matrices"][shown], float)
             im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
             _boundaries(ax, tasks)
-            ax.set_title(f"{title} across inputs, layer {shown}\nmean {col[who]['all'][shown]:.3f}, effective rank "
-                         f"{col[who]['effective_rank'][shown]:.1f}", fontsize=8)
+            ax.set_title(
+                f"{title} across inputs, layer {shown}\nmean {col[who]['all'][shown]:.3f}, effective rank "
+                f"{col[who]['effective_rank'][shown]:.1f}",
+                fontsize=8,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(name, fontsize=9)
         index = np.asarray(col["latent"]["index_matrix"][shown], float)
         row[2].imshow(index, vmin=-1, vmax=1, cmap="RdBu_r")
-        row[2].set_title(f"latent × latent (one input), layer {shown}\nmean "
-                         f"{col['latent']['index_similarity'][shown]:.3f}", fontsize=8)
+        row[2].set_title(
+            f"latent × latent (one input), layer {shown}\nmean {col['latent']['index_similarity'][shown]:.3f}",
+            fontsize=8,
+        )
         row[2].set_xlabel("latent index")
         layers = np.arange(n_layers)
         for who, style in (("latent", "-"), ("image", "--")):
-            row[3].plot(layers, col[who]["all"], style, color="#e8a33c" if who == "latent" else "#3b7dd8",
-                        marker="o", ms=3, label=f"{who}: all pairs")
+            row[3].plot(
+                layers,
+                col[who]["all"],
+                style,
+                color="#e8a33c" if who == "latent" else "#3b7dd8",
+                marker="o",
+                ms=3,
+                label=f"{who}: all pairs",
+            )
             row[3].plot(layers, col[who]["across_tasks"], style, color="#888", lw=1, label=f"{who}: across tasks")
         row[3].set_ylim(-0.05, 1.05)
         row[3].set_xlabel("layer")
@@ -178,7 +204,7 @@ def collapse_figure(report: MediationReport, layer: int = -1):
 def _ci(stat: dict | None, percent: bool = True, index: int | None = None) -> str:
     if not stat or stat.get("mean") is None:
         return "n/a"
-    pick = (lambda v: v if index is None or not isinstance(v, list) else v[index])  # noqa: E731
+    pick = lambda v: v if index is None or not isinstance(v, list) else v[index]  # noqa: E731
     mean = pick(stat["mean"])
     scale, fmt = (100, "{:.0f}") if percent else (1, "{:.3f}")
     text = fmt.format(scale * mean) + (" %" if percent else "")
@@ -194,9 +220,17 @@ def interchange_table(report: MediationReport) -> pd.DataFrame:
     rows = []
     for name in _done(report):
         for kind, m in report.result(name)["interchange"].items():
-            rows.append({"model": name, "intervention": kind, "follows B": _ci(m["follows"]["average"]),
-                         "pairs": (m["follows"]["average"] or {}).get("n", 0), "changed": _ci(m["changed"]["average"]),
-                         "shift → B": _ci(m["shift"]["average"], False), "drop of A": _ci(m["drop"]["average"], False)})
+            rows.append(
+                {
+                    "model": name,
+                    "intervention": kind,
+                    "follows B": _ci(m["follows"]["average"]),
+                    "pairs": (m["follows"]["average"] or {}).get("n", 0),
+                    "changed": _ci(m["changed"]["average"]),
+                    "shift → B": _ci(m["shift"]["average"], False),
+                    "drop of A": _ci(m["drop"]["average"], False),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -206,11 +240,17 @@ def sensitivity_table(report: MediationReport) -> pd.DataFrame:
     rows = []
     for name in _done(report):
         for pert, e in report.result(name)["sensitivity"].items():
-            rows.append({"model": name, "perturbation": pert, "latents": _ci(e["latent_cos"]["average"], False, -1),
-                         "image tokens": _ci(e["image_cos"]["average"], False, -1),
-                         "answer row": _ci(e["answer_cos"]["average"], False, -1),
-                         "ratio": _ci(e["ratio_cos"]["average"], False, -1),
-                         "answer changed": _ci(e["answer_changed"]["average"])})
+            rows.append(
+                {
+                    "model": name,
+                    "perturbation": pert,
+                    "latents": _ci(e["latent_cos"]["average"], False, -1),
+                    "image tokens": _ci(e["image_cos"]["average"], False, -1),
+                    "answer row": _ci(e["answer_cos"]["average"], False, -1),
+                    "ratio": _ci(e["ratio_cos"]["average"], False, -1),
+                    "answer changed": _ci(e["answer_changed"]["average"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -222,13 +262,19 @@ def collapse_table(report: MediationReport) -> pd.DataFrame:
         col = report.result(name)["collapse"]
         for who in ("latent", "image"):
             c = col[who]
-            rows.append({"model": name, "tokens": "latents" if who == "latent" else "image tokens",
-                         "similarity (all)": round(c["all"][-1], 3),
-                         "per input [95 %]": _ci(c["mean_similarity"]["average"], False, -1),
-                         "within task": None if c["within_task"][-1] is None else round(c["within_task"][-1], 3),
-                         "across tasks": None if c["across_tasks"][-1] is None else round(c["across_tasks"][-1], 3),
-                         "effective rank": round(c["effective_rank"][-1], 2), "inputs": col["n_inputs"],
-                         "index × index": round(c["index_similarity"][-1], 3)})
+            rows.append(
+                {
+                    "model": name,
+                    "tokens": "latents" if who == "latent" else "image tokens",
+                    "similarity (all)": round(c["all"][-1], 3),
+                    "per input [95 %]": _ci(c["mean_similarity"]["average"], False, -1),
+                    "within task": None if c["within_task"][-1] is None else round(c["within_task"][-1], 3),
+                    "across tasks": None if c["across_tasks"][-1] is None else round(c["across_tasks"][-1], 3),
+                    "effective rank": round(c["effective_rank"][-1], 2),
+                    "inputs": col["n_inputs"],
+                    "index × index": round(c["index_similarity"][-1], 3),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -249,11 +295,13 @@ def compact_table(table: str) -> str:
 def mediation_html(report: MediationReport) -> str:
     """The report as one self-contained HTML page: the verdicts, three tables and three figures (PNG, base64)."""
     s = report.settings
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz mediation</title><style>{STYLE}"
-             "</style></head><body><h1>Is X → Z → Y real? Causal mediation of the latents</h1>",
-             f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))})"
-             f"; condition <code>{html.escape(str(s.get('condition')))}</code>; items digest "
-             f"<code>{html.escape(s['items_digest'])}</code>.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>livr-viz mediation</title><style>{STYLE}"
+        "</style></head><body><h1>Is X → Z → Y real? Causal mediation of the latents</h1>",
+        f"<p>{s['n_items']} test questions over {len(s['tasks'])} task(s) ({html.escape(', '.join(s['tasks']))})"
+        f"; condition <code>{html.escape(str(s.get('condition')))}</code>; items digest "
+        f"<code>{html.escape(s['items_digest'])}</code>.</p>",
+    ]
     for name in report.models:
         result = report.result(name)
         parts.append(f"<h2>{html.escape(name)}</h2>")
@@ -262,10 +310,13 @@ def mediation_html(report: MediationReport) -> str:
             continue
         parts.append("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in result["verdict"]) + "</ul>")
     for title, frame, fig in (
-            ("Input → latents (last layer)", sensitivity_table(report), sensitivity_figure(report)),
-            ("Latents → answer", interchange_table(report), interchange_figure(report)),
-            ("Collapse (last layer)", collapse_table(report), collapse_figure(report))):
-        parts.append(f"<h2>{html.escape(title)}</h2>{_frame_html(frame)}"
-                     f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_base64(fig)}'>")
+        ("Input → latents (last layer)", sensitivity_table(report), sensitivity_figure(report)),
+        ("Latents → answer", interchange_table(report), interchange_figure(report)),
+        ("Collapse (last layer)", collapse_table(report), collapse_figure(report)),
+    ):
+        parts.append(
+            f"<h2>{html.escape(title)}</h2>{_frame_html(frame)}"
+            f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_base64(fig)}'>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)

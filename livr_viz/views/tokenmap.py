@@ -22,8 +22,7 @@ def color_values(points: TokenPoints, color_by: str) -> list:
 
 SVG_POINTS = 4000  # up to this many points the map is drawn in SVG, beyond in WebGL
 SEGMENT_SYMBOLS = {"image": "circle", "text": "square", "latent": "diamond", "answer": "x"}
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def tokenmap_figure_plotly(points: TokenPoints, xy: np.ndarray, color_by: str = "segment", title: str = ""):
@@ -44,15 +43,32 @@ def tokenmap_figure_plotly(points: TokenPoints, xy: np.ndarray, color_by: str = 
             keep = np.array([c == value and k == kind for c, k in zip(colours, kinds)])
             if not keep.any():
                 continue
-            hover = [f"{kind} · sample {smp} · pos {pos} · {color_by} {value}"
-                     for smp, pos in zip(samples[keep], positions[keep])]
+            hover = [
+                f"{kind} · sample {smp} · pos {pos} · {color_by} {value}"
+                for smp, pos in zip(samples[keep], positions[keep])
+            ]
             colour = SEGMENT_PLOT_COLOURS.get(value) or PALETTE[v_index % len(PALETTE)]
             name = f"{value} · {kind}" if color_by != "segment" else value
-            fig.add_trace(scatter(x=xy[keep, 0], y=xy[keep, 1], mode="markers", text=hover, hoverinfo="text",
-                                  customdata=samples[keep].tolist(), name=name,
-                                  marker=dict(size=7, color=colour, symbol=symbol, opacity=0.8)))
-    fig.update_layout(title=title, height=480, margin=dict(l=10, r=10, t=40, b=10), legend_title=color_by,
-                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+            fig.add_trace(
+                scatter(
+                    x=xy[keep, 0],
+                    y=xy[keep, 1],
+                    mode="markers",
+                    text=hover,
+                    hoverinfo="text",
+                    customdata=samples[keep].tolist(),
+                    name=name,
+                    marker=dict(size=7, color=colour, symbol=symbol, opacity=0.8),
+                )
+            )
+    fig.update_layout(
+        title=title,
+        height=480,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend_title=color_by,
+        xaxis=dict(showticklabels=False),
+        yaxis=dict(showticklabels=False),
+    )
     return fig
 
 

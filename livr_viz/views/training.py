@@ -23,8 +23,10 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
         losses = [r["loss"] for r in train]
         ax.plot(steps, losses, color="#bbbbbb", lw=0.8, label="loss")
         window = max(1, len(losses) // 20)
-        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                  for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         ax.plot(steps, smooth, color="#333333", lw=1.5, label="loss (running mean)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("answer NLL")
@@ -32,12 +34,18 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
         ax.axvline(stage1_steps, color="#e8a33c", ls="--", label="stage 1 → stage 2")
     if evals:
         ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in evals], [r["eval_average"] for r in evals], "o-", color="#3c7be8",
-                 label="val accuracy")
+        ax2.plot(
+            [r["step"] for r in evals], [r["eval_average"] for r in evals], "o-", color="#3c7be8", label="val accuracy"
+        )
         blocked = [r for r in evals if "eval_bottleneck_average" in r]
         if blocked:  # latent variants: the same questions with the answer rows cut off from the image
-            ax2.plot([r["step"] for r in blocked], [r["eval_bottleneck_average"] for r in blocked], "s--",
-                     color="#8a3ce8", label="val accuracy, bottleneck mask")
+            ax2.plot(
+                [r["step"] for r in blocked],
+                [r["eval_bottleneck_average"] for r in blocked],
+                "s--",
+                color="#8a3ce8",
+                label="val accuracy, bottleneck mask",
+            )
         ax2.set_ylabel("val accuracy (macro)")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="upper center", fontsize=8)

@@ -10,8 +10,11 @@ from tools.bench.lib import main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and fewer repeats")
     parser.add_argument("--json", default="tools/bench/results.json", help="write results here")
     parser.add_argument("--plot", default="docs/capture_vs_T.png", help="PNG of capture memory and time vs T")

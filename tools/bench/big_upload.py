@@ -43,9 +43,11 @@ def main(argv=None) -> dict:
     sample.image.save(small)
     big = tmp / "big.jpg"  # photo-like content (gradients + noise), drawn in another process so that its
     # memory does not count in this one's peak
-    draw = ("import sys; from PIL import Image; n = int(sys.argv[1]); "
-            "g = Image.linear_gradient('L').resize((n, n)); "
-            "Image.merge('RGB', (g, g.rotate(90), Image.effect_noise((n, n), 40))).save(sys.argv[2], quality=85)")
+    draw = (
+        "import sys; from PIL import Image; n = int(sys.argv[1]); "
+        "g = Image.linear_gradient('L').resize((n, n)); "
+        "Image.merge('RGB', (g, g.rotate(90), Image.effect_noise((n, n), 40))).save(sys.argv[2], quality=85)"
+    )
     subprocess.run([sys.executable, "-c", draw, str(a.side), str(big)], check=True)
     S.POOL.get(a.model)
     base_rss = peak_rss_mb()
@@ -58,9 +60,11 @@ def main(argv=None) -> dict:
             run_view(m, str(big), sample.prompt)
     out["big_compare_extra_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = peak_rss_mb()
-    print(f"| {a.side}x{a.side} JPEG ({out['jpeg_mb']:.1f} MB) | Run {out['big_s']:.2f} s (96 px example "
-          f"{out['small_s']:.2f} s) | Compare's two other models +{out['big_compare_extra_s']:.2f} s | peak RSS "
-          f"{out['peak_rss_mb']:.0f} MB (after loading the model {base_rss:.0f} MB) |")
+    print(
+        f"| {a.side}x{a.side} JPEG ({out['jpeg_mb']:.1f} MB) | Run {out['big_s']:.2f} s (96 px example "
+        f"{out['small_s']:.2f} s) | Compare's two other models +{out['big_compare_extra_s']:.2f} s | peak RSS "
+        f"{out['peak_rss_mb']:.0f} MB (after loading the model {base_rss:.0f} MB) |"
+    )
     return out
 
 

@@ -29,10 +29,31 @@ def run(n: int = 50, extra: list[str] | None = None, keep: str | None = None) ->
     with tempfile.TemporaryDirectory() as scratch:
         tmp = keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "livr_viz.cli", "diagnose", "--model", MODELS[0], "--compare", *MODELS[1:],
-                "--tasks", "all", "--n", str(n), "--json", f"{tmp}/d.json", "--html", f"{tmp}/d.html", *(extra or [])]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        argv = [
+            sys.executable,
+            "-m",
+            "livr_viz.cli",
+            "diagnose",
+            "--model",
+            MODELS[0],
+            "--compare",
+            *MODELS[1:],
+            "--tasks",
+            "all",
+            "--n",
+            str(n),
+            "--json",
+            f"{tmp}/d.json",
+            "--html",
+            f"{tmp}/d.html",
+            *(extra or []),
+        ]
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         load_before, start = os.getloadavg(), time.perf_counter()
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         marks, messages = [], []  # (seconds since start, progress message); anything else on stderr
@@ -49,11 +70,20 @@ def run(n: int = 50, extra: list[str] | None = None, keep: str | None = None) ->
             raise SystemExit(f"livr-viz diagnose failed ({code}):\n{stdout}{''.join(messages[-20:])}")
         sizes = {name: Path(tmp, name).stat().st_size for name in ("d.json", "d.html")}
     sections = {m: round(marks[i + 1][0] - t, 1) for i, (t, m) in enumerate(marks[:-1])}
-    return {"command": "livr-viz " + " ".join(argv[3:]).replace(tmp, "OUT"), "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "start_s": round(marks[0][0], 1) if marks else None,
-            "sections_s": sections, "load_before": [round(v, 2) for v in load_before],
-            "load_after": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(), "target_s": TARGET_S,
-            "within_target": wall <= TARGET_S, "output_bytes": sizes, "summary": stdout.splitlines()}
+    return {
+        "command": "livr-viz " + " ".join(argv[3:]).replace(tmp, "OUT"),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "start_s": round(marks[0][0], 1) if marks else None,
+        "sections_s": sections,
+        "load_before": [round(v, 2) for v in load_before],
+        "load_after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "target_s": TARGET_S,
+        "within_target": wall <= TARGET_S,
+        "output_bytes": sizes,
+        "summary": stdout.splitlines(),
+    }
 
 
 def main() -> None:

@@ -50,10 +50,19 @@ def mid_llava(n_latents: int, max_positions: int = 8192):
     """A mid-size random LLaVA: Llama 512 d x 8 layers x 8 heads, CLIP 64 px (64 image tokens)."""
     from livr_viz.demo.tiny import tiny_llava
 
-    model, processor = tiny_llava(seed=0, image_size=64, patch_size=8, text_hidden=512, text_layers=8, heads=8,
-                                  kv_heads=8, max_positions=max_positions)
-    return LIVRModel.from_backbone("mid-llava", model=model, processor=processor, n_latents=n_latents,
-                                   variant="livr" if n_latents else "sft")
+    model, processor = tiny_llava(
+        seed=0,
+        image_size=64,
+        patch_size=8,
+        text_hidden=512,
+        text_layers=8,
+        heads=8,
+        kv_heads=8,
+        max_positions=max_positions,
+    )
+    return LIVRModel.from_backbone(
+        "mid-llava", model=model, processor=processor, n_latents=n_latents, variant="livr" if n_latents else "sft"
+    )
 
 
 def _batch_of_length(lm, T: int):
@@ -90,11 +99,19 @@ def bench_capture(lm, T: int, repeats: int) -> dict:
         install_capture(lm.base_model, "sdpa")
     real_T = batch.input_ids.shape[1]
     rows = result.attention.shape[3]
-    return {"T": real_T, "rows": rows, "plain_s": t_plain, "capture_s": t_capture,
-            "capture_over_plain": t_capture / t_plain, "output_attentions_s": t_eager,
-            "speedup_vs_output_attentions": t_eager / t_capture, "captured_bytes": captured_bytes,
-            "output_attentions_bytes": full_bytes, "bytes_ratio": captured_bytes / full_bytes,
-            "bytes_goal_2K_over_T": 2 * rows / real_T}
+    return {
+        "T": real_T,
+        "rows": rows,
+        "plain_s": t_plain,
+        "capture_s": t_capture,
+        "capture_over_plain": t_capture / t_plain,
+        "output_attentions_s": t_eager,
+        "speedup_vs_output_attentions": t_eager / t_capture,
+        "captured_bytes": captured_bytes,
+        "output_attentions_bytes": full_bytes,
+        "bytes_ratio": captured_bytes / full_bytes,
+        "bytes_goal_2K_over_T": 2 * rows / real_T,
+    }
 
 
 def bench_latent_overhead(T: int, repeats: int) -> dict:
@@ -102,8 +119,13 @@ def bench_latent_overhead(T: int, repeats: int) -> dict:
     b1, b0 = _batch_of_length(with_latents, T), _batch_of_length(without, T)
     with torch.no_grad():
         t1, t0 = _paired(lambda: with_latents.answer_logits(b1), lambda: without.answer_logits(b0), repeats)
-    return {"T_without": b0.input_ids.shape[1], "T_with": b1.input_ids.shape[1], "with_latents_s": t1,
-            "without_s": t0, "ratio": t1 / t0}
+    return {
+        "T_without": b0.input_ids.shape[1],
+        "T_with": b1.input_ids.shape[1],
+        "with_latents_s": t1,
+        "without_s": t0,
+        "ratio": t1 / t0,
+    }
 
 
 def bench_trainer_step(repeats: int) -> dict:
@@ -130,9 +152,15 @@ def bench_trainer_step(repeats: int) -> dict:
 
     ours, theirs = _paired(lambda: trainer.train_step([batch], "bottleneck"), hand, repeats)
     tokens = int(batch.padding_mask.sum())
-    return {"trainer_step_s": ours, "hand_loop_s": theirs, "ratio": ours / theirs,
-            "tokens_per_s_trainer": tokens / ours, "tokens_per_s_hand": tokens / theirs, "batch": 16,
-            "tokens_per_batch": tokens}
+    return {
+        "trainer_step_s": ours,
+        "hand_loop_s": theirs,
+        "ratio": ours / theirs,
+        "tokens_per_s_trainer": tokens / ours,
+        "tokens_per_s_hand": tokens / theirs,
+        "batch": 16,
+        "tokens_per_batch": tokens,
+    }
 
 
 def bench_projections(sizes: list[int], repeats: int = 1) -> list[dict]:
@@ -153,18 +181,21 @@ def bench_projections(sizes: list[int], repeats: int = 1) -> list[dict]:
         x50 = PCA(50, random_state=0).fit_transform(x)
         row = {"n": n}
         row["sklearn_tsne_s"] = _median_time(
-            lambda x50=x50: TSNE(2, init="pca", random_state=0, max_iter=500).fit_transform(x50), repeats, warmup=0)
+            lambda x50=x50: TSNE(2, init="pca", random_state=0, max_iter=500).fit_transform(x50), repeats, warmup=0
+        )
         try:
             from openTSNE import TSNE as OpenTSNE
 
-            row["opentsne_s"] = _median_time(lambda x50=x50: OpenTSNE(n_jobs=2, random_state=0, n_iter=500).fit(x50),
-                                             repeats, warmup=0)
+            row["opentsne_s"] = _median_time(
+                lambda x50=x50: OpenTSNE(n_jobs=2, random_state=0, n_iter=500).fit(x50), repeats, warmup=0
+            )
         except ImportError:
             row["opentsne_s"] = None
         import umap
 
-        row["umap_warm_s"] = _median_time(lambda x50=x50: umap.UMAP(random_state=0, n_jobs=1).fit_transform(x50),
-                                          repeats, warmup=0)
+        row["umap_warm_s"] = _median_time(
+            lambda x50=x50: umap.UMAP(random_state=0, n_jobs=1).fit_transform(x50), repeats, warmup=0
+        )
         out.append(row)
     return [{"umap_first_call_warmup_s": umap_warmup}] + out
 
@@ -207,9 +238,16 @@ def bench_data(n: int) -> dict:
 def run_benchmarks(quick: bool = False, log=print) -> dict:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     repeats = 3 if quick else 7
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                                 "python": platform.python_version()}, "quick": quick}
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "quick": quick,
+    }
     from livr_viz.core.model import load_model
 
     log("data generation …")
@@ -227,8 +265,10 @@ def run_benchmarks(quick: bool = False, log=print) -> dict:
             if T >= 4096 and K != 16:  # eager output_attentions stores ~4 GiB per forward here: one K is enough
                 continue
             grid.append({"K": K, **bench_capture(lm, T, 2 if T >= 4096 else repeats)})
-            log(f"  K={K} T={T}: capture/plain {grid[-1]['capture_over_plain']:.3f}, "
-                f"speed-up {grid[-1]['speedup_vs_output_attentions']:.2f}x, bytes {grid[-1]['bytes_ratio']:.4f}")
+            log(
+                f"  K={K} T={T}: capture/plain {grid[-1]['capture_over_plain']:.3f}, "
+                f"speed-up {grid[-1]['speedup_vs_output_attentions']:.2f}x, bytes {grid[-1]['bytes_ratio']:.4f}"
+            )
         del lm
         gc.collect()
     results["capture_mid_llava"] = grid
@@ -257,8 +297,9 @@ def plot_capture(results: dict, path: str | Path) -> Path:
         a1.plot(Ts, [g["captured_bytes"] / 2**20 for g in rows], "o-", label=f"capture K={K}")
         a2.plot(Ts, [g["capture_s"] for g in rows], "o-", label=f"capture K={K}")
     rows = [g for g in grid if g["K"] == grid[0]["K"]]
-    a1.plot([g["T"] for g in rows], [g["output_attentions_bytes"] / 2**20 for g in rows], "s--k",
-            label="output_attentions")
+    a1.plot(
+        [g["T"] for g in rows], [g["output_attentions_bytes"] / 2**20 for g in rows], "s--k", label="output_attentions"
+    )
     a2.plot([g["T"] for g in rows], [g["output_attentions_s"] for g in rows], "s--k", label="output_attentions (eager)")
     a2.plot([g["T"] for g in rows], [g["plain_s"] for g in rows], "^:", color="gray", label="plain sdpa forward")
     for ax, label in ((a1, "stored attention (MiB)"), (a2, "forward time (s)")):
@@ -293,51 +334,78 @@ def _goal(ok: bool) -> str:
 def write_markdown(results: dict, path: str | Path, plot: str | None = None) -> Path:
     """BENCHMARKS.md from a results dict: every row a measured figure, every goal stated as met / missed."""
     m = results["machine"]
-    lines = ["# Benchmarks", "",
-             f"Measured by `python -m tools.bench{' --quick' if results['quick'] else ''}` on {m['platform']}, "
-             f"{m['cpus']} CPU cores, torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}. "
-             "Ratios are medians of paired, alternating repeats in one run; absolute times are for this machine only.",
-             "", "## Capture of latent rows vs a plain forward and vs `output_attentions`", "",
-             "| model | K | T | capture / plain sdpa (goal ≤ 1.10) | speed-up vs eager output_attentions (goal ≥ 2×) "
-             "| bytes stored vs output_attentions | goal ≤ 2K/T |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `python -m tools.bench{' --quick' if results['quick'] else ''}` on {m['platform']}, "
+        f"{m['cpus']} CPU cores, torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}. "
+        "Ratios are medians of paired, alternating repeats in one run; absolute times are for this machine only.",
+        "",
+        "## Capture of latent rows vs a plain forward and vs `output_attentions`",
+        "",
+        "| model | K | T | capture / plain sdpa (goal ≤ 1.10) | speed-up vs eager output_attentions (goal ≥ 2×) "
+        "| bytes stored vs output_attentions | goal ≤ 2K/T |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = [("demo", r.get("rows"), r) for r in results["capture_demo"]]
     rows += [("mid LLaVA (512 d × 8 L × 8 H)", r["K"], r) for r in results["capture_mid_llava"]]
     for name, k, r in rows:
         bytes_ok = r["bytes_ratio"] <= r["bytes_goal_2K_over_T"] or r["T"] < 1024
         speed_ok = r["speedup_vs_output_attentions"] >= 2 or r["T"] < 1024
-        lines.append(f"| {name} | {k} | {r['T']} | {r['capture_over_plain']:.3f} "
-                     f"({_goal(r['capture_over_plain'] <= 1.10)}) | {r['speedup_vs_output_attentions']:.2f}× "
-                     f"({_goal(speed_ok)}{'' if r['T'] >= 1024 else ', goal applies at T ≥ 1024'}) | "
-                     f"{r['bytes_ratio']:.5f} ({r['captured_bytes'] / 2**20:.2f} vs "
-                     f"{r['output_attentions_bytes'] / 2**20:.1f} MiB) | {r['bytes_goal_2K_over_T']:.5f} "
-                     f"({_goal(bytes_ok)}) |")
+        lines.append(
+            f"| {name} | {k} | {r['T']} | {r['capture_over_plain']:.3f} "
+            f"({_goal(r['capture_over_plain'] <= 1.10)}) | {r['speedup_vs_output_attentions']:.2f}× "
+            f"({_goal(speed_ok)}{'' if r['T'] >= 1024 else ', goal applies at T ≥ 1024'}) | "
+            f"{r['bytes_ratio']:.5f} ({r['captured_bytes'] / 2**20:.2f} vs "
+            f"{r['output_attentions_bytes'] / 2**20:.1f} MiB) | {r['bytes_goal_2K_over_T']:.5f} "
+            f"({_goal(bytes_ok)}) |"
+        )
     if plot:
         lines += ["", f"![capture vs T]({plot})"]
     lo = results["latent_overhead_T1024"]
     tr = results["trainer_step"]
-    lines += ["", "## Other ratios", "", "| measurement | value | goal |", "|---|---|---|",
-              f"| inference with K = 16 latents vs none, T ≈ {lo['T_without']} (mid LLaVA) | {lo['ratio']:.3f} | "
-              f"≤ 1.05: {_goal(lo['ratio'] <= 1.05)} |",
-              f"| trainer step (mask + answer-only loss + clip + AdamW) vs minimal hand loop, same batch "
-              f"(demo, batch {tr['batch']}, {tr['tokens_per_batch']} tokens) | {tr['ratio']:.3f} | ≤ 1.10: "
-              f"{_goal(tr['ratio'] <= 1.10)} |",
-              f"| trainer throughput | {tr['tokens_per_s_trainer']:.0f} tokens/s | — |"]
+    lines += [
+        "",
+        "## Other ratios",
+        "",
+        "| measurement | value | goal |",
+        "|---|---|---|",
+        f"| inference with K = 16 latents vs none, T ≈ {lo['T_without']} (mid LLaVA) | {lo['ratio']:.3f} | "
+        f"≤ 1.05: {_goal(lo['ratio'] <= 1.05)} |",
+        f"| trainer step (mask + answer-only loss + clip + AdamW) vs minimal hand loop, same batch "
+        f"(demo, batch {tr['batch']}, {tr['tokens_per_batch']} tokens) | {tr['ratio']:.3f} | ≤ 1.10: "
+        f"{_goal(tr['ratio'] <= 1.10)} |",
+        f"| trainer throughput | {tr['tokens_per_s_trainer']:.0f} tokens/s | — |",
+    ]
     app = results["app_refresh"]
-    lines += [f"| app full refresh after an upload (server side: forward with capture + default views), "
-              f"n = {app['n']} | p50 {app['p50_s']:.3f} s, p95 {app['p95_s']:.3f} s | p50 ≤ 1 s: "
-              f"{_goal(app['p50_s'] <= 1.0)} |", "",
-              "## Projections (2-D, 192-d clustered points, PCA to 50 first)", "",
-              "| points | sklearn t-SNE (s) | openTSNE (s) | UMAP warm (s) |", "|---|---|---|---|"]
+    lines += [
+        f"| app full refresh after an upload (server side: forward with capture + default views), "
+        f"n = {app['n']} | p50 {app['p50_s']:.3f} s, p95 {app['p95_s']:.3f} s | p50 ≤ 1 s: "
+        f"{_goal(app['p50_s'] <= 1.0)} |",
+        "",
+        "## Projections (2-D, 192-d clustered points, PCA to 50 first)",
+        "",
+        "| points | sklearn t-SNE (s) | openTSNE (s) | UMAP warm (s) |",
+        "|---|---|---|---|",
+    ]
     proj = results["projections"]
     for r in proj[1:]:
-        lines.append(f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | "
-                     f"{r['opentsne_s']:.1f} | {r['umap_warm_s']:.1f} |" if r["opentsne_s"] is not None else
-                     f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | — | {r['umap_warm_s']:.1f} |")
-    lines += ["", f"UMAP's first call in a process (numba compilation) took "
-              f"{proj[0]['umap_first_call_warmup_s']:.1f} s; "
-              "the app warms it up in a background thread at start.", "",
-              "## Data generation (one process, default size 96 px; goal ≥ 300 samples/s per task)", "",
-              "| task | samples/s |", "|---|---|"]
+        lines.append(
+            f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | {r['opentsne_s']:.1f} | {r['umap_warm_s']:.1f} |"
+            if r["opentsne_s"] is not None
+            else f"| {r['n']:,} | {r['sklearn_tsne_s']:.1f} | — | {r['umap_warm_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"UMAP's first call in a process (numba compilation) took "
+        f"{proj[0]['umap_first_call_warmup_s']:.1f} s; "
+        "the app warms it up in a background thread at start.",
+        "",
+        "## Data generation (one process, default size 96 px; goal ≥ 300 samples/s per task)",
+        "",
+        "| task | samples/s |",
+        "|---|---|",
+    ]
     for task, rate in results["data_samples_per_s"].items():
         lines.append(f"| {task} | {rate:.0f} ({_goal(rate >= 300)}) |")
     Path(path).write_text("\n".join(lines) + "\n")

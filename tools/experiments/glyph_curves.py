@@ -51,8 +51,11 @@ def main(argv=None):
         opt.step()
         opt.zero_grad()
         if step % a.every == 0 or step + 1 == a.steps:
-            print(f"step {step} loss {loss.item():.3f} letter accuracy {letter_accuracy(logits.detach(), y):.3f} "
-                  f"({int((y > 0).sum())} patches)", flush=True)
+            print(
+                f"step {step} loss {loss.item():.3f} letter accuracy {letter_accuracy(logits.detach(), y):.3f} "
+                f"({int((y > 0).sum())} patches)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -55,22 +55,30 @@ def main(argv=None):
         samples = [make_sample(task, "test", a.seed, i) for i in range(a.n)]
         answers = ["AB".index(s.answer) for s in samples]
         # the layout depends only on the canvas size: one set of panel boxes serves every sample
-        _, boxes = D.compose_panels([samples[0].panels[k] for k in ("reference", "A", "B")], ["REF", "A", "B"],
-                                    size, layout="ref_top")
+        _, boxes = D.compose_panels(
+            [samples[0].panels[k] for k in ("reference", "A", "B")], ["REF", "A", "B"], size, layout="ref_top"
+        )
         idx = [[panel_patches(size, grid, b) for b in boxes]] * len(samples)
         px = np.stack([np.asarray(s.image, np.float32) / 255.0 for s in samples])  # [N, H, W, 3]
         p = cfg.patch_size
-        raw = px.reshape(len(samples), grid, p, grid, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(len(samples),
-                                                                                              grid * grid, -1)
+        raw = (
+            px.reshape(len(samples), grid, p, grid, p, 3)
+            .transpose(0, 1, 3, 2, 4, 5)
+            .reshape(len(samples), grid * grid, -1)
+        )
         with torch.no_grad():
             pixels = processor.image_processor([s.image for s in samples], return_tensors="pt")["pixel_values"]
             hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[
-                model.config.vision_feature_layer]
+                model.config.vision_feature_layer
+            ]
             if model.config.vision_feature_select_strategy == "default":  # drop CLS, as LLaVA does
                 hidden = hidden[:, 1:]
             projected = model.model.multi_modal_projector(hidden)
-        row = {"raw pixels": accuracy(raw, idx, answers), "tower": accuracy(hidden.numpy(), idx, answers),
-               "projector": accuracy(projected.numpy(), idx, answers)}
+        row = {
+            "raw pixels": accuracy(raw, idx, answers),
+            "tower": accuracy(hidden.numpy(), idx, answers),
+            "projector": accuracy(projected.numpy(), idx, answers),
+        }
         print(task, {k: round(v, 1) for k, v in row.items()}, f"(n={a.n}, chance 50)")
 
 

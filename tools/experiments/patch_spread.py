@@ -30,8 +30,10 @@ def main() -> None:
         from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 
         models.append(("spatial reader, fresh (seed 0)", build_demo_backbone(DemoBackboneConfig(tower="spatial"))))
-    print("| backbone | own token moves most | on the changed token | within one patch | neighbour / changed "
-          "| farthest / changed |")
+    print(
+        "| backbone | own token moves most | on the changed token | within one patch | neighbour / changed "
+        "| farthest / changed |"
+    )
     print("|---|---|---|---|---|---|")
     for name, (model, processor) in models:
         spreads = [patch_spread(model, processor, im, seed=i) for i, im in enumerate(images)]
@@ -39,8 +41,10 @@ def main() -> None:
         probes = sum(len(s.probes) for s in spreads)
         share = np.mean([s.ring_share for s in spreads], 0)
         rel = np.mean([s.ring_mean for s in spreads], 0)
-        print(f"| {name} | {own}/{probes} | {100 * share[0]:.0f} % | {100 * share[:2].sum():.0f} % | "
-              f"{rel[1]:.2f} | {rel[-1]:.2f} |")
+        print(
+            f"| {name} | {own}/{probes} | {100 * share[0]:.0f} % | {100 * share[:2].sum():.0f} % | "
+            f"{rel[1]:.2f} | {rel[-1]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from livr_viz.training.trainer import warmup_cosine
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", required=True, help="backbone directory to start from")
-    ap.add_argument("--kinds", default=",".join(CURRICULUM),
-                    help="kinds sampled (and validated) when --phases is empty")
+    ap.add_argument(
+        "--kinds", default=",".join(CURRICULUM), help="kinds sampled (and validated) when --phases is empty"
+    )
     ap.add_argument("--phases", default="", help='"k1+k2:until_step;k3:until_step" (kinds per phase)')
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -39,17 +40,27 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
-    ap.add_argument("--word-answers", action="store_true",
-                    help="suite tasks in the word format (options named by marker colour / position, answered by "
-                         "the word) instead of BLINK's letters")
+    ap.add_argument(
+        "--word-answers",
+        action="store_true",
+        help="suite tasks in the word format (options named by marker colour / position, answered by "
+        "the word) instead of BLINK's letters",
+    )
     ap.add_argument("--save", default=None, help="save the trained backbone here at the end")
     ap.add_argument("--seed", type=int, default=0, help="seeds the sampling order and dropout")
-    ap.add_argument("--blocked", action="store_true",
-                    help="task-blocked batches: every batch holds one kind (round-robin) instead of a mix")
-    ap.add_argument("--dense-lookup", type=int, default=0,
-                    help="pick_option training targets carry N more lookups on the same options after the answer "
-                         "(\"B\\nWhich option is 8? C ...\"): N+1 supervised letters per question; "
-                         "validation unchanged")
+    ap.add_argument(
+        "--blocked",
+        action="store_true",
+        help="task-blocked batches: every batch holds one kind (round-robin) instead of a mix",
+    )
+    ap.add_argument(
+        "--dense-lookup",
+        type=int,
+        default=0,
+        help="pick_option training targets carry N more lookups on the same options after the answer "
+        '("B\\nWhich option is 8? C ..."): N+1 supervised letters per question; '
+        "validation unchanged",
+    )
     a = ap.parse_args(argv)
 
     def item(kind: str, split: str, index: int):
@@ -58,8 +69,9 @@ def main(argv=None):
             if kind == "pick_option" and split == "train" and a.dense_lookup:
                 return _dense_lookup(s, a.dense_lookup, np.random.default_rng(index))
             return s
-        return make_sample(kind.removeprefix("task:"), split, 0, index,
-                           answer_format="word" if a.word_answers else "letter")
+        return make_sample(
+            kind.removeprefix("task:"), split, 0, index, answer_format="word" if a.word_answers else "letter"
+        )
 
     # "kinds:until" with kinds like task:art_style, so split at the last colon
     phases = [(p.rsplit(":", 1)[0].split("+"), int(p.rsplit(":", 1)[1])) for p in a.phases.split(";") if p]
@@ -78,8 +90,14 @@ def main(argv=None):
             g["lr"] = lr
         now = next((ks for ks, until in phases if step < until), phases[-1][0]) if phases else kinds
         # blocked: this step's kind for the whole batch; mixed: a kind drawn per question
-        items = [item(now[step % len(now)] if a.blocked else now[int(rng.integers(len(now)))], "train",
-                      int(rng.integers(10**7))) for _ in range(a.batch_size)]
+        items = [
+            item(
+                now[step % len(now)] if a.blocked else now[int(rng.integers(len(now)))],
+                "train",
+                int(rng.integers(10**7)),
+            )
+            for _ in range(a.batch_size)
+        ]
         batch = lm.build_inputs([it.image for it in items], [it.prompt for it in items], [it.target for it in items])
         loss = lm.loss(batch)
         loss.backward()
@@ -92,8 +110,12 @@ def main(argv=None):
             lm.model.eval()
             m = evaluate(lm, val, "full", batch_size=64)
             lm.model.train()
-            print("EVAL", step + 1, {k.removeprefix("perception_"): round(v["accuracy"], 2)
-                                     for k, v in m["tasks"].items()}, flush=True)
+            print(
+                "EVAL",
+                step + 1,
+                {k.removeprefix("perception_"): round(v["accuracy"], 2) for k, v in m["tasks"].items()},
+                flush=True,
+            )
 
     if a.save:
         from livr_viz.core.fsutil import save_backbone

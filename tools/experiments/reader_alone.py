@@ -66,7 +66,7 @@ class Reader(nn.Module):
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     net.eval()
     with torch.no_grad():
-        pred = torch.cat([net(x[i: i + 100]).argmax(-1) for i in range(0, len(x), 100)])
+        pred = torch.cat([net(x[i : i + 100]).argmax(-1) for i in range(0, len(x), 100)])
     net.train()
     hits = int((pred == y).sum())
     return hits / len(y), hits
@@ -91,7 +91,8 @@ def main() -> None:
     net = Reader(TASKS[args.task].n_choices, config)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: warmup_cosine(i, args.steps, max(1, args.steps // 20), 1.0))
+        opt, lambda i: warmup_cosine(i, args.steps, max(1, args.steps // 20), 1.0)
+    )
     val_x, val_y = batch_of(args.task, "val", 0, 0, args.n_val)
     curve, t0, losses = [], time.time(), []
     for step in range(1, args.steps + 1):
@@ -105,20 +106,36 @@ def main() -> None:
         losses.append(float(loss.detach()))
         if step % 125 == 0 or step == args.steps:
             acc, _ = accuracy(net, val_x, val_y)
-            curve.append({"step": step, "val": round(100 * acc, 1), "loss": round(float(np.mean(losses)), 4),
-                          "seconds": round(time.time() - t0, 1)})
+            curve.append(
+                {
+                    "step": step,
+                    "val": round(100 * acc, 1),
+                    "loss": round(float(np.mean(losses)), 4),
+                    "seconds": round(time.time() - t0, 1),
+                }
+            )
             losses = []
             print(json.dumps({"task": args.task, **curve[-1]}), flush=True)
     train_seconds = time.time() - t0
     test_x, test_y = batch_of(args.task, "test", 2026, 0, args.n_test)
     acc, hits = accuracy(net, test_x, test_y)
     lo, hi = wilson_interval(hits, args.n_test)
-    result = {"task": args.task, "chance": round(100 / TASKS[args.task].n_choices, 1), "test": round(100 * acc, 1),
-              "test_interval": [round(100 * lo, 1), round(100 * hi, 1)], "n_test": args.n_test,
-              "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
-              "tower_layers": args.layers, "token_mixing": config.token_mixing,
-              "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
-              "seconds_per_step": round(train_seconds / args.steps, 3), "curve": curve}
+    result = {
+        "task": args.task,
+        "chance": round(100 / TASKS[args.task].n_choices, 1),
+        "test": round(100 * acc, 1),
+        "test_interval": [round(100 * lo, 1), round(100 * hi, 1)],
+        "n_test": args.n_test,
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "threads": args.threads,
+        "tower_layers": args.layers,
+        "token_mixing": config.token_mixing,
+        "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
+        "seconds_per_step": round(train_seconds / args.steps, 3),
+        "curve": curve,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"{args.task}{'' if config.token_mixing else '-attention-only'}.json"

@@ -14,9 +14,13 @@ import statistics
 import sys
 from pathlib import Path
 
-ROWS = [("sft", "full", "SFT"), ("latents_only", "full", "latents-only"), ("livr", "full", "LIVR"),
-        ("livr_stage1_only", "bottleneck", "LIVR after Stage 1, bottleneck mask"),
-        ("livr", "bottleneck_blind_latents", "LIVR, bottleneck + latents blind to the image")]
+ROWS = [
+    ("sft", "full", "SFT"),
+    ("latents_only", "full", "latents-only"),
+    ("livr", "full", "LIVR"),
+    ("livr_stage1_only", "bottleneck", "LIVR after Stage 1, bottleneck mask"),
+    ("livr", "bottleneck_blind_latents", "LIVR, bottleneck + latents blind to the image"),
+]
 SEED_KEYS = ("seed", "data_seed")
 
 
@@ -54,8 +58,13 @@ def table(paths: list[str]) -> str:
     runs = load_runs(paths)
     seeds = [r["configs"]["sft"]["seed"] for r in runs]
     head = "| " + " | ".join([""] + [f"seed {s}" for s in seeds] + ["mean", "sd"]) + " |"
-    lines = [(f"Test set: {runs[0]['n_test_per_task']} questions per task, seed {runs[0]['test_seed']}; "
-              f"runs: {', '.join(paths)}."), ""]
+    lines = [
+        (
+            f"Test set: {runs[0]['n_test_per_task']} questions per task, seed {runs[0]['test_seed']}; "
+            f"runs: {', '.join(paths)}."
+        ),
+        "",
+    ]
     for task in runs[0]["tasks"]:
         chance = 100 * runs[0]["eval"]["sft"]["full"]["tasks"][task]["chance"]
         lines += [f"**{task}** (chance {chance:.1f} %)", "", head, "|" + "---|" * (len(seeds) + 3)]
@@ -63,11 +72,18 @@ def table(paths: list[str]) -> str:
             values = [accuracy(r, variant, mode, task) for r in runs]
             if any(v is None for v in values):
                 continue
-            lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values)
-                         + f" | {statistics.mean(values):.1f} | {_sd(values)} |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(f"{v:.1f}" for v in values)
+                + f" | {statistics.mean(values):.1f} | {_sd(values)} |"
+            )
         deltas = [accuracy(r, "livr", "full", task) - accuracy(r, "sft", "full", task) for r in runs]
-        lines += ["| LIVR − SFT | " + " | ".join(f"{d:+.1f}" for d in deltas)
-                  + f" | {statistics.mean(deltas):+.1f} | {_sd(deltas)} |", ""]
+        lines += [
+            "| LIVR − SFT | "
+            + " | ".join(f"{d:+.1f}" for d in deltas)
+            + f" | {statistics.mean(deltas):+.1f} | {_sd(deltas)} |",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -49,8 +49,11 @@ def measure(adapter: str | None, tasks: list[str], n: int, data_seed: int) -> di
         loss_a, g_a = task_gradient(lm, params, task, 0, n, data_seed)
         loss_b, g_b = task_gradient(lm, params, task, n, n, data_seed)
         grads[task] = (g_a + g_b) / 2
-        rows[task] = {"loss": (loss_a + loss_b) / 2, "grad_norm": float(grads[task].norm()),
-                      "half_cosine": float(torch.nn.functional.cosine_similarity(g_a, g_b, dim=0))}
+        rows[task] = {
+            "loss": (loss_a + loss_b) / 2,
+            "grad_norm": float(grads[task].norm()),
+            "half_cosine": float(torch.nn.functional.cosine_similarity(g_a, g_b, dim=0)),
+        }
     mean = sum(grads.values()) / len(grads)
     for task in tasks:
         rows[task]["share_of_mean"] = float(torch.dot(grads[task] / len(grads), mean) / mean.norm() ** 2)

@@ -76,8 +76,11 @@ def main(argv=None):
             scale = StandardScaler().fit(train[where])
             clf = LogisticRegression(max_iter=3000).fit(scale.transform(train[where]), train["label"])
             acc = clf.score(scale.transform(val[where]), val["label"])
-            print(f"{path}\t{where}\t{a.concept} probe {acc:.3f}\t(majority {majority:.3f}, {len(val['label'])} val "
-                  "patches)", flush=True)
+            print(
+                f"{path}\t{where}\t{a.concept} probe {acc:.3f}\t(majority {majority:.3f}, {len(val['label'])} val "
+                "patches)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ FREEZE_TOWER=1 keeps the vision tower frozen, TEXT_FIRST=1 puts the question bef
 
     FREEZE_TOWER=1 python tools/experiments/frozen-tower/curves_variants.py --init BACKBONE --kinds shape,count
 """
+
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import perception_curves as pc
 from livr_viz.core.model import LIVRModel
 
 orig = LIVRModel.prefix_text
+
+
 def prefix_text(self, prompt):
     if os.environ.get("TEXT_FIRST") != "1":
         return orig(self, prompt)
@@ -20,11 +23,16 @@ def prefix_text(self, prompt):
     content = [{"type": "text", "text": prompt + "\n"}, {"type": "image"}]
     if latents:
         content.append({"type": "text", "text": latents})
-    text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                              tokenize=False)
+    text = self.processor.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
     return text
+
+
 LIVRModel.prefix_text = prefix_text
 _fb = LIVRModel.from_backbone.__func__
+
+
 def from_backbone(cls, *a, **k):
     lm = _fb(cls, *a, **k)
     if os.environ.get("FREEZE_TOWER") == "1":
@@ -32,6 +40,8 @@ def from_backbone(cls, *a, **k):
             p.requires_grad_(False)
         print("tower frozen; trainable", sum(p.numel() for p in lm.model.parameters() if p.requires_grad), flush=True)
     return lm
+
+
 LIVRModel.from_backbone = classmethod(from_backbone)
 if __name__ == "__main__":
     pc.main()

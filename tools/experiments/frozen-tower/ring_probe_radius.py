@@ -1,7 +1,8 @@
 """The ring probe (tools/experiments/tower_probe.py --concept ring) with the option rings drawn at another radius:
 
-    python tools/experiments/frozen-tower/ring_probe_radius.py 6 BACKBONE --seed 3 --n-train 300 --n-val 150
+python tools/experiments/frozen-tower/ring_probe_radius.py 6 BACKBONE --seed 3 --n-train 300 --n-val 150
 """
+
 import functools
 import sys
 from pathlib import Path

@@ -5,6 +5,7 @@ paired LIVR comparisons, exactly as `python -m tools.reproduce` computes them (t
 (from the repository root). --reference DIR: a folder this script wrote before (results.json and predictions.json or
 predictions.json.gz, on the same test questions); a variant OUT has no model for is taken from there, and the tables
 say so. Writes OUT/results.json, OUT/predictions.json and OUT/RESULTS-trio.md (per-task table, targets, §4.6 table)."""
+
 import argparse
 import gzip
 import json
@@ -26,8 +27,10 @@ configs, stored, reused = {}, None, []
 if args.reference is not None:
     ref = json.loads((args.reference / "results.json").read_text())
     if (ref["test_seed"], ref["n_test_per_task"]) != (TEST_SEED, args.n):
-        raise LIVRError(f"{args.reference} was evaluated on {ref['n_test_per_task']} questions per task from seed "
-                        f"{ref['test_seed']}, not {args.n} from {TEST_SEED}")
+        raise LIVRError(
+            f"{args.reference} was evaluated on {ref['n_test_per_task']} questions per task from seed "
+            f"{ref['test_seed']}, not {args.n} from {TEST_SEED}"
+        )
     plain, packed = args.reference / "predictions.json", args.reference / "predictions.json.gz"
     if plain.is_file():
         text = plain.read_text()
@@ -38,14 +41,22 @@ if args.reference is not None:
     reused = [v for v in VARIANTS if not (args.out / v / "model").is_dir()]
     configs = {v: ref["configs"][v] for v in reused}
 configs |= {v: json.loads((args.out / v / "train_config.json").read_text()) for v in VARIANTS if v not in reused}
-results = {"tasks": test.tasks, "n_test_per_task": args.n, "test_seed": TEST_SEED, "configs": configs,
-           "reused_from": {v: str(args.reference) for v in reused}}
+results = {
+    "tasks": test.tasks,
+    "n_test_per_task": args.n,
+    "test_seed": TEST_SEED,
+    "configs": configs,
+    "reused_from": {v: str(args.reference) for v in reused},
+}
 results.update(evaluate_run(args.out, test, stored=stored))
 (args.out / "results.json").write_text(json.dumps(results, indent=2))
 lines = [f"Test split: {args.n} questions per task, seed {TEST_SEED}, the same questions for every model."]
 if reused:
-    lines.append(f"Not retrained here, their stored predictions from {args.reference}: {', '.join(reused)}"
-                 + (" (and the LIVR Stage-1 checkpoint)" if "livr" in reused else "") + ".")
+    lines.append(
+        f"Not retrained here, their stored predictions from {args.reference}: {', '.join(reused)}"
+        + (" (and the LIVR Stage-1 checkpoint)" if "livr" in reused else "")
+        + "."
+    )
 lines += [""] + accuracy_table_lines(results)
 lines += ["", "Targets:", ""] + target_lines(results) + ["", "Are the latents used?", ""] + latent_use_lines(results)
 (args.out / "RESULTS-trio.md").write_text("\n".join(lines) + "\n")

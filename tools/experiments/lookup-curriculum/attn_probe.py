@@ -13,6 +13,7 @@ scenes are lookup_curves.py's (MARKER=dot for discs).
 
     MARKER=dot python tools/experiments/lookup-curriculum/attn_probe.py --model assets/demo-base --n 2 --hops 0
 """
+
 import argparse
 import sys
 import time
@@ -125,8 +126,10 @@ def main(argv=None):
             with torch.no_grad():
                 acc = (probe(va[0], va[1]).argmax(-1) == va[2]).float().mean().item()
                 fit = (probe(tr[0][:2000], tr[1][:2000]).argmax(-1) == tr[2][:2000]).float().mean().item()
-            print(f"step {step + 1} loss {loss.item():.3f} train {fit:.3f} val {acc:.3f} ({time.time() - t0:.0f} s)",
-                  flush=True)
+            print(
+                f"step {step + 1} loss {loss.item():.3f} train {fit:.3f} val {acc:.3f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

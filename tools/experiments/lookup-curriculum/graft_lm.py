@@ -4,6 +4,7 @@ architecture and tokenizer), e.g. the shipped tower under a language model that 
     python tools/experiments/lookup-curriculum/graft_lm.py --vision assets/demo-base --language RUN/induct/model \
         --out RUN/graft
 """
+
 import argparse
 import shutil
 from pathlib import Path
@@ -24,8 +25,10 @@ def main(argv=None):
     out = Path(a.out)
     shutil.copytree(a.vision, out, dirs_exist_ok=True)
     save_file(merged, str(out / "model.safetensors"), metadata={"format": "pt"})
-    print(f"{sum(k.startswith('language_model.') for k in merged)} language-model tensors from {a.language}, "
-          f"{sum(not k.startswith('language_model.') for k in merged)} from {a.vision} -> {out}")
+    print(
+        f"{sum(k.startswith('language_model.') for k in merged)} language-model tensors from {a.language}, "
+        f"{sum(not k.startswith('language_model.') for k in merged)} from {a.vision} -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ is tools/experiments/perception_curves.py (the kinds are patched into its sample
     python tools/experiments/lookup-curriculum/lookup_curves.py --init assets/demo-base \
         --phases "look1:150;look1+look2:400;look2+look3:700;look3+look4:1000" --steps 1000
 """
+
 import os
 import sys
 import zlib
@@ -58,14 +59,22 @@ def look(n: int, split: str, seed: int, index: int, size: int = 96) -> Sample:
             D.draw_ring(draw, mx, my, D.PALETTE[ring])
     t = int(rng.integers(n))
     evidence = D.disc_mask(img.size, *centres[t], r)
-    sample = Sample(id=f"look{n}-{split}-{seed}-{index}", task=f"perception_look{n}", image=img,
-                    question=f"Which coloured point is on the {colours[t]} {shapes[t]}?", choices=list(MARKER_WORDS),
-                    answer=LETTERS[MARKER_WORDS.index(rings[t])], evidence=evidence, concepts={"shape": shapes[t]},
-                    answer_format="word")
+    sample = Sample(
+        id=f"look{n}-{split}-{seed}-{index}",
+        task=f"perception_look{n}",
+        image=img,
+        question=f"Which coloured point is on the {colours[t]} {shapes[t]}?",
+        choices=list(MARKER_WORDS),
+        answer=LETTERS[MARKER_WORDS.index(rings[t])],
+        evidence=evidence,
+        concepts={"shape": shapes[t]},
+        answer_format="word",
+    )
     if not (DENSE and split == "train"):
         return sample
-    more = "".join(f"\nWhich coloured point is on the {colours[i]} {shapes[i]}? {rings[i]}"
-                   for i in rng.permutation(n) if i != t)
+    more = "".join(
+        f"\nWhich coloured point is on the {colours[i]} {shapes[i]}? {rings[i]}" for i in rng.permutation(n) if i != t
+    )
     return SimpleNamespace(image=img, prompt=sample.prompt, target=sample.target + more)
 
 
@@ -73,10 +82,17 @@ def text_look(n: int, split: str, seed: int, index: int, size: int = 96) -> Samp
     """``look{n}``'s scene told in words on a blank image: the same look-up with no seeing to do."""
     rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"tlook"), n, SPLITS[split], seed, index]))
     scene, question, answer = told(rng, n)
-    return Sample(id=f"tlook{n}-{split}-{seed}-{index}", task=f"perception_tlook{n}",
-                  image=Image.new("RGB", (size, size), D.BACKGROUND), question=f"{scene} {question}",
-                  choices=list(MARKER_WORDS), answer=LETTERS[MARKER_WORDS.index(answer)],
-                  evidence=np.zeros((size, size), bool), concepts={}, answer_format="word")
+    return Sample(
+        id=f"tlook{n}-{split}-{seed}-{index}",
+        task=f"perception_tlook{n}",
+        image=Image.new("RGB", (size, size), D.BACKGROUND),
+        question=f"{scene} {question}",
+        choices=list(MARKER_WORDS),
+        answer=LETTERS[MARKER_WORDS.index(answer)],
+        evidence=np.zeros((size, size), bool),
+        concepts={},
+        answer_format="word",
+    )
 
 
 def make_perception_sample(kind, split="train", seed=0, index=0, size=96):

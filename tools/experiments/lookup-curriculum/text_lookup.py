@@ -10,6 +10,7 @@ cosine, answer-only loss; validation accuracy per number of facts (greedy choice
 ``--induction-steps N`` first trains N steps on the classic induction-head task (a random token string repeated,
 every token of the repeat supervised: dense copy-by-match signal), then the look-up.
 """
+
 import argparse
 import time
 
@@ -67,14 +68,14 @@ def induction_batch(batch: int, length: int, lo: int, hi: int, bos: int, fixed: 
         string = torch.randint(lo, hi, (n,))
         seq = torch.cat([torch.tensor([bos]), string, torch.randint(lo, hi, (gap,)), string])
         lab = seq.clone()
-        lab[:len(seq) - n + 1] = -100
+        lab[: len(seq) - n + 1] = -100
         rows.append((seq, lab))
     width = max(len(r[0]) for r in rows)
     ids = torch.zeros(batch, width, dtype=torch.long)
     labels = torch.full((batch, width), -100)
     mask = torch.zeros(batch, width, dtype=torch.long)
     for b, (seq, lab) in enumerate(rows):
-        ids[b, :len(seq)], labels[b, :len(seq)], mask[b, :len(seq)] = seq, lab, 1
+        ids[b, : len(seq)], labels[b, : len(seq)], mask[b, : len(seq)] = seq, lab, 1
     return ids, labels, mask
 
 
@@ -87,17 +88,27 @@ def main(argv=None):
     ap.add_argument("--max-facts", type=int, default=4)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--save", default=None)
-    ap.add_argument("--format", choices=("sentence", "pairs"), default="sentence",
-                    help='facts as "The purple triangle has a blue point." or as "purple triangle blue."')
-    ap.add_argument("--bare", action="store_true",
-                    help='a loop check: no template, the prompt is the scene and then the asked "colour shape" (with '
-                         '--format pairs the answer is then plain induction: the token after the earlier occurrence)')
+    ap.add_argument(
+        "--format",
+        choices=("sentence", "pairs"),
+        default="sentence",
+        help='facts as "The purple triangle has a blue point." or as "purple triangle blue."',
+    )
+    ap.add_argument(
+        "--bare",
+        action="store_true",
+        help='a loop check: no template, the prompt is the scene and then the asked "colour shape" (with '
+        "--format pairs the answer is then plain induction: the token after the earlier occurrence)",
+    )
     ap.add_argument("--query-last", action="store_true", help="the question after the options line")
     ap.add_argument("--induction-steps", type=int, default=0)
     ap.add_argument("--induction-len", type=int, default=24, help="(longest) length of the repeated random string")
-    ap.add_argument("--induction-fixed", action="store_true",
-                    help="every string exactly --induction-len long and repeated at once, as the first run had it: "
-                         "the copy distance is then constant and a positional head solves it without matching")
+    ap.add_argument(
+        "--induction-fixed",
+        action="store_true",
+        help="every string exactly --induction-len long and repeated at once, as the first run had it: "
+        "the copy distance is then constant and a positional head solves it without matching",
+    )
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     lm = LIVRModel.from_backbone(a.init, variant="sft", lora=False)
@@ -111,15 +122,25 @@ def main(argv=None):
         if a.bare:  # no chat template and no question: "<scene> purple triangle" -> the marker word
             pre = [p.split("\n")[0] + " " + p.split(" on the ")[-1].split("?")[0] for p in prompts]
         else:
-            pre = [lm.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
-                                                   add_generation_prompt=True, tokenize=False) for p in prompts]
+            pre = [
+                lm.processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "text", "text": p}]}],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for p in prompts
+            ]
         tok.padding_side = "right"
-        enc = tok([p + space + ans + tok.eos_token for p, ans in zip(pre, answers)], return_tensors="pt", padding=True,
-                  add_special_tokens=False)
+        enc = tok(
+            [p + space + ans + tok.eos_token for p, ans in zip(pre, answers)],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        )
         n_real = enc["attention_mask"].sum(1)
         labels = torch.full_like(enc["input_ids"], -100)
         for b in range(len(prompts)):
-            labels[b, n_real[b] - 2:n_real[b]] = enc["input_ids"][b, n_real[b] - 2:n_real[b]]
+            labels[b, n_real[b] - 2 : n_real[b]] = enc["input_ids"][b, n_real[b] - 2 : n_real[b]]
         return enc, labels, n_real
 
     val_rng = np.random.default_rng(12345)
@@ -135,15 +156,18 @@ def main(argv=None):
             for g in ind_opt.param_groups:
                 g["lr"] = warmup_cosine(step, a.induction_steps, 50, a.lr)
             model.train()
-            ids, labels, mask = induction_batch(a.batch_size, a.induction_len, lo, min(tok.vocab_size, 1024),
-                                                tok.bos_token_id, a.induction_fixed)
+            ids, labels, mask = induction_batch(
+                a.batch_size, a.induction_len, lo, min(tok.vocab_size, 1024), tok.bos_token_id, a.induction_fixed
+            )
             logits = model(input_ids=ids, attention_mask=mask).logits
             loss = next_token_loss(logits, labels)
             update(loss, params, ind_opt)
             if (step + 1) % 50 == 0:
                 acc = (logits[:, :-1].argmax(-1) == labels[:, 1:])[labels[:, 1:] >= 0].float().mean().item()
-                print(f"induction step {step + 1} loss {loss.item():.3f} copy acc {acc:.2f} "
-                      f"({time.time() - t0:.0f} s)", flush=True)
+                print(
+                    f"induction step {step + 1} loss {loss.item():.3f} copy acc {acc:.2f} ({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
     for step in range(a.steps):
         for g in opt.param_groups:
             g["lr"] = warmup_cosine(step, a.steps, 50, a.lr)

@@ -1,5 +1,6 @@
 """Does a longer stage 0 teach the tower shape identity? 12-px demo backbone, seed 0, stage 0 for 1,800 steps
 (the demo preset runs 600); the shape head's accuracy is logged every 25 steps."""
+
 from pathlib import Path
 
 from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone

@@ -1,6 +1,7 @@
 """Evaluate extra models on reproduce's test questions and compare them, paired, with a run's predictions.
   python pair_eval.py RUN_DIR NAME=MODEL_DIR [NAME=MODEL_DIR ...] [--n 500] [--against sft]
 Writes RUN_DIR/extra-predictions.json (merged) and prints per-task accuracy and paired deltas."""
+
 import argparse
 import json
 from pathlib import Path
@@ -32,6 +33,10 @@ for spec in a.models:
     s = summarize(extra[name]["standard"])
     ref = base[a.against]["standard"]
     c = paired_comparison(extra[name]["standard"], ref)
-    print(name, json.dumps({t: round(v["accuracy"] * 100, 1) for t, v in s["tasks"].items()}),
-          "avg", round(s["average"]["accuracy"] * 100, 1))
+    print(
+        name,
+        json.dumps({t: round(v["accuracy"] * 100, 1) for t, v in s["tasks"].items()}),
+        "avg",
+        round(s["average"]["accuracy"] * 100, 1),
+    )
     print(f"  vs {a.against}:", json.dumps(c)[:1500])

@@ -12,6 +12,7 @@ are drawn fresh (split train, seed 0); the test is the VLM runs' test questions 
 
     python tools/experiments/task-ceilings/token_probe.py --model BACKBONE --task visual_similarity --pool flat
 """
+
 import argparse
 import sys
 import time
@@ -33,8 +34,9 @@ def features(model, processor, task: str, split: str, seed: int, count: int, bat
     """The questions' image tokens (attn_probe.image_tokens; ``model`` None: raw patches) and answer indices."""
     feats, answers = [], []
     for start in range(0, count, batch):
-        samples = [make_sample(task, split, seed, i, answer_format="word")
-                   for i in range(start, min(count, start + batch))]
+        samples = [
+            make_sample(task, split, seed, i, answer_format="word") for i in range(start, min(count, start + batch))
+        ]
         feats.append(image_tokens(model, processor, [s.image for s in samples]))
         answers += [s.letters.index(s.answer) for s in samples]
     return torch.cat(feats), torch.tensor(answers)
@@ -45,13 +47,21 @@ class Probe(nn.Module):
         super().__init__()
         self.pool = pool
         if pool == "flat":
-            self.inp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 32), nn.GELU(), nn.Flatten(),
-                                     nn.Linear(32 * tokens, 256), nn.GELU(), nn.Linear(256, n_out))
+            self.inp = nn.Sequential(
+                nn.LayerNorm(dim),
+                nn.Linear(dim, 32),
+                nn.GELU(),
+                nn.Flatten(),
+                nn.Linear(32 * tokens, 256),
+                nn.GELU(),
+                nn.Linear(256, n_out),
+            )
             return
         self.inp = nn.Linear(dim, width)
         self.pos = nn.Parameter(torch.zeros(tokens, width))
-        self.mix = nn.ModuleList(nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
-                                 for _ in range(layers))
+        self.mix = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True) for _ in range(layers)
+        )
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, n_out))
 
     def forward(self, feats):
@@ -73,8 +83,11 @@ def main(argv=None):
     t0 = time.time()
     tr = features(model, processor, a.task, "train", 0, a.train)
     va = features(model, processor, a.task, "test", 2026, a.val)
-    print(f"{a.task} {'raw pixels' if a.raw else a.model}, pool {a.pool}: features {tuple(tr[0].shape)} "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"{a.task} {'raw pixels' if a.raw else a.model}, pool {a.pool}: features {tuple(tr[0].shape)} "
+        f"({time.time() - t0:.0f} s)",
+        flush=True,
+    )
     probe = Probe(tr[0].shape[-1], tr[0].shape[1], TASKS[a.task].n_choices, a.layers, a.pool)
     opt = torch.optim.AdamW(probe.parameters(), lr=a.lr, weight_decay=0.01)
     rng = np.random.default_rng(0)
@@ -88,8 +101,10 @@ def main(argv=None):
             with torch.no_grad():
                 acc = (probe(va[0]).argmax(-1) == va[1]).float().mean().item()
                 fit = (probe(tr[0][:1000]).argmax(-1) == tr[1][:1000]).float().mean().item()
-            print(f"step {step + 1} loss {loss.item():.3f} train {fit:.3f} test {acc:.3f} ({time.time() - t0:.0f} s)",
-                  flush=True)
+            print(
+                f"step {step + 1} loss {loss.item():.3f} train {fit:.3f} test {acc:.3f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
