@@ -140,10 +140,11 @@ class GradioLikeProgress:
         self.calls.append((progress, desc))
 
 
-def test_train_again_works_on_a_model_without_bundled_probes(tiny_paths, monkeypatch):
+def test_train_again_works_on_a_model_without_bundled_probes(tiny_paths, monkeypatch, tmp_path):
     """'train again' (and the first load of a model with no bundled probes) with a gr.Progress-shaped callback:
     the path that failed with "unexpected keyword argument 'desc'"."""
     monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
+    monkeypatch.setenv("LIVR_VIZ_CACHE", str(tmp_path))  # no probes left on this "server" by earlier tests
     model = tiny_paths["livr"]
     example = S.ensure_examples()[0]
     prompt = S.synthetic_sample_for(example).prompt

@@ -402,7 +402,7 @@ def pretrain_vision(
             task = torch.tensor([compare.tasks.index(labels[i]["task"]) for i in rows])
             target = torch.tensor([labels[i]["compare_class"] for i in rows])
             compare_loss, metrics["acc_compare"] = compare(hidden[rows], task, target)
-            metrics["loss_compare"] = float(compare_loss)
+            metrics["loss_compare"] = float(compare_loss.detach())
             loss = loss + cfg.compare_weight * compare_loss
         loss.backward()
         loss = float(loss.detach())
