@@ -731,8 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vision-compare",
         action="store_true",
-        help="stage 0 also learns the panel and marker tasks' comparisons (one attention query per task "
-        "over the tower's tokens)",
+        help="stage 0 also learns the panel and marker tasks' comparisons (a linear read-out per task "
+        "of the tower's flattened tokens)",
     )
     p.add_argument(
         "--freeze-vision-tower",

@@ -77,8 +77,8 @@ class VisionPretrainConfig:
     # palette colour each patch holds (the ``present`` head)
     markers: bool = False
     # also learn the comparisons the panel and marker tasks need (which candidate has the reference's texture or
-    # style, which piece continues the edges, which ring sits on the corresponding point, how many targets): one
-    # attention query per task reads the answer from the tower's tokens (CompareHeads); the task images are then
+    # style, which piece continues the edges, which ring sits on the corresponding point, how many targets): a
+    # linear read-out per task of the tower's flattened tokens names the answer (CompareHeads); the task images are then
     # drawn in the word format (coloured rings, boxes and frames)
     compare: bool = False
     compare_weight: float = 1.0
@@ -211,24 +211,26 @@ def compare_class(concepts: dict, answer_index: int) -> int:
 
 
 class CompareHeads(torch.nn.Module):
-    """One learned query per task attends over the tower's tokens and names the answer: the comparison has to
-    happen inside the tower, where the language model later reads it."""
+    """Per task, a *linear* read-out of the tower's flattened tokens names the answer. A linear map cannot compare
+    two panels itself, so the comparison has to happen inside the tower, where the language model later reads it;
+    it knows where each token sits (a read-out through one attention query does not at initialisation, and stayed
+    at chance: docs/experiments/spatial-reader/)."""
 
-    def __init__(self, dim: int, tasks: list[str], n_options: dict[str, int]):
+    def __init__(self, dim: int, n_tokens: int, tasks: list[str], n_options: dict[str, int]):
         super().__init__()
         self.tasks = list(tasks)
-        self.queries = torch.nn.Parameter(torch.randn(len(tasks), dim) * 0.02)
-        self.attend = torch.nn.MultiheadAttention(dim, 4, batch_first=True)
         self.norm = torch.nn.LayerNorm(dim)
-        self.out = torch.nn.Linear(dim, COMPARE_CLASSES)
+        self.out = torch.nn.Parameter(torch.zeros(len(tasks), n_tokens * dim, COMPARE_CLASSES))
+        torch.nn.init.normal_(self.out, std=(n_tokens * dim) ** -0.5)
+        self.bias = torch.nn.Parameter(torch.zeros(len(tasks), COMPARE_CLASSES))
         valid = torch.full((len(tasks), COMPARE_CLASSES), float("-inf"))
         for i, t in enumerate(tasks):
             valid[i, : (COMPARE_CLASSES if t == "counting" else n_options[t])] = 0.0
         self.register_buffer("valid", valid, persistent=False)
 
     def forward(self, h: torch.Tensor, task: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-        pooled, _ = self.attend(self.queries[task].unsqueeze(1), h, h)
-        logits = self.out(self.norm(pooled[:, 0])) + self.valid[task]
+        flat = self.norm(h).flatten(1)  # [B, N * D]
+        logits = torch.einsum("bf,bfc->bc", flat, self.out[task]) + self.bias[task] + self.valid[task]
         return F.cross_entropy(logits, target), float((logits.argmax(-1) == target).float().mean())
 
 
@@ -369,7 +371,7 @@ def pretrain_vision(
         if cfg.compare:
             tasks = task_names()
             n_options = {t: len(make_sample(t, "train", 0, 0).choices) for t in tasks}
-            compare = CompareHeads(tower.config.hidden_size, tasks, n_options)
+            compare = CompareHeads(tower.config.hidden_size, grid * grid, tasks, n_options)
     params = [p for p in tower.parameters()] + list(heads.parameters())
     if compare is not None:
         params += list(compare.parameters())
