@@ -56,6 +56,8 @@ class SpatialReaderConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
         token_mixing: bool = True,
+        first_norm: bool = True,
+        overlap: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +67,7 @@ class SpatialReaderConfig(PretrainedConfig):
         self.num_attention_heads, self.intermediate_size = num_attention_heads, intermediate_size
         self.layer_norm_eps, self.initializer_range = layer_norm_eps, initializer_range
         self.token_mixing = token_mixing
+        self.first_norm, self.overlap = first_norm, overlap
         self.validate()
 
     def validate(self) -> None:
@@ -82,7 +85,8 @@ def stem_receptive_field(config: SpatialReaderConfig) -> int:
     """Side in pixels of the input region one token's stem output depends on (before global attention)."""
     rf, jump = 3, 1  # the full-resolution 3 x 3 convolution
     for i, s in enumerate(config.strides):
-        rf, jump = rf + (s - 1) * jump, jump * s  # a non-overlapping s x s downsampling
+        k = s + 2 * config.overlap  # an s x s downsampling widened by `overlap` pixels on each side
+        rf, jump = rf + (k - 1) * jump, jump * s
         if i < len(config.blocks):
             rf += 2 * 2 * jump * config.blocks[i]  # each residual block: two 3 x 3 convolutions at this scale
     return rf
@@ -115,9 +119,12 @@ class _Stem(nn.Module):
         self.downs = nn.ModuleList()
         self.stages = nn.ModuleList()
         c_in = widths[0]
+        o = config.overlap
         for i, s in enumerate(config.strides):
             c_out = widths[i + 1] if i + 1 < len(widths) else config.hidden_size
-            self.downs.append(nn.Sequential(_ChannelNorm(c_in), nn.GELU(), nn.Conv2d(c_in, c_out, s, stride=s)))
+            norm = _ChannelNorm(c_in) if i or config.first_norm else nn.Identity()
+            down = nn.Conv2d(c_in, c_out, s + 2 * o, stride=s, padding=o)
+            self.downs.append(nn.Sequential(norm, nn.GELU(), down))
             blocks = config.blocks[i] if i < len(config.blocks) else 0
             self.stages.append(nn.Sequential(*[_ResBlock(c_out) for _ in range(blocks)]))
             c_in = c_out

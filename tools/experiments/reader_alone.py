@@ -82,12 +82,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layers", type=int, default=3, help="global attention layers inside the tower")
     ap.add_argument("--no-token-mixing", action="store_true", help="attention only inside the tower")
+    ap.add_argument("--no-first-norm", action="store_true", help="no per-pixel norm at full resolution")
+    ap.add_argument("--overlap", type=int, default=0, help="widen each stem downsampling by this many px a side")
+    ap.add_argument("--tag", default="", help="suffix of the result file's name")
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--n-test", type=int, default=500)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = SpatialReaderConfig(num_hidden_layers=args.layers, token_mixing=not args.no_token_mixing)
+    config = SpatialReaderConfig(
+        num_hidden_layers=args.layers,
+        token_mixing=not args.no_token_mixing,
+        first_norm=not args.no_first_norm,
+        overlap=args.overlap,
+    )
     net = Reader(TASKS[args.task].n_choices, config)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -132,13 +140,15 @@ def main() -> None:
         "threads": args.threads,
         "tower_layers": args.layers,
         "token_mixing": config.token_mixing,
+        "first_norm": config.first_norm,
+        "overlap": config.overlap,
         "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
         "seconds_per_step": round(train_seconds / args.steps, 3),
         "curve": curve,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.task}{'' if config.token_mixing else '-attention-only'}.json"
+    name = f"{args.task}{'' if config.token_mixing else '-attention-only'}{args.tag}.json"
     (out / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}), flush=True)
 
