@@ -14,7 +14,8 @@ A :class:`CaptureResult` is indexed by TransformerLens-style names (``result["la
 
 The recorder lives in a ``contextvars.ContextVar``: concurrent requests in
 different threads never see each other's rows, and the hook disappears when the
-``with`` block ends, also when the forward raises.
+``with`` block ends, also when the forward raises. So does the kernel of
+:func:`attention_kernel` (backend comparisons switch it for their own forwards only).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ import numpy as np
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 
 _ACTIVE: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("livr_capture", default=None)
+_KERNEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("livr_attention_kernel", default=None)
 CAPTURE_PREFIX = "livr_capture_"
 
 
@@ -70,8 +73,12 @@ def _row_attention(module, query, key, attention_mask, scaling, rows) -> torch.T
     return scores.softmax(-1)
 
 
-def _make_capture_fn(base):
+def _make_capture_fn(kernel: str, base):
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        other = _KERNEL.get()
+        if other is not None and other != kernel:  # attention_kernel(other) in this context: its registered function
+            function = ALL_ATTENTION_FUNCTIONS[CAPTURE_PREFIX + other]
+            return function(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
         output = base(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
         recorder = _ACTIVE.get()
         if recorder is not None and getattr(module, "layer_idx", None) is not None:
@@ -85,8 +92,9 @@ def _make_capture_fn(base):
     return attention
 
 
-AttentionInterface.register(CAPTURE_PREFIX + "sdpa", _make_capture_fn(sdpa_attention_forward))
-AttentionInterface.register(CAPTURE_PREFIX + "eager", _make_capture_fn(eager_attention_forward))
+KERNELS = ("sdpa", "eager")  # the kernels the capture function wraps
+AttentionInterface.register(CAPTURE_PREFIX + "sdpa", _make_capture_fn("sdpa", sdpa_attention_forward))
+AttentionInterface.register(CAPTURE_PREFIX + "eager", _make_capture_fn("eager", eager_attention_forward))
 
 
 def install_capture(model, base: str | None = None) -> None:
@@ -114,6 +122,29 @@ def install_capture(model, base: str | None = None) -> None:
 def base_attn_implementation(model) -> str:
     impl = model.config.get_text_config()._attn_implementation or "sdpa"
     return impl.removeprefix(CAPTURE_PREFIX)
+
+
+@contextmanager
+def attention_kernel(model, kernel: str) -> Iterator[None]:
+    """Run the language model's attention on ``kernel`` (sdpa | eager) for the forwards of this context only.
+
+    The model is not touched: its capture function (installed at load, :func:`install_capture`) hands each attention
+    call of this context to the registered capture function of ``kernel`` (the function transformers would call after
+    ``set_attn_implementation``; masks are always passed as float 4D, so no mask differs), while forwards of other
+    threads on the same model keep its own kernel."""
+    if kernel not in KERNELS:
+        raise LIVRError(f"attention kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    current = model.config.get_text_config()._attn_implementation or ""
+    if not current.startswith(CAPTURE_PREFIX):
+        raise LIVRError(
+            f"this model's attention ({current or 'default'}) is not the capture function: load it with "
+            "livr_viz.core.model.load_model (or call install_capture once) before switching kernels per request"
+        )
+    token = _KERNEL.set(kernel)
+    try:
+        yield
+    finally:
+        _KERNEL.reset(token)
 
 
 @contextmanager

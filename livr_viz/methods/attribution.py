@@ -195,7 +195,8 @@ class LatentAttribution:
         pixels = batch.inputs["pixel_values"].detach().clone()
         completeness: dict[str, Any] = {}  # path -> [total attribution, output change] (a tuple once done)
         was_training = lm.model.training
-        lm.model.eval()
+        if was_training:  # a pooled model is in eval mode already and is never switched (others share it)
+            lm.model.eval()
         try:
             if method == "integrated_gradients":
                 attr, *completeness["pixels"] = integrated_gradients(
@@ -225,7 +226,8 @@ class LatentAttribution:
                     la = Saliency(lambda e: fn(inputs_embeds=e)).attribute(embeds.requires_grad_(True), abs=True)
                 latents = la.detach()[0, pos].norm(dim=-1).numpy()
         finally:
-            lm.model.train(was_training)
+            if was_training:
+                lm.model.train(True)
         completeness = {path: tuple(v) for path, v in completeness.items()}
         delta = max((abs(total - change) for total, change in completeness.values()), default=None)
         return Attribution(method, pixel_map, patches, latents, delta, target, completeness)

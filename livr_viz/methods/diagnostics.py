@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from livr_viz.core.capture import LatentAttention, base_attn_implementation, install_capture, rows_of_segment
+from livr_viz.core.capture import LatentAttention, attention_kernel, base_attn_implementation, rows_of_segment
 from livr_viz.core.config import LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import load_json_report, write_json_atomic
@@ -584,17 +584,13 @@ def available_implementations() -> tuple[list[str], dict[str, str]]:
 
 @contextmanager
 def attention_implementation(lm, name: str):
-    """Run the language model's attention on kernel ``name`` (eager | sdpa) inside the block, capture kept; the
-    previous kernel comes back afterwards, also when the block raises. transformers 5 reads the kernel from the
-    config at every forward, so :func:`~livr_viz.core.capture.install_capture` (``set_attn_implementation`` with a
-    per-sub-config dict) switches a loaded model in place, for every thread that uses it."""
+    """Run the language model's attention on kernel ``name`` (eager | sdpa) inside the block, capture kept, for the
+    forwards of this thread (context) only: :func:`~livr_viz.core.capture.attention_kernel`. The shared model is not
+    switched (``set_attn_implementation`` would switch it for every thread that uses it), so other requests on the
+    same model keep its own kernel meanwhile."""
     check_one_of("attention implementation", name, IMPLEMENTATIONS)
-    previous = base_attn_implementation(lm.base_model)
-    install_capture(lm.base_model, name)
-    try:
+    with attention_kernel(lm.base_model, name):
         yield
-    finally:
-        install_capture(lm.base_model, previous)
 
 
 def backend_lines(check: dict) -> list[str]:

@@ -16,6 +16,7 @@ import torch
 from livr_viz.core.capture import rows_of_segment
 from livr_viz.core.config import ABLATIONS, LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.hooks import local_hook
 from livr_viz.core.segments import Segment
 
 
@@ -45,11 +46,8 @@ def replace_positions(lm, layer: int, positions: torch.Tensor, values: torch.Ten
         hidden[rows, index] = values.to(hidden.dtype).to(hidden.device)
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with local_hook(module, hook):  # this request's forwards only: the model may serve others meanwhile
         yield
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()

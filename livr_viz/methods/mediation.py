@@ -47,6 +47,7 @@ from livr_viz.core.capture import rows_of_segment
 from livr_viz.core.config import LETTERS
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.fsutil import load_json_report, write_json_atomic
+from livr_viz.core.hooks import local_hooks
 from livr_viz.core.segments import Segment
 from livr_viz.methods.deletion import DATASET_MEAN_RGB
 from livr_viz.methods.diagnostics import _check_same, _digest, _environment, _model_info, reuse_image_features
@@ -89,9 +90,9 @@ def _condition_kwargs(lm, batch, condition: str) -> dict:
 def _patched_layer_inputs(lm, patches: Mapping[int, list[tuple[torch.Tensor, torch.Tensor]]]):
     """Overwrite the residual stream entering decoder layer ``l`` at ``positions`` [B, R] with ``values`` [B, R, D]
     for every ``(positions, values)`` in ``patches[l]``. Input 0 is the embeddings with the image features merged
-    in, so image tokens can be patched there too. Hooks are removed in ``finally``."""
+    in, so image tokens can be patched there too. The hooks act only on forwards of this context
+    (:func:`~livr_viz.core.hooks.local_hooks`) and are removed when the block ends."""
     layers = lm.family.language_model(lm.base_model).layers
-    handles = []
 
     def make(entries):
         def hook(_module, args, kwargs):
@@ -106,15 +107,12 @@ def _patched_layer_inputs(lm, patches: Mapping[int, list[tuple[torch.Tensor, tor
 
         return hook
 
-    try:
-        for layer, entries in patches.items():
-            if not 0 <= layer < len(layers):
-                raise LIVRError(f"layer must be in 0..{len(layers) - 1}; got {layer}")
-            handles.append(layers[layer].register_forward_pre_hook(make(entries), with_kwargs=True))
+    for layer in patches:
+        if not 0 <= layer < len(layers):
+            raise LIVRError(f"layer must be in 0..{len(layers) - 1}; got {layer}")
+    hooks = [(layers[layer], make(entries)) for layer, entries in patches.items()]
+    with local_hooks(hooks, pre=True, with_kwargs=True):  # this request's forwards only, on a shared model
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @dataclass

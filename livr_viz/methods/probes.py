@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -148,11 +149,14 @@ def collect_features(lm, items: Sequence, stage: str = "full", batch_size: int =
     return Features(np.stack(latent, 1), np.stack(image, 1), np.stack(text, 1))
 
 
+_GLOBAL_RNG = threading.Lock()  # one re-initialisation at a time: two would interleave their draws (and forks)
+
+
 def randomized_copy(lm, seed: int = 0):
     """A copy of ``lm`` whose every weight is re-initialised (the 'random model' baseline and sanity check)."""
     clone = copy.copy(lm)
     clone.model = copy.deepcopy(lm.model)
-    with torch.random.fork_rng():
+    with _GLOBAL_RNG, torch.random.fork_rng():  # reset_parameters draws from torch's one global RNG
         torch.manual_seed(seed)
         base = clone.model.get_base_model() if hasattr(clone.model, "get_base_model") else clone.model
         for module in base.modules():

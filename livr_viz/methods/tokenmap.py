@@ -1,7 +1,7 @@
 """Token maps: 2-D projections (t-SNE, UMAP) of hidden states, coloured by segment, task or concept.
 
-Projections are cached by a hash of the input matrix and the settings (in memory and, if a cache directory
-is given, as ``.npz`` on disk), so the app redraws instantly when only colours or filters change.
+Projections are cached by a hash of the input matrix and the settings (in memory, in a bounded LRU, and, if a cache
+directory is given, as ``.npz`` on disk), so the app redraws instantly when only colours or filters change.
 UMAP pays a numba compilation on its first call in a process; :func:`warm_up_umap` does that off the
 request path.  High-dimensional inputs are first reduced to 50 dims with PCA.
 """
@@ -9,7 +9,6 @@ request path.  High-dimensional inputs are first reduced to 50 dims with PCA.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from livr_viz.core.capture import LatentAttention
 from livr_viz.core.config import PROJECTIONS as METHODS
 from livr_viz.core.config import check_one_of
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.lru import LRU
 from livr_viz.core.segments import Segment
 
-_CACHE: dict[str, np.ndarray] = {}
-_LOCK = threading.Lock()
+PROJECTION_CACHE_BYTES = 32 * 2**20  # [N, 2] float32 each: a 5,000-point map is 40 kB
+_CACHE = LRU(512, max_bytes=PROJECTION_CACHE_BYTES)  # bounded: a served app sees new inputs all day
 
 
 @dataclass
@@ -125,9 +125,9 @@ def project(
     if n < 5:
         raise LIVRError(f"need at least 5 points to project, got {n}")
     key = _key(x, method, seed, perplexity, n_neighbors)
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     disk = Path(cache_dir) / f"{key}.npz" if cache_dir else None
     if disk is not None and disk.is_file():
         out = np.load(disk)["xy"]
@@ -136,9 +136,7 @@ def project(
         if disk is not None:
             disk.parent.mkdir(parents=True, exist_ok=True)
             np.savez(disk, xy=out)
-    with _LOCK:
-        _CACHE[key] = out
-    return out
+    return _CACHE.put(key, out)
 
 
 def _compute(x, method, seed, perplexity, n_neighbors) -> np.ndarray:
