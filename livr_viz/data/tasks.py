@@ -512,6 +512,26 @@ def _panel_labels(fmt: str, labels: list[str]) -> list[str]:
     return labels if fmt == "letter" else [""] * len(labels)
 
 
+def _point_question(fmt: str, size: int, reference, candidates, ref_point, points, question: str, concepts) -> dict:
+    """What the three correspondence tasks share: the reference point and the candidates marked on their panels, the
+    panels side by side, and the evidence as discs around every marked point. ``question`` has a ``{which}`` slot
+    for how the candidates are told apart (labelled or coloured)."""
+    _mark_points(fmt, reference, ref_point, candidates, points)
+    canvas, boxes = D.compose_panels([reference, candidates], _panel_labels(fmt, ["REF", "Cands"]), size)
+    evidence = np.zeros((size, size), bool)
+    for (x0, y0, _, _), pts in ((boxes[0], [ref_point]), (boxes[1], points)):
+        for p in pts:
+            evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
+    return dict(
+        image=canvas,
+        question=question.format(which="labelled" if fmt == "letter" else "coloured"),
+        choices=_point_choices(fmt),
+        evidence=evidence,
+        concepts=concepts,
+        panels={"reference": reference, "candidates": candidates},
+    )
+
+
 @register(
     "visual_correspondence",
     4,
@@ -533,29 +553,16 @@ def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs, fmt):
             break
     others = _far_points(rng, 3, side, [mapped], k.min_separation * side, margin)
     points = _shuffle_into(rng, mapped, others, target)
-    panel_a, panel_b = scene.copy(), warped.copy()
-    _mark_points(fmt, panel_a, ref, panel_b, points)
-    canvas, boxes = D.compose_panels([panel_a, panel_b], _panel_labels(fmt, ["REF", "Cands"]), size)
-    evidence = np.zeros((size, size), bool)
-    for (x0, y0, _, _), pts in ((boxes[0], [ref]), (boxes[1], points)):
-        for p in pts:
-            evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {
         "transform": kind,
         **params,
         "ref_quadrant": _quadrant(ref[0], ref[1], side, side),
         "answer_quadrant": _quadrant(mapped[0], mapped[1], side, side),
     }
-    which = "labelled" if fmt == "letter" else "coloured"
-    return dict(
-        image=canvas,
-        question=f"The left panel marks a reference point. Which {which} point in the right "
-        "panel shows the same physical point?",
-        choices=_point_choices(fmt),
-        evidence=evidence,
-        concepts=concepts,
-        panels={"reference": panel_a, "candidates": panel_b},
+    question = (
+        "The left panel marks a reference point. Which {which} point in the right panel shows the same physical point?"
     )
+    return _point_question(fmt, size, scene.copy(), warped.copy(), ref, points, question, concepts)
 
 
 # ----------------------------------------------------------------------------- semantic correspondence
@@ -640,28 +647,17 @@ def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
     other_parts = [p for p in PARTS if p != part]
     rng.shuffle(other_parts)
     chosen = _shuffle_into(rng, part, other_parts[:3], target)
-    _mark_points(fmt, panels[0], keypoints[0][part], panels[1], [keypoints[1][p] for p in chosen])
-    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "Cands"]), size)
-    evidence = np.zeros((size, size), bool)
-    for (x0, y0, _, _), pts in ((boxes[0], [keypoints[0][part]]), (boxes[1], [keypoints[1][p] for p in chosen])):
-        for p in pts:
-            evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {
         "part": part,
         "shape_reference": str(shape_a),
         "shape_candidates": str(shape_b),
         "candidate_parts": list(chosen),
     }
-    which = "labelled" if fmt == "letter" else "coloured"
-    return dict(
-        image=canvas,
-        question=f"The marked point is on one part of the left shape. Which {which} point marks "
-        "the same part of the right shape?",
-        choices=_point_choices(fmt),
-        evidence=evidence,
-        concepts=concepts,
-        panels={"reference": panels[0], "candidates": panels[1]},
+    question = (
+        "The marked point is on one part of the left shape. Which {which} point marks the same part of the right shape?"
     )
+    points = [keypoints[1][p] for p in chosen]
+    return _point_question(fmt, size, panels[0], panels[1], keypoints[0][part], points, question, concepts)
 
 
 # ----------------------------------------------------------------------------- functional correspondence
@@ -774,23 +770,12 @@ def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
         value = 2 - role if j < 2 else (0 if rng.random() < 0.5 else 2 - role)
         others.append(point_on(part_maps[1], value, [correct, *others]))
     points = _shuffle_into(rng, correct, others, target)
-    _mark_points(fmt, panels[0], ref, panels[1], points)
-    canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "Cands"]), size)
-    evidence = np.zeros((size, size), bool)
-    for (x0, y0, _, _), pts in ((boxes[0], [ref]), (boxes[1], points)):
-        for p in pts:
-            evidence |= D.disc_mask((size, size), x0 + p[0], y0 + p[1], 6)
     concepts = {"role": ROLES[role], "tool_reference": str(tools[0]), "tool_candidates": str(tools[1])}
-    which = "labelled" if fmt == "letter" else "coloured"
-    return dict(
-        image=canvas,
-        question=f"The marked point is on one part of the left tool. Which {which} point is on "
-        "the part of the right tool that has the same function?",
-        choices=_point_choices(fmt),
-        evidence=evidence,
-        concepts=concepts,
-        panels={"reference": panels[0], "candidates": panels[1]},
+    question = (
+        "The marked point is on one part of the left tool. Which {which} point is on the part of the right tool that "
+        "has the same function?"
     )
+    return _point_question(fmt, size, panels[0], panels[1], ref, points, question, concepts)
 
 
 # ----------------------------------------------------------------------------- jigsaw

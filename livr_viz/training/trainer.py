@@ -238,64 +238,36 @@ def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, length - warm)))
 
 
+# a preset's columns, in order; a row may stop early (the fields it leaves out keep TrainConfig's defaults)
+PRESET_COLUMNS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "n_train_per_task",
+    "n_val_per_task",
+    "eval_every",
+    "checkpoint_every",
+    "log_every",
+)
+
+
+def _preset(*row, **more) -> dict:
+    """One preset from a row of :data:`PRESET_COLUMNS` values and named extras (a table reads better than dicts)."""
+    if len(row) > len(PRESET_COLUMNS):
+        raise ValueError(f"a preset row has at most {len(PRESET_COLUMNS)} values: {PRESET_COLUMNS}")
+    return dict(zip(PRESET_COLUMNS, row), **more)
+
+
+# rows: steps, batch size, lr, training / validation questions per task, eval / checkpoint / log every N steps
 PRESETS: dict[str, dict] = {
-    # tests: a couple of minutes at most on 2 CPU cores
-    "quick": dict(
-        steps=24,
-        batch_size=8,
-        lr=2e-3,
-        n_train_per_task=64,
-        n_val_per_task=8,
-        eval_every=12,
-        checkpoint_every=8,
-        log_every=4,
-    ),
-    # the shipped demo models (see RESULTS.md for the measured time)
-    "demo": dict(
-        steps=1000,
-        batch_size=32,
-        lr=2e-3,
-        n_train_per_task=1000,
-        n_val_per_task=30,
-        eval_every=200,
-        checkpoint_every=100,
-        log_every=10,
-    ),
+    "quick": _preset(24, 8, 2e-3, 64, 8, 12, 8, 4),  # tests: a couple of minutes at most on 2 CPU cores
+    "demo": _preset(1000, 32, 2e-3, 1000, 30, 200, 100, 10),  # the shipped demo models (time: RESULTS.md)
     # the paper's multi-task recipe: effective batch 8, lr 1e-4, 5 epochs over 1k per task
-    "paper": dict(
-        steps=5 * 1000 * 9 // 8,
-        batch_size=8,
-        lr=1e-4,
-        n_train_per_task=1000,
-        n_val_per_task=100,
-        eval_every=500,
-        checkpoint_every=500,
-    ),
+    "paper": _preset(5 * 1000 * 9 // 8, 8, 1e-4, 1000, 100, 500, 500),
 }
 PRETRAIN_PRESETS: dict[str, dict] = {
-    "quick": dict(
-        steps=16,
-        batch_size=8,
-        lr=2e-3,
-        n_train_per_task=100_000,
-        n_val_per_task=8,
-        eval_every=8,
-        checkpoint_every=8,
-        log_every=4,
-        warmup_fraction=0.1,
-    ),
-    "demo": dict(
-        steps=3000,
-        batch_size=32,
-        lr=1e-3,
-        n_train_per_task=10_000_000,
-        n_val_per_task=50,
-        eval_every=500,
-        checkpoint_every=100,
-        log_every=10,
-        warmup_fraction=0.03,
-        weight_decay=0.05,
-    ),
+    "quick": _preset(16, 8, 2e-3, 100_000, 8, 8, 8, 4, warmup_fraction=0.1),
+    "demo": _preset(3000, 32, 1e-3, 10_000_000, 50, 500, 100, 10, warmup_fraction=0.03, weight_decay=0.05),
 }
 
 
@@ -304,18 +276,7 @@ PRETRAIN_PRESETS: dict[str, dict] = {
 # docs/experiments/stage1-route/), fresh questions; measured in docs/experiments/full-finetune/
 FULL_FINETUNE_PRESETS: dict[str, dict] = {
     "quick": dict(PRESETS["quick"], lr=3e-4),
-    "demo": dict(
-        steps=2000,
-        batch_size=32,
-        lr=3e-4,
-        n_train_per_task=1_000_000,
-        n_val_per_task=100,
-        eval_every=250,
-        checkpoint_every=100,
-        log_every=10,
-        warmup_fraction=0.03,
-        weight_decay=0.05,
-    ),
+    "demo": _preset(2000, 32, 3e-4, 1_000_000, 100, 250, 100, 10, warmup_fraction=0.03, weight_decay=0.05),
 }
 # the issue's longer resumable run (about 70 min per variant alone on 2 cores): 2.5 x the demo's steps, so LIVR's
 # Stage 1 gets the ~2,000 steps the nine-task mix needed before a route formed (docs/experiments/full-finetune/)
