@@ -239,8 +239,8 @@ def own_model_app(tiny_paths, monkeypatch):
 
     root = Path(tiny_paths["livr"]).parent
     args = parse_app_args(["--model", tiny_paths["livr"], "--model-root", str(root)])
-    monkeypatch.setattr(S, "ACCESS", S.ModelAccess())
-    monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
+    monkeypatch.setattr(S.models, "ACCESS", S.ModelAccess())
+    monkeypatch.setattr(S.probes, "PROBE_TRAIN_SAMPLES", 16)
     S.restrict_models([args.model], args.model_root)
     demo = build_app(args.model)
     demo.queue()

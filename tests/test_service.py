@@ -143,7 +143,7 @@ class GradioLikeProgress:
 def test_train_again_works_on_a_model_without_bundled_probes(tiny_paths, monkeypatch, tmp_path):
     """'train again' (and the first load of a model with no bundled probes) with a gr.Progress-shaped callback:
     the path that failed with "unexpected keyword argument 'desc'"."""
-    monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
+    monkeypatch.setattr(S.probes, "PROBE_TRAIN_SAMPLES", 16)
     monkeypatch.setenv("LIVR_VIZ_CACHE", str(tmp_path))  # no probes left on this "server" by earlier tests
     model = tiny_paths["livr"]
     example = S.ensure_examples()[0]
@@ -164,7 +164,7 @@ def test_train_again_works_on_a_model_without_bundled_probes(tiny_paths, monkeyp
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["demo-livr", "demo-latents-only", "demo-base"])
 def test_train_again_works_for_every_shipped_model_with_latents(model, monkeypatch):
-    monkeypatch.setattr(S, "PROBE_TRAIN_SAMPLES", 16)
+    monkeypatch.setattr(S.probes, "PROBE_TRAIN_SAMPLES", 16)
     example = S.ensure_examples()[0]
     v = S.probe_view(
         model, "style", example, S.synthetic_sample_for(example).prompt, "full", True, progress=GradioLikeProgress()
@@ -201,7 +201,7 @@ def test_typed_model_paths_load_only_under_the_operators_roots(tiny_paths, tmp_p
     """The app's policy (``--model``, ``--model-root``): a path elsewhere gets one message whether it exists or not,
     before the file system is read, and is never loaded; bundled names and the start model always work."""
     access = S.ModelAccess()
-    monkeypatch.setattr(S, "ACCESS", access)
+    monkeypatch.setattr(S.models, "ACCESS", access)
     root = Path(tiny_paths["livr"]).parent
     access.restrict(["/srv/started-with"], [str(root)])
     loaded = set(S.POOL.loaded())
@@ -346,7 +346,7 @@ def test_no_view_shows_a_server_path_or_an_object_repr(tiny_paths, tmp_path):
         "token map": S.token_map_view(model, image, prompt, "full", "pca", 2, "this image", 4, "segment"),
         "diagnostics": S.diagnostics_view([model], "counting", 2),
     }
-    forbidden = {str(tmp_path), str(Path(model).parent), str(S.scratch_dir()), str(Path(S.__file__).parents[1])}
+    forbidden = {str(tmp_path), str(Path(model).parent), str(S.scratch_dir()), str(Path(S.__file__).parents[2])}
     for name, output in outputs.items():
         for text in _texts(output):
             assert not any(f in text for f in forbidden), (name, text[:300])

@@ -72,7 +72,7 @@ def test_a_photo_is_named_out_of_distribution_and_synthetic_samples_are_not(coun
     from livr_viz.data import make_sample, task_names
 
     tasks = S.resolve_tasks(S.POOL.get("demo-livr").config.training["tasks"])
-    reference = S._OOD_REFERENCES[",".join(tasks)]  # the reference is cached per task list, not per model
+    reference = S.notes._OOD_REFERENCES[",".join(tasks)]  # the reference is cached per task list, not per model
     fresh = [make_sample(t, "test", 11, i) for i, t in enumerate(task_names()) for _ in range(3)]
     assert all(S.distinct_colours(s.image) <= S.OOD_MARGIN * reference for s in fresh)
 
