@@ -127,6 +127,9 @@ def vision_tower_config(cfg: DemoBackboneConfig):
             num_hidden_layers=cfg.vision_layers,
             num_attention_heads=cfg.vision_heads,
             intermediate_size=cfg.vision_hidden * 4,
+            # no per-pixel channel norm on the full-resolution features: it divides out most of a flat region's
+            # brightness, which relative reflectance and jigsaw's colour continuation are about
+            first_norm=False,
         )
     return CLIPVisionConfig(
         hidden_size=cfg.vision_hidden,
