@@ -181,3 +181,31 @@ def test_lru_keeps_both_bounds():
     keys = approx_bytes("a") + approx_bytes("m")
     value = {"a": torch.zeros(10), "m": torch.nn.Linear(1000, 1000)}  # a model a result points at is shared
     assert approx_bytes(value) == 40 + keys  # … and not counted
+
+
+def test_encodes_from_many_threads_keep_their_own_padding(lm):
+    """Each fast-tokenizer call sets the tokenizer's padding state: unpadded encodes (option ids) beside padded
+    batches (build_inputs) once broke the batches ("Unable to create tensor"); LIVRModel.text_lock serialises them."""
+    items = list(SyntheticTaskDataset(["counting", "jigsaw", "art_style"], "test", 1, 5, answer_format="word"))
+
+    def build(n):
+        return lm.build_inputs([it.image for it in items[:n]], [it.prompt for it in items[:n]]).input_ids
+
+    serial = {n: build(n) for n in (1, 3)}
+    ids, errors = lm.choice_token_ids(["1", "2"]), []
+
+    def worker(i):
+        try:
+            for j in range(20):
+                n = (1, 3)[(i + j) % 2]
+                assert lm.choice_token_ids(["1", "2"]) == ids
+                assert torch.equal(build(n), serial[n])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S * 2)
+    assert not errors, errors[:1]

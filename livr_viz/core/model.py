@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -197,6 +198,9 @@ class LIVRModel:
         self.config = config
         self.family = family
         self.tokenizer = processor.tokenizer
+        # every encode sets the fast tokenizer's padding state (and build_inputs its padding side), which all
+        # requests on this model share: one encode or decode at a time (the forward itself needs no lock)
+        self.text_lock = threading.RLock()
         install_capture(self.base_model)  # same numerics; lets LatentAttention record rows on demand
         self.image_token_id = family.image_token_id(self.base_model.config, processor)
         if self.image_token_id >= self.base_model.config.get_text_config().vocab_size:
@@ -428,23 +432,24 @@ class LIVRModel:
             notes += n
         texts = [self.prefix_text(p) for p in clean]
         answer_ids: list[list[int]] = []
-        if answers is not None:
-            for a in answers:
-                ids = self.tokenizer(str(a), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-                answer_ids.append(ids)
-            texts = [t + str(a) + self.tokenizer.eos_token for t, a in zip(texts, answers)]
-        saved_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "right"
-        try:
-            enc = self.processor(
-                text=texts, images=self.family.processor_images(pil_images), return_tensors="pt", padding=True
-            )
-        except LIVRError:
-            raise
-        except Exception as exc:  # processors raise many types for bad inputs
-            raise LIVRError(f"the processor could not build inputs: {str(exc).splitlines()[0]}") from None
-        finally:
-            self.tokenizer.padding_side = saved_side
+        with self.text_lock:
+            if answers is not None:
+                for a in answers:
+                    ids = self.tokenizer(str(a), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+                    answer_ids.append(ids)
+                texts = [t + str(a) + self.tokenizer.eos_token for t, a in zip(texts, answers)]
+            saved_side = self.tokenizer.padding_side
+            self.tokenizer.padding_side = "right"
+            try:
+                enc = self.processor(
+                    text=texts, images=self.family.processor_images(pil_images), return_tensors="pt", padding=True
+                )
+            except LIVRError:
+                raise
+            except Exception as exc:  # processors raise many types for bad inputs
+                raise LIVRError(f"the processor could not build inputs: {str(exc).splitlines()[0]}") from None
+            finally:
+                self.tokenizer.padding_side = saved_side
         inputs = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
         padding_mask = inputs.pop("attention_mask")
         input_ids = inputs["input_ids"]
@@ -541,7 +546,8 @@ class LIVRModel:
         return self._answer_join
 
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self.text_lock:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def option_continuations(self, prompt: str, choices: Sequence[str]) -> tuple[int, list[list[int]]]:
         """``(last prompt token id, [token ids of each option in context])`` for one (already cleaned) prompt.
@@ -704,7 +710,8 @@ class LIVRModel:
             if done.all():
                 break
             batch = _append_tokens(batch, next_ids, self.tokenizer.pad_token_id or 0)
-        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
+        with self.text_lock:
+            return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
 
 
 _SPACES = re.compile(r"[^\S\n]+")  # runs of whitespace other than newlines

@@ -108,7 +108,8 @@ def target_token_id(lm, prompt: str, target: str) -> int:
         raise LIVRError("the attribution target is empty")
 
     def encode(text: str) -> list[int]:
-        return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with lm.text_lock:  # the shared tokenizer's padding state: see LIVRModel.text_lock
+            return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     context = lm.prefix_text(lm.clean_prompt(prompt))
     context_ids, whole = encode(context), encode(context + lm.answer_join() + str(target))
