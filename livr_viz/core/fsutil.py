@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import ClassVar, Self
 
 from livr_viz.core.errors import LIVRError
 
@@ -76,6 +77,37 @@ def load_json_report(path: str | Path, from_dict, what: str, other: str):
             f"{path} is not a {what} report this version can resume ({str(exc).splitlines()[0]}); "
             f"pass another output {other} or delete it"
         ) from None
+
+
+class JsonReport:
+    """``to_dict`` / ``from_dict`` / ``save`` / ``load`` of a report dataclass, written once for every kind of report.
+
+    The JSON holds ``version`` first, then the fields named in ``KEYS`` in that order (``KEYS[0]`` is required on
+    reading, the others read as ``{}`` when missing); ``KIND`` names the report in errors, ``RESUME_FROM`` what the
+    error asks for instead (``path`` or ``directory``)."""
+
+    KIND: ClassVar[str]
+    RESUME_FROM: ClassVar[str]
+    KEYS: ClassVar[tuple[str, ...]]
+    VERSION: ClassVar[int]
+    version: int  # the subclass's dataclass field
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, **{key: getattr(self, key) for key in self.KEYS}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        if not isinstance(data, dict) or data.get("version") != cls.VERSION or cls.KEYS[0] not in data:
+            raise LIVRError(f"not a {cls.KIND} report of version {cls.VERSION}")
+        return cls(**{key: data.get(key, {}) for key in cls.KEYS})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically (a temporary file renamed over ``path``): a killed run never leaves half a file."""
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        return load_json_report(path, cls.from_dict, cls.KIND, cls.RESUME_FROM)
 
 
 def save_backbone(model, processor, target: str | Path) -> Path:

@@ -36,7 +36,7 @@ import torch
 from livr_viz.core.capture import LatentAttention, attention_kernel, base_attn_implementation, rows_of_segment
 from livr_viz.core.config import LETTERS, check_one_of
 from livr_viz.core.errors import LIVRError
-from livr_viz.core.fsutil import load_json_report, write_json_atomic
+from livr_viz.core.fsutil import JsonReport
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 from livr_viz.methods.faithfulness import evidence_on_grid
 from livr_viz.methods.heatmaps import image_attention_maps
@@ -67,7 +67,7 @@ def _na(reason: str) -> dict:
 
 # ----------------------------------------------------------------------------------------------------- the report
 @dataclass
-class DiagnosticReport:
+class DiagnosticReport(JsonReport):
     """Everything :func:`diagnose` found, as plain JSON-able values.
 
     ``settings``: the questions (count, tasks, a digest of ids and prompts) and the options that change results;
@@ -75,34 +75,14 @@ class DiagnosticReport:
     each other one on the standard condition (:func:`~livr_viz.methods.latent_use.paired_comparison`).
     """
 
+    KIND, RESUME_FROM, VERSION = "diagnosis", "path", REPORT_VERSION
+    KEYS = ("settings", "environment", "models", "comparisons")  # the JSON's order, after "version"
+
     settings: dict
     models: dict = field(default_factory=dict)
     comparisons: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     version: int = REPORT_VERSION
-
-    def to_dict(self) -> dict:
-        return {
-            "version": self.version,
-            "settings": self.settings,
-            "environment": self.environment,
-            "models": self.models,
-            "comparisons": self.comparisons,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DiagnosticReport:
-        if not isinstance(data, dict) or data.get("version") != REPORT_VERSION or "settings" not in data:
-            raise LIVRError(f"not a diagnosis report of version {REPORT_VERSION}")
-        return cls(data["settings"], data.get("models", {}), data.get("comparisons", {}), data.get("environment", {}))
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON atomically (a temporary file renamed over ``path``): a killed run never leaves half a file."""
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> DiagnosticReport:
-        return load_json_report(path, cls.from_dict, "diagnosis", "path")
 
     def section(self, model: str, name: str) -> dict:
         return self.models[model]["sections"].get(name) or _na("not run")

@@ -46,7 +46,7 @@ from PIL import Image
 from livr_viz.core.capture import rows_of_segment
 from livr_viz.core.config import LETTERS
 from livr_viz.core.errors import LIVRError
-from livr_viz.core.fsutil import load_json_report, write_json_atomic
+from livr_viz.core.fsutil import JsonReport
 from livr_viz.core.hooks import local_hooks
 from livr_viz.core.segments import Segment
 from livr_viz.methods.deletion import DATASET_MEAN_RGB
@@ -760,35 +760,17 @@ def verdict(result: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- several models
 @dataclass
-class MediationReport:
+class MediationReport(JsonReport):
     """:func:`mediate`'s result: ``settings``, ``models`` = ``{name: {"info", "result"}}`` (a model without latents:
     ``result = {"status": "n/a", "reason"}``), ``environment``. JSON-able."""
+
+    KIND, RESUME_FROM, VERSION = "mediation", "directory", REPORT_VERSION
+    KEYS = ("settings", "environment", "models")  # the JSON's order, after "version"
 
     settings: dict
     models: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     version: int = REPORT_VERSION
-
-    def to_dict(self) -> dict:
-        return {
-            "version": self.version,
-            "settings": self.settings,
-            "environment": self.environment,
-            "models": self.models,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MediationReport:
-        if not isinstance(data, dict) or data.get("version") != REPORT_VERSION or "settings" not in data:
-            raise LIVRError(f"not a mediation report of version {REPORT_VERSION}")
-        return cls(data["settings"], data.get("models", {}), data.get("environment", {}))
-
-    def save(self, path: str | Path) -> Path:
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> MediationReport:
-        return load_json_report(path, cls.from_dict, "mediation", "directory")
 
     def result(self, name: str) -> dict:
         return self.models[name].get("result") or {"status": "n/a", "reason": "not run"}
