@@ -5,6 +5,7 @@ Each crossing test holds request A *inside* its forward (a hook of A's own waits
 forward on the same model, so B's forward certainly passes A's hooks / kernel; both must equal their serial runs."""
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -209,3 +210,35 @@ def test_encodes_from_many_threads_keep_their_own_padding(lm):
     for t in threads:
         t.join(WAIT_S * 2)
     assert not errors, errors[:1]
+
+
+def test_a_slow_load_blocks_no_other_model_and_loads_once(monkeypatch):
+    from livr_viz.service import models as M
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def load(name):
+        calls.append(name)
+        if name == "slow":
+            started.set()
+            assert release.wait(WAIT_S)
+        return SimpleNamespace(model=torch.nn.Linear(4, 4), base_model=torch.nn.Linear(4, 4), name=name)
+
+    monkeypatch.setattr(M, "load_model", load)
+    pool = M.ModelPool(max_models=2, max_bytes=10**9)
+    fast = pool.get("fast")
+    slow = [threading.Thread(target=pool.get, args=("slow",)) for _ in range(2)]
+    for t in slow:
+        t.start()
+    assert started.wait(WAIT_S)
+    assert pool.get("fast") is fast  # answered while "slow" is still loading
+    release.set()
+    for t in slow:
+        t.join(WAIT_S)
+    assert calls.count("slow") == 1 and pool.loaded() == ["fast", "slow"]
+    pool.get("fast")  # now the most recently used
+    pool.get("third")  # over max_models: the least recently used ("slow") goes
+    assert pool.loaded() == ["fast", "third"]
+    small = M.ModelPool(max_models=8, max_bytes=M.model_bytes(fast) + 1)
+    small.get("a"), small.get("b")  # over the byte budget: only the newest stays
+    assert small.loaded() == ["b"] and small.nbytes == M.model_bytes(fast)

@@ -1,7 +1,8 @@
 """Which models a served app may load, the shared model pool and the bounded result caches.
 
-Models are loaded once per process and shared read-only.  Results are cached per (model, image bytes, prompt,
-stage) in :data:`ANALYSES` and per view setting in :data:`VIEWS`."""
+Models are loaded once per process, shared read-only and evicted least recently used (:class:`ModelPool`). Results
+are cached per (model, image bytes, prompt, stage) in :data:`ANALYSES` and per view setting in :data:`VIEWS`, both
+bounded by entries and by bytes (:class:`~livr_viz.core.lru.LRU`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.lru import LRU
 from livr_viz.core.model import load_model
 from livr_viz.demo.bundled import DEMO_MODELS, DEMO_NAMES, DEMO_SETS
 
@@ -97,52 +99,97 @@ def model_cache_key(model: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', Path(name.rstrip('/')).name)}-{digest}"
 
 
-class ModelPool:
-    """Load each model once per process; afterwards shared read-only by every session."""
+def model_bytes(lm) -> int:
+    """Bytes of a loaded model's parameters and buffers (what evicting it frees)."""
+    modules = {id(m): m for m in (lm.model, lm.base_model)}.values()
+    tensors = {id(t): t for m in modules for t in (*m.parameters(), *m.buffers())}.values()
+    return sum(t.numel() * t.element_size() for t in tensors)
 
-    def __init__(self):
-        self._models: dict[str, object] = {}
-        self._lock = threading.Lock()
+
+def _memory_budget() -> int:
+    """The pool's byte budget: ``$LIVR_VIZ_POOL_MB`` if set, else half of this machine's memory."""
+    text = os.environ.get("LIVR_VIZ_POOL_MB", "").strip()
+    if text:
+        try:
+            return int(float(text) * 2**20)
+        except ValueError:
+            raise LIVRError(f"LIVR_VIZ_POOL_MB must be a number of MiB; got {text!r}") from None
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+class ModelPool:
+    """Load each model once per process; afterwards shared read-only by every session, evicted least recently used.
+
+    Sharing is safe because nothing mutates a pooled model per request: hooks act only for the request that
+    registered them (:mod:`livr_viz.core.hooks`), captures and backend comparisons switch the attention kernel per
+    request (:func:`livr_viz.core.capture.attention_kernel`), and the model stays in eval mode. Loads take a lock per
+    name (two requests for one model load it once) and never the pool's lock, so a slow load blocks no request for
+    another model. Past ``max_models`` or ``max_bytes`` (parameters and buffers, :func:`model_bytes`) the least
+    recently used models are dropped from the pool (never the one just asked for); a request still holding one keeps
+    using it, and its memory goes when the last such request ends."""
+
+    def __init__(self, max_models: int = 8, max_bytes: int | None = None):
+        if max_models < 1:
+            raise ValueError(f"the pool holds at least one model; got max_models {max_models}")
+        self.max_models, self.max_bytes = max_models, _memory_budget() if max_bytes is None else max_bytes
+        self._models: OrderedDict[str, tuple[object, int]] = OrderedDict()  # name -> (model, bytes), LRU first
+        self._loading: dict[str, threading.Lock] = {}  # name -> its load lock, while a load may be under way
+        self._lock = threading.Lock()  # guards the two dicts above; never held while a model loads
 
     def get(self, name: str):
         name = (name or "demo-livr").strip()
         ACCESS.check(name)  # before anything touches the file system
         with self._lock:
-            if name not in self._models:
-                self._models[name] = load_model(name)
-            return self._models[name]
+            found = self._take(name)
+            if found is not None:
+                return found
+            load_lock = self._loading.setdefault(name, threading.Lock())
+        with load_lock:  # one load per name; other names go on meanwhile
+            with self._lock:
+                found = self._take(name)  # loaded by the request we waited for
+            if found is not None:
+                return found
+            lm = load_model(name)
+            nbytes = model_bytes(lm)
+            with self._lock:
+                self._models[name] = (lm, nbytes)
+                self._models.move_to_end(name)
+                self._loading.pop(name, None)
+                self._evict()
+        return lm
+
+    def _take(self, name: str):
+        """The pooled model, marked most recently used, or None (call with the lock held)."""
+        if name not in self._models:
+            return None
+        self._models.move_to_end(name)
+        return self._models[name][0]
+
+    def _evict(self) -> None:
+        """Drop least recently used models until both bounds hold; the newest (the one just asked for) always stays,
+        even alone over the budget."""
+        while len(self._models) > 1 and (len(self._models) > self.max_models or self._held() > self.max_bytes):
+            del self._models[next(iter(self._models))]  # the least recently used
+
+    def _held(self) -> int:
+        return sum(nbytes for _, nbytes in self._models.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pooled models' parameters and buffers."""
+        with self._lock:
+            return self._held()
 
     def loaded(self) -> list[str]:
-        return list(self._models)
-
-
-class LRU:
-    def __init__(self, size: int = 64):
-        self.size, self._data, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
+        """Names in the pool, least recently used first."""
         with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        return None
-
-    def put(self, key, value):
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-        return value
+            return list(self._models)
 
 
 POOL = ModelPool()
-
-
-ANALYSES = LRU(64)
-
-
-VIEWS = LRU(64)  # rendered attention views (tiles, bars, text) of the analyses above, per view setting
+RESULT_CACHE_BYTES = 256 * 2**20  # per cache (estimated by core.lru.approx_bytes): views of large uploads are big
+ANALYSES = LRU(64, max_bytes=RESULT_CACHE_BYTES)  # captured forwards (attention rows, hidden states, the input)
+VIEWS = LRU(64, max_bytes=RESULT_CACHE_BYTES)  # rendered attention views (tiles, bars, text) of the analyses above
 
 
 def compare_set(model: str | None) -> tuple[str, ...]:

@@ -3,6 +3,8 @@ training data, the attention kernel that produced the view."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from PIL import Image
 
@@ -18,7 +20,8 @@ OOD_REFERENCE_SAMPLES = 54  # synthetic training images per model that define "l
 OOD_MARGIN = 2.0  # more than this many times the most colourful reference image is out of distribution
 
 
-_OOD_REFERENCES: dict[str, int] = {}
+_OOD_REFERENCES: dict[str, int] = {}  # per task list (a handful): the reference's distinct colours
+_OOD_LOCK = threading.Lock()
 
 
 def distinct_colours(image: Image.Image, size: int = 96) -> int:
@@ -47,12 +50,16 @@ def out_of_distribution_note(lm, image: Image.Image, name: str = "the model") ->
     except LIVRError:  # perception-pretrained backbones and the like: no suite to compare with
         return None
     key = ",".join(tasks)  # the reference depends only on the tasks
-    if key not in _OOD_REFERENCES:
-        _OOD_REFERENCES[key] = max(
+    with _OOD_LOCK:
+        reference = _OOD_REFERENCES.get(key)
+    if reference is None:  # computed outside the lock (deterministic: two requests at once agree)
+        reference = max(
             distinct_colours(make_sample(tasks[i % len(tasks)], "train", 1, i // len(tasks)).image)
             for i in range(OOD_REFERENCE_SAMPLES)
         )
-    reference, colours = _OOD_REFERENCES[key], distinct_colours(image)
+        with _OOD_LOCK:
+            _OOD_REFERENCES[key] = reference
+    colours = distinct_colours(image)
     if colours <= OOD_MARGIN * reference:
         return None
     return (
@@ -91,7 +98,8 @@ def input_notes(lm, image: Image.Image, name: str = "the model") -> list[str]:
 def backend_badge(model: str, analysis) -> str:
     """The attention kernel that produced this view, and a warning badge when the other available kernels
     (eager / sdpa) disagree on this very input above :data:`~livr_viz.methods.diagnostics.BACKEND_KL_TOLERANCE`
-    / ``BACKEND_ATTENTION_TOLERANCE`` (real VLMs can: transformers issue 35749)."""
+    / ``BACKEND_ATTENTION_TOLERANCE`` (real VLMs can: transformers issue 35749). The other kernels run for this
+    request's forwards only (:func:`~livr_viz.core.capture.attention_kernel`): the pooled model is never switched."""
     from types import SimpleNamespace
 
     from livr_viz.methods.diagnostics import check_backends

@@ -62,7 +62,7 @@ def parse_app_args(argv=None) -> argparse.Namespace:
         "--concurrency",
         type=int,
         default=4,
-        help="requests processed at once (events that run the model: one at a time)",
+        help="quick requests processed at once (long jobs: one at a time, in their own queue)",
     )
     args = parser.parse_args(argv)
     args.port = _port(str(args.port))  # an environment default is checked like a flag
