@@ -1,6 +1,9 @@
+import contextlib
+import io
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -22,6 +25,29 @@ hf_logging.disable_progress_bar()
 def random_image(seed: int, size=(40, 56)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+# a demo-layout backbone at 48 px: 16 image tokens, 2 LM layers (the diagnostics' and mediation's random models)
+SMALL_BACKBONE = {
+    "image_size": 48,
+    "patch_size": 12,
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "text_hidden": 48,
+    "text_layers": 2,
+    "text_heads": 2,
+    "text_intermediate": 96,
+}
+
+
+def small_model(variant: str = "livr", seed: int = 3, **options):
+    """A random model of :data:`SMALL_BACKBONE` with K = 3 latents (``options``: more of ``from_backbone``'s)."""
+    from livr_viz.core.model import LIVRModel
+    from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
+
+    model, processor = build_demo_backbone(DemoBackboneConfig(seed=seed, **SMALL_BACKBONE))
+    return LIVRModel.from_backbone("test", model=model, processor=processor, variant=variant, n_latents=3, **options)
 
 
 @pytest.fixture
@@ -67,6 +93,30 @@ def tiny_model(tiny_paths):
     from livr_viz.core.model import load_model
 
     return load_model(tiny_paths["livr"])
+
+
+@dataclass
+class CliRun:
+    """What :func:`run_cli` saw: the exit status and the two streams, named as ``subprocess.run`` names them."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*argv: str) -> CliRun:
+    """``livr-viz ARGV`` in this process: its ``main`` with stdout and stderr captured, argparse's exits turned into
+    the status. A subprocess would import torch again (~6.6 s each); keep those for what only a process shows (the
+    entry point, --help without torch, a kill and a resume, the installed wheel)."""
+    from livr_viz.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(argv))
+        except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return CliRun(status, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

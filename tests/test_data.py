@@ -1,8 +1,6 @@
 """The synthetic suite: determinism, answers verified from pixels, evidence, splits, balance, loaders."""
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -14,6 +12,8 @@ from livr_viz.data import LETTERS, TASKS, make_sample
 from livr_viz.data import draw as D
 from livr_viz.data.io import DataError, export_samples, load_blink, load_jsonl, preview
 from livr_viz.data.tasks import CountingKnobs, iou, luminance
+
+from .conftest import run_cli
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -259,28 +259,7 @@ def test_blink_parquet_and_json_layouts(tmp_path):
 
 def test_cli_export_and_preview(tmp_path):
     out = tmp_path / "exp"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "data",
-            "export",
-            "--task",
-            "all",
-            "--split",
-            "test",
-            "--n",
-            "2",
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("data", "export", "--task", "all", "--split", "test", "--n", "2", "--seed", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(TASKS)
@@ -301,12 +280,7 @@ def test_cli_export_and_preview(tmp_path):
     assert records[0].prompt == make_sample(records[0].task, "test", 3, 0).prompt  # the format survives the trip
     png = preview("art_style", tmp_path / "p.png", n=4)
     assert Image.open(png).size[0] >= 4 * 96
-    bad = subprocess.run(
-        [sys.executable, "-m", "livr_viz.cli", "data", "export", "--task", "nope", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_cli("data", "export", "--task", "nope", "--out", str(out))
     assert bad.returncode == 2 and "unknown task" in bad.stderr
 
 

@@ -9,36 +9,21 @@ from livr_viz.core.capture import base_attn_implementation
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.model import LIVRModel
 from livr_viz.data.dataset import SyntheticTaskDataset
-from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone, save_demo_backbone
+from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 from livr_viz.methods import diagnostics as D
 from livr_viz.methods.stats import task_summary, wilson_interval
 
-SMALL = {
-    "image_size": 48,
-    "patch_size": 12,
-    "vision_hidden": 32,
-    "vision_layers": 1,
-    "vision_heads": 2,
-    "text_hidden": 48,
-    "text_layers": 2,
-    "text_heads": 2,
-    "text_intermediate": 96,
-}  # 16 image tokens, 2 LM layers
-
-
-def _tiny(variant: str, seed: int = 3) -> LIVRModel:
-    model, processor = build_demo_backbone(DemoBackboneConfig(seed=seed, **SMALL))
-    return LIVRModel.from_backbone("test", model=model, processor=processor, variant=variant, n_latents=3)
+from .conftest import SMALL_BACKBONE, run_cli, small_model
 
 
 @pytest.fixture(scope="module")
 def livr():
-    return _tiny("livr")
+    return small_model("livr")
 
 
 @pytest.fixture(scope="module")
 def sft():
-    return _tiny("sft")
+    return small_model("sft")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +164,7 @@ def test_a_rerun_skips_finished_sections(livr, sft, items, tmp_path, monkeypatch
 def saved_run(tmp_path_factory):
     """A run folder as tools/reproduce.py lays it out: livr/model, livr/stage1_model, sft/model."""
     root = tmp_path_factory.mktemp("run")
-    base = save_demo_backbone(root / "base", DemoBackboneConfig(seed=5, **SMALL))
+    base = save_demo_backbone(root / "base", DemoBackboneConfig(seed=5, **SMALL_BACKBONE))
     livr = LIVRModel.from_backbone(str(base), variant="livr", n_latents=2)
     livr.save(root / "livr" / "model")
     livr.save(root / "livr" / "stage1_model")
@@ -256,34 +241,9 @@ def test_report_round_trips_through_json(report):
 
 def test_cli_scores_explanations_beside_the_report(tmp_path):
     """``--explanations N``: deletion / insertion AUCs per explanation and the latents' redundancy, as JSON."""
-    import json
-    import subprocess
-    import sys
-
     out = tmp_path / "d.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "diagnose",
-            "--model",
-            "demo-livr",
-            "--tasks",
-            "counting",
-            "--n",
-            "2",
-            "--effect-n",
-            "1",
-            "--explanations",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    sizes = ("--tasks", "counting", "--n", "2", "--effect-n", "1", "--explanations", "1")
+    proc = run_cli("diagnose", "--model", "demo-livr", *sizes, "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     found = json.loads(out.with_suffix(".explanations.json").read_text())
     assert found["items"] and {s["model"] for s in found["deletion"]} == {"demo-livr"}

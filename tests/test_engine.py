@@ -2,8 +2,6 @@
 interventions, probes, token maps, attribution, faithfulness."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,6 +23,8 @@ from livr_viz.methods.probes import (
 )
 from livr_viz.methods.tokenmap import _CACHE, points_from_capture, project
 from livr_viz.views.probes import save_probe_curves
+
+from .conftest import run_cli
 
 
 def test_parse_choices():
@@ -55,27 +55,8 @@ def test_analysis_rows_and_views(tiny_model):
 def test_analyze_cli_writes_the_report(tmp_path, tiny_model, tiny_paths):
     s = make_sample("jigsaw", "test", 0, 0, answer_format=tiny_model.config.answer_format)
     s.image.save(tmp_path / "in.png")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "analyze",
-            "--model",
-            tiny_paths["livr"],
-            "--image",
-            str(tmp_path / "in.png"),
-            "--prompt",
-            s.prompt,
-            "--stage",
-            "bottleneck",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    question = ("--image", str(tmp_path / "in.png"), "--prompt", s.prompt, "--stage", "bottleneck")
+    proc = run_cli("analyze", "--model", tiny_paths["livr"], *question, "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["answer"] in s.options and set(report["choice_probs"]) == set(s.options)
@@ -225,78 +206,22 @@ def test_collator_builds_training_batches(tiny_model):
 
 
 def test_tokenmap_cli(tmp_path, tiny_paths):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "tokenmap",
-            "--model",
-            tiny_paths["livr"],
-            "--n",
-            "6",
-            "--method",
-            "pca",
-            "--color-by",
-            "task",
-            "--out",
-            str(tmp_path / "map"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    options = ("--n", "6", "--method", "pca", "--color-by", "task", "--out", str(tmp_path / "map"))
+    proc = run_cli("tokenmap", "--model", tiny_paths["livr"], *options)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
 
 
 def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "probe",
-            "--model",
-            tiny_paths["livr"],
-            "--concepts",
-            "count",
-            "--n",
-            "25",
-            "--no-random",
-            "--out",
-            str(tmp_path / "p"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    options = ("--concepts", "count", "--n", "25", "--no-random", "--out", str(tmp_path / "p"))
+    proc = run_cli("probe", "--model", tiny_paths["livr"], *options)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "p" / "count_report.json").read_text())
     assert report["concept"] == "count" and len(report["layers"]) == 5
     assert (tmp_path / "p" / "count_curves.png").exists() and (tmp_path / "p" / "summary.json").exists()
     models = (tiny_paths["livr"], tiny_paths["sft"])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livr_viz.cli",
-            "faithfulness",
-            "--model",
-            ",".join(models),
-            "--tasks",
-            "counting,jigsaw",
-            "--n",
-            "3",
-            "--sanity-n",
-            "3",
-            "--json",
-            str(tmp_path / "f.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    options = ("--tasks", "counting,jigsaw", "--n", "3", "--sanity-n", "3", "--json", str(tmp_path / "f.json"))
+    proc = run_cli("faithfulness", "--model", ",".join(models), *options)
     assert proc.returncode == 0, proc.stderr
     faith = json.loads((tmp_path / "f.json").read_text())
     assert set(faith) == set(models)

@@ -10,27 +10,16 @@ from PIL import Image
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.model import LIVRModel
-from livr_viz.demo.backbone import DemoBackboneConfig, build_demo_backbone
 from livr_viz.methods import mediation as M
 
-SMALL = {
-    "image_size": 48,
-    "patch_size": 12,
-    "vision_hidden": 32,
-    "vision_layers": 1,
-    "vision_heads": 2,
-    "text_hidden": 48,
-    "text_layers": 2,
-    "text_heads": 2,
-    "text_intermediate": 96,
-}  # 16 image tokens, 2 LM layers
+from .conftest import small_model
+
 OPTIONS = ["red", "blue", "same"]
 PROMPT = "Which marked point is on the darker surface?\nOptions: red, blue, same.\nAnswer with one word."
 
 
-def _tiny(variant: str = "livr", seed: int = 3) -> LIVRModel:
-    model, processor = build_demo_backbone(DemoBackboneConfig(seed=seed, **SMALL))
-    return LIVRModel.from_backbone("test", model=model, processor=processor, variant=variant, n_latents=3, lora=False)
+def _tiny(variant: str = "livr") -> LIVRModel:
+    return small_model(variant, lora=False)
 
 
 def _readout(lm: LIVRModel, items, condition: str) -> LIVRModel:

@@ -13,7 +13,7 @@ from livr_viz.core.model import LIVRConfig, LIVRModel, load_model
 from livr_viz.core.segments import Segment
 from livr_viz.demo.tiny import tiny_llava
 
-from .conftest import random_image
+from .conftest import random_image, run_cli
 
 
 def test_demo_model_loads_from_assets(demo_model):  # the shipped checkpoint itself
@@ -128,14 +128,16 @@ def test_hidden_states_and_latent_rows(tiny_model):
 
 
 def test_cli_errors_are_one_line_without_traceback(tiny_paths):
-    for argv in (
+    """The first through the entry point in its own process (all a user's terminal shows, warnings included), the
+    others in this one."""
+    argvs = (
         ["info", "demo-nope"],
         ["info", "demo-base", "--n-latents", "0"],
         ["demo", tiny_paths["livr"], "--image", "/no/such.png", "--prompt", "x"],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "livr_viz.cli", *argv], capture_output=True, text=True, timeout=300
-        )
+    )
+    entry = [sys.executable, "-m", "livr_viz.cli", *argvs[0]]
+    first = subprocess.run(entry, capture_output=True, text=True, timeout=300)
+    for proc in (first, *(run_cli(*argv) for argv in argvs[1:])):
         assert proc.returncode == 2, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
@@ -143,9 +145,7 @@ def test_cli_errors_are_one_line_without_traceback(tiny_paths):
 
 
 def test_cli_info_prints_the_model(tiny_paths):
-    proc = subprocess.run(
-        [sys.executable, "-m", "livr_viz.cli", "info", tiny_paths["livr"]], capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli("info", tiny_paths["livr"])
     assert proc.returncode == 0, proc.stderr
     assert "LlavaForConditionalGeneration" in proc.stdout and "n_latents" in proc.stdout and "16" in proc.stdout
 
@@ -194,12 +194,7 @@ def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
     out = tmp_path / "init"
 
     def run(*argv):
-        return subprocess.run(
-            [sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(out), *argv],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_cli("build-demo", "--out", str(out), *argv)
 
     proc = run("--text-hidden", "96", "--text-layers", "2", "--text-heads", "4")
     assert proc.returncode == 0, proc.stderr
@@ -217,12 +212,7 @@ def test_cli_build_demo_writes_a_sized_backbone_and_never_overwrites(tmp_path):
     assert (out / "model.safetensors").read_bytes() == before
     # the resolution lever: 8-px patches give 144 image tokens at 96 px; a patch that does not tile is refused
     finer = tmp_path / "finer"
-    proc = subprocess.run(
-        [sys.executable, "-m", "livr_viz.cli", "build-demo", "--out", str(finer), "--patch-size", "8"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("build-demo", "--out", str(finer), "--patch-size", "8")
     assert proc.returncode == 0 and "144 image tokens" in proc.stdout, proc.stderr
     assert json.loads((finer / "config.json").read_text())["vision_config"]["patch_size"] == 8
     proc = run("--force", "--patch-size", "7")

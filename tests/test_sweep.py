@@ -3,9 +3,6 @@ folder made with other settings. The orchestration is tested with a fake trainer
 a tiny random backbone for real, through the Python API and the command line."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,8 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.training import sweep as sweep_module
 from livr_viz.training.sweep import check_seeds, check_values, parse_param, summarize_sweep, sweep
 from livr_viz.training.trainer import TrainConfig
+
+from .conftest import run_cli
 
 
 @pytest.mark.parametrize(
@@ -181,9 +180,8 @@ def test_lora_rank_sweep_keeps_alpha_at_twice_the_rank():
 
 
 def test_cli_bad_input_exits_2(tmp_path):
-    cmd = [sys.executable, "-m", "livr_viz.cli", "sweep", "--tasks", "counting", "--out", str(tmp_path / "s")]
     for param, message in (("n_latents=0,4", "n_latents takes integers >= 1"), ("K=4", "cannot sweep 'K'")):
-        proc = subprocess.run([*cmd, "--param", param], capture_output=True, text=True, timeout=300, check=False)
+        proc = run_cli("sweep", "--tasks", "counting", "--out", str(tmp_path / "s"), "--param", param)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "s").exists()
 
@@ -247,29 +245,9 @@ def test_sweep_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatc
     )
     assert trained == [] and again.runs == result.runs
 
-    cli = [
-        sys.executable,
-        "-m",
-        "livr_viz.cli",
-        "sweep",
-        "--param",
-        "stage1_fraction=0,0.5",
-        "--seeds",
-        "1",
-        "--tasks",
-        "counting",
-        "--steps",
-        "2",
-        "--n-test",
-        "4",
-        "--model",
-        tiny_backbone,
-        "--out",
-        str(tmp_path / "cli"),
-    ]
-    proc = subprocess.run(
-        cli, capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"}, check=False
-    )
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    options = ("--seeds", "1", "--tasks", "counting", "--steps", "2", "--n-test", "4", "--model", tiny_backbone)
+    proc = run_cli("sweep", "--param", "stage1_fraction=0,0.5", *options, "--out", str(tmp_path / "cli"))
     assert proc.returncode == 0, proc.stderr
     assert "[3/3] stage1_fraction=0.5/seed0: trained 2 steps" in proc.stderr and "wrote" in proc.stdout
     runs = json.loads((tmp_path / "cli" / "sweep.json").read_text())["runs"]

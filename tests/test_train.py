@@ -23,6 +23,8 @@ from livr_viz.training.trainer import (
     sample_indices,
 )
 
+from .conftest import run_cli
+
 
 def test_schedule_is_four_six_with_a_warmup_and_cosine_per_stage():
     cfg = TrainConfig(variant="livr", steps=100, lr=1.0, warmup_fraction=0.1)
@@ -83,26 +85,14 @@ def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
     assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "stage1_model" / "livr_config.json").exists()
 
 
+def _train_args(model, out, *extra, variant="livr", tasks="counting,jigsaw", steps: int | None = 24) -> list[str]:
+    """``livr-viz train`` on the quick preset (``steps=None``: the preset's), for ``main`` or a subprocess."""
+    head = ["train", "--model", model, "--variant", variant, "--tasks", tasks, "--preset", "quick"]
+    return [*head, *(["--steps", str(steps)] if steps else []), "--out", str(out), *extra]
+
+
 def _train_cmd(model, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "livr_viz.cli",
-        "train",
-        "--model",
-        model,
-        "--variant",
-        "livr",
-        "--tasks",
-        "counting,jigsaw",
-        "--preset",
-        "quick",
-        "--steps",
-        "24",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return [sys.executable, "-m", "livr_viz.cli", *_train_args(model, out, *extra)]
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -168,9 +158,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_paths):
-    proc = subprocess.run(
-        _train_cmd(tiny_paths["base"], tmp_path / "none", "--resume"), capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli(*_train_args(tiny_paths["base"], tmp_path / "none", "--resume"))
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
 
 
@@ -548,30 +536,8 @@ def test_install_ships_full_fine_tunes_whole_and_points_them_at_the_bundled_back
 def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths):
     from livr_viz.cli import main
 
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "sft",
-                "--tasks",
-                "counting",
-                "--preset",
-                "quick",
-                "--steps",
-                "2",
-                "--seed",
-                "5",
-                "--data-seed",
-                "3",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    argv = _train_args(tiny_paths["base"], tmp_path, "--seed", "5", "--data-seed", "3", variant="sft", tasks="counting")
+    assert main(argv) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
@@ -579,32 +545,8 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths)
 def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, tiny_paths, capsys):
     from livr_viz.cli import main
 
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "latents_only",
-                "--tasks",
-                "counting",
-                "--preset",
-                "quick",
-                "--steps",
-                "2",
-                "--lora-r",
-                "4",
-                "--n-train-per-task",
-                "20",
-                "--task-balance",
-                "grad_norm",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    base, extra = tiny_paths["base"], ("--lora-r", "4", "--n-train-per-task", "20", "--task-balance", "grad_norm")
+    assert main(_train_args(base, tmp_path, *extra, variant="latents_only", tasks="counting", steps=2)) == 0
     cfg = json.loads((tmp_path / "train_config.json").read_text())
     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["n_train_per_task"]) == (4, 8, 20)  # alpha follows the rank
     assert cfg["task_balance"] == "grad_norm"
@@ -616,28 +558,7 @@ def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path,
     assert shapes and all(s[0] == 4 for s in shapes)
     assert main(["train", "--variant", "sft", "--preset", "quick", "--lora-r", "0", "--out", str(tmp_path / "x")]) == 2
     assert "lora_r must be >= 1" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "livr",
-                "--tasks",
-                "counting",
-                "--preset",
-                "quick",
-                "--steps",
-                "2",
-                "--finetune",
-                "full",
-                "--out",
-                str(tmp_path / "full"),
-            ]
-        )
-        == 0
-    )
+    assert main(_train_args(base, tmp_path / "full", "--finetune", "full", tasks="counting", steps=2)) == 0
     cfg = json.loads((tmp_path / "full" / "train_config.json").read_text())
     assert cfg["full_finetune"] and cfg["lr"] == 3e-4  # the full fine-tune preset's rate
     saved = json.loads((tmp_path / "full" / "model" / "livr_config.json").read_text())
@@ -735,51 +656,10 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     with pytest.raises(LIVRError, match="perception pretraining"):
         TrainConfig(variant="sft", tasks="perception", task_weights={"colour": 2})
 
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "sft",
-                "--tasks",
-                "counting,jigsaw",
-                "--preset",
-                "quick",
-                "--steps",
-                "2",
-                "--task-weights",
-                "jigsaw=3",
-                "--out",
-                str(tmp_path / "cli"),
-            ]
-        )
-        == 0
-    )
+    base = tiny_paths["base"]
+    assert main(_train_args(base, tmp_path / "cli", "--task-weights", "jigsaw=3", variant="sft", steps=2)) == 0
     assert json.loads((tmp_path / "cli" / "train_config.json").read_text())["task_weights"] == {"jigsaw": 3}
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "livr",
-                "--tasks",
-                "counting",
-                "--preset",
-                "quick",
-                "--steps",
-                "5",
-                "--stage2-lr",
-                "1e-4",
-                "--out",
-                str(tmp_path / "s2"),
-            ]
-        )
-        == 0
-    )
+    assert main(_train_args(base, tmp_path / "s2", "--stage2-lr", "1e-4", tasks="counting", steps=5)) == 0
     stage2 = [
         r["lr"]
         for r in map(json.loads, (tmp_path / "s2" / "log.jsonl").read_text().splitlines())
@@ -787,26 +667,8 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     ]
     assert json.loads((tmp_path / "s2" / "train_config.json").read_text())["stage2_lr"] == 1e-4
     assert stage2 and max(stage2) <= 1e-4  # the quick preset's lr is 2e-3
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_paths["base"],
-                "--variant",
-                "sft",
-                "--tasks",
-                "counting",
-                "--preset",
-                "quick",
-                "--task-weights",
-                "jigsaw",
-                "--out",
-                str(tmp_path / "bad"),
-            ]
-        )
-        == 2
-    )
+    bad = _train_args(base, tmp_path / "bad", "--task-weights", "jigsaw", variant="sft", tasks="counting", steps=None)
+    assert main(bad) == 2
     assert "task=whole number pairs" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
