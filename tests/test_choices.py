@@ -119,6 +119,8 @@ def test_the_cli_prints_the_notes(demo_model, lead, tmp_path, capsys, monkeypatc
     lead.image.save(tmp_path / "lead.png")
     monkeypatch.setattr(engine, "_load", lambda args: demo_model)
     args = argparse.Namespace(
+        view="analyze",
+        model="demo-livr",
         image=str(tmp_path / "lead.png"),
         prompt="What is in this picture?",
         out=str(tmp_path),
@@ -127,7 +129,7 @@ def test_the_cli_prints_the_notes(demo_model, lead, tmp_path, capsys, monkeypatc
         no_tokenmap=True,
         check_backends=False,
     )
-    assert engine.cmd_analyze(args) == 0
+    assert engine.cmd_view(args) == 0
     out = capsys.readouterr().out
     assert f"note: {FREE_FORM_NOTE}" in out and f"note: {WORD_VOCABULARY_NOTE}" in out
 

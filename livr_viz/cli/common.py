@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from livr_viz.core.config import VARIANTS
@@ -147,11 +148,40 @@ def write_json(path: str | None, value) -> None:
         print(f"wrote {path}")
 
 
-def suite_items(lm, args, split: str = "test"):
-    """``args.n`` synthetic questions per task of ``args.tasks`` (seed ``args.seed``) in the model's answer format."""
-    from livr_viz.data import resolve_tasks
-    from livr_viz.data.dataset import SyntheticTaskDataset
+def progress_printer():
+    """Progress on stderr for the long commands: one updating line on a terminal, a line per section in a log."""
+    shown = {"message": None}
 
-    return SyntheticTaskDataset(
-        resolve_tasks(args.tasks), split, args.n, args.seed, answer_format=lm.config.answer_format
-    )
+    def report(fraction: float, message: str) -> None:
+        if sys.stderr.isatty():
+            print(
+                f"\r[{100 * fraction:5.1f} %] {message:<50}",
+                end="" if fraction < 1 else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif message != shown["message"]:
+            shown["message"] = message
+            print(f"[{100 * fraction:5.1f} %] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def print_report(report, *written) -> None:
+    """A report's summary lines, then ``wrote …`` for each file it was written to (None: not written)."""
+    print("\n".join(report.summary_lines()))
+    for path in written:
+        if path:
+            print(f"wrote {path}")
+
+
+def suite_options(p, n: int, seed: int = 2026, n_help: str = "test questions per task") -> None:
+    """``--tasks``, ``--n`` and ``--seed``: which synthetic questions a diagnosis or mediation asks."""
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--n", type=int, default=n, help=n_help)
+    p.add_argument("--seed", type=int, default=seed)
+
+
+def suite_of(args, models) -> tuple:
+    """The positional suite of a diagnosis or mediation: the models, then ``--tasks``, ``--n`` and ``--seed``."""
+    return models, args.tasks, args.n, args.seed

@@ -3,73 +3,38 @@ per-latent effects, optionally the attention-kernel check), as JSON and one self
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from livr_viz.cli.common import MODEL_HELP
+from livr_viz.cli.common import MODEL_HELP, print_report, progress_printer, suite_of, suite_options
 
-
-def _progress():
-    """Progress on stderr: one updating line on a terminal, a line per section in a log."""
-    shown = {"message": None}
-
-    def report(fraction: float, message: str) -> None:
-        if sys.stderr.isatty():
-            print(
-                f"\r[{100 * fraction:5.1f} %] {message:<50}",
-                end="" if fraction < 1 else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif message != shown["message"]:
-            shown["message"] = message
-            print(f"[{100 * fraction:5.1f} %] {message}", file=sys.stderr, flush=True)
-
-    return report
+HELP = (
+    "is the model really using its latents? §4.6 table with 95 %% CIs, attention flow per layer, per-latent effect vs "
+    "attention (JSON + HTML, resumable)"
+)
 
 
 def cmd_diagnose(args) -> int:
     from livr_viz.service import diagnose_models
 
+    models = [args.model, *args.compare]
     effects = {} if args.effect_n is None else {"effect_per_task": args.effect_n or None}  # 0 = every question
-    report = diagnose_models(
-        [args.model, *args.compare],
-        args.tasks,
-        args.n,
-        args.seed,
-        args.json,
-        args.html,
-        _progress(),
-        batch_size=args.batch_size,
-        check_backends=args.check_backends,
-        **effects,
-    )
-    print("\n".join(report.summary_lines()))
-    for path in (args.json, args.html):
-        if path:
-            print(f"wrote {path}")
+    options = dict(batch_size=args.batch_size, check_backends=args.check_backends, **effects)
+    report = diagnose_models(*suite_of(args, models), args.json, args.html, progress_printer(), **options)
+    print_report(report, args.json, args.html)
     if args.mediation:  # is X → Z → Y real? (livr-viz mediate on the same models and questions)
         from livr_viz.service import mediate_models
 
         found = mediate_models(
-            [args.model, *args.compare],
-            args.tasks,
-            args.n,
-            args.seed,
-            args.mediation,
-            _progress(),
-            batch_size=args.batch_size,
+            *suite_of(args, models), out=args.mediation, progress=progress_printer(), batch_size=args.batch_size
         )
-        print("\n".join(["mediation:", *found.summary_lines()]))
-        print(f"wrote {args.mediation}/mediation.json, {args.mediation}/mediation.html")
+        print("mediation:")
+        print_report(found, f"{args.mediation}/mediation.json, {args.mediation}/mediation.html")
     if args.explanations:  # how faithful each explanation is, how redundant the latents are
         from livr_viz.cli.common import write_json
         from livr_viz.service import explanation_diagnostics
         from livr_viz.views.deletion import summary_markdown
 
-        found = explanation_diagnostics(
-            [args.model, *args.compare], args.tasks, args.explanations, args.seed, _progress()
-        )
+        found = explanation_diagnostics(models, args.tasks, args.explanations, args.seed, progress_printer())
         print(summary_markdown(found["summaries"]))
         print(f"redundancy: {found['redundancy_note']}")
         if args.json:
@@ -78,11 +43,7 @@ def cmd_diagnose(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser(
-        "diagnose",
-        help="is the model really using its latents? §4.6 table with 95 %% CIs, attention "
-        "flow per layer, per-latent effect vs attention (JSON + HTML, resumable)",
-    )
+    p = sub.add_parser("diagnose", help=HELP)
     p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
     p.add_argument(
         "--compare",
@@ -91,9 +52,7 @@ def add_commands(sub) -> None:
         metavar="MODEL",
         help="more models, diagnosed on the same questions and compared with --model",
     )
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n", type=int, default=50, help="test questions per task")
-    p.add_argument("--seed", type=int, default=2026)
+    suite_options(p, n=50)
     p.add_argument(
         "--json", default=None, help="write the report here; an existing one is resumed (finished sections are skipped)"
     )

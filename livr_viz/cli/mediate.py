@@ -4,38 +4,28 @@ resumable (each finished model and task is kept in DIR/parts/)."""
 
 from __future__ import annotations
 
-from livr_viz.cli.common import MODEL_HELP
-from livr_viz.cli.diagnose import _progress
+from livr_viz.cli.common import MODEL_HELP, print_report, progress_printer, suite_of, suite_options
 from livr_viz.core.config import CONDITIONS
+
+HELP = (
+    "is X → Z → Y real? input → latents sensitivity, latent interchange interventions, latent collapse, with 95 %% "
+    "bootstrap CIs (JSON + HTML, resumable)"
+)
+OUT_HELP = "output directory (mediation.json, mediation.html, parts/); an existing one is resumed"
 
 
 def cmd_mediate(args) -> int:
     from livr_viz.service import mediate_models
 
     latents = None if not args.latents else [int(v) for v in args.latents.split(",") if v.strip()]
-    report = mediate_models(
-        args.model,
-        args.tasks,
-        args.n,
-        args.seed,
-        args.out,
-        _progress(),
-        batch_size=args.batch_size,
-        condition=args.condition,
-        latents=latents,
-    )
-    print("\n".join(report.summary_lines()))
-    print(f"wrote {args.out}/mediation.json, {args.out}/mediation.html")
+    options = dict(batch_size=args.batch_size, condition=args.condition, latents=latents)
+    report = mediate_models(*suite_of(args, args.model), out=args.out, progress=progress_printer(), **options)
+    print_report(report, f"{args.out}/mediation.json, {args.out}/mediation.html")
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser(
-        "mediate",
-        help="is X → Z → Y real? input → latents sensitivity, latent interchange "
-        "interventions, latent collapse, with 95 %% bootstrap CIs (JSON + HTML, "
-        "resumable)",
-    )
+    p = sub.add_parser("mediate", help=HELP)
     p.add_argument(
         "--model",
         nargs="+",
@@ -43,15 +33,8 @@ def add_commands(sub) -> None:
         metavar="MODEL",
         help=MODEL_HELP + "; several are measured on the same questions (a model without latents is listed as n/a)",
     )
-    p.add_argument("--tasks", default="all")
-    p.add_argument("--n", type=int, default=50, help="test questions per task")
-    p.add_argument("--seed", type=int, default=2026)
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="output directory (mediation.json, mediation.html, parts/); an existing one is resumed",
-    )
+    suite_options(p, n=50)
+    p.add_argument("--out", required=True, metavar="DIR", help=OUT_HELP)
     p.add_argument("--batch-size", type=int, default=64, help="questions per forward pass")
     p.add_argument(
         "--condition",

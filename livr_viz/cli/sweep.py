@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import sys
 
+from livr_viz.cli.common import print_report
+
+HELP = (
+    "K / Stage-1 schedule ablation: LIVR per value x seed plus SFT per seed, evaluated on the same test questions "
+    "(sweep.json + sweep.png, resumable)"
+)
+
 
 def cmd_sweep(args) -> int:
     from livr_viz.training.sweep import parse_param, sweep
@@ -22,17 +29,12 @@ def cmd_sweep(args) -> int:
         n_test=args.n_test,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    print("\n".join(result.summary_lines()))
-    print(f"wrote {result.json_path}\nwrote {result.plot_path}")
+    print_report(result, result.json_path, result.plot_path)
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="K / Stage-1 schedule ablation: LIVR per value x seed plus SFT per seed, "
-        "evaluated on the same test questions (sweep.json + sweep.png, resumable)",
-    )
+    p = sub.add_parser("sweep", help=HELP)
     p.add_argument(
         "--param",
         required=True,

@@ -123,6 +123,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def optimizer_options(p) -> None:
+    """``--steps``, ``--lr``, ``--batch-size``: every training command's overrides of its preset."""
+    p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+
+
 def add_commands(sub) -> None:
     from livr_viz.data import SPLITS
 
@@ -134,9 +141,7 @@ def add_commands(sub) -> None:
             help="quick | demo | paper (pretrain: quick | demo; --finetune full: quick | demo | full)",
         )
         p.add_argument("--out", required=True, help="run directory (checkpoint/, log.jsonl, training.png, model/)")
-        p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
+        optimizer_options(p)
         p.add_argument("--grad-accum", type=int, default=None)
         p.add_argument("--precision", choices=PRECISIONS, default=None)
         p.add_argument(
@@ -210,9 +215,7 @@ def add_commands(sub) -> None:
     p.add_argument("--model", required=True, help="backbone directory (e.g. a fresh one from `livr-viz build-demo`)")
     p.add_argument("--out", required=True, help="run directory (log.jsonl, model/)")
     p.add_argument("--preset", default="demo", choices=["quick", "demo"])
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    optimizer_options(p)
     p.add_argument(
         "--letters",
         action="store_true",

@@ -12,6 +12,7 @@ from PIL import Image
 
 from livr_viz.core.capture import base_attn_implementation
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.images import load_image
 from livr_viz.methods.analysis import run_analysis
 from livr_viz.methods.faithfulness import evidence_on_grid, evidence_scores
 from livr_viz.methods.heatmaps import top_regions
@@ -383,3 +384,37 @@ def analyze(
     with open(out_dir / "report.json", "w") as fh:
         json.dump(report, fh, indent=2)
     return report
+
+
+def analyze_command(
+    lm,
+    image: str,
+    prompt: str,
+    out: str,
+    stage: str = "full",
+    aggregation: str = "mean",
+    no_tokenmap: bool = False,
+    check_backends: bool = False,
+) -> dict:
+    """``livr-viz analyze``: :func:`analyze` on an image file, and the lines that say what it found (the app shows the
+    same notes beside its answer); ``check_backends``: the same input under the other attention kernels too, added
+    to ``report.json``."""
+    report = analyze(
+        lm, load_image(image), prompt, Path(out), stage=stage, aggregation=aggregation, tokenmap=not no_tokenmap
+    )
+    lines = [f"answer: {report['answer']}"]
+    if report["choice_probs"]:
+        lines.append("choice probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in report["choice_probs"].items()))
+    # the prompt's notes (special tokens removed, no options recognised: a free-form answer), then the input's
+    lines += [f"note: {note}" for note in report["notes"] + report["input_notes"]]
+    if check_backends:
+        from types import SimpleNamespace
+
+        from livr_viz.methods.diagnostics import backend_lines
+        from livr_viz.methods.diagnostics import check_backends as compare_backends
+
+        report["backends"] = compare_backends(lm, [SimpleNamespace(image=load_image(image), prompt=prompt)])
+        (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
+        lines += backend_lines(report["backends"])
+    lines.append(f"wrote {Path(out) / 'report.json'}")
+    return {"text": lines, "report": report}

@@ -11,11 +11,13 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.methods.attribution import LatentAttribution
 from livr_viz.methods.interventions import (
     LatentAblation,
+    ablation_accuracy,
     per_latent_effects,
 )
 from livr_viz.service.analysis import analysis_for, selection
 from livr_viz.service.common import escape_markdown
 from livr_viz.service.models import POOL, display_name, lm_dims
+from livr_viz.service.samples import suite_items
 from livr_viz.views.heatmaps import (
     display_image,
     grid_overlay,
@@ -189,3 +191,22 @@ def patch_readers(model, image, prompt, stage, x: float, y: float, layers=None, 
         f"{top['attention']:.4f} of its attention ({top['attention'] / typical:.1f}× its mean over the patches)."
     )
     return {"markdown": md, "readers": frame, "image": shown, "patch": (r, c)}
+
+
+def ablation_command(
+    lm, tasks="all", n: int = 100, seed: int = 2026, mode: str = "remove", layer: int = -1, stage: str = "full"
+) -> dict:
+    """``livr-viz ablate``: test accuracy with the latents ablated, all at once and each alone, per stage of the comma
+    list ``stage``."""
+    items = suite_items(lm, tasks, n, seed)
+    out, lines = {}, []
+    for one in stage.split(","):
+        r = ablation_accuracy(lm, [items[i] for i in range(len(items))], mode, layer, one.strip())
+        out[one] = r
+        drops = ", ".join(f"{i}: {100 * d:+.1f}" for i, d in enumerate(r["per_latent_change"]))
+        lines.append(
+            f"stage {one}: accuracy {100 * r['accuracy_intact']:.1f} % intact, "
+            f"{100 * r['accuracy_all_ablated']:.1f} % with all {lm.config.n_latents} latents ablated ({mode}); "
+            f"n = {r['n']}\n  each latent alone (points): {drops}"
+        )
+    return {"text": lines, "json": out}

@@ -18,6 +18,7 @@ from livr_viz.methods.faithfulness import evidence_scores, heatmaps_for
 from livr_viz.service.analysis import pointing_chance
 from livr_viz.service.common import escape_markdown, jsonable, progress_callback, without_paths
 from livr_viz.service.models import POOL, display_name, model_allowed
+from livr_viz.service.samples import suite_items
 from livr_viz.views.heatmaps import (
     attention_tile,
 )
@@ -46,6 +47,18 @@ def named_models(names, verb: str, label=str) -> list[str]:
     return names
 
 
+def suite_questions(models: dict, tasks, n: int, seed: int) -> SyntheticTaskDataset:
+    """The ``n`` test questions per task of ``tasks`` that every model of ``models`` (name → loaded model) is asked,
+    in their one answer format: models trained in different formats cannot be compared on one set of questions."""
+    formats = {name: lm.config.answer_format for name, lm in models.items()}
+    if len(set(formats.values())) > 1:
+        shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
+        raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
+    return SyntheticTaskDataset(
+        resolve_tasks(tasks), "test", int(n), int(seed), answer_format=next(iter(formats.values()))
+    )
+
+
 def diagnose_models(
     names,
     tasks="all",
@@ -68,7 +81,7 @@ def diagnose_models(
     from livr_viz.views.diagnostics import diagnostics_html
 
     names = named_models(names, "diagnose", display_name)
-    task_list = resolve_tasks(tasks)
+    resolve_tasks(tasks)  # a bad task list is the first error
     if int(n) < 1:
         raise LIVRError(f"n (test questions per task) must be at least 1; got {n}")
     if int(batch_size) < 1:
@@ -77,11 +90,7 @@ def diagnose_models(
     if len({label(name) for name in names}) != len(names):
         raise LIVRError(f"two models share a name: {', '.join(map(label, names))}")
     models = {label(name): POOL.get(name) for name in names}
-    formats = {name: lm.config.answer_format for name, lm in models.items()}
-    if len(set(formats.values())) > 1:
-        shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
-        raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
-    items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=next(iter(formats.values())))
+    items = suite_questions(models, tasks, n, seed)
     stage1 = {
         label(name): POOL.get(str(path))
         for name in names
@@ -289,3 +298,21 @@ def dataset_view(model, task, n, stage="full", aggregation="mean", seed: int = 0
         "over how often each pixel is evidence (darker = more often; outline: evidence in ≥ half the samples)."
     )
     return {"markdown": md, "tiles": tiles, "table": pd.DataFrame(rows)}
+
+
+def faithfulness_command(
+    lm, tasks="all", n: int = 30, seed: int = 2026, stage: str = "full", sanity_n: int = 20
+) -> dict:
+    """``livr-viz faithfulness``: attention mass in the evidence, lift and pointing game over ``n`` test questions per
+    task, and the randomisation sanity check on the first ``sanity_n``."""
+    from livr_viz.methods.faithfulness import faithfulness_report, randomization_sanity
+
+    items = suite_items(lm, tasks, n, seed)
+    report = faithfulness_report(lm, items, stage)
+    report["sanity"] = randomization_sanity(lm, [items[i] for i in range(min(len(items), sanity_n))])
+    avg = report["average"]
+    line = (
+        f"mass in evidence {avg['mass_in_evidence']:.3f}, lift {avg['lift']:.2f}, pointing game "
+        f"{avg['pointing_game']:.3f}; randomisation rank correlation {report['sanity']['spearman_mean']:.3f}"
+    )
+    return {"text": [line], "json": report}

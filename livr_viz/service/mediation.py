@@ -12,36 +12,27 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.data import make_sample, resolve_tasks, task_names
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.service.common import escape_markdown, scratch_dir, without_paths
-from livr_viz.service.diagnostics import named_models
+from livr_viz.service.diagnostics import named_models, suite_questions
 from livr_viz.service.models import POOL, display_name
 from livr_viz.service.samples import LEAD_TASK, load_upload, synthetic_sample_for
 
 MEDIATION_SAMPLES = (2, 100)  # questions per task in the app (the CLI takes any N)
-
-
 MEDIATION_CONTROL_SEED_OFFSET = 1  # control questions (latents of an unrelated task) come from seed + this
 
 
 def mediate_models(
-    names,
-    tasks="all",
-    n: int = 50,
-    seed: int = 2026,
-    out=None,
-    progress=None,
-    batch_size: int = 64,
-    condition: str = "standard",
-    latents=None,
+    names, tasks="all", n=50, seed=2026, *, out=None, progress=None, batch_size=64, condition="standard", latents=None
 ):
     """Causal mediation X → Z → Y (:func:`~livr_viz.methods.mediation.mediate`) for each named model on the same
     ``n`` test questions per task; the ``control`` patch takes latents of one test question per suite task (another
-    seed). ``out``: a directory for ``mediation.json``, ``parts/`` (resumable) and ``mediation.html``. Models without
-    latents get an n/a entry; when no named model has latents the call fails with a clear message."""
+    seed); the options after ``seed`` are named. ``out``: a directory for ``mediation.json``, ``parts/`` (resumable)
+    and ``mediation.html``. Models without latents get an n/a entry; when no named model has latents the call fails
+    with a clear message."""
     from livr_viz.methods.mediation import mediate
     from livr_viz.views.mediation import mediation_html
 
     names = named_models(names, "measure")
-    task_list = resolve_tasks(tasks)
+    resolve_tasks(tasks)  # a bad task list is the first error
     if int(n) < 2:
         raise LIVRError(f"n (test questions per task) must be at least 2 (a question needs a partner); got {n}")
     models = {name: POOL.get(name) for name in names}
@@ -50,11 +41,8 @@ def mediate_models(
             f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no latents (variant sft): there "
             "is no X → Z → Y to mediate; choose demo-livr or demo-latents-only"
         )
-    formats = {name: lm.config.answer_format for name, lm in models.items()}
-    if len(set(formats.values())) > 1:
-        raise LIVRError(f"the models answer in different formats ({formats}): compare models trained in one format")
-    fmt = next(iter(formats.values()))
-    items = SyntheticTaskDataset(task_list, "test", int(n), int(seed), answer_format=fmt)
+    items = suite_questions(models, tasks, n, seed)
+    fmt = items.answer_format
     controls = SyntheticTaskDataset(
         task_names(), "test", 1, int(seed) + MEDIATION_CONTROL_SEED_OFFSET, answer_format=fmt
     )

@@ -209,3 +209,58 @@ def _probe_not_read(spec: ConceptSpec, sample) -> str:
         f"Not read out: this `{sample.task}` sample has no **{spec.name}** (it belongs to the {tasks} samples); "
         "pick a concept of this task or a sample of that task."
     )
+
+
+def probe_command(
+    lm,
+    concepts: str = "all",
+    data: str | None = None,
+    csv: str | None = None,
+    n: int = 200,
+    seed: int = 0,
+    no_random: bool = False,
+    out: str = "",
+) -> dict:
+    """``livr-viz probe``: linear probes of each concept at every layer (on the user's JSONL ``data``, else on ``n``
+    synthetic samples per task of the concept), curves and ``summary.json`` under ``out``; per concept a line with
+    the best layer against the baselines, and the app's warning when the latents do not beat them."""
+    names = builtin_specs() if concepts == "all" else concepts.split(",")
+    user_items = None
+    if data:
+        from livr_viz.data.dataset import RecordDataset
+        from livr_viz.data.io import load_jsonl
+
+        user_items = RecordDataset(load_jsonl(data)[0])
+    summary, lines = {}, []
+    for name in names:
+        spec = ConceptSpec.load(name)
+        items = (
+            user_items
+            if user_items is not None
+            else SyntheticTaskDataset(spec.tasks or "all", "train", n, seed, answer_format=lm.config.answer_format)
+        )
+        report = run_probes(lm, spec, items, out, csv_path=csv, random_baseline=not no_random)
+        save_probe_curves(report, out)
+        best = report.layers[report.best_layer]
+        baselines = probe_baselines(report)
+        summary[spec.name] = {
+            "best_layer": report.best_layer,
+            "accuracy": best["latent_pooled"]["accuracy"],
+            "selectivity": best["selectivity"],
+            "majority": report.majority,
+            "baselines": baselines,
+            "margin": probe_margin(best),
+            "weak_against": weak_baselines(report),
+        }
+        lines.append(
+            f"{spec.name:<18} best layer {report.best_layer}: acc {best['latent_pooled']['accuracy']:.3f} "
+            f"(selectivity {best['selectivity']:+.3f}) vs " + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
+        )
+        if summary[spec.name]["weak_against"]:  # the same warning as the app's Probes tab
+            lines.append(
+                f"  warning: does not beat {', '.join(summary[spec.name]['weak_against'])} by more than "
+                f"{probe_margin(best):.3f}: the reading says nothing about what the latents encode"
+            )
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {"text": [*lines, f"wrote {out}"], "summary": summary}

@@ -14,6 +14,7 @@ from PIL import Image
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
 from livr_viz.data import TASKS, make_sample, resolve_tasks, task_names
+from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.tasks import format_prompt
 from livr_viz.demo.bundled import EXAMPLES_DIR
 from livr_viz.service.common import scratch_dir
@@ -120,3 +121,8 @@ def example_pick(model: str, index: int) -> tuple[str, str]:
     path = ensure_examples()[index]
     sample = synthetic_sample_for(path)
     return path, (sample.prompt if sample is not None else photo_prompt(answer_format_of(model)))
+
+
+def suite_items(lm, tasks="all", n: int = 30, seed: int = 2026, split: str = "test"):
+    """``n`` synthetic questions per task of ``tasks`` (seed ``seed``) in the model's answer format."""
+    return SyntheticTaskDataset(resolve_tasks(tasks), split, int(n), int(seed), answer_format=lm.config.answer_format)

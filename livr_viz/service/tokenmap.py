@@ -3,15 +3,17 @@ or the model's trio in one shared embedding."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from livr_viz.core.capture import LatentAttention
 from livr_viz.core.errors import LIVRError
-from livr_viz.data import make_sample, task_names
+from livr_viz.data import make_sample, resolve_tasks, task_names
 from livr_viz.methods.tokenmap import dataset_points, points_from_capture, project, warm_up_umap
 from livr_viz.service.analysis import analysis_for
 from livr_viz.service.common import progress_iterable, scratch_dir
 from livr_viz.service.models import POOL, answer_format_of, compare_set, lm_dims
 from livr_viz.service.samples import new_sample
-from livr_viz.views.tokenmap import tokenmap_figure_plotly
+from livr_viz.views.tokenmap import tokenmap_figure, tokenmap_figure_plotly
 
 TOKEN_MAP_SAMPLES = (2, 60)  # dataset scope: samples per map (each adds ~100 tokens to project)
 
@@ -98,3 +100,34 @@ def aligned_token_map(model, stage="full", method="pca", layer=None, n_samples=1
 def warm_up() -> None:
     """Compile UMAP once (numba), off the request path."""
     warm_up_umap()
+
+
+def tokenmap_command(
+    lm,
+    tasks="all",
+    n: int = 27,
+    seed: int = 0,
+    stage: str = "full",
+    layer: int = 4,
+    method: str = "tsne",
+    color_by: str = "segment",
+    out: str = "",
+) -> dict:
+    """``livr-viz tokenmap``: a projection of one layer's token hidden states over ``n`` synthetic samples (the tasks
+    in turn), written as ``out`` with suffixes ``.png`` and ``.html``."""
+    task_list = resolve_tasks(tasks)
+    items = [
+        make_sample(
+            task_list[i % len(task_list)], "test", seed, i // len(task_list), answer_format=lm.config.answer_format
+        )
+        for i in range(n)
+    ]
+    keys = [] if color_by in ("segment", "task") else [color_by]
+    points = dataset_points(lm, items, layer, stage, keys)
+    xy = project(points.vectors, method, cache_dir=Path(out).parent / ".projection-cache")
+    title = f"{method} of layer {layer} hidden states, {n} samples"
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenmap_figure(points, xy, color_by, title).savefig(path.with_suffix(".png"), dpi=110)
+    tokenmap_figure_plotly(points, xy, color_by, title).write_html(path.with_suffix(".html"))
+    return {"text": [f"wrote {path.with_suffix('.png')} and {path.with_suffix('.html')}"]}
