@@ -63,10 +63,11 @@ def test_the_app_menus_read_the_same_lists():
 
     for name in ("STAGES", "AGGREGATIONS", "NORMALISATIONS", "PROJECTIONS", "ATTRIBUTION_METHODS", "ABLATIONS"):
         assert getattr(service, name) is getattr(C, name), name
-    source = (PACKAGE / "ui" / "app.py").read_text()
-    for values in (C.AGGREGATIONS, C.NORMALISATIONS, C.PROJECTIONS, C.ATTRIBUTION_METHODS, C.STAGES):
-        typed = "[" + ", ".join(f'"{v}"' for v in values) + "]"
-        assert typed not in source, f"ui/app.py types out {typed}"
+    for path in (PACKAGE / "ui").rglob("*.py"):  # the app and its tabs
+        source = path.read_text()
+        for values in (C.AGGREGATIONS, C.NORMALISATIONS, C.PROJECTIONS, C.ATTRIBUTION_METHODS, C.STAGES):
+            typed = "[" + ", ".join(f'"{v}"' for v in values) + "]"
+            assert typed not in source, f"{path.name} types out {typed}"
 
 
 def test_check_one_of_is_the_one_message():
