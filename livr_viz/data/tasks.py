@@ -110,9 +110,13 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {}
 
 
-def register(name: str, n_choices: int, knobs: type, description: str):
+def register(name: str, n_choices: int, knobs: type, description: str | None = None):
+    """Add the generator it decorates to :data:`TASKS`; ``description`` (one line) defaults to its docstring."""
+
     def wrap(fn):
-        TASKS[name] = TaskSpec(name, n_choices, fn, knobs, description)
+        if not (description or fn.__doc__):
+            raise ValueError(f"task {name!r} needs a description or a docstring")
+        TASKS[name] = TaskSpec(name, n_choices, fn, knobs, description or fn.__doc__)
         return fn
 
     return wrap
@@ -532,13 +536,9 @@ def _point_question(fmt: str, size: int, reference, candidates, ref_point, point
     )
 
 
-@register(
-    "visual_correspondence",
-    4,
-    VisualCorrespondenceKnobs,
-    "A reference point in the left panel; which labelled point in the right panel is the same physical point?",
-)
+@register("visual_correspondence", 4, VisualCorrespondenceKnobs)
 def _visual_corr(rng, target, size, k: VisualCorrespondenceKnobs, fmt):
+    """A reference point in the left panel; which labelled point in the right panel is the same physical point?"""
     side = _panel_side(size)
     bg = tuple(int(v) for v in rng.integers(200, 250, 3))
     scene = _random_scene(rng, side, k.n_shapes, bg, D.COLOR_NAMES if fmt == "letter" else SCENE_COLOURS)
@@ -618,13 +618,9 @@ class SemanticCorrespondenceKnobs:
     max_radius: float = 0.42
 
 
-@register(
-    "semantic_correspondence",
-    4,
-    SemanticCorrespondenceKnobs,
-    "The same part (top, bottom, left, right, centre) across two different shapes.",
-)
+@register("semantic_correspondence", 4, SemanticCorrespondenceKnobs)
 def _semantic_corr(rng, target, size, k: SemanticCorrespondenceKnobs, fmt):
+    """The same part (top, bottom, left, right, centre) across two different shapes."""
     side = _panel_side(size)
     shape_a, shape_b = rng.choice(PART_SHAPES, size=2, replace=False)
     panels, keypoints = [], []
@@ -723,13 +719,9 @@ class FunctionalCorrespondenceKnobs:
     max_tilt: float = 180.0  # degrees of random orientation
 
 
-@register(
-    "functional_correspondence",
-    4,
-    FunctionalCorrespondenceKnobs,
-    "The part with the same function (grip or working end) across two different tools.",
-)
+@register("functional_correspondence", 4, FunctionalCorrespondenceKnobs)
 def _functional_corr(rng, target, size, k: FunctionalCorrespondenceKnobs, fmt):
+    """The part with the same function (grip or working end) across two different tools."""
     side = _panel_side(size)
     tools = rng.choice(TOOLS, size=2, replace=False)
     role = int(rng.integers(2))  # 0 = grip, 1 = working end
