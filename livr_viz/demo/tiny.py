@@ -26,6 +26,17 @@ IDEFICS3_TEMPLATE = (
 )
 
 
+# the language model of the Qwen2-VL, Qwen2.5-VL and Idefics3 builders (grouped-query attention: 4 heads over 2)
+TINY_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
+
+
 def _seeded(cls, config, seed: int):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -93,12 +104,7 @@ def tiny_qwen2_vl(seed: int = 0, version: str = "2"):
     }
     text = dict(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
+        **TINY_TEXT,
         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
@@ -165,15 +171,7 @@ def tiny_idefics3(seed: int = 0):
             patch_size=patch,
         ),
         text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            pad_token_id=tokenizer.pad_token_id,
+            model_type="llama", vocab_size=len(tokenizer), **TINY_TEXT, pad_token_id=tokenizer.pad_token_id
         ),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=scale,
