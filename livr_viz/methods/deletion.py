@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -477,41 +478,24 @@ def deletion_report(
     lm,
     items: Sequence,
     stage: str = "full",
-    methods: Sequence[str] = METHODS,
-    n_steps: int = 16,
-    fill=DATASET_MEAN_RGB,
-    ig_steps: int = 16,
-    n_draws: int = 8,
-    batch_size: int = 32,
     seed: int = 0,
     n_boot: int = 2000,
     model: str | None = None,
     progress=None,
+    **settings: Any,
 ) -> DeletionReport:
     """:func:`deletion_curves` on every item (``.image``, ``.prompt``; optional ``.options``, ``.evidence``,
     ``.id``) and their summary, labelled ``model`` (default: the variant, and the stage unless ``full``). The random
-    order's seed differs per item (``seed + index``)."""
+    order's seed differs per item (``seed + index``); ``settings``: the curves' own (``methods``, ``n_steps``,
+    ``fill``, ``ig_steps``, ``n_draws``, ``batch_size``), with their defaults there."""
     if not len(items):
         raise LIVRError("no items to explain")
     indices = range(len(items))
     results = []
     for i in progress(indices) if progress else indices:
         item = items[i]
-        result = deletion_curves(
-            lm,
-            item.image,
-            item.prompt,
-            getattr(item, "options", None),
-            getattr(item, "evidence", None),
-            stage,
-            methods,
-            n_steps,
-            fill,
-            ig_steps,
-            n_draws,
-            batch_size,
-            seed + i,
-        )
+        options, evidence = getattr(item, "options", None), getattr(item, "evidence", None)
+        result = deletion_curves(lm, item.image, item.prompt, options, evidence, stage, seed=seed + i, **settings)
         result.id = str(getattr(item, "id", i))
         results.append(result)
     model = model or lm.config.variant + (f" ({stage})" if stage != "full" else "")
