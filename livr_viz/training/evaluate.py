@@ -77,12 +77,7 @@ def summarize(predictions: list[dict], n_choices: dict[str, int] | None = None) 
     return {"tasks": tasks, "average": average, "n": len(predictions)}
 
 
-def evaluate(
-    lm,
-    items: Sequence,
-    stage: str = "full",
-    batch_size: int = 32,
-    block_latent_image: bool = False,
-    progress: bool = False,
-) -> dict:
-    return summarize(predict(lm, items, stage, batch_size, block_latent_image, progress))
+def evaluate(lm, items: Sequence, *args, **kwargs) -> dict:
+    """:func:`summarize` of :func:`predict`, whose arguments it takes (stage, batch_size, block_latent_image,
+    progress): accuracy per task with its interval and baselines."""
+    return summarize(predict(lm, items, *args, **kwargs))
