@@ -242,3 +242,21 @@ def test_a_slow_load_blocks_no_other_model_and_loads_once(monkeypatch):
     small = M.ModelPool(max_models=8, max_bytes=M.model_bytes(fast) + 1)
     small.get("a"), small.get("b")  # over the byte budget: only the newest stays
     assert small.loaded() == ["b"] and small.nbytes == M.model_bytes(fast)
+
+
+def test_the_backend_badge_is_checked_once_per_input(monkeypatch):
+    """The four extra captures of the kernel check run once per (model, prompt, image), not on every view change."""
+    from livr_viz.methods import diagnostics
+    from livr_viz.service import notes
+
+    calls = []
+    monkeypatch.setattr(notes, "_BADGES", LRU(8))
+    monkeypatch.setattr(diagnostics, "check_backends", lambda lm, items: calls.append(items) or {"status": "n/a"})
+    monkeypatch.setattr(notes.POOL, "get", lambda name: SimpleNamespace(base_model=torch.nn.Linear(1, 1)))
+    monkeypatch.setattr(notes, "base_attn_implementation", lambda model: "sdpa")
+    image = list(SyntheticTaskDataset(["counting"], "test", 1, 3, answer_format="word"))[0].image
+    analysis = SimpleNamespace(image=image, prompt="How many?")
+    first = notes.backend_badge("m", analysis)
+    assert notes.backend_badge("m", analysis) == first and len(calls) == 1
+    notes.backend_badge("m", SimpleNamespace(image=image, prompt="Which colour?"))
+    assert len(calls) == 2  # another input: checked again

@@ -3,6 +3,7 @@ training data, the attention kernel that produced the view."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from livr_viz.core.capture import base_attn_implementation
 from livr_viz.core.errors import LIVRError
+from livr_viz.core.lru import LRU
 from livr_viz.data import make_sample, resolve_tasks
 from livr_viz.service.common import escape_markdown
 from livr_viz.service.models import POOL, display_name
@@ -95,6 +97,9 @@ def input_notes(lm, image: Image.Image, name: str = "the model") -> list[str]:
     return [note for note in (tiny_image_note(lm, image), out_of_distribution_note(lm, image, name)) if note]
 
 
+_BADGES = LRU(256)  # backend_badge's text per (model, prompt, image): four captures each, so computed once
+
+
 def backend_badge(model: str, analysis) -> str:
     """The attention kernel that produced this view, and a warning badge when the other available kernels
     (eager / sdpa) disagree on this very input above :data:`~livr_viz.methods.diagnostics.BACKEND_KL_TOLERANCE`
@@ -105,8 +110,14 @@ def backend_badge(model: str, analysis) -> str:
     from livr_viz.methods.diagnostics import check_backends
 
     lm = POOL.get(model)
-    check = check_backends(lm, [SimpleNamespace(image=analysis.image, prompt=analysis.prompt)])
-    text = f"  \nattention kernel `{base_attn_implementation(lm.base_model)}`"
-    if check.get("status") == "done" and check["warnings"]:
-        text += "\n\n> ⚠ **attention kernels disagree on this input**: " + escape_markdown("; ".join(check["warnings"]))
+    image = analysis.image
+    key = (model, analysis.prompt, image.mode, image.size, hashlib.sha1(image.tobytes()).hexdigest())
+    text = _BADGES.get(key)  # one check per input: a view setting (opacity, layers, …) does not change it
+    if text is None:
+        check = check_backends(lm, [SimpleNamespace(image=image, prompt=analysis.prompt)])
+        text = f"  \nattention kernel `{base_attn_implementation(lm.base_model)}`"
+        if check.get("status") == "done" and check["warnings"]:
+            warnings = escape_markdown("; ".join(check["warnings"]))
+            text += "\n\n> ⚠ **attention kernels disagree on this input**: " + warnings
+        _BADGES.put(key, text)
     return text
