@@ -63,6 +63,15 @@ def _run(variant, value, seed, **tasks):
     }
 
 
+def _runs(record: dict) -> list[tuple]:
+    return [(r["variant"], r["value"], r["seed"]) for r in record["runs"]]
+
+
+def _expected_runs(values: list, seeds: int) -> list[tuple]:
+    """A sweep's order: seed by seed, the SFT baseline and then LIVR at each value."""
+    return [run for seed in range(seeds) for run in [("sft", None, seed)] + [("livr", v, seed) for v in values]]
+
+
 def test_aggregation_is_mean_and_sample_sd_over_seeds():
     runs = [
         _run("sft", None, 0, a=0.5, b=0.5),
@@ -136,14 +145,7 @@ def test_sweep_writes_every_run_resumes_and_refuses_other_settings(tmp_path, fak
         "n_test": 3,
         "test_seed": 2026,
     }
-    assert [(r["variant"], r["value"], r["seed"]) for r in record["runs"]] == [
-        ("sft", None, 0),
-        ("livr", 4, 0),
-        ("livr", 8, 0),
-        ("sft", None, 1),
-        ("livr", 4, 1),
-        ("livr", 8, 1),
-    ]
+    assert _runs(record) == _expected_runs([4, 8], seeds=2)
     assert record["summary"]["livr"][1]["average"] == pytest.approx({"mean": 0.5805, "sd": 0.000707107})
     assert record["summary"]["livr"][1]["vs_sft"] == pytest.approx({"mean": 0.08, "sd": 0.0})
     assert result.summary == record["summary"] and (tmp_path / "sweep.png").stat().st_size > 0
@@ -190,40 +192,20 @@ def test_cli_bad_input_exits_2(tmp_path):
 def tiny_backbone(tmp_path_factory):
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
-    sizes = DemoBackboneConfig(
-        vision_hidden=32,
-        vision_layers=1,
-        vision_heads=2,
-        text_hidden=32,
-        text_layers=2,
-        text_heads=2,
-        text_intermediate=64,
-    )
+    vision = dict(vision_hidden=32, vision_layers=1, vision_heads=2)
+    sizes = DemoBackboneConfig(**vision, text_hidden=32, text_layers=2, text_heads=2, text_intermediate=64)
     return str(save_demo_backbone(tmp_path_factory.mktemp("sweep") / "base", sizes))
 
 
 @pytest.mark.slow
 def test_sweep_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatch):
-    result = sweep(
-        "n_latents",
-        [2, 4],
-        2,
-        "counting",
-        tmp_path / "api",
-        steps=2,
-        backbone=tiny_backbone,
-        n_test=4,
-        log=lambda line: None,
-    )
+    def sweep_k(values):  # K in ``values``, 2 seeds, 2 steps each, into the same folder
+        kwargs = dict(steps=2, backbone=tiny_backbone, n_test=4, log=lambda line: None)
+        return sweep("n_latents", values, 2, "counting", tmp_path / "api", **kwargs)
+
+    result = sweep_k([2, 4])
     record = json.loads(result.json_path.read_text())
-    assert [(r["variant"], r["value"], r["seed"]) for r in record["runs"]] == [
-        ("sft", None, 0),
-        ("livr", 2, 0),
-        ("livr", 4, 0),
-        ("sft", None, 1),
-        ("livr", 2, 1),
-        ("livr", 4, 1),
-    ]
+    assert _runs(record) == _expected_runs([2, 4], seeds=2)
     for run in record["runs"]:
         assert (tmp_path / "api" / run["dir"] / "model" / "livr_config.json").is_file()
         assert set(run["tasks"]) == {"counting"} and 0 <= run["average"] <= 1 and run["steps"] == 2
@@ -232,18 +214,9 @@ def test_sweep_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatc
 
     trained = []
     monkeypatch.setattr(sweep_module, "train", lambda *a, **k: trained.append(a))
-    again = sweep(
-        "n_latents",
-        [4, 2],
-        2,
-        "counting",
-        tmp_path / "api",
-        steps=2,
-        backbone=tiny_backbone,
-        n_test=4,
-        log=lambda line: None,
-    )
+    again = sweep_k([4, 2])
     assert trained == [] and again.runs == result.runs
+    monkeypatch.undo()  # the command below trains for real, in this process
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     options = ("--seeds", "1", "--tasks", "counting", "--steps", "2", "--n-test", "4", "--model", tiny_backbone)
