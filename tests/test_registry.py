@@ -91,3 +91,24 @@ def test_a_view_checks_its_parameters(registered, tiny_paths, red_image):
         "faithfulness",
         "ablate",
     ]
+
+
+def test_the_service_facade_names_every_public_function_of_its_modules():
+    """``from livr_viz import service; service.X`` reaches every public name of the package's modules (resolved on
+    first use), and importing the registry alone loads no torch (the CLI's parser is built from it)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    modules = Path(S.__file__).parent
+    for path in modules.glob("[!_]*.py"):
+        if path.stem == "catalog":  # the registrations themselves, not API
+            continue
+        tree = ast.parse(path.read_text())
+        names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        for name in sorted(n for n in names if not n.startswith("_")):
+            assert name in S.__all__ and getattr(S, name) is getattr(getattr(S, path.stem), name), (path.name, name)
+    code = "import sys, livr_viz.service.registry as r; r.registered_views(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

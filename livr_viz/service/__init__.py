@@ -82,7 +82,6 @@ _MODULES = {
     "livr_viz.service.diagnostics": (
         "stage1_checkpoint",
         "named_models",
-        "suite_questions",
         "diagnose_models",
         "DIAGNOSTIC_SAMPLES",
         "DELETION_ITEMS",
@@ -120,6 +119,8 @@ _MODULES = {
         "model_choices",
         "model_has_latents",
         "restrict_models",
+        "model_bytes",
+        "RESULT_CACHE_BYTES",
     ),
     "livr_viz.service.notes": (
         "OOD_MARGIN",
@@ -170,6 +171,7 @@ _MODULES = {
         "ensure_examples",
         "example_pick",
         "suite_items",
+        "suite_questions",
     ),
     "livr_viz.service.tokenmap": (
         "TOKEN_MAP_SAMPLES",

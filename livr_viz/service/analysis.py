@@ -127,17 +127,8 @@ def pointing_chance(evidence: np.ndarray, grid: tuple[int, int]) -> float:
 def attention_view(model, image, prompt, stage, layers, heads, aggregation, normalisation, opacity) -> dict:
     """The Attention tab: answer, choice probabilities, one heatmap tile per latent, answer → latent bars. Cached
     with the analysis: the same input and view settings again cost a lookup, not a re-render."""
-    key = (
-        model,
-        image_digest(image) if image else None,
-        prompt,
-        stage,
-        layers,
-        heads,
-        aggregation,
-        normalisation,
-        float(opacity),
-    )
+    settings = (layers, heads, aggregation, normalisation, float(opacity))
+    key = (model, image_digest(image) if image else None, prompt, stage, *settings)
     cached = VIEWS.get(key)
     return (
         cached

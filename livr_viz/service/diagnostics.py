@@ -18,7 +18,7 @@ from livr_viz.methods.faithfulness import evidence_scores, heatmaps_for
 from livr_viz.service.analysis import pointing_chance
 from livr_viz.service.common import escape_markdown, jsonable, progress_callback, without_paths
 from livr_viz.service.models import POOL, display_name, model_allowed
-from livr_viz.service.samples import suite_items
+from livr_viz.service.samples import suite_items, suite_questions
 from livr_viz.views.heatmaps import (
     attention_tile,
 )
@@ -45,18 +45,6 @@ def named_models(names, verb: str, label=str) -> list[str]:
     if len(set(names)) != len(names):
         raise LIVRError(f"a model is named twice: {', '.join(map(label, names))}")
     return names
-
-
-def suite_questions(models: dict, tasks, n: int, seed: int) -> SyntheticTaskDataset:
-    """The ``n`` test questions per task of ``tasks`` that every model of ``models`` (name → loaded model) is asked,
-    in their one answer format: models trained in different formats cannot be compared on one set of questions."""
-    formats = {name: lm.config.answer_format for name, lm in models.items()}
-    if len(set(formats.values())) > 1:
-        shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
-        raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
-    return SyntheticTaskDataset(
-        resolve_tasks(tasks), "test", int(n), int(seed), answer_format=next(iter(formats.values()))
-    )
 
 
 def diagnose_models(

@@ -12,9 +12,9 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.data import make_sample, resolve_tasks, task_names
 from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.service.common import escape_markdown, scratch_dir, without_paths
-from livr_viz.service.diagnostics import named_models, suite_questions
+from livr_viz.service.diagnostics import named_models
 from livr_viz.service.models import POOL, display_name
-from livr_viz.service.samples import LEAD_TASK, load_upload, synthetic_sample_for
+from livr_viz.service.samples import LEAD_TASK, load_upload, suite_questions, synthetic_sample_for
 
 MEDIATION_SAMPLES = (2, 100)  # questions per task in the app (the CLI takes any N)
 MEDIATION_CONTROL_SEED_OFFSET = 1  # control questions (latents of an unrelated task) come from seed + this

@@ -18,7 +18,7 @@ from livr_viz.data.dataset import SyntheticTaskDataset
 from livr_viz.data.tasks import format_prompt
 from livr_viz.demo.bundled import EXAMPLES_DIR
 from livr_viz.service.common import scratch_dir
-from livr_viz.service.models import answer_format_of
+from livr_viz.service.models import answer_format_of, display_name
 
 VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
 
@@ -123,6 +123,18 @@ def example_pick(model: str, index: int) -> tuple[str, str]:
     return path, (sample.prompt if sample is not None else photo_prompt(answer_format_of(model)))
 
 
-def suite_items(lm, tasks="all", n: int = 30, seed: int = 2026, split: str = "test"):
-    """``n`` synthetic questions per task of ``tasks`` (seed ``seed``) in the model's answer format."""
-    return SyntheticTaskDataset(resolve_tasks(tasks), split, int(n), int(seed), answer_format=lm.config.answer_format)
+def suite_questions(models: dict, tasks, n: int, seed: int) -> SyntheticTaskDataset:
+    """The ``n`` test questions per task of ``tasks`` that every model of ``models`` (name → loaded model) is asked,
+    in their one answer format: models trained in different formats cannot be compared on one set of questions."""
+    formats = {name: lm.config.answer_format for name, lm in models.items()}
+    if len(set(formats.values())) > 1:
+        shown = ", ".join(f"{display_name(k)}: {v}" for k, v in formats.items())
+        raise LIVRError(f"the models answer in different formats ({shown}): compare models trained in one format")
+    return SyntheticTaskDataset(
+        resolve_tasks(tasks), "test", int(n), int(seed), answer_format=next(iter(formats.values()))
+    )
+
+
+def suite_items(lm, tasks="all", n: int = 30, seed: int = 2026) -> SyntheticTaskDataset:
+    """``n`` synthetic test questions per task of ``tasks`` (seed ``seed``) in the model's answer format."""
+    return suite_questions({"model": lm}, tasks, n, seed)
