@@ -848,13 +848,22 @@ def _side_choices(fmt: str) -> list[str]:
     return ["candidate A", "candidate B"] if fmt == "letter" else ["left", "right"]
 
 
-def _reference_and_pair(panels: list, fmt: str, size: int) -> tuple[Image.Image, np.ndarray]:
-    """The reference panel above two candidates; the evidence is all three panels (the comparison needs each)."""
+def _reference_pair_question(rng, target: int, fmt: str, size: int, ref, same, diff, relation: str, concepts) -> dict:
+    """What visual similarity and art style share: the reference panel above two candidates, ``same`` placed at
+    ``target`` and ``diff`` at the other; the evidence is all three panels (the comparison needs each)."""
+    panels = [ref, *_shuffle_into(rng, same, [diff], target)]
     canvas, boxes = D.compose_panels(panels, _panel_labels(fmt, ["REF", "A", "B"]), size, layout="ref_top")
     evidence = np.zeros((size, size), bool)
     for box in boxes:
         evidence |= D.box_mask((size, size), box)
-    return canvas, evidence
+    return dict(
+        image=canvas,
+        question=_candidates_question(fmt, relation),
+        choices=_side_choices(fmt),
+        evidence=evidence,
+        concepts=concepts,
+        panels={"reference": panels[0], "A": panels[1], "B": panels[2]},
+    )
 
 
 def _candidates_question(fmt: str, relation: str) -> str:
@@ -897,22 +906,14 @@ def _similarity(rng, target, size, k: SimilarityKnobs, fmt):
             colours,
             phase=float(rng.uniform()),
         )
-    cands = _shuffle_into(rng, same, [diff], target)
-    panels = [Image.fromarray(a) for a in (ref, *cands)]
-    canvas, evidence = _reference_and_pair(panels, fmt, size)
-    return dict(
-        image=canvas,
-        question=_candidates_question(fmt, "has the same texture as"),
-        choices=_side_choices(fmt),
-        evidence=evidence,
-        concepts={
-            "texture": kind,
-            "frequency": round(freq, 3),
-            "angle_deg": round(math.degrees(angle), 1),
-            "distractor_differs_in": attr,
-        },
-        panels={"reference": panels[0], "A": panels[1], "B": panels[2]},
-    )
+    concepts = {
+        "texture": kind,
+        "frequency": round(freq, 3),
+        "angle_deg": round(math.degrees(angle), 1),
+        "distractor_differs_in": attr,
+    }
+    ref, same, diff = (Image.fromarray(a) for a in (ref, same, diff))
+    return _reference_pair_question(rng, target, fmt, size, ref, same, diff, "has the same texture as", concepts)
 
 
 # ----------------------------------------------------------------------------- art style
@@ -972,20 +973,11 @@ def _art_style(rng, target, size, k: ArtStyleKnobs, fmt):
     ref = _render_style(rng, side, style)
     same = _render_style(rng, side, style)
     diff = _render_style(rng, side, STYLES[other])
-    cands = _shuffle_into(rng, same, [diff], target)
-    panels = [ref, *cands]
-    canvas, evidence = _reference_and_pair(panels, fmt, size)
-    return dict(
-        image=canvas,
-        question=_candidates_question(fmt, "was drawn in the same style as"),
-        choices=_side_choices(fmt),
-        evidence=evidence,
-        concepts={
-            "style_id": sid,
-            "palette": style[0],
-            "rendering": style[1],
-            "stroke_width": style[2],
-            "distractor_style_id": other,
-        },
-        panels={"reference": ref, "A": cands[0], "B": cands[1]},
-    )
+    concepts = {
+        "style_id": sid,
+        "palette": style[0],
+        "rendering": style[1],
+        "stroke_width": style[2],
+        "distractor_style_id": other,
+    }
+    return _reference_pair_question(rng, target, fmt, size, ref, same, diff, "was drawn in the same style as", concepts)
