@@ -111,34 +111,14 @@ def tiny_qwen2_vl(seed: int = 0, version: str = "2"):
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
     )
+    tower = dict(depth=2, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)  # both versions
     if version == "2":
-        vision = dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=64,
-            num_heads=2,
-            mlp_ratio=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            in_chans=3,
-        )
+        vision = dict(tower, embed_dim=32, hidden_size=64, mlp_ratio=2, in_chans=3)
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
         cls = Qwen2VLForConditionalGeneration
     else:
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            out_hidden_size=64,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=56,
-            fullatt_block_indexes=[1],
-            in_channels=3,
-        )
+        vision = dict(tower, hidden_size=32, out_hidden_size=64, intermediate_size=64, in_channels=3)
+        vision.update(window_size=56, fullatt_block_indexes=[1])  # windowed attention; block 1 attends globally
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
         cls = Qwen2_5_VLForConditionalGeneration
     config._attn_implementation = "sdpa"
