@@ -191,6 +191,46 @@ def test_the_spatial_reader_pretrains_with_the_compare_heads(tmp_path):
     assert any("stem" in k for k in changed) and any("layers.0" in k for k in changed)
 
 
+def test_a_killed_stage_0_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """Stage 0 killed after its step-2 checkpoint and started again ends with exactly the weights of one unbroken
+    run (tower, heads, optimizer, data position and the letters' generator all restored)."""
+    from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
+    from livr_viz.training import vision_pretrain as vp
+
+    init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0, tower="spatial"))
+    cfg = VisionPretrainConfig(
+        steps=4, batch_size=6, warmup_steps=1, log_every=1, checkpoint_every=2, compare=True, markers=True
+    )
+    quiet = dict(progress=False, log=lambda *a: None)
+    pretrain_vision(init, cfg, tmp_path / "straight", **quiet)
+
+    calls, real = [0], vp.patch_targets
+
+    def dies_in_step_3(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > 2 * cfg.batch_size:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vp, "patch_targets", dies_in_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_vision(init, cfg, tmp_path / "broken", **quiet)
+    assert (tmp_path / "broken" / "checkpoint").is_dir() and not (tmp_path / "broken" / "model").exists()
+    monkeypatch.setattr(vp, "patch_targets", real)
+    pretrain_vision(init, cfg, tmp_path / "broken", **quiet)
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "broken" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "broken" / "checkpoint").exists()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "broken" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    with pytest.raises(LIVRError, match="other settings"):
+        (tmp_path / "other" / "checkpoint").mkdir(parents=True)
+        (tmp_path / "other" / "vision_config.json").write_text("{}")
+        torch.save({}, tmp_path / "other" / "checkpoint" / "state.pt")
+        pretrain_vision(init, cfg, tmp_path / "other", **quiet)
+
+
 def test_non_llava_backbones_are_refused(tmp_path):
     from livr_viz.demo.tiny import tiny_qwen2_vl
 

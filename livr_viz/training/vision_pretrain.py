@@ -31,6 +31,7 @@ The phase is short (a few minutes) and restarts from scratch when killed.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.families import family_for
-from livr_viz.core.fsutil import save_backbone
+from livr_viz.core.fsutil import fresh_tmp_dir, replace_dir, save_backbone
 from livr_viz.core.model import load_backbone
 from livr_viz.data import draw as D
 from livr_viz.data import make_sample, task_names
@@ -72,6 +73,9 @@ class VisionPretrainConfig:
     seed: int = 0  # head initialisation
     data_seed: int = 0  # train split seed of the synthetic images
     log_every: int = 25
+    # a resumable checkpoint (tower, heads, optimizer, data position) every this many steps in OUT/checkpoint;
+    # a run started again on the same OUT with the same settings continues from it, bit for bit
+    checkpoint_every: int = 100
     letters: bool = False  # also learn to read drawn letters (glyph head, letter sheets; more steps: ~1200)
     # also see the word format's images (coloured option rings on shapes, coloured boxes and frames) and learn every
     # palette colour each patch holds (the ``present`` head)
@@ -84,7 +88,7 @@ class VisionPretrainConfig:
     compare_weight: float = 1.0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every"):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise LIVRError(f"invalid vision pretraining setting {name}={getattr(self, name)!r}")
         if self.lr <= 0:
@@ -295,18 +299,33 @@ def glyph_sheet(rng: np.random.Generator, size: int) -> tuple:
     return image, draw_glyphs(image, rng, int(rng.integers(4, 9)))
 
 
-def image_stream(data_seed: int, image_size: int, letters: bool = False, markers: bool = False, compare: bool = False):
+def stream_rng(data_seed: int) -> np.random.Generator:
+    """The generator of :func:`image_stream`'s random letters (its state goes into stage 0's checkpoints)."""
+    return np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
+
+
+def image_stream(
+    data_seed: int,
+    image_size: int,
+    letters: bool = False,
+    markers: bool = False,
+    compare: bool = False,
+    start: int = 0,
+    rng: np.random.Generator | None = None,
+):
     """Endless deterministic stream of (image, concepts, glyphs).  Without ``letters``: perception questions and
     the nine tasks' train split, alternating (with ``markers``: the word curriculum's questions and the tasks in
     the word format, with their coloured rings, instead of the curriculum's and the letter format's).  With
     ``letters``: in thirds, perception questions (those without letters of their own get 0–6 random letters),
     tasks, and letter sheets (:func:`glyph_sheet`).  ``glyphs`` is
     what :func:`draw_glyphs` returned, None for images whose letters are unknown.  With ``compare`` the task images
-    are drawn in the word format and their concepts carry ``compare_class`` (:func:`compare_class`)."""
+    are drawn in the word format and their concepts carry ``compare_class`` (:func:`compare_class`).
+    ``start`` and ``rng`` continue a stream: the item index to start at and the generator's state at that point
+    (every item but the random letters is a function of its index)."""
     tasks = task_names()
-    rng = np.random.default_rng(np.random.SeedSequence([data_seed, 0x61F]))
+    rng = stream_rng(data_seed) if rng is None else rng
     parts = 3 if letters else 2
-    i = 0
+    i = start
     while True:
         k, part = divmod(i, parts)
         if part == 0:
@@ -351,6 +370,45 @@ def _vision_geometry(model) -> tuple[int, int]:
     return size, size // patch
 
 
+def _checkpoint(out: Path, step: int, modules: dict, opt, rng: np.random.Generator) -> None:
+    """Everything stage 0 needs to continue after ``step`` steps, written atomically to ``out/checkpoint``."""
+    tmp = fresh_tmp_dir(out / "checkpoint")
+    state = {
+        "step": step,
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizer": opt.state_dict(),
+        "data_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    torch.save(state, tmp / "state.pt")
+    replace_dir(tmp, out / "checkpoint")
+
+
+def _resume(out: Path, cfg: VisionPretrainConfig, modules: dict, opt, rng: np.random.Generator, log) -> int:
+    """Load ``out/checkpoint`` when there is one (same settings only); return the step to continue from."""
+    path = out / "checkpoint" / "state.pt"
+    if not path.is_file():
+        return 0
+    saved = json.loads((out / "vision_config.json").read_text()) if (out / "vision_config.json").is_file() else None
+    if saved != json.loads(json.dumps(asdict(cfg))):
+        raise LIVRError(
+            f"{out}: a stage-0 checkpoint from other settings is there; remove {out / 'checkpoint'} to start again"
+        )
+    state = torch.load(path, weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict(state["modules"][k])
+    opt.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["data_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    step = int(state["step"])
+    log_path = out / "log.jsonl"
+    if log_path.is_file():  # drop the lines written after the checkpoint
+        lines = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        log_path.write_text("".join(ln + "\n" for ln in lines))
+    log(f"vision pretraining: resuming from step {step} of {cfg.steps}")
+    return step
+
+
 def pretrain_vision(
     backbone: str | Path, cfg: VisionPretrainConfig, out_dir: str | Path, progress: bool = True, log=print
 ) -> dict:
@@ -378,17 +436,21 @@ def pretrain_vision(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = image_stream(cfg.data_seed, size, cfg.letters, cfg.markers, cfg.compare)
+    modules = {"tower": tower, "heads": heads} | ({"compare": compare} if compare is not None else {})
+    rng = stream_rng(cfg.data_seed)
     log_path = out / "log.jsonl"
-    log_path.write_text("")
-    (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    first = _resume(out, cfg, modules, opt, rng, log)
+    if first == 0:
+        log_path.write_text("")
+        (out / "vision_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    stream = image_stream(cfg.data_seed, size, cfg.letters, cfg.markers, cfg.compare, first * cfg.batch_size, rng)
     bar = None
     if progress:
-        bar = tqdm(total=cfg.steps, desc="pretrain vision", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=first, desc="pretrain vision", dynamic_ncols=True)
     tower.train()
     t0 = time.perf_counter()
     metrics: dict = {}
-    for step in range(cfg.steps):
+    for step in range(first, cfg.steps):
         lr = warmup_cosine(step, cfg.steps, max(1, cfg.warmup_steps), cfg.lr)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -422,11 +484,15 @@ def pretrain_vision(
                     )
                     + "\n"
                 )
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _checkpoint(out, step + 1, modules, opt, rng)
     if bar is not None:
         bar.close()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     save_backbone(model, processor, out / "model")
+    if (out / "checkpoint").is_dir():
+        shutil.rmtree(out / "checkpoint")
     log(f"vision pretraining: {cfg.steps} steps in {time.perf_counter() - t0:.0f} s; last batch {metrics}")
     return metrics
