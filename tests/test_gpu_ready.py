@@ -20,22 +20,10 @@ BF16_LOSS_TOLERANCE = 1e-2  # relative; measured 8.4e-5 at most over these 4 ste
 
 
 def _cfg(**settings) -> TrainConfig:
-    return TrainConfig(
-        variant="livr",
-        n_latents=4,
-        tasks="counting,jigsaw",
-        steps=4,
-        batch_size=2,
-        lr=1e-3,
-        n_train_per_task=8,
-        n_val_per_task=2,
-        eval_every=0,
-        checkpoint_every=2,
-        log_every=1,
-        stage1_fraction=0.5,
-        warmup_fraction=0.0,
-        **settings,
-    )
+    model = dict(variant="livr", n_latents=4, stage1_fraction=0.5)
+    data = dict(tasks="counting,jigsaw", n_train_per_task=8, n_val_per_task=2)
+    run = dict(steps=4, batch_size=2, lr=1e-3, warmup_fraction=0.0, eval_every=0, checkpoint_every=2, log_every=1)
+    return TrainConfig(**model, **data, **run, **settings)
 
 
 def _lm(cfg: TrainConfig) -> LIVRModel:

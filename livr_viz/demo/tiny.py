@@ -26,15 +26,9 @@ IDEFICS3_TEMPLATE = (
 )
 
 
-# the language model of the Qwen2-VL, Qwen2.5-VL and Idefics3 builders (grouped-query attention: 4 heads over 2)
-TINY_TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=4096,
-)
+# the language model of the Qwen2-VL, Qwen2.5-VL and Idefics3 builders
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, max_position_embeddings=4096)
+TINY_TEXT |= dict(num_attention_heads=4, num_key_value_heads=2)  # grouped-query attention: 4 heads over 2
 
 
 def _seeded(cls, config, seed: int):

@@ -50,16 +50,8 @@ def mid_llava(n_latents: int, max_positions: int = 8192):
     """A mid-size random LLaVA: Llama 512 d x 8 layers x 8 heads, CLIP 64 px (64 image tokens)."""
     from livr_viz.demo.tiny import tiny_llava
 
-    model, processor = tiny_llava(
-        seed=0,
-        image_size=64,
-        patch_size=8,
-        text_hidden=512,
-        text_layers=8,
-        heads=8,
-        kv_heads=8,
-        max_positions=max_positions,
-    )
+    sizes = dict(image_size=64, patch_size=8, text_hidden=512, text_layers=8, heads=8, kv_heads=8)
+    model, processor = tiny_llava(seed=0, max_positions=max_positions, **sizes)
     return LIVRModel.from_backbone(
         "mid-llava", model=model, processor=processor, n_latents=n_latents, variant="livr" if n_latents else "sft"
     )
