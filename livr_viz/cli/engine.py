@@ -32,7 +32,7 @@ def add_param(p, param) -> None:
 
 
 def add_view_command(sub, view) -> argparse.ArgumentParser:
-    p = sub.add_parser(view.name, help=view.summary)
+    p = sub.add_parser(view.name, help=view.summary.replace("%", "%%"))
     model_opts(p)
     for param in view.params:
         add_param(p, param)

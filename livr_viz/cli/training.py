@@ -1,16 +1,15 @@
-"""Training commands: train, pretrain, pretrain-vision, eval (`reproduce` is a repository tool: tools/reproduce.py)."""
+"""Training commands: train, pretrain, pretrain-vision (`eval` is a registered view of the service:
+livr_viz/service/catalog.py; `reproduce` is a repository tool: tools/reproduce.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from livr_viz.cli.common import MODEL_HELP, _load, write_json
 from livr_viz.core.config import (
     ANSWER_FORMATS,
     FINETUNES,
     LATENT_PLACEMENTS,
     PRECISIONS,
-    STAGES,
     TASK_BALANCES,
     VARIANTS,
 )
@@ -97,32 +96,6 @@ def cmd_pretrain_vision(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from livr_viz.data.dataset import RecordDataset, SyntheticTaskDataset
-    from livr_viz.training.evaluate import evaluate
-
-    lm = _load(args)
-    data = Path(args.data)
-    if data.exists():
-        from livr_viz.data.io import load_blink, load_jsonl
-
-        records = load_jsonl(data)[0] if (data.is_file() or (data / "samples.jsonl").is_file()) else load_blink(data)
-        items = RecordDataset(records)
-    else:
-        items = SyntheticTaskDataset(
-            args.data, args.split, args.n, args.seed, answer_format=args.answer_format or lm.config.answer_format
-        )
-    metrics = evaluate(lm, items, args.stage, progress=True)
-    for task, m in metrics["tasks"].items():
-        print(
-            f"{task:<27} acc {m['accuracy']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  "
-            f"chance {m['chance']:.3f}  majority {m['majority']:.3f}  n={m['n']}"
-        )
-    print(f"{'average':<27} acc {metrics['average']['accuracy']:.3f}")
-    write_json(args.json, metrics)
-    return 0
-
-
 def optimizer_options(p) -> None:
     """``--steps``, ``--lr``, ``--batch-size``: every training command's overrides of its preset."""
     p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
@@ -131,7 +104,6 @@ def optimizer_options(p) -> None:
 
 
 def add_commands(sub) -> None:
-    from livr_viz.data import SPLITS
 
     def common(p):
         p.add_argument("--model", default="demo", help="backbone: 'demo' (bundled) or a path / hub id")
@@ -228,20 +200,3 @@ def add_commands(sub) -> None:
         "every colour a patch holds, not only the majority one",
     )
     p.set_defaults(func=cmd_pretrain_vision)
-
-    p = sub.add_parser("eval", help="accuracy per task with 95 %% CIs, chance and majority baselines")
-    p.add_argument("--model", default="demo-livr", help=MODEL_HELP)
-    p.add_argument("--data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--n", type=int, default=100, help="synthetic samples per task")
-    p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--stage", choices=STAGES, default="full")
-    p.add_argument(
-        "--answer-format",
-        choices=ANSWER_FORMATS,
-        default=None,
-        help="synthetic questions answered by a colour / position word or number (word) or by the option's "
-        "drawn letter (letter, BLINK's); default: the format the model was trained in",
-    )
-    p.add_argument("--json", default=None, help="write the metrics here")
-    p.set_defaults(func=cmd_eval, allow_pickle=False, trust_remote_code=False)

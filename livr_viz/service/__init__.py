@@ -92,6 +92,7 @@ _MODULES = {
         "dataset_view",
         "faithfulness_command",
     ),
+    "livr_viz.service.evaluation": ("question_set", "eval_command"),
     "livr_viz.service.export": ("export_view", "export_zip", "record_view"),
     "livr_viz.service.mediation": (
         "MEDIATION_CONTROL_SEED_OFFSET",

@@ -9,7 +9,8 @@ commands below write files (``out``), so they are CLI-only; the app has its own 
 
 from __future__ import annotations
 
-from livr_viz.core.config import ABLATIONS, AGGREGATIONS, PROJECTIONS, STAGES
+from livr_viz.core.config import ABLATIONS, AGGREGATIONS, ANSWER_FORMATS, PROJECTIONS, STAGES
+from livr_viz.data import SPLITS
 from livr_viz.service.registry import Output, Param, View, register
 
 
@@ -94,5 +95,23 @@ command(
     ),
     Param("layer", "int", -1, help="for zero / mean / noise: after this layer (-1 = input)"),
     Param("stage", default="full", help="full, bottleneck, or both: full,bottleneck"),
+    outputs=TEXT_AND_JSON,
+)
+
+command(
+    "eval",
+    "evaluation:eval_command",
+    "accuracy per task with 95 % CIs, chance and majority baselines",
+    Param("data", default="all", help="synthetic task list / 'all', a JSONL file or dir, or a BLINK folder"),
+    Param("split", default="test", choices=tuple(SPLITS)),
+    Param("n", "int", 100, help="synthetic samples per task"),
+    Param("seed", "int", 2026),
+    Param("stage", default="full", choices=STAGES),
+    Param(
+        "answer_format",
+        choices=ANSWER_FORMATS,
+        help="synthetic questions answered by a colour / position word or number (word) or by the option's "
+        "drawn letter (letter, BLINK's); default: the format the model was trained in",
+    ),
     outputs=TEXT_AND_JSON,
 )
