@@ -32,10 +32,9 @@ def cmd_diagnose(args) -> int:
     if args.explanations:  # how faithful each explanation is, how redundant the latents are
         from livr_viz.cli.common import write_json
         from livr_viz.service import explanation_diagnostics
-        from livr_viz.views.deletion import summary_markdown
 
         found = explanation_diagnostics(models, args.tasks, args.explanations, args.seed, progress_printer())
-        print(summary_markdown(found["summaries"]))
+        print(found["markdown"])
         print(f"redundancy: {found['redundancy_note']}")
         if args.json:
             write_json(str(Path(args.json).with_suffix(".explanations.json")), found["to_json"])

@@ -170,9 +170,11 @@ def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, s
     """How faithful each explanation is and how redundant the latents are, for ``diagnose`` and the Diagnostics
     tab: deletion / insertion AUCs of the latents' maps, the answer row's map, Saliency and a random order on
     ``n_items`` questions per model (IG costs ~20x more: ``methods.deletion.deletion_report`` has it), and the
-    redundancy of the first latent model's maps on the first question. ``to_json`` is the JSON-able part."""
+    redundancy of the first latent model's maps on the first question. ``to_json`` is the JSON-able part,
+    ``markdown`` the AUC table."""
     from livr_viz.methods.deletion import deletion_report
     from livr_viz.methods.geometry import latent_redundancy
+    from livr_viz.views.deletion import summary_markdown
     from livr_viz.views.geometry import redundancy_figure
 
     names = [names] if isinstance(names, str) else list(names)
@@ -217,6 +219,7 @@ def explanation_diagnostics(names, tasks="all", n_items: int = DELETION_ITEMS, s
     return {
         "items": picked,
         "summaries": summaries,
+        "markdown": summary_markdown(summaries),
         "redundancy_figure": figure,
         "redundancy_note": note,
         "to_json": jsonable(
