@@ -1,5 +1,6 @@
 """The app's options: parsed before torch / gradio load, Gradio's environment conventions honoured."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +31,21 @@ def test_a_bad_port_is_a_usage_error(monkeypatch, bad, capsys):
     assert exc.value.code == 2 and "port must be" in capsys.readouterr().err
 
 
-def test_help_answers_without_loading_torch_or_gradio():
-    code = (
-        "import sys, runpy; sys.argv = ['app.py', '--help']\n"
-        "try:\n    runpy.run_path('app.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print('gradio' in sys.modules, 'transformers' in sys.modules, 'torch' in sys.modules)"
-    )
+def _heavy_imports(*statements: str) -> tuple[str, list[str]]:
+    """Run the statements in one fresh interpreter (this test's process has torch loaded already), an exit ending
+    only its own statement: what they printed, and which of torch, transformers and gradio they imported."""
+    heavy = ("torch", "transformers", "gradio")
+    body = [f"try:\n    {s}\nexcept SystemExit:\n    pass" for s in statements]
+    code = "\n".join(["import sys", *body, f"print([m for m in {heavy!r} if m in sys.modules])"])
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "--concurrency" in out.stdout and "GRADIO_SERVER_PORT" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == "False False False"
+    *printed, loaded = out.stdout.strip().splitlines() or [out.stderr]
+    return "\n".join(printed), ast.literal_eval(loaded)
+
+
+def test_help_answers_without_loading_torch_or_gradio():
+    app_help = "import runpy; sys.argv = ['app.py', '--help']; runpy.run_path('app.py', run_name='__main__')"
+    shown, loaded = _heavy_imports(app_help)
+    assert "--concurrency" in shown and "GRADIO_SERVER_PORT" in shown and loaded == []
     cli = subprocess.run(
         [sys.executable, "-m", "livr_viz.cli", "app", "--help"], capture_output=True, text=True, timeout=120
     )
@@ -47,12 +54,5 @@ def test_help_answers_without_loading_torch_or_gradio():
 
 def test_the_cli_help_loads_no_torch():
     """`livr-viz --help` and a command's --help answer from argparse alone (measured 0.2 s; torch costs ~1 s)."""
-    code = (
-        "import sys\nfrom livr_viz.cli.main import main\n"
-        "for argv in (['--help'], ['analyze', '--help']):\n"
-        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "print('torch' in sys.modules, 'gradio' in sys.modules, 'transformers' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "analyze" in out.stdout and "--prompt" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == "False False False"
+    shown, loaded = _heavy_imports("from livr_viz.cli import main; main(['--help'])", "main(['analyze', '--help'])")
+    assert "analyze" in shown and "--prompt" in shown and loaded == []

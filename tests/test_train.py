@@ -58,16 +58,8 @@ def test_data_order_is_shared_and_endless():
 
 @pytest.mark.slow
 def test_training_changes_only_lora_and_latent_rows(tmp_path, tiny_paths):
-    cfg = preset_config(
-        "quick",
-        variant="livr",
-        tasks="counting,relative_reflectance",
-        steps=6,
-        eval_every=0,
-        log_every=1,
-        checkpoint_every=0,
-        n_val_per_task=4,
-    )
+    schedule = dict(steps=6, eval_every=0, log_every=1, checkpoint_every=0, n_val_per_task=4)
+    cfg = preset_config("quick", variant="livr", tasks="counting,relative_reflectance", **schedule)
     lm = build_model_for_training(tiny_paths["base"], cfg)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     emb_before = lm.base_model.get_input_embeddings()(torch.arange(lm.latent_token_ids[0])).detach().clone()
@@ -680,17 +672,8 @@ def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(t
     from livr_viz.core.model import LIVRModel
     from livr_viz.data.dataset import SyntheticTaskDataset
 
-    cfg = preset_config(
-        "quick",
-        variant="livr",
-        tasks="counting,art_style",
-        full_finetune=True,
-        steps=4,
-        eval_every=0,
-        checkpoint_every=2,
-        log_every=1,
-        n_val_per_task=2,
-    )
+    schedule = dict(steps=4, eval_every=0, checkpoint_every=2, log_every=1, n_val_per_task=2)
+    cfg = preset_config("quick", variant="livr", tasks="counting,art_style", full_finetune=True, **schedule)
     lm = build_model_for_training(tiny_paths["base"], cfg)
     assert lm.config.finetune == "full" and all(p.requires_grad for p in lm.model.parameters())
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}

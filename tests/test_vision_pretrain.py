@@ -94,13 +94,8 @@ def test_only_the_vision_tower_changes(tmp_path):
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
     init = save_demo_backbone(tmp_path / "init", DemoBackboneConfig(seed=0))
-    metrics = pretrain_vision(
-        init,
-        VisionPretrainConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1),
-        tmp_path / "vision",
-        progress=False,
-        log=lambda *a: None,
-    )
+    cfg = VisionPretrainConfig(steps=3, batch_size=4, warmup_steps=1, log_every=1)
+    metrics = pretrain_vision(init, cfg, tmp_path / "vision", progress=False, log=lambda *a: None)
     assert {"loss_colour", "loss_luminance", "loss_position", "acc_colour"} <= set(metrics)
     before = load_file(init / "model.safetensors")
     after = load_file(tmp_path / "vision" / "model" / "model.safetensors")
@@ -149,13 +144,8 @@ def test_marker_images_and_the_present_head(tmp_path):
     cfg = VisionPretrainConfig(steps=2, batch_size=8, warmup_steps=1, log_every=1, markers=True)
     metrics = pretrain_vision(init, cfg, tmp_path / "vision", progress=False, log=lambda *a: None)
     assert "loss_present" in metrics and 0 <= metrics["acc_present_mixed"] <= 1
-    plain = pretrain_vision(
-        init,
-        VisionPretrainConfig(steps=1, batch_size=4, warmup_steps=1, log_every=1),
-        tmp_path / "plain",
-        progress=False,
-        log=lambda *a: None,
-    )
+    cfg = VisionPretrainConfig(steps=1, batch_size=4, warmup_steps=1, log_every=1)
+    plain = pretrain_vision(init, cfg, tmp_path / "plain", progress=False, log=lambda *a: None)
     assert "loss_present" not in plain  # opt-in: the default stage 0 is unchanged
 
 
