@@ -196,7 +196,9 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     try:
         return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":  # a module of ours failed to import: say why
+            raise
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
