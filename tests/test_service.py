@@ -226,6 +226,10 @@ def test_the_start_model_is_offered_in_every_model_menu():
     assert S.display_name("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"  # a hub id is not a path
 
 
+def _analyze_demo_livr(image: str, prompt: str) -> list[str]:
+    return ["--model", "demo-livr", "--image", image, "--prompt", prompt, "--no-tokenmap"]
+
+
 def test_a_tiny_image_gets_a_note_in_the_app_and_the_cli(tmp_path, capsys):
     from livr_viz.cli.main import main
 
@@ -235,23 +239,7 @@ def test_a_tiny_image_gets_a_note_in_the_app_and_the_cli(tmp_path, capsys):
     v = S.attention_view("demo-livr", str(one), prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
     assert "tiny image: this image is 1 × 1 px, smaller than one 12 × 12 px patch" in v["markdown"]
     assert S.tiny_image_note(S.POOL.get("demo-livr"), Image.new("RGB", (96, 96))) is None
-    assert (
-        main(
-            [
-                "analyze",
-                "--model",
-                "demo-livr",
-                "--image",
-                str(one),
-                "--prompt",
-                prompt,
-                "--no-tokenmap",
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 0
-    )
+    assert main(["analyze", *_analyze_demo_livr(str(one), prompt), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "note: this image is 1 × 1 px" in printed
     assert json.loads((tmp_path / "out" / "report.json").read_text())["input_notes"]
@@ -261,23 +249,7 @@ def test_a_photo_gets_the_out_of_distribution_note_in_the_cli(tmp_path, capsys):
     from livr_viz.cli.main import main
 
     photo = next(p for p in S.ensure_examples() if "photo-" in p)
-    assert (
-        main(
-            [
-                "analyze",
-                "--model",
-                "demo-livr",
-                "--image",
-                photo,
-                "--prompt",
-                S.photo_prompt(),
-                "--no-tokenmap",
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 0
-    )
+    assert main(["analyze", *_analyze_demo_livr(photo, S.photo_prompt()), "--out", str(tmp_path / "out")]) == 0
     assert "note: this image is unlike the synthetic images" in capsys.readouterr().out
 
 
