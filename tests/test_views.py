@@ -128,12 +128,15 @@ def test_backend_badge_names_the_kernel_and_warns_on_disagreement(counting_examp
     a = S.analysis_for("demo-livr", path, prompt, "full")
     assert S.backend_badge("demo-livr", a) == "  \nattention kernel `sdpa`"  # eager and sdpa agree here
     import livr_viz.methods.diagnostics as D
+    from livr_viz.core.lru import LRU
+    from livr_viz.service import notes
 
     monkeypatch.setattr(
         D,
         "check_backends",
         lambda lm, items: {"status": "done", "warnings": ["eager vs sdpa (full): KL max 2.0e-02 above 1.0e-04"]},
     )
+    monkeypatch.setattr(notes, "_BADGES", LRU(8))  # the badge is computed once per input: forget the first one
     assert "attention kernels disagree on this input" in S.backend_badge("demo-livr", a)
 
 

@@ -10,9 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from livr_viz.views.figures import subplots
+
 
 def answer_latent_figure(values: np.ndarray, title: str = "answer → latent attention"):
-    fig, ax = plt.subplots(figsize=(6, 2.6))
+    fig, ax = subplots(figsize=(6, 2.6))
     ax.bar(range(len(values)), values, color="#e8a33c")
     ax.set_xticks(range(len(values)))
     ax.set_xlabel("latent")

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
 from livr_viz.methods.deletion import DATASET_MEAN_RGB, RANDOM, DeletionResult, DeletionSummary, occlude
+from livr_viz.views.figures import subplots
 from livr_viz.views.heatmaps import display_image, montage
 
 METHOD_COLOURS = {
@@ -34,7 +34,7 @@ def _style(method: str) -> dict:
 
 def deletion_curves_figure(result: DeletionResult, methods: Sequence[str] | None = None):
     """Deletion (left) and insertion (right) curves of one item, AUC in the legend."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for method in methods or result.curves:
         c = result.curves[method]
         axes[0].plot(c.fractions, c.deletion, label=f"{method} {c.deletion_auc:.2f}", **_style(method))
@@ -59,7 +59,7 @@ def deletion_summary_figure(summaries: Sequence[DeletionSummary]):
     """Mean deletion and insertion AUC per method (95 % bootstrap intervals), one bar colour per model; the most
     faithful explanation of each model is starred."""
     methods = list(dict.fromkeys(s.method for summary in summaries for s in summary.scores))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(methods) * max(1, len(summaries))), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(methods) * max(1, len(summaries))), sharey=True)
     height = 0.8 / len(summaries)
     y = np.arange(len(methods))
     for j, summary in enumerate(summaries):
@@ -104,7 +104,7 @@ def deletion_summary_figure(summaries: Sequence[DeletionSummary]):
 def evidence_figure(summaries: Sequence[DeletionSummary]):
     """Drop in the chosen answer's probability when the evidence is occluded vs as many patches outside it."""
     usable = [s for s in summaries if s.evidence]
-    fig, ax = plt.subplots(figsize=(2 + 1.4 * max(1, len(usable)), 3.2))
+    fig, ax = subplots(figsize=(2 + 1.4 * max(1, len(usable)), 3.2))
     for j, s in enumerate(usable):
         e = s.evidence
         for k, (key, colour) in enumerate((("drop_evidence", "#b04040"), ("drop_outside", "#888888"))):

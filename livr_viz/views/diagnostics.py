@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from livr_viz.methods.diagnostics import DiagnosticReport
+from livr_viz.views.figures import subplots
 
 SEGMENT_COLOURS = {"image": "#3b7dd8", "text": "#888888", "latent": "#e8a33c"}
 STAGE_STYLES = {"full": "-", "bottleneck": "--"}
@@ -37,7 +38,7 @@ def _band(ax, stat: dict, colour: str, style: str) -> None:
 def flow_figure(report: DiagnosticReport):
     """Rows: models with a flow section; columns: the answer row, the latent rows."""
     names = [n for n in report.models if report.section(n, "flow")["status"] == "done"]
-    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(9, 2.6 * max(1, len(names))), squeeze=False, sharey=True)
+    fig, axes = subplots(max(1, len(names)), 2, figsize=(9, 2.6 * max(1, len(names))), squeeze=False, sharey=True)
     for ax_row, name in zip(axes, names):
         flow = report.section(name, "flow")
         for ax, who in zip(ax_row, ("answer", "latent")):
@@ -65,7 +66,7 @@ def flow_figure(report: DiagnosticReport):
 def effect_attention_figure(report: DiagnosticReport):
     """One panel per model with latents: mean drop (95 % bars) vs mean attention mass, one point per latent."""
     names = [n for n in report.models if report.section(n, "per_latent")["status"] == "done"]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.6), squeeze=False)
+    fig, axes = subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         section = report.section(name, "per_latent")
         drop = section["latents"]["drop"]["average"]

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
 from livr_viz.core.errors import LIVRError
 from livr_viz.methods.geometry import LatentRedundancy, SharedProjection
+from livr_viz.views.figures import subplots
 from livr_viz.views.heatmaps import overlay
 from livr_viz.views.tokenmap import SEGMENT_PLOT_COLOURS, color_values
 
@@ -24,7 +24,7 @@ def redundancy_figure(redundancy: LatentRedundancy, labels: Sequence[str] | None
 
     k = redundancy.n_latents
     labels = list(labels or [str(i) for i in range(k)])
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, axes = subplots(1, 3, figsize=(11, 3.4))
     for ax, matrix, title in (
         (axes[0], redundancy.cosine, "cosine"),
         (axes[1], redundancy.iou, f"IoU of top-{redundancy.q:g} mass regions"),
@@ -60,7 +60,7 @@ def filmstrip_figure(
     if maps.ndim != 4:
         raise LIVRError(f"the filmstrip needs maps [layers, K, rows, cols]; got shape {maps.shape}")
     n_layers, k = maps.shape[:2]
-    fig, axes = plt.subplots(k, n_layers, figsize=(1.3 * n_layers + 0.6, 1.3 * k + 0.4), squeeze=False)
+    fig, axes = subplots(k, n_layers, figsize=(1.3 * n_layers + 0.6, 1.3 * k + 0.4), squeeze=False)
     for i in range(k):
         for layer in range(n_layers):
             ax = axes[i, layer]
@@ -82,7 +82,7 @@ def shared_projection_figure(projection: SharedProjection, color_by: str = "segm
     """One panel per point set, all in the same frame (shared axes); each panel prints its trustworthiness, its
     seed-to-seed Procrustes disparity and kNN overlap (and, aligned separately, its alignment disparity)."""
     names = list(projection.xy)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), sharex=True, sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(names), figsize=(4.2 * len(names), 4.4), sharex=True, sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
         xy, points, q = projection.xy[name], projection.points[name], projection.quality[name]
         colours = color_values(points, color_by)

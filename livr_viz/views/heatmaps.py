@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
+from livr_viz.views.figures import subplots
+
 
 def label_font(size: int | None = None):
     """PIL's bundled font: the small bitmap one by default (the app's 192-px tiles), a scalable one at ``size`` px
@@ -44,7 +46,7 @@ def latent_grid_figure(
     k = len(maps)
     columns = max(1, min(columns, k + 1))
     n_rows = int(np.ceil((k + 1) / columns))
-    fig, axes = plt.subplots(n_rows, columns, figsize=(1.6 * columns, 1.75 * n_rows + (0.3 if title else 0)))
+    fig, axes = subplots(n_rows, columns, figsize=(1.6 * columns, 1.75 * n_rows + (0.3 if title else 0)))
     axes = np.atleast_1d(axes).ravel()
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=8)

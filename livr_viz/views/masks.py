@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
@@ -13,6 +12,7 @@ from matplotlib.patches import Patch
 
 from livr_viz.core.masks import allowed_attention
 from livr_viz.core.segments import Segment
+from livr_viz.views.figures import subplots
 
 SEGMENT_COLOURS = {
     Segment.PAD: "#dddddd",
@@ -54,7 +54,7 @@ def mask_figure(
     framed[:band, pad:] = kept.numpy()[None, :] + 1
     framed[pad:, :band] = kept.numpy()[:, None] + 1
     cmap = ListedColormap(["#ffffff"] + [SEGMENT_COLOURS[s] for s in Segment])
-    fig, ax = plt.subplots(figsize=(5.2, 5.2))
+    fig, ax = subplots(figsize=(5.2, 5.2))
     ax.imshow(
         framed,
         cmap=cmap,

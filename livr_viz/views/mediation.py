@@ -14,7 +14,6 @@ import html
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
@@ -22,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from livr_viz.methods.mediation import MediationReport
 from livr_viz.views.diagnostics import STYLE, png_base64
+from livr_viz.views.figures import subplots
 
 WHO_STYLES = {"latent": "-", "image": "--", "answer": ":"}
 PERTURBATION_COLOURS = ["#e8a33c", "#c0392b", "#555555", "#3b7dd8", "#1b4f9c", "#7b4fb0"]
@@ -44,7 +44,7 @@ def _model_rows(report: MediationReport, columns: int, width: float, row_height:
     whose first panel says why (the caller then returns the figure as it is)."""
     names = _done(report)
     rows = max(1, len(names))
-    fig, axes = plt.subplots(rows, columns, figsize=(width, row_height * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(width, row_height * rows), squeeze=False)
     if not names:
         _empty(fig, axes[0, 0], report)
     return fig, axes, names
@@ -54,7 +54,7 @@ def sensitivity_figure(report: MediationReport, distance: str = "cos"):
     """One panel per model: per layer, the movement (``cos`` distance or relative ``l2``) of the latents (solid), the
     image tokens (dashed) and the answer row (dotted) under each perturbation of the input, with 95 % bands."""
     names = _done(report)
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.8 * max(1, len(names)), 3.8), squeeze=False)
+    fig, axes = subplots(1, max(1, len(names)), figsize=(4.8 * max(1, len(names)), 3.8), squeeze=False)
     if not names:
         return _empty(fig, axes[0, 0], report)
     perts = list(report.result(names[0])["sensitivity"])
@@ -215,43 +215,43 @@ def _ci(stat: dict | None, percent: bool = True, index: int | None = None) -> st
     return text
 
 
+def _section_table(report: MediationReport, section: str, key: str, columns) -> pd.DataFrame:
+    """One row per (model with a result, entry of its ``section``): the model, the entry's name under ``key``, and
+    the cells ``columns(entry)`` gives."""
+    rows = [
+        {"model": name, key: entry, **columns(m)}
+        for name in _done(report)
+        for entry, m in report.result(name)[section].items()
+    ]
+    return pd.DataFrame(rows)
+
+
 def interchange_table(report: MediationReport) -> pd.DataFrame:
     """One row per (model, intervention): follows, changed, shift toward B, drop of A's answer (averages, 95 %)."""
-    rows = []
-    for name in _done(report):
-        for kind, m in report.result(name)["interchange"].items():
-            rows.append(
-                {
-                    "model": name,
-                    "intervention": kind,
-                    "follows B": _ci(m["follows"]["average"]),
-                    "pairs": (m["follows"]["average"] or {}).get("n", 0),
-                    "changed": _ci(m["changed"]["average"]),
-                    "shift → B": _ci(m["shift"]["average"], False),
-                    "drop of A": _ci(m["drop"]["average"], False),
-                }
-            )
-    return pd.DataFrame(rows)
+
+    def columns(m: dict) -> dict:
+        return {
+            "follows B": _ci(m["follows"]["average"]),
+            "pairs": (m["follows"]["average"] or {}).get("n", 0),
+            "changed": _ci(m["changed"]["average"]),
+            "shift → B": _ci(m["shift"]["average"], False),
+            "drop of A": _ci(m["drop"]["average"], False),
+        }
+
+    return _section_table(report, "interchange", "intervention", columns)
 
 
 def sensitivity_table(report: MediationReport) -> pd.DataFrame:
     """One row per (model, perturbation), last layer: latents', image tokens' and answer row's cosine distance, the
     ratio latents / image tokens, and how often the answer changed."""
-    rows = []
-    for name in _done(report):
-        for pert, e in report.result(name)["sensitivity"].items():
-            rows.append(
-                {
-                    "model": name,
-                    "perturbation": pert,
-                    "latents": _ci(e["latent_cos"]["average"], False, -1),
-                    "image tokens": _ci(e["image_cos"]["average"], False, -1),
-                    "answer row": _ci(e["answer_cos"]["average"], False, -1),
-                    "ratio": _ci(e["ratio_cos"]["average"], False, -1),
-                    "answer changed": _ci(e["answer_changed"]["average"]),
-                }
-            )
-    return pd.DataFrame(rows)
+
+    last_layer = {"latents": "latent", "image tokens": "image", "answer row": "answer", "ratio": "ratio"}
+
+    def columns(e: dict) -> dict:
+        cells = {column: _ci(e[f"{key}_cos"]["average"], False, -1) for column, key in last_layer.items()}
+        return {**cells, "answer changed": _ci(e["answer_changed"]["average"])}
+
+    return _section_table(report, "sensitivity", "perturbation", columns)
 
 
 def collapse_table(report: MediationReport) -> pd.DataFrame:

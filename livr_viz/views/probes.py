@@ -10,12 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from livr_viz.methods.probes import ProbeReport  # noqa: E402
+from livr_viz.views.figures import subplots
 
 
 def probe_curves_figure(report: ProbeReport):
     """Per-layer accuracy of the latent probe, its control, selectivity and the baselines."""
     layers = [r["layer"] for r in report.layers]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
 
     def curve(key, label, style, colour):
         acc = [r[key]["accuracy"] for r in report.layers if key in r]

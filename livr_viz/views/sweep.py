@@ -10,12 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from livr_viz.views.figures import subplots
+
 
 def plot_sweep(summary: dict, param: str, out_png: str | Path, log_x: bool = False, title: str = "") -> Path:
     """``summary``: the ``summary`` of ``sweep.json`` (``livr``: one entry per value with ``value`` and ``average``
     ``{"mean", "sd"}``; ``sft``: the baseline's ``average``; ``chance``). Values with no finished run yet are left
     out; an sd of one seed (None) is drawn as 0."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     done = [row for row in summary["livr"] if row["n_seeds"]]
     if done:
         xs = [row["value"] for row in done]

@@ -8,6 +8,7 @@ import numpy as np
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.segments import SEGMENT_NAMES, Segment
 from livr_viz.methods.tokenmap import TokenPoints
+from livr_viz.views.figures import subplots
 
 SEGMENT_PLOT_COLOURS = {"image": "#4c9be8", "text": "#8c8c8c", "latent": "#e8a33c", "answer": "#3cb371"}
 
@@ -77,10 +78,9 @@ def tokenmap_figure(points: TokenPoints, xy: np.ndarray, color_by: str = "segmen
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     colours = color_values(points, color_by)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig, ax = subplots(figsize=(5.5, 4.8))
     for value in sorted(set(colours), key=str):
         keep = np.array([c == value for c in colours])
         ax.scatter(xy[keep, 0], xy[keep, 1], s=10, alpha=0.8, label=value, color=SEGMENT_PLOT_COLOURS.get(value))

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from livr_viz.views.figures import subplots
+
 
 def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
     """Loss (and its running mean) and validation accuracy vs step (for latent variants also under the bottleneck
@@ -17,7 +19,7 @@ def plot_training(log_path: Path, out_png: Path, stage1_steps: int = 0) -> Path:
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval_average" in r]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     if train:
         steps = [r["step"] for r in train]
         losses = [r["loss"] for r in train]
