@@ -34,11 +34,9 @@ def main(argv=None):
         "--kinds", default=",".join(CURRICULUM), help="kinds sampled (and validated) when --phases is empty"
     )
     ap.add_argument("--phases", default="", help='"k1+k2:until_step;k3:until_step" (kinds per phase)')
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--eval-every", type=int, default=100)
+    schedule = {"--steps": 300, "--lr": 1e-3, "--batch-size": 32, "--warmup": 50, "--eval-every": 100}
+    for flag, default in schedule.items():
+        ap.add_argument(flag, type=type(default), default=default)
     ap.add_argument("--n-val", type=int, default=50, help="validation questions per kind")
     ap.add_argument(
         "--word-answers",
