@@ -82,11 +82,10 @@ def induction_batch(batch: int, length: int, lo: int, hi: int, bos: int, fixed: 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--init", required=True)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-facts", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=100)
+    numbers = {"--steps": 1500, "--lr": 1e-3, "--batch-size": 64, "--max-facts": 4, "--eval-every": 100}
+    numbers |= {"--induction-steps": 0, "--induction-len": 24}  # --induction-len: the longest repeated string
+    for flag, default in numbers.items():
+        ap.add_argument(flag, type=type(default), default=default)
     ap.add_argument("--save", default=None)
     ap.add_argument(
         "--format",
@@ -101,8 +100,6 @@ def main(argv=None):
         "--format pairs the answer is then plain induction: the token after the earlier occurrence)",
     )
     ap.add_argument("--query-last", action="store_true", help="the question after the options line")
-    ap.add_argument("--induction-steps", type=int, default=0)
-    ap.add_argument("--induction-len", type=int, default=24, help="(longest) length of the repeated random string")
     ap.add_argument(
         "--induction-fixed",
         action="store_true",
