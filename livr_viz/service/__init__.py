@@ -6,6 +6,7 @@ figures), so it is testable without Gradio and the app stays a thin layout. The 
 
 - ``models``: which models may load (:class:`ModelAccess`), the shared :data:`POOL`, the bounded caches
 - ``samples``: uploads, synthetic samples, templates, the example gallery
+- ``teaching``: the example picked for teaching a model (its scan, its record, the app's caption)
 - ``notes``: what is said beside an answer (tiny image, out of distribution, attention kernel)
 - ``analysis``: one input's cached analysis, the Attention and Compare tabs, the CLI's ``analyze`` report
 - ``tokenmap``, ``probes``, ``attribution``: the tabs of those names (attribution: ablation, layer × head grid,
@@ -173,6 +174,28 @@ _MODULES = {
         "example_pick",
         "suite_items",
         "suite_questions",
+        "gallery_examples",
+        "opening_example",
+    ),
+    "livr_viz.service.teaching": (
+        "TEACHING_DIR",
+        "TEACHING_PREFIX",
+        "TEACHING_CHECKS",
+        "model_dir",
+        "model_fingerprint",
+        "record_path",
+        "truth_probability",
+        "scan_task",
+        "confirm",
+        "scan_teaching",
+        "teaching_record",
+        "write_teaching",
+        "drop_teaching",
+        "load_record",
+        "teaching_records",
+        "teaching_for",
+        "teaching_caption",
+        "teaching_note",
     ),
     "livr_viz.service.tokenmap": (
         "TOKEN_MAP_SAMPLES",

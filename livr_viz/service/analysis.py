@@ -20,7 +20,8 @@ from livr_viz.methods.tokenmap import points_from_capture, project
 from livr_viz.service.common import escape_markdown
 from livr_viz.service.models import ANALYSES, POOL, VIEWS, compare_set, display_name, lm_dims
 from livr_viz.service.notes import backend_badge, input_notes, ood_note, tiny_image_note
-from livr_viz.service.samples import ensure_examples, example_pick, image_digest, load_upload, synthetic_sample_for
+from livr_viz.service.samples import example_pick, gallery_examples, image_digest, load_upload, synthetic_sample_for
+from livr_viz.service.teaching import teaching_note
 from livr_viz.views.analysis import answer_latent_figure, save_figure
 from livr_viz.views.heatmaps import (
     attention_tile,
@@ -157,6 +158,7 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     )
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
+        md += teaching_note(model, sample, stage)  # the example picked for teaching this model: said so, with why
     tiny = tiny_image_note(POOL.get(model), a.image)
     if tiny:
         md += f"\n\n> ⚠ tiny image: {escape_markdown(tiny)}"
@@ -284,7 +286,7 @@ def mask_view(model, image, prompt, stage):
     return mask_figure(answered_segments(model, image, prompt, stage), stage)
 
 
-_VERDICTS: dict[str, list[bool | None]] = {}
+_VERDICTS: dict[tuple, list[bool | None]] = {}
 
 
 def example_verdicts(model: str) -> list[bool | None]:
@@ -292,17 +294,19 @@ def example_verdicts(model: str) -> list[bool | None]:
     the photos)? The question is the one a click on the example loads (:func:`example_pick`), at stage ``full``;
     computed once per model (each example's analysis is cached too, so a click then Run costs nothing more)."""
     name = (model or "demo-livr").strip()
-    if name not in _VERDICTS:
+    examples = gallery_examples()
+    key = (name, tuple(examples))  # a record picked for teaching added or gone: another gallery
+    if key not in _VERDICTS:
         verdicts = []
-        for i, path in enumerate(ensure_examples()):
+        for i, path in enumerate(examples):
             sample = synthetic_sample_for(path)
             if sample is None:
                 verdicts.append(None)
                 continue
             _, prompt = example_pick(name, i)
             verdicts.append(analysis_for(name, path, prompt, "full").answer.strip() == str(sample.target))
-        _VERDICTS[name] = verdicts
-    return _VERDICTS[name]
+        _VERDICTS[key] = verdicts
+    return _VERDICTS[key]
 
 
 def analyze(

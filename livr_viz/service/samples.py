@@ -19,6 +19,7 @@ from livr_viz.data.tasks import format_prompt
 from livr_viz.demo.bundled import EXAMPLES_DIR
 from livr_viz.service.common import scratch_dir
 from livr_viz.service.models import answer_format_of, display_name
+from livr_viz.service.teaching import teaching_for, teaching_records
 
 VIEW_MAX_SIDE = 768  # uploads are downscaled once to this (the model's processor resizes again for the model)
 
@@ -116,9 +117,24 @@ def ensure_examples() -> list[str]:
     return paths
 
 
+def gallery_examples() -> list[str]:
+    """The app's gallery: the examples picked for teaching (★, :mod:`livr_viz.service.teaching`; only records still
+    true of their model), then :func:`ensure_examples` (each task's first test sample, not picked, and the photos)."""
+    return [r["path"] for r in teaching_records()] + ensure_examples()
+
+
+def opening_example(model: str) -> tuple[str, str]:
+    """The example the app opens on for ``model``: the one picked for teaching it when there is a valid record,
+    else the first task's first test sample (as before there were records); with its question."""
+    record = teaching_for(model)
+    examples = gallery_examples()
+    index = examples.index(record["path"]) if record else examples.index(ensure_examples()[0])
+    return example_pick(model, index)
+
+
 def example_pick(model: str, index: int) -> tuple[str, str]:
-    """The gallery's ``index``-th example and its question in the model's answer format."""
-    path = ensure_examples()[index]
+    """The gallery's ``index``-th example (:func:`gallery_examples`) and its question in the model's answer format."""
+    path = gallery_examples()[index]
     sample = synthetic_sample_for(path)
     return path, (sample.prompt if sample is not None else photo_prompt(answer_format_of(model)))
 

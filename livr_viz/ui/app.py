@@ -84,16 +84,20 @@ body:has(#view-note.stale) #latent-gallery img { opacity: 0.35; filter: grayscal
 
 def example_items(model: str) -> list[tuple[str, str]]:
     """The example gallery: each example's file and a readable name, marked ✓ / ✗ where ``model`` answers its ground
-    truth right / wrong (:func:`livr_viz.service.example_verdicts`, computed once per model)."""
+    truth right / wrong (:func:`livr_viz.service.example_verdicts`, computed once per model); ★ before an example
+    picked for teaching (its caption beside the answer says by what rule), which comes before each task's first
+    test sample (not picked)."""
+    examples = S.gallery_examples()
     try:
         verdicts = S.example_verdicts(model)
     except S.LIVRError:  # a model that cannot answer the suite's questions: names without marks
-        verdicts = [None] * len(S.ensure_examples())
+        verdicts = [None] * len(examples)
+    picked = {r["path"] for r in S.teaching_records()}
     items = []
-    for path, verdict in zip(S.ensure_examples(), verdicts):
+    for path, verdict in zip(examples, verdicts):
         sample = S.synthetic_sample_for(path)
         name = (
-            sample.task.replace("_", " ")
+            ("★ " if path in picked else "") + sample.task.replace("_", " ")
             if sample is not None
             else "photo: " + Path(path).stem.removeprefix("photo-").replace("-", " ")
         )
@@ -102,8 +106,9 @@ def example_items(model: str) -> list[tuple[str, str]]:
 
 
 def examples_label(model: str) -> str:
+    picked = "; ★: picked for teaching, the others are each task's first test sample" if S.teaching_records() else ""
     return (
-        f"examples: click one to load and answer it (✔ / ✘: {S.display_name(model)} answers it right / wrong; "
+        f"examples: click one to load and answer it (✔ / ✘: {S.display_name(model)} answers it right / wrong{picked}; "
         "or upload your own image below)"
     )
 
@@ -202,9 +207,9 @@ def build_tabs(page: Page) -> tuple:
 def build_app(default_model: str = "demo-livr") -> gr.Blocks:
     templates = S.task_templates(S.answer_format_of(default_model))
     lm = S.POOL.get(default_model)  # selector ranges come from the model's config, never hard-coded
-    first_image, first_prompt = S.example_pick(default_model, 0)  # the page opens on the first example, answered
-    first = first_view(default_model, first_image, first_prompt)
-    examples = S.ensure_examples()
+    first_image, first_prompt = S.opening_example(default_model)  # the page opens on it, answered: the example
+    first = first_view(default_model, first_image, first_prompt)  # picked for teaching this model, else the first
+    examples = S.gallery_examples()
     with gr.Blocks(title="livr-viz") as demo:
         gr.Markdown("## livr-viz — where do the latent tokens look?", elem_id="title")
         gr.Markdown(INTRO, elem_id="intro")
