@@ -91,6 +91,10 @@ def test_first_impression(browser, app_url, shots, width, height):
 
     captions = caption_texts(pg, "#examples")
     names = [re.sub(r"^[✔✘] ", "", c) for c in captions]
+    picked = len(S.teaching_records())  # examples picked for teaching (★) come first, said so beside the answer
+    assert all(n.startswith("★ ") for n in names[:picked]) and not any("★" in n for n in names[picked:])
+    assert ("Picked for teaching" in answer.inner_text()) == bool(S.teaching_for("demo-livr"))
+    names = names[picked:]  # then each task's first test sample, not picked
     assert names[: len(task_names())] == [t.replace("_", " ") for t in S.example_tasks()]
     assert all(n.startswith("photo: ") for n in names[len(task_names()) :])
     marks = [c[0] if c[0] in "✔✘" else None for c in captions]

@@ -158,7 +158,6 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     )
     if sample is not None:
         md += f"  \nsynthetic `{sample.task}` sample — ground truth **{sample.target}**"
-        md += teaching_note(model, sample, stage)  # the example picked for teaching this model: said so, with why
     tiny = tiny_image_note(POOL.get(model), a.image)
     if tiny:
         md += f"\n\n> ⚠ tiny image: {escape_markdown(tiny)}"
@@ -166,6 +165,7 @@ def _attention_view(model, image, prompt, stage, layers, heads, aggregation, nor
     if ood:
         md += f"\n\n> ⚠ out of distribution: {escape_markdown(ood)}"
     md += backend_badge(model, a)
+    md += teaching_note(model, sample, stage)  # the example picked for teaching this model: said so, and why
     return {
         "markdown": md,
         "choice_probs": a.choice_probs,

@@ -63,7 +63,7 @@ APP_CSS = """
 #examples .thumbnail-item { aspect-ratio: 4 / 5; }
 #examples .thumbnail-item > img { height: calc(100% - 2.6em); object-fit: contain; }
 #examples .caption-label { left: 0; right: 0; bottom: 0; max-width: 100%; height: 2.6em; white-space: normal;
-                           text-align: center; line-height: 1.2; font-size: 12px; border: 0; border-radius: 0;
+                           text-align: center; line-height: 1.2; font-size: 11px; border: 0; border-radius: 0;
                            padding: 1px 2px; opacity: 1 !important; background: var(--background-fill-primary); }
 #latent-gallery .grid-wrap, #dataset-gallery .grid-wrap { min-height: 0 !important; height: auto !important;
                                                           max-height: none !important; overflow: visible !important; }
