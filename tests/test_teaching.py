@@ -153,3 +153,22 @@ def test_without_a_record_the_app_opens_as_before(tiny_paths, tmp_path, monkeypa
     assert S.synthetic_sample_for(S.opening_example(model)[0]).task == S.LEAD_TASK
     answer = next(b for b in build_app(model).blocks.values() if getattr(b, "elem_id", None) == "answer")
     assert "Answer:" in answer.value and "Picked for teaching" not in answer.value
+
+
+def test_every_shipped_record_holds_for_the_shipped_model():
+    """A record in assets/examples is about the model installed now (a retrained trio needs the tool run again: it
+    replaces the record or, with no candidate, removes it), and the app shows its p and lift at or above the
+    thresholds when it answers the example."""
+    files = sorted(S.EXAMPLES_DIR.glob(f"{S.TEACHING_PREFIX}*.json"))
+    records = S.teaching_records(S.EXAMPLES_DIR)
+    assert len(records) == len(files), "a record made on other model files: run python -m tools.pick_example"
+    for record in records:
+        image, prompt = S.opening_example(record["model"])
+        assert image == record["path"]
+        view = S.attention_view(record["model"], image, prompt, "full", "all", "mean", "mean", "per_latent", 0.55)
+        lifts = [float(re.search(r"lift (\d+\.\d+)", caption).group(1)) for _, caption in view["tiles"]]
+        p = view["choice_probs"][record["truth"]]
+        assert p >= P_MIN and p == pytest.approx(record["p"], abs=1e-3)
+        lift = sum(lifts) / len(lifts)  # the tiles' mean: Compare's lift
+        assert lift >= LIFT_MIN and lift == pytest.approx(record["lift"], abs=0.006)
+        assert "Picked for teaching" in view["markdown"]
