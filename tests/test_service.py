@@ -186,8 +186,9 @@ def test_probe_concept_of_a_single_task_model(tiny_paths, tmp_path):
 
 
 def test_the_apps_first_example_is_answered_right_by_its_default_model():
-    """The gallery leads with the task the shipped models answer best; the default model (the nine-task LIVR)
-    answers that first example correctly (measured: probability 0.59 on the right side, 2-way)."""
+    """The tasks' first test samples (the gallery's, after any example picked for teaching) lead with the task the
+    shipped models answer best; the default model (the nine-task LIVR) answers that first sample correctly (measured:
+    probability 0.59 on the right side, 2-way). Without a teaching record the app opens on it."""
     from livr_viz.training.evaluate import predict
 
     first = S.ensure_examples()[0]
