@@ -263,6 +263,11 @@ def test_reproduce_quick_preset_writes_results(tmp_path):
     assert "| latents removed (nobody reads them) |" in text and "mean answer → latent attention" in text
     paired = results["paired"]["livr_vs_sft"]
     assert set(paired["tasks"]) == {"counting", "jigsaw"} and paired["average"]["n"] == 16
+    # the issue's targets: the §4.6 contrast under the bottleneck and the blinding cost, paired on the same questions
+    assert results["paired"]["livr_vs_latents_only_bottleneck"]["average"]["n"] == 16
+    assert results["paired"]["livr_standard_vs_blind"]["average"]["n"] == 16
+    assert "Under a test-time bottleneck, LIVR ≥ latents-only + 10 points" in text
+    assert "Blinding LIVR's latents costs at least 5 points" in text and "LIVR against SFT:" in text
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert len(predictions["livr"]["removed"]) == 16 and set(predictions["sft"]) == {"standard"}
     assert "- Backbone: 3.1 M parameters; language model 4 layers of width 192" in text
@@ -288,9 +293,13 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
     heads, the pretraining phases, the three fine-tunes and the evaluation."""
     from tools.reproduce import reproduce
 
-    results = reproduce(
-        tmp_path, preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True, log=lambda *a: None
-    )
+    settings = dict(preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True)
+    # one fine-tune alone (as a second process would train it beside the others), then the whole command
+    trained = reproduce(tmp_path, variants=["livr"], log=lambda *a: None, **settings)
+    assert trained["trained"] == ["livr"] and not (tmp_path / "results.json").exists()
+    assert (tmp_path / "livr" / "model").is_dir() and not (tmp_path / "sft").exists()
+    results = reproduce(tmp_path, log=lambda *a: None, **settings)
+    assert results["seconds"]["livr"] == 0.0 and results["seconds"]["sft"] > 0
     assert results["backbone_config"]["tower"] == "spatial" and results["vision_config"]["compare"] is True
     assert set(results["eval"]) >= {"sft", "latents_only", "livr", "livr_stage1_only"}
     log = [json.loads(line) for line in (tmp_path / "vision" / "log.jsonl").read_text().splitlines()]
