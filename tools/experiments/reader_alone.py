@@ -52,12 +52,17 @@ class Reader(nn.Module):
     stayed at ln 2 on visual similarity: its uniform attention at initialisation averages the left and right
     candidates together)."""
 
-    def __init__(self, n_options: int, config: SpatialReaderConfig):
+    def __init__(self, n_options: int, config: SpatialReaderConfig, hidden: int = 0):
         super().__init__()
         self.tower = SpatialReaderModel(config)
         n = (config.image_size // config.patch_size) ** 2
         self.norm = nn.LayerNorm(config.hidden_size)
-        self.head = nn.Linear(n * config.hidden_size, n_options)
+        if hidden:  # a diagnostic, not the design: can anything read the answer from the tokens? (the CNN's head)
+            self.head = nn.Sequential(
+                nn.Linear(n * config.hidden_size, hidden), nn.GELU(), nn.Linear(hidden, n_options)
+            )
+        else:
+            self.head = nn.Linear(n * config.hidden_size, n_options)
 
     def forward(self, x):
         return self.head(self.norm(self.tower(x).hidden_states[-1]).flatten(1))
@@ -84,6 +89,9 @@ def main() -> None:
     ap.add_argument("--no-token-mixing", action="store_true", help="attention only inside the tower")
     ap.add_argument("--no-first-norm", action="store_true", help="no per-pixel norm at full resolution")
     ap.add_argument("--overlap", type=int, default=0, help="widen each stem downsampling by this many px a side")
+    ap.add_argument(
+        "--mlp-readout", type=int, default=0, metavar="WIDTH", help="a read-out with one hidden layer of this width"
+    )
     ap.add_argument("--tag", default="", help="suffix of the result file's name")
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--n-test", type=int, default=500)
@@ -96,7 +104,7 @@ def main() -> None:
         first_norm=not args.no_first_norm,
         overlap=args.overlap,
     )
-    net = Reader(TASKS[args.task].n_choices, config)
+    net = Reader(TASKS[args.task].n_choices, config, args.mlp_readout)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: warmup_cosine(i, args.steps, max(1, args.steps // 20), 1.0)
@@ -142,6 +150,7 @@ def main() -> None:
         "token_mixing": config.token_mixing,
         "first_norm": config.first_norm,
         "overlap": config.overlap,
+        "mlp_readout": args.mlp_readout,
         "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
         "seconds_per_step": round(train_seconds / args.steps, 3),
         "curve": curve,
