@@ -231,7 +231,20 @@ def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
         assert -1.0 <= report["sanity"]["spearman_mean"] <= 1.0
 
 
-def test_ablation_accuracy_over_a_dataset(tiny_model, tiny_paths):
+def test_ablation_accuracy_refuses_a_model_without_latents_and_groups_mixed_tasks(tiny_model, tiny_paths):
+    from livr_viz.core.model import load_model
+    from livr_viz.data.dataset import SyntheticTaskDataset
+    from livr_viz.methods.interventions import ablation_accuracy
+
+    items = SyntheticTaskDataset("art_style", "test", 2, 2026)
+    with pytest.raises(LIVRError, match="no latents"):
+        ablation_accuracy(load_model(tiny_paths["sft"]), [items[0]])
+    mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # other options per task: grouped, not mixed
+    assert ablation_accuracy(tiny_model, [mixed[i] for i in range(len(mixed))], "remove", each=False)["n"] == 6
+
+
+@pytest.mark.slow
+def test_ablation_accuracy_over_a_dataset():
     """Dataset-level ablation on the shipped LIVR's art-style answers under the bottleneck (measured on these 40:
     67.5 % intact, 50 % with all latents blinded; blinding latent 7 alone costs 12.5 points, any other one nothing)."""
     from livr_viz.core.model import load_model
@@ -249,7 +262,3 @@ def test_ablation_accuracy_over_a_dataset(tiny_model, tiny_paths):
     )
     assert r["accuracy_intact"] - r["accuracy_all_ablated"] >= 0.1  # the latents carry what the answer uses
     assert min(r["per_latent_change"]) <= -0.1 and sum(c == 0 for c in r["per_latent_change"]) >= 12  # a few carry it
-    with pytest.raises(LIVRError, match="no latents"):
-        ablation_accuracy(load_model(tiny_paths["sft"]), [items[0]])
-    mixed = SyntheticTaskDataset("counting,jigsaw", "test", 3, 2026)  # other options per task: grouped, not mixed
-    assert ablation_accuracy(tiny_model, [mixed[i] for i in range(len(mixed))], "remove", each=False)["n"] == 6

@@ -74,6 +74,7 @@ def test_ig_completeness_at_the_default_steps_on_both_paths(tiny_model):
         assert ig.completeness["pixels"][1] == pytest.approx(logit - blank, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_ig_on_demo_livr_says_what_it_measured(demo_model):
     """The trained demo: the latent path meets the tolerance at the default steps on this sample (a miss of 0.005
     when measured); the pixel path from the zero image may not (its logit has near-steps close to the baseline), and

@@ -463,6 +463,7 @@ def test_results_md_names_a_given_backbone_and_the_accumulated_batch(tmp_path):
     assert "weighted in every batch (jigsaw 4; the others 1" in weighted
 
 
+@pytest.mark.slow
 def test_bundled_livr_answers_art_style_through_its_latents():
     """The shipped nine-task LIVR (every parameter, 5,000 steps; RESULTS.md: art style 78.2 % on 500 test questions,
     62.4 % under the bottleneck, where the shipped latents-only has 56.6 %). Measured on these 100: 82 % in view,
