@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument(
         "--mlp-readout", type=int, default=0, metavar="WIDTH", help="a read-out with one hidden layer of this width"
     )
+    ap.add_argument("--global-mlp", type=int, default=0, metavar="WIDTH", help="the tower's global MLP block")
     ap.add_argument("--tag", default="", help="suffix of the result file's name")
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--n-test", type=int, default=500)
@@ -103,6 +104,7 @@ def main() -> None:
         token_mixing=not args.no_token_mixing,
         first_norm=not args.no_first_norm,
         overlap=args.overlap,
+        global_mlp=args.global_mlp,
     )
     net = Reader(TASKS[args.task].n_choices, config, args.mlp_readout)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
@@ -151,6 +153,7 @@ def main() -> None:
         "first_norm": config.first_norm,
         "overlap": config.overlap,
         "mlp_readout": args.mlp_readout,
+        "global_mlp": config.global_mlp,
         "tower_parameters": sum(p.numel() for p in net.tower.parameters()),
         "seconds_per_step": round(train_seconds / args.steps, 3),
         "curve": curve,
