@@ -239,6 +239,7 @@ def test_report_round_trips_through_json(report):
         D.DiagnosticReport.from_dict({"version": 0})
 
 
+@pytest.mark.slow
 def test_cli_scores_explanations_beside_the_report(tmp_path):
     """``--explanations N``: deletion / insertion AUCs per explanation and the latents' redundancy, as JSON."""
     out = tmp_path / "d.json"

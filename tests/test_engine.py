@@ -212,6 +212,7 @@ def test_tokenmap_cli(tmp_path, tiny_paths):
     assert (tmp_path / "map.png").stat().st_size > 5000 and "plotly" in (tmp_path / "map.html").read_text()[:100000]
 
 
+@pytest.mark.slow
 def test_probe_and_faithfulness_cli(tmp_path, tiny_paths):
     options = ("--concepts", "count", "--n", "25", "--no-random", "--out", str(tmp_path / "p"))
     proc = run_cli("probe", "--model", tiny_paths["livr"], *options)

@@ -181,6 +181,7 @@ def test_a_rerun_resumes_from_the_finished_tasks(plain, questions, tmp_path, mon
         M.mediate({"m": plain}, questions[:6], out=tmp_path, n_boot=100)
 
 
+@pytest.mark.slow
 def test_cli_writes_json_html_and_lists_a_model_without_latents(tiny_paths, tmp_path, capsys):
     from livr_viz.cli.main import main
 

@@ -192,6 +192,7 @@ def test_a_swap_killed_between_its_renames_keeps_the_old_copy(tmp_path):
     assert recover_dir(target) and (target / "f").read_text() == "fourth" and not recover_dir(target)
 
 
+@pytest.mark.slow
 def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path, tiny_paths):
     cfg = preset_config(
         "quick", variant="sft", tasks="counting", steps=2, eval_every=0, checkpoint_every=1, n_val_per_task=2
@@ -310,6 +311,7 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
     assert backbone["vision_config"]["model_type"] == "livr_spatial_reader"
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_a_clear_error(tmp_path, tiny_paths):
     base = tiny_paths["base"]
     cfg = preset_config(
@@ -544,6 +546,7 @@ def test_cli_train_takes_the_data_seed_apart_from_the_seed(tmp_path, tiny_paths)
     assert (cfg["seed"], cfg["data_seed"]) == (5, 3)
 
 
+@pytest.mark.slow
 def test_cli_train_takes_lora_rank_training_questions_and_task_balance(tmp_path, tiny_paths, capsys):
     from livr_viz.cli import main
 
@@ -577,6 +580,7 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_task_balance_gives_one_task_per_micro_batch_and_equal_gradient_norms():
     from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training
 
@@ -632,6 +636,7 @@ def test_task_weights_give_each_task_its_share_from_its_own_question_order():
     assert weighted_indices(weights, 50, 4, 0, 64) != stream[:64]  # the data seed draws other orders
 
 
+@pytest.mark.slow
 def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, capsys):
     from collections import Counter
 
@@ -675,6 +680,7 @@ def test_task_weights_reach_the_trainer_and_are_checked(tmp_path, tiny_paths, ca
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_a_full_parameter_livr_fine_tune_trains_everything_and_reloads_exactly(tmp_path, tiny_paths):
     """``full_finetune`` on the task suite: every variant may train every parameter (tower, projector, language
     model, all embedding rows); the run saves a LIVR checkpoint with its whole model that loads back to the same

@@ -110,6 +110,7 @@ def test_only_the_vision_tower_changes(tmp_path):
     LIVRModel.from_backbone(str(tmp_path / "vision" / "model"), variant="sft")  # loads as a backbone
 
 
+@pytest.mark.slow
 def test_letter_reading_adds_the_glyph_losses(tmp_path):
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
 
@@ -131,6 +132,7 @@ def test_present_labels_see_a_ring_on_a_shape():
     assert t["present"][1:].sum() == 0
 
 
+@pytest.mark.slow
 def test_marker_images_and_the_present_head(tmp_path):
     from livr_viz.data.perception import WORD_CURRICULUM
     from livr_viz.demo.backbone import DemoBackboneConfig, save_demo_backbone
@@ -181,6 +183,7 @@ def test_the_spatial_reader_pretrains_with_the_compare_heads(tmp_path):
     assert any("stem" in k for k in changed) and any("layers.0" in k for k in changed)
 
 
+@pytest.mark.slow
 def test_a_killed_stage_0_resumes_bit_for_bit(tmp_path, monkeypatch):
     """Stage 0 killed after its step-2 checkpoint and started again ends with exactly the weights of one unbroken
     run (tower, heads, optimizer, data position and the letters' generator all restored)."""
