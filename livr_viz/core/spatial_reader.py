@@ -180,6 +180,8 @@ class _GlobalMLP(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.down, self.up = nn.Linear(config.hidden_size, c), nn.Linear(c, config.hidden_size)
         self.mlp = nn.Sequential(nn.Linear(n * c, config.global_mlp), nn.GELU(), nn.Linear(config.global_mlp, n * c))
+        for linear in (self.down, self.mlp[0], self.mlp[2], self.up):
+            linear.lecun_init = True  # std 1/sqrt(fan_in): at 0.02 these four small layers in a row bury the branch
 
     def forward(self, x):
         b, t, _ = x.shape
@@ -208,7 +210,9 @@ class SpatialReaderModel(PreTrainedModel):
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
+            nn.init.normal_(
+                module.weight, std=module.in_features**-0.5 if getattr(module, "lecun_init", False) else std
+            )
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
