@@ -215,9 +215,7 @@ class SpatialReaderModel(PreTrainedModel):
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            nn.init.normal_(
-                module.weight, std=module.in_features**-0.5 if getattr(module, "lecun_init", False) else std
-            )
+            nn.init.normal_(module.weight, std=module.in_features**-0.5 if isinstance(module, _LeCunLinear) else std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
