@@ -28,6 +28,25 @@ SMALL |= dict(text_layers=2, text_heads=2, text_intermediate=96)
 WAIT_S = 60.0
 
 
+def run_threads(workers) -> None:
+    """Each of ``workers`` (callables) in its own thread, all at once; the first error any raised is raised here."""
+    errors: list[BaseException] = []
+
+    def guarded(work):
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(work,)) for work in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S * 2)
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture(scope="module")
 def lm():
     model, processor = build_demo_backbone(DemoBackboneConfig(seed=5, **SMALL))
@@ -52,7 +71,7 @@ def _same(a, b):
 def _held_inside(lm, work_a, work_b):
     """Run ``work_a`` in thread A, held inside its first decoder layer until ``work_b`` (thread B) has run a whole
     forward on the same model; returns (A's result, B's result)."""
-    inside, b_done, out, errors = threading.Event(), threading.Event(), {}, []
+    inside, b_done, out = threading.Event(), threading.Event(), {}
     layer0 = lm.family.language_model(lm.base_model).layers[0]
 
     def hold(*_):
@@ -64,26 +83,17 @@ def _held_inside(lm, work_a, work_b):
         try:
             with local_hook(layer0, hold):
                 out["a"] = work_a()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            errors.append(exc)
-            inside.set()
+        finally:
+            inside.set()  # B must not wait for a forward that failed
 
     def b():
         try:
             assert inside.wait(WAIT_S), "thread A never entered its forward"
             out["b"] = work_b()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
         finally:
             b_done.set()
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_S * 2)
-    if errors:
-        raise errors[0]
+    run_threads([a, b])
     return out["a"], out["b"]
 
 
@@ -150,22 +160,14 @@ def test_ablations_from_many_threads_equal_serial(lm, batch):
     """Free-running: 4 threads × 3 ablations of every mode that hooks or masks, against the serial answers."""
     modes = ("zero", "mean", "noise", "remove", "blind")
     serial = {m: LatentAblation(lm, m, 0).run(batch, [0, 2], ["1", "2"]).after for m in modes}
-    got, errors = [], []
+    got = []
 
     def worker(i):
-        try:
-            for j in range(3):
-                mode = modes[(i + j) % len(modes)]
-                got.append((mode, LatentAblation(lm, mode, 0).run(batch, [0, 2], ["1", "2"]).after))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for j in range(3):
+            mode = modes[(i + j) % len(modes)]
+            got.append((mode, LatentAblation(lm, mode, 0).run(batch, [0, 2], ["1", "2"]).after))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_S * 2)
-    assert not errors, errors[:1]
+    run_threads([lambda i=i: worker(i) for i in range(4)])
     assert len(got) == 12 and all(torch.equal(after, serial[mode]) for mode, after in got)
 
 
@@ -193,23 +195,15 @@ def test_encodes_from_many_threads_keep_their_own_padding(lm):
         return lm.build_inputs([it.image for it in items[:n]], [it.prompt for it in items[:n]]).input_ids
 
     serial = {n: build(n) for n in (1, 3)}
-    ids, errors = lm.choice_token_ids(["1", "2"]), []
+    ids = lm.choice_token_ids(["1", "2"])
 
     def worker(i):
-        try:
-            for j in range(20):
-                n = (1, 3)[(i + j) % 2]
-                assert lm.choice_token_ids(["1", "2"]) == ids
-                assert torch.equal(build(n), serial[n])
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+        for j in range(20):
+            n = (1, 3)[(i + j) % 2]
+            assert lm.choice_token_ids(["1", "2"]) == ids
+            assert torch.equal(build(n), serial[n])
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT_S * 2)
-    assert not errors, errors[:1]
+    run_threads([lambda i=i: worker(i) for i in range(6)])
 
 
 def test_a_slow_load_blocks_no_other_model_and_loads_once(monkeypatch):

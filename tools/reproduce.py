@@ -786,25 +786,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per variant")
-    p.add_argument(
-        "--grad-accum",
-        type=int,
-        default=None,
-        help="fine-tunes: micro-batches per optimizer step (effective batch = batch size x this)",
-    )
-    p.add_argument(
-        "--task-balance",
-        choices=TASK_BALANCES,
-        default=None,
-        help="fine-tunes: grad_norm gives every task the same gradient norm (one task per micro-batch)",
-    )
-    p.add_argument("--task-weights", default=None, metavar="TASK=W,...", help="fine-tunes: " + TASK_WEIGHTS_HELP)
-    p.add_argument(
-        "--stage2-lr",
-        type=float,
-        default=None,
-        help="the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)",
-    )
+    fine_tune_options = {  # flag: (argparse settings, help)
+        "--grad-accum": (dict(type=int), "micro-batches per optimizer step (effective batch = batch size x this)"),
+        "--task-balance": (
+            dict(choices=TASK_BALANCES),
+            "grad_norm gives every task the same gradient norm (one task per micro-batch)",
+        ),
+        "--task-weights": (dict(metavar="TASK=W,..."), TASK_WEIGHTS_HELP),
+        "--stage2-lr": (
+            dict(type=float),
+            "the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper)",
+        ),
+    }
+    for flag, (settings, text) in fine_tune_options.items():
+        p.add_argument(flag, default=None, help="fine-tunes: " + text, **settings)
     p.add_argument("--finetune", choices=FINETUNES, default="lora", help="the fine-tunes: " + FINETUNE_HELP)
     p.add_argument(
         "--variants",

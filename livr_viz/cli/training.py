@@ -122,21 +122,18 @@ def add_commands(sub) -> None:
             help="recompute activations in the backward pass (less memory, same numbers; for 3-7 B "
             "backbones on one GPU)",
         )
-        p.add_argument("--seed", type=int, default=None, help="LoRA / latent init and dropout (preset default 42)")
-        p.add_argument(
-            "--data-seed",
-            type=int,
-            default=None,
-            help="training / validation data and their order (default 0; `reproduce --seed N` uses N)",
-        )
-        p.add_argument("--warmup-fraction", type=float, default=None, help="share of each stage's steps in warmup")
-        p.add_argument(
-            "--n-train-per-task",
-            type=int,
-            default=None,
-            help="distinct training questions per task (demo / paper presets: 1000, as in the paper); "
-            "the suite is procedural, so more costs no memory",
-        )
+        for flag, kind, text in (
+            ("--seed", int, "LoRA / latent init and dropout (preset default 42)"),
+            ("--data-seed", int, "training / validation data and their order (default 0; `reproduce --seed N` uses N)"),
+            ("--warmup-fraction", float, "share of each stage's steps in warmup"),
+            (
+                "--n-train-per-task",
+                int,
+                "distinct training questions per task (demo / paper presets: 1000, as in the paper); the suite is "
+                "procedural, so more costs no memory",
+            ),
+        ):
+            p.add_argument(flag, type=kind, default=None, help=text)
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 
     p = sub.add_parser("train", help="two-stage LIVR fine-tune (or latents_only / sft controls)")
