@@ -13,6 +13,7 @@ from PIL import Image
 from livr_viz.core.capture import base_attn_implementation
 from livr_viz.core.errors import LIVRError
 from livr_viz.core.images import load_image
+from livr_viz.core.lru import LRU
 from livr_viz.methods.analysis import run_analysis
 from livr_viz.methods.faithfulness import evidence_on_grid, evidence_scores
 from livr_viz.methods.heatmaps import top_regions
@@ -286,7 +287,7 @@ def mask_view(model, image, prompt, stage):
     return mask_figure(answered_segments(model, image, prompt, stage), stage)
 
 
-_VERDICTS: dict[tuple, list[bool | None]] = {}
+_VERDICTS = LRU(32)  # (model, gallery) -> verdicts; thread-safe and bounded (a second compute is harmless)
 
 
 def example_verdicts(model: str) -> list[bool | None]:
@@ -296,8 +297,9 @@ def example_verdicts(model: str) -> list[bool | None]:
     name = (model or "demo-livr").strip()
     examples = gallery_examples()
     key = (name, tuple(examples))  # a record picked for teaching added or gone: another gallery
-    if key not in _VERDICTS:
-        verdicts = []
+    cached = _VERDICTS.get(key)
+    if cached is None:
+        verdicts: list[bool | None] = []
         for i, path in enumerate(examples):
             sample = synthetic_sample_for(path)
             if sample is None:
@@ -305,8 +307,8 @@ def example_verdicts(model: str) -> list[bool | None]:
                 continue
             _, prompt = example_pick(name, i)
             verdicts.append(analysis_for(name, path, prompt, "full").answer.strip() == str(sample.target))
-        _VERDICTS[key] = verdicts
-    return _VERDICTS[key]
+        cached = _VERDICTS.put(key, verdicts)
+    return cached
 
 
 def analyze(
