@@ -394,7 +394,7 @@ def _resume(out: Path, cfg: VisionPretrainConfig, modules: dict, opt, rng: np.ra
         raise LIVRError(
             f"{out}: a stage-0 checkpoint from other settings is there; remove {out / 'checkpoint'} to start again"
         )
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     for k, m in modules.items():
         m.load_state_dict(state["modules"][k])
     opt.load_state_dict(state["optimizer"])
