@@ -803,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", choices=FINETUNES, default="lora", help="the fine-tunes: " + FINETUNE_HELP)
     p.add_argument(
         "--variants",
-        type=lambda text: _variant_list(text),
+        type=_variant_list,
         help="train only these fine-tunes (comma list of " + ", ".join(VARIANTS) + ") after the backbone and stop "
         "before the evaluation, so two processes can train the trio side by side on one --out; the command without "
         "--variants then evaluates",
