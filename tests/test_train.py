@@ -294,7 +294,9 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
     heads, the pretraining phases, the three fine-tunes and the evaluation."""
     from tools.reproduce import reproduce
 
-    settings = dict(preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True)
+    settings = dict(
+        preset="quick", tasks="counting", n_test=4, tower="spatial", vision_compare=True, half_backbone=True
+    )
     # one fine-tune alone (as a second process would train it beside the others), then the whole command
     trained = reproduce(tmp_path, variants=["livr"], log=lambda *a: None, **settings)
     assert trained["trained"] == ["livr"] and not (tmp_path / "results.json").exists()
@@ -309,6 +311,9 @@ def test_reproduce_quick_preset_with_the_spatial_reader(tmp_path):
     assert config["variant"] == "livr"
     backbone = json.loads((tmp_path / "init" / "config.json").read_text())
     assert backbone["vision_config"]["model_type"] == "livr_spatial_reader"
+    started = json.loads((tmp_path / "sft" / "backbone.json").read_text())["backbone"]
+    assert started == str((tmp_path / "pretrain-words" / "model-float16").resolve()) and results["half_backbone"]
+    assert "rounded to float16" in (tmp_path / "RESULTS.md").read_text()
 
 
 @pytest.mark.slow
@@ -791,3 +796,29 @@ def test_evaluate_run_reuses_stored_predictions_of_the_same_questions_only(tmp_p
     del stored["predictions"]["sft"]
     with pytest.raises(LIVRError, match="no stored predictions for sft"):
         rep.evaluate_run(tmp_path, test, log=lambda *a: None, stored=stored)
+
+
+def test_half_backbone_is_the_float16_rounding_and_a_fine_tune_keeps_its_backbone(tmp_path, tiny_paths):
+    """``--half-backbone``: the copy holds every float weight rounded to float16, loads as the float32 model of those
+    values, and a fine-tune started from one backbone is refused from the other."""
+    import torch
+    from safetensors.torch import load_file
+
+    import tools.reproduce as R
+    from livr_viz.core.model import load_backbone
+
+    src = Path(tiny_paths["base"])
+    half = R.half_precision_copy(src, tmp_path / "model-float16")
+    assert R.half_precision_copy(src, tmp_path / "model-float16") == half  # written once, then reused
+    full, rounded = load_file(str(src / "model.safetensors")), load_file(str(half / "model.safetensors"))
+    assert set(full) == set(rounded)
+    for name, tensor in full.items():
+        assert rounded[name].dtype == (torch.float16 if tensor.is_floating_point() else tensor.dtype)
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (src / "model.safetensors").stat().st_size
+    (model, _), (reference, _) = load_backbone(str(half)), load_backbone(str(src))
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        assert p.dtype == torch.float32 and torch.equal(p.detach(), q.detach().half().float()), name
+    R._check_phase_backbone(tmp_path / "livr", str(half))
+    R._check_phase_backbone(tmp_path / "livr", str(half))  # the same backbone again: fine
+    with pytest.raises(LIVRError, match="was fine-tuned from .*model-float16, not"):
+        R._check_phase_backbone(tmp_path / "livr", str(src))

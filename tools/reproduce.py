@@ -84,6 +84,47 @@ def phase_seconds(out: Path) -> float | None:
         return None
 
 
+HALF_BACKBONE = "model-float16"  # the float16 rounding of the backbone (--half-backbone), beside its model/
+
+
+def half_precision_copy(src: Path, dst: Path) -> Path:
+    """``dst``: the saved model in ``src`` with its floating-point weights rounded to float16 (every other file
+    copied unchanged); written once, atomically, and reused. Loaded with ``dtype=float32`` (as livr-viz loads every
+    model) it is the float32 model of those rounded values."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if (dst / "config.json").is_file():
+        return dst
+    tmp = fresh_tmp_dir(dst)
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    for file in sorted(src.glob("*.safetensors")):
+        tensors = load_file(str(file))
+        half = {k: t.to(torch.float16) if t.is_floating_point() else t for k, t in tensors.items()}
+        too_big = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(half[k]).all()]
+        if too_big:
+            raise LIVRError(f"{file}: {too_big[0]} does not fit float16; keep the backbone in float32")
+        save_file(half, str(tmp / file.name), metadata={"format": "pt"})
+    replace_dir(tmp, dst)
+    return dst
+
+
+def _check_phase_backbone(out: Path, backbone: str) -> None:
+    """A fine-tune started from one backbone is never continued or reused from another (the float32 backbone or
+    its float16 rounding): ``out/backbone.json`` records the first, a different one is an error."""
+    record = out / "backbone.json"
+    if record.is_file():
+        before = json.loads(record.read_text())["backbone"]
+        if before != backbone:
+            raise LIVRError(
+                f"{out} was fine-tuned from {before}, not {backbone} (--half-backbone differs?); delete that folder "
+                "to retrain it, or use a fresh --out"
+            )
+    elif not (out / "model").is_dir() and not (out / "checkpoint").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"backbone": backbone}) + "\n")
+
+
 def _trainer_phase(backbone: str, cfg, out: Path):
     def run():
         Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
@@ -111,6 +152,7 @@ def reproduce(
     freeze_vision_tower: bool = False,
     finetune: str = "lora",
     variants: list[str] | None = None,
+    half_backbone: bool = False,
     log=print,
 ) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
@@ -129,7 +171,10 @@ def reproduce(
     ``finetune="full"`` trains every parameter in the three fine-tunes (``FULL_FINETUNE_PRESETS``) instead of LoRA.
     ``install`` ships the run as the bundled ``demo`` set (backbone, the three fine-tunes, RESULTS.md).
     ``variants`` trains only those fine-tunes (after the backbone) and returns before the evaluation, so two processes
-    can train the trio side by side on one OUT; the full command afterwards skips what is trained and evaluates."""
+    can train the trio side by side on one OUT; the full command afterwards skips what is trained and evaluates.
+    ``half_backbone`` rounds the finished backbone's weights to float16 (``OUT/pretrain-words/model-float16``) and
+    fine-tunes the trio from that rounding, so the bundled demo-base can ship at half the size and still be, bit for
+    bit, what the trio started from (the models load in float32 either way)."""
     if preset not in REPRODUCE_PRESETS:
         raise LIVRError(f"reproduce presets: {', '.join(REPRODUCE_PRESETS)}; got {preset!r}")
     if preset == "full" and finetune != "full":
@@ -202,8 +247,11 @@ def reproduce(
         words_cfg,
     )
     backbone = str((out / "pretrain-words" / "model").resolve())
+    if half_backbone:
+        backbone = str(half_precision_copy(Path(backbone), out / "pretrain-words" / HALF_BACKBONE))
     for variant, cfg in configs.items():
         if variants is None or variant in variants:
+            _check_phase_backbone(out / variant, backbone)
             timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
     if variants is not None:
         log(f"trained {', '.join(variants)}; run again without --variants to evaluate the trio")
@@ -223,6 +271,7 @@ def reproduce(
         "words_config": words_cfg.to_dict(),
         "vision_config": asdict(vision_cfg),
         "backbone_config": asdict(backbone_cfg),
+        "half_backbone": half_backbone,
     }
     results.update(evaluate_run(out, test, log))
     timings["eval"] = time.perf_counter() - t_eval
@@ -311,16 +360,23 @@ def publish_results(out: Path) -> None:
     (root / "RESULTS.md").write_text(text)
 
 
+def _run_backbone(out: Path) -> Path:
+    """The backbone the run's trio was fine-tuned from: the float16 rounding when there is one, else the model."""
+    half = out / "pretrain-words" / HALF_BACKBONE
+    return half if (half / "config.json").is_file() else out / "pretrain-words" / "model"
+
+
 def _on_bundled_backbone(out: Path) -> bool:
     """The run's backbone is, byte for byte, the bundled one (``demo-base``)."""
-    mine = out / "pretrain-words" / "model" / "model.safetensors"
+    mine = _run_backbone(out) / "model.safetensors"
     bundled = ASSETS_DIR / SET_BACKBONES["demo"] / "model.safetensors"
     return mine.is_file() and bundled.is_file() and mine.read_bytes() == bundled.read_bytes()
 
 
 def install_demo_models(out: Path) -> None:
-    """Copy the run's backbone into assets/ as ``demo-base`` and its three fine-tunes (LoRA adapters, or whole
-    models with ``--finetune full``) under the names of the bundled ``demo`` set; each folder is replaced whole."""
+    """Copy the run's backbone (its float16 rounding with ``--half-backbone``) into assets/ as ``demo-base`` and its
+    three fine-tunes (LoRA adapters, or whole models with ``--finetune full``) under the names of the bundled
+    ``demo`` set; each folder is replaced whole."""
     base = SET_BACKBONES["demo"]
 
     def install(src: Path, dst: Path):
@@ -328,7 +384,7 @@ def install_demo_models(out: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         replace_dir(tmp, dst)
 
-    install(out / "pretrain-words" / "model", ASSETS_DIR / base)
+    install(_run_backbone(out), ASSETS_DIR / base)
     for variant, name in zip(MODEL_VARIANTS, DEMO_SETS["demo"]):
         install(out / variant / "model", ASSETS_DIR / name)
         for file, key in (("livr_config.json", "backbone"), ("adapter_config.json", "base_model_name_or_path")):
@@ -467,6 +523,12 @@ def backbone_section(out: Path) -> list[str]:
         lines.append(f"The backbone in `{out.name}/{given}/model` was given, not pretrained here: {which}.")
     if words:
         lines += _curriculum_table(words, "Word curriculum (the tasks' read-outs in their own layouts)")
+    if _run_backbone(out).name == HALF_BACKBONE:
+        lines += [
+            "",
+            "The three fine-tunes start from the backbone's weights rounded to float16 (`--half-backbone`), the "
+            "file the bundled `demo-base` ships; the fine-tunes themselves train and ship in float32.",
+        ]
     return lines
 
 
@@ -809,6 +871,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants then evaluates",
     )
     p.add_argument(
+        "--half-backbone",
+        action="store_true",
+        help="round the finished backbone to float16 and fine-tune the trio from that rounding (the bundled "
+        "demo-base then ships at half the size, bit for bit the trio's start)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -854,6 +922,7 @@ def main(argv: list[str] | None = None) -> int:
             vision_compare=args.vision_compare,
             finetune=args.finetune,
             variants=args.variants,
+            half_backbone=args.half_backbone,
         )
     except LIVRError as exc:
         print(f"error: {exc}", file=sys.stderr)

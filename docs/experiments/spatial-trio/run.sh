@@ -9,4 +9,5 @@ cd "$SNAP"
 export PYTHONPATH="$SNAP" OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
 python -m tools.reproduce --out "$OUT" --preset full --finetune full --tower spatial --vision-compare \
-  --vision-markers --vision-steps 2400 --stage2-lr 6e-4 --n-test 500 >> "$OUT/log.txt" 2>> "$OUT/stderr.txt"
+  --vision-markers --vision-steps 2400 --stage2-lr 6e-4 --n-test 500 \
+  --half-backbone >> "$OUT/log.txt" 2>> "$OUT/stderr.txt"
