@@ -209,6 +209,30 @@ def test_resume_recovers_a_checkpoint_left_in_old_by_a_kill(tmp_path, tiny_paths
     assert not (tmp_path / "checkpoint.old").exists() and not (tmp_path / "checkpoint.tmp").exists()
 
 
+def test_the_checkpoint_counts_training_time_over_every_resumed_part(tmp_path, tiny_paths):
+    """A run stopped at step 2 and resumed to 4 records the time of both parts (reproduce's time.json reads it); a
+    checkpoint from before this was recorded gives "not known", never the last part's time alone."""
+    settings = dict(variant="sft", tasks="counting", eval_every=0, checkpoint_every=1, n_val_per_task=2)
+    first = preset_config("quick", steps=2, **settings)
+    Trainer(build_model_for_training(tiny_paths["base"], first), first, tmp_path, progress=False).run()
+    state = tmp_path / "checkpoint" / "trainer_state.json"
+    part_one = json.loads(state.read_text())["elapsed_s"]
+    assert part_one > 0
+    saved = json.loads(state.read_text())
+    saved["config"]["steps"] = 4  # the same run, stopped half-way
+    state.write_text(json.dumps(saved))
+    (tmp_path / "model").rename(tmp_path / "model-part-one")
+    second = preset_config("quick", steps=4, **settings)
+    Trainer(build_model_for_training(tiny_paths["base"], second), second, tmp_path, progress=False).run(resume=True)
+    assert json.loads(state.read_text())["elapsed_s"] > part_one
+    saved = json.loads(state.read_text())
+    saved.pop("elapsed_s")  # an older checkpoint
+    state.write_text(json.dumps(saved))
+    trainer = Trainer(build_model_for_training(tiny_paths["base"], second), second, tmp_path, progress=False)
+    trainer.run(resume=True)
+    assert json.loads(state.read_text())["elapsed_s"] is None
+
+
 @pytest.mark.slow
 def test_two_process_cpu_launch_with_accelerate(tmp_path, tiny_paths):
     """The same trainer under `accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 writes."""

@@ -69,15 +69,21 @@ def run_phase(out: Path, train_fn, log, cfg=None) -> float:
     if _phase_done(out):
         log(f"{out.name}: already trained, skipping")
         return 0.0
+    resumed = (out / "checkpoint").is_dir()
     t0 = time.perf_counter()
     train_fn()
     seconds = time.perf_counter() - t0
-    (out / "time.json").write_text(json.dumps({"seconds": seconds}))
+    record: dict = {"seconds": seconds}
+    if resumed:  # the trainer's checkpoint holds the time of every part (None when an older part did not record it)
+        state = out / "checkpoint" / "trainer_state.json"
+        total = json.loads(state.read_text()).get("elapsed_s") if state.is_file() else None
+        record = {"seconds": total, "resumed": True} if total is not None else {"last_part_seconds": seconds}
+    (out / "time.json").write_text(json.dumps(record))
     return seconds
 
 
 def phase_seconds(out: Path) -> float | None:
-    """Wall time of the run that trained the phase in ``out`` (None if unknown)."""
+    """Training wall time of the phase in ``out``, over every resumed part (None if unknown)."""
     try:
         return float(json.loads((out / "time.json").read_text())["seconds"])
     except (OSError, ValueError, KeyError):

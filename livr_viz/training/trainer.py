@@ -357,11 +357,14 @@ def _trainable(lm) -> dict[str, torch.Tensor]:
     return {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
-    """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact."""
+def save_checkpoint(
+    path: Path, lm, optimizer, step: int, cfg: TrainConfig, elapsed_s: float | None = None
+) -> None:
+    """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact.
+    ``elapsed_s``: the run's training wall time so far, over every resumed part (None: not known)."""
     recover_dir(path)
     try:
-        _save_checkpoint(path, lm, optimizer, step, cfg)
+        _save_checkpoint(path, lm, optimizer, step, cfg, elapsed_s)
     except OSError as exc:
         last = "none yet"
         if (path / "trainer_state.json").is_file():
@@ -372,7 +375,7 @@ def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> N
         ) from None
 
 
-def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> None:
+def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig, elapsed_s: float | None) -> None:
     tmp = fresh_tmp_dir(path)
     params = _trainable(lm)
     save_file({n: p.detach().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
@@ -391,7 +394,7 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig) -> 
     tensors["__rng__"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "trainer_state.json").write_text(
-        json.dumps({"step": step, "scalars": scalars, "config": cfg.to_dict()}, indent=2)
+        json.dumps({"step": step, "scalars": scalars, "config": cfg.to_dict(), "elapsed_s": elapsed_s}, indent=2)
     )
     replace_dir(tmp, path)
 
@@ -460,6 +463,7 @@ class Trainer:
 
         self.lm, self.cfg, self.out = lm, cfg, Path(out_dir)
         self.state = PartialState()
+        self.prior_elapsed_s: float | None = 0.0  # training wall time before this run (a resume reads it)
         lm.model.to(self.state.device)  # this process's device (CPU here; one GPU per process under accelerate)
         self.progress = progress and self.state.is_main_process
         self.train_set, self.val_set = build_datasets(cfg)
@@ -587,6 +591,8 @@ class Trainer:
             if not self.checkpoint_dir.is_dir():
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
+            # wall time of the parts before this one (None: a checkpoint that did not record it)
+            self.prior_elapsed_s = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("elapsed_s")
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
 
                 def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
@@ -610,6 +616,11 @@ class Trainer:
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(lm)
         tokens, t0 = 0, time.perf_counter()
+
+        def elapsed_s() -> float | None:  # training wall time over every part of the run
+            prior = self.prior_elapsed_s
+            return None if prior is None else prior + time.perf_counter() - t0
+
         for step in range(start, cfg.steps):
             stage = cfg.stage_at(step)
             lr = cfg.lr_at(step)
@@ -640,13 +651,13 @@ class Trainer:
                 self._evaluate(done)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 if self.state.is_main_process:
-                    save_checkpoint(self.checkpoint_dir, lm, self.optimizer, done, cfg)
+                    save_checkpoint(self.checkpoint_dir, lm, self.optimizer, done, cfg, elapsed_s())
                 self.state.wait_for_everyone()
         if bar is not None:
             bar.close()
         metrics = self._evaluate(cfg.steps)
         if self.state.is_main_process:
-            save_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg.steps, cfg)
+            save_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg.steps, cfg, elapsed_s())
             self._save_final()
             plot_training(self.log_path, self.out / "training.png", cfg.stage1_steps)
         self.state.wait_for_everyone()
