@@ -357,9 +357,7 @@ def _trainable(lm) -> dict[str, torch.Tensor]:
     return {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(
-    path: Path, lm, optimizer, step: int, cfg: TrainConfig, elapsed_s: float | None = None
-) -> None:
+def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> None:
     """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact.
     ``elapsed_s``: the run's training wall time so far, over every resumed part (None: not known)."""
     recover_dir(path)
