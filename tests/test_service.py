@@ -20,6 +20,10 @@ def test_ground_truth_needs_the_samples_own_pixels_and_question(tmp_path):
     sample.image.save(real)
     assert S.synthetic_sample_for(real, sample.prompt).id == sample.id
     assert S.synthetic_sample_for(real).id == sample.id  # picking an example: the prompt comes from the sample
+    spaced = " " + sample.prompt.replace(" ", "  ", 1).replace("\n", " \n") + " "  # stray and doubled spaces
+    assert S.synthetic_sample_for(real, spaced).id == sample.id
+    first = sample.prompt.split()[0]
+    assert S.synthetic_sample_for(real, sample.prompt.replace(first, first + "x", 1)) is None  # a word changed
     # another question about the same image: no ground truth (it would answer a question nobody asked)
     assert S.synthetic_sample_for(real, "What colour is the star?") is None
     # a photo renamed like a sample: no ground truth, whatever the prompt

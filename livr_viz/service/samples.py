@@ -36,6 +36,11 @@ def load_upload(path: str | Path) -> Image.Image:
     return load_image(path, max_side=VIEW_MAX_SIDE)
 
 
+def _words(text: str) -> list[str]:
+    """The prompt up to spacing: a stray or doubled space, a tab or a line break asks the same question."""
+    return text.split()
+
+
 def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
     """The synthetic sample this input *is*, or None.
 
@@ -53,7 +58,7 @@ def synthetic_sample_for(path: str | Path | None, prompt: str | None = None):
     if task not in TASKS:
         return None
     sample = make_sample(task, split, int(seed), int(index), answer_format=fmt or "letter")
-    if prompt is not None and prompt.strip() != sample.prompt.strip():
+    if prompt is not None and _words(prompt) != _words(sample.prompt):
         return None
     try:
         pixels = np.asarray(load_image(path))
