@@ -846,3 +846,47 @@ def test_half_backbone_is_the_float16_rounding_and_a_fine_tune_keeps_its_backbon
     R._check_phase_backbone(tmp_path / "livr", str(half))  # the same backbone again: fine
     with pytest.raises(LIVRError, match="was fine-tuned from .*model-float16, not"):
         R._check_phase_backbone(tmp_path / "livr", str(src))
+
+
+def test_targets_name_each_missing_task_with_the_reader_alone_ceiling():
+    """The spatial-reader issue's targets: the best variant's count of tasks at chance + 20, and for each task it
+    misses, the reader alone on that task (its measured ceiling) or "not measured alone"; the paired verdicts."""
+    import tools.reproduce as R
+
+    tasks = ["jigsaw", "counting", "art_style"]
+    chance = {"jigsaw": 0.5, "counting": 0.25, "art_style": 0.5}
+
+    def table(acc: dict) -> dict:
+        rows = {t: {"accuracy": acc[t], "chance": chance[t]} for t in tasks}
+        return {"tasks": rows, "average": {"accuracy": sum(acc.values()) / 3, "chance": 5 / 12}}
+
+    def pair(delta: float, low: float, high: float, per_task: float) -> dict:
+        return {
+            "average": {"delta": delta, "ci95": [low, high], "mcnemar_p": 0.01},
+            "tasks": {t: {"delta": per_task} for t in tasks},
+        }
+
+    ev = {
+        "sft": {"standard": table({"jigsaw": 0.52, "counting": 0.60, "art_style": 0.80})},
+        "latents_only": {"standard": table({"jigsaw": 0.5, "counting": 0.3, "art_style": 0.6})},
+        "livr": {"standard": table({"jigsaw": 0.5, "counting": 0.5, "art_style": 0.7})},
+        "livr_stage1_only": {
+            "standard": table({"jigsaw": 0.5, "counting": 0.3, "art_style": 0.5}),
+            "bottleneck": table({"jigsaw": 0.5, "counting": 0.5, "art_style": 0.7}),
+        },
+    }
+    paired = {
+        "livr_vs_sft": pair(-0.04, -0.07, -0.01, -0.04),
+        "livr_vs_latents_only_bottleneck": pair(0.12, 0.05, 0.2, 0.1),
+        "livr_standard_vs_blind": pair(0.03, 0.01, 0.05, 0.03),
+    }
+    text = "\n".join(R.target_lines({"eval": ev, "tasks": tasks, "paired": paired}))
+    assert "The best variant (sft)" in text and "**missed** (2 of 3; below: jigsaw)" in text
+    jigsaw = R.reader_alone("jigsaw")
+    assert jigsaw is not None and f"| jigsaw | 50.0 | 52.0 | {jigsaw['test']:.1f} [" in text
+    # 12 points with the interval above 0, but ahead on 3 tasks, fewer than the 5 asked
+    assert "at least 5 tasks: **missed** (LIVR − latents-only +12.0 [+5.0, +20.0], p 0.010; above on 3 of 3)" in text
+    assert "Stage-1 checkpoint under the bottleneck mask ≥ chance + 15 points: **met** (56.7 vs chance 41.7" in text
+    assert "costs at least 5 points (interval above 0): **missed**" in text
+    assert "**missed**: LIVR is significantly below SFT" in text
+    assert R.reader_alone("counting") is None  # never measured alone: the table says so

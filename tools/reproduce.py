@@ -569,6 +569,17 @@ def _paired(c: dict) -> str:
     )
 
 
+READER_ALONE = REPO / "docs" / "experiments" / "spatial-reader"  # tools/experiments/reader_alone.py's results
+
+
+def reader_alone(task: str) -> dict | None:
+    """The spatial reader alone on ``task`` (``reader_alone.py``'s JSON: test %, its interval, steps), or None."""
+    try:
+        return json.loads((READER_ALONE / f"{task}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def target_lines(results: dict) -> list[str]:
     """The spatial-reader issue's targets (#40), each met or missed with its figure: the model sees, the mechanism
     is visible (the paper's §4.6 pattern), LIVR against SFT."""
@@ -587,6 +598,28 @@ def target_lines(results: dict) -> list[str]:
         + "; "
         + ", ".join(f"{v} {len(above(v))}" for v in VARIANTS),
     ]
+    missing = [t for t in tasks if t not in seen]
+    if missing:  # the issue's fallback: each missing task's ceiling with the new reader alone, where measured
+        lines += [
+            "",
+            "  Each task the best variant leaves below chance + 20, beside the spatial reader alone on it (its "
+            "tokens, a linear read-out, every parameter trained on that task only; "
+            f"`{READER_ALONE.relative_to(REPO)}/`):",
+            "",
+            "  | task | chance | best variant | reader alone (test, 500 questions) |",
+            "  |---|---|---|---|",
+        ]
+        rows = ev[best]["standard"]["tasks"]
+        for t in missing:
+            alone = reader_alone(t)
+            ceiling = (
+                f"{alone['test']:.1f} [{alone['test_interval'][0]:.1f}, {alone['test_interval'][1]:.1f}] "
+                f"after {alone['steps']:,} steps"
+                if alone
+                else "not measured alone"
+            )
+            lines.append(f"  | {t} | {_pct(rows[t]['chance'])} | {_pct(rows[t]['accuracy'])} | {ceiling} |")
+        lines.append("")
     if "livr_vs_latents_only_bottleneck" in paired:
         b = paired["livr_vs_latents_only_bottleneck"]
         ahead = [t for t in tasks if b["tasks"][t]["delta"] > 0]
