@@ -3,11 +3,11 @@
 # three full fine-tunes at the long preset (5,000 steps each; LIVR's Stage 2 at 6e-4), from a `git archive` snapshot.
 # Resumable: rerun the same command after a stop; finished phases are skipped, a killed one resumes from its last
 # checkpoint.
-#   bash run.sh SNAPSHOT OUT [THREADS]
+#   bash run.sh SNAPSHOT OUT [THREADS [MORE REPRODUCE OPTIONS, e.g. --variants latents_only]]
 SNAP=$1; OUT=$2; THREADS=${3:-2}
 cd "$SNAP"
 export PYTHONPATH="$SNAP" OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
 python -m tools.reproduce --out "$OUT" --preset full --finetune full --tower spatial --vision-compare \
   --vision-markers --vision-steps 2400 --stage2-lr 6e-4 --n-test 500 \
-  --half-backbone >> "$OUT/log.txt" 2>> "$OUT/stderr.txt"
+  --half-backbone "${@:4}" >> "$OUT/log.txt" 2>> "$OUT/stderr.txt"
