@@ -890,3 +890,23 @@ def test_targets_name_each_missing_task_with_the_reader_alone_ceiling():
     assert "costs at least 5 points (interval above 0): **missed**" in text
     assert "**missed**: LIVR is significantly below SFT" in text
     assert R.reader_alone("counting") is None  # never measured alone: the table says so
+
+
+def test_reproduce_says_when_stage_2_peaks_above_the_fine_tunes(tmp_path, monkeypatch):
+    """`--stage2-lr 6e-4` is a third of the LoRA peak but twice the full fine-tunes' (the spatial trio's mistake):
+    reproduce says so before any work, and refuses nothing."""
+    import tools.reproduce as R
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_the_first_phase(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(R, "save_demo_backbone", stop_at_the_first_phase)
+    for preset, finetune, warned in (("full", "full", True), ("demo", "lora", False)):  # peaks 3e-4 / 2e-3
+        lines: list[str] = []
+        with pytest.raises(Stop):
+            R.reproduce(tmp_path / preset, preset=preset, finetune=finetune, stage2_lr=6e-4, log=lines.append)
+        said = any("Stage 2 peaks at 0.0006, above the fine-tunes' peak 0.0003" in line for line in lines)
+        assert said == warned, (preset, lines)
