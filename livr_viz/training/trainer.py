@@ -461,7 +461,6 @@ class Trainer:
 
         self.lm, self.cfg, self.out = lm, cfg, Path(out_dir)
         self.state = PartialState()
-        self.prior_elapsed_s: float | None = 0.0  # training wall time before this run (a resume reads it)
         lm.model.to(self.state.device)  # this process's device (CPU here; one GPU per process under accelerate)
         self.progress = progress and self.state.is_main_process
         self.train_set, self.val_set = build_datasets(cfg)
@@ -582,6 +581,7 @@ class Trainer:
         cfg, lm = self.cfg, self.lm
         self._check_output_dir()
         start = 0
+        prior_s: float | None = 0.0  # training wall time of the run's earlier parts (None: not recorded)
         if resume:
             if self.state.is_main_process:
                 recover_dir(self.checkpoint_dir)  # a kill between the two renames of a checkpoint swap
@@ -589,8 +589,7 @@ class Trainer:
             if not self.checkpoint_dir.is_dir():
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
-            # wall time of the parts before this one (None: a checkpoint that did not record it)
-            self.prior_elapsed_s = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("elapsed_s")
+            prior_s = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("elapsed_s")
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
 
                 def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
@@ -616,8 +615,7 @@ class Trainer:
         tokens, t0 = 0, time.perf_counter()
 
         def elapsed_s() -> float | None:  # training wall time over every part of the run
-            prior = self.prior_elapsed_s
-            return None if prior is None else prior + time.perf_counter() - t0
+            return None if prior_s is None else prior_s + time.perf_counter() - t0
 
         for step in range(start, cfg.steps):
             stage = cfg.stage_at(step)
