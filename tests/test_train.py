@@ -149,6 +149,59 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_paths):
     assert resumed <= 4 * rerun, what + ": the resume adds more than this machine's run-to-run noise"
 
 
+def test_a_branch_from_stage_1_ends_where_a_straight_run_with_its_stage_2_rate_does(tmp_path, tiny_paths):
+    """Stage-2 choices compared from one Stage 1: a run branched from another run's end of Stage 1 with another
+    Stage-2 rate ends with the weights of a straight run at that rate, and keeps the Stage-1 log and model."""
+    settings = dict(variant="livr", tasks="counting", steps=6, stage1_fraction=0.5, eval_every=0, n_val_per_task=2)
+    runs = {}
+    for name, stage2_lr in (("first", None), ("straight", 5e-4)):
+        cfg = preset_config("quick", stage2_lr=stage2_lr, **settings)
+        Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / name, progress=False).run()
+        runs[name] = cfg
+    assert json.loads((tmp_path / "first" / "stage1_checkpoint" / "trainer_state.json").read_text())["step"] == 3
+    cfg = runs["straight"]
+    lm = build_model_for_training(tiny_paths["base"], cfg)
+    Trainer(lm, cfg, tmp_path / "branch", progress=False).run(branch_from=tmp_path / "first")
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "branch")
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], _final_weights(tmp_path / "first")[n]) for n in a)  # the rates differ
+    straight, branch = _log_records(tmp_path / "straight"), _log_records(tmp_path / "branch")
+    assert [r["step"] for r in branch] == [r["step"] for r in straight]
+    assert [r.get("loss") for r in branch] == [
+        r.get("loss") for r in straight
+    ]  # Stage 1 copied, Stage 2 trained
+    assert (tmp_path / "branch" / "stage1_model" / "livr_config.json").is_file()
+    record = json.loads((tmp_path / "branch" / "branch.json").read_text())
+    assert record["step"] == 3 and record["branched_from"] == str((tmp_path / "first").resolve())
+
+
+def test_a_branch_is_refused_where_stage_1_would_differ(tmp_path, tiny_paths):
+    settings = dict(variant="livr", tasks="counting", stage1_fraction=0.5, eval_every=0, n_val_per_task=2)
+    first = preset_config("quick", steps=4, **settings)
+    Trainer(build_model_for_training(tiny_paths["base"], first), first, tmp_path / "first", progress=False).run()
+
+    def branch(cfg, out="b", source="first"):
+        lm = build_model_for_training(tiny_paths["base"], cfg)
+        Trainer(lm, cfg, tmp_path / out, progress=False).run(branch_from=tmp_path / source)
+
+    with pytest.raises(LIVRError, match="may change only stage2_lr.*|steps: 4 -> 6"):
+        branch(preset_config("quick", steps=6, **settings))
+    with pytest.raises(LIVRError, match="lr: "):
+        branch(preset_config("quick", steps=4, lr=1e-3, **settings))
+    with pytest.raises(LIVRError, match="no Stage-1 checkpoint"):
+        branch(preset_config("quick", steps=4, stage2_lr=1e-4, **settings), source="nowhere")
+    sft = dict(settings, variant="sft", stage1_fraction=0.4)
+    with pytest.raises(LIVRError, match="LIVR run with both stages"):
+        branch(preset_config("quick", steps=4, **sft))
+    with pytest.raises(LIVRError, match="give one of them"):
+        Trainer(build_model_for_training(tiny_paths["base"], first), first, tmp_path / "c", progress=False).run(
+            resume=True, branch_from=tmp_path / "first"
+        )
+    assert not (tmp_path / "b" / "checkpoint").exists()  # nothing was trained by a refused branch
+    proc = run_cli(*_train_args(tiny_paths["base"], tmp_path / "cli", "--branch-from", str(tmp_path / "none")))
+    assert proc.returncode == 2 and "no Stage-1 checkpoint" in proc.stderr
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_paths):
     proc = run_cli(*_train_args(tiny_paths["base"], tmp_path / "none", "--resume"))
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr

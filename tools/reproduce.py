@@ -131,9 +131,15 @@ def _check_phase_backbone(out: Path, backbone: str) -> None:
         record.write_text(json.dumps({"backbone": backbone}) + "\n")
 
 
-def _trainer_phase(backbone: str, cfg, out: Path):
+def _trainer_phase(backbone: str, cfg, out: Path, branch_from: Path | None = None):
+    """Train ``cfg`` from ``backbone`` into ``out``: resumed from its checkpoint, else branched from another LIVR
+    run's end of Stage 1 (``branch_from``), else from scratch."""
+
     def run():
-        Trainer(build_model_for_training(backbone, cfg), cfg, out).run(resume=(out / "checkpoint").is_dir())
+        resume = (out / "checkpoint").is_dir()
+        Trainer(build_model_for_training(backbone, cfg), cfg, out).run(
+            resume=resume, branch_from=None if resume else branch_from
+        )
 
     return run
 
@@ -159,6 +165,7 @@ def reproduce(
     finetune: str = "lora",
     variants: list[str] | None = None,
     half_backbone: bool = False,
+    livr_branch_from: str | Path | None = None,
     log=print,
 ) -> dict:
     """Pretrain the demo backbone (skipped once ``out/pretrain/model`` exists), fine-tune the three variants,
@@ -180,7 +187,10 @@ def reproduce(
     can train the trio side by side on one OUT; the full command afterwards skips what is trained and evaluates.
     ``half_backbone`` rounds the finished backbone's weights to float16 (``OUT/pretrain-words/model-float16``) and
     fine-tunes the trio from that rounding, so the bundled demo-base can ship at half the size and still be, bit for
-    bit, what the trio started from (the models load in float32 either way)."""
+    bit, what the trio started from (the models load in float32 either way).
+    ``livr_branch_from`` (a LIVR run folder with ``stage1_checkpoint/``, e.g. one trained with another
+    ``stage2_lr``) gives the LIVR fine-tune that run's Stage 1 and trains only its Stage 2; the settings must agree
+    except for ``stage2_lr``, and the backbone must be the same."""
     if preset not in REPRODUCE_PRESETS:
         raise LIVRError(f"reproduce presets: {', '.join(REPRODUCE_PRESETS)}; got {preset!r}")
     if preset == "full" and finetune != "full":
@@ -262,10 +272,20 @@ def reproduce(
     backbone = str((out / "pretrain-words" / "model").resolve())
     if half_backbone:
         backbone = str(half_precision_copy(Path(backbone), out / "pretrain-words" / HALF_BACKBONE))
+    branch = None
+    if livr_branch_from is not None and (variants is None or "livr" in variants):
+        branch = Path(livr_branch_from)
+        record = branch / "backbone.json"  # the branch's Stage 1 must have started from this backbone
+        before = json.loads(record.read_text())["backbone"] if record.is_file() else None
+        if before is not None and before != backbone:
+            raise LIVRError(f"--livr-branch-from: {branch} was fine-tuned from {before}, not {backbone}")
+        if before is None:
+            log(f"note: {branch} does not record its backbone; branching on the word that it is {backbone}")
     for variant, cfg in configs.items():
         if variants is None or variant in variants:
             _check_phase_backbone(out / variant, backbone)
-            timings[variant] = run_phase(out / variant, _trainer_phase(backbone, cfg, out / variant), log, cfg)
+            phase = _trainer_phase(backbone, cfg, out / variant, branch if variant == "livr" else None)
+            timings[variant] = run_phase(out / variant, phase, log, cfg)
     if variants is not None:
         log(f"trained {', '.join(variants)}; run again without --variants to evaluate the trio")
         return {"trained": list(variants), "seconds": timings}
@@ -918,6 +938,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants then evaluates",
     )
     p.add_argument(
+        "--livr-branch-from",
+        metavar="RUN",
+        default=None,
+        help="give the LIVR fine-tune the Stage 1 of the LIVR run in RUN (its stage1_checkpoint/) and train only "
+        "its Stage 2, e.g. to try another --stage2-lr; every other setting and the backbone must match",
+    )
+    p.add_argument(
         "--half-backbone",
         action="store_true",
         help="round the finished backbone to float16 and fine-tune the trio from that rounding (the bundled "
@@ -970,6 +997,7 @@ def main(argv: list[str] | None = None) -> int:
             finetune=args.finetune,
             variants=args.variants,
             half_backbone=args.half_backbone,
+            livr_branch_from=args.livr_branch_from,
         )
     except LIVRError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -57,7 +57,8 @@ def cmd_train(args) -> int:
         **_lora_settings(getattr(args, "lora_r", None), getattr(args, "lora_alpha", None)),
     )
     backbone = "demo-base" if args.model == "demo" else args.model
-    _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume)
+    branch = getattr(args, "branch_from", None)
+    _, metrics = train(backbone, cfg, Path(args.out), resume=args.resume, branch_from=branch)
     print(f"validation accuracy (macro): {metrics.get('average', {}).get('accuracy', float('nan')):.3f}")
     print(f"wrote {Path(args.out) / 'model'}")
     return 0
@@ -161,6 +162,13 @@ def add_commands(sub) -> None:
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument(
         "--stage2-lr", type=float, default=None, help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)"
+    )
+    p.add_argument(
+        "--branch-from",
+        default=None,
+        metavar="RUN",
+        help="LIVR: start Stage 2 from the end of Stage 1 of the LIVR run in RUN (its stage1_checkpoint/), with the "
+        "same settings except --stage2-lr; ends where a straight run with that rate would",
     )
     p.add_argument("--finetune", choices=FINETUNES, default="lora", help=FINETUNE_HELP)
     p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 16, as in the paper)")

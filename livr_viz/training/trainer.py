@@ -11,6 +11,9 @@
 * Checkpoints are written to ``checkpoint.tmp/`` and renamed over ``checkpoint/`` (atomic on POSIX); they hold the
   trainable weights (safetensors), the optimizer moments (safetensors + JSON) and the RNG state.  ``resume=True``
   continues from there and ends with the same weights as an uninterrupted run.
+* A LIVR run also keeps a full checkpoint of the end of Stage 1 (``stage1_checkpoint/``). ``branch_from=`` another
+  run starts Stage 2 from it, with settings that differ only in what Stage 1 never reads (``stage2_lr``): Stage-2
+  choices compared from one Stage 1, each ending exactly where a straight run with that setting would.
 * Multi-process: under ``accelerate launch`` every process takes its own slice of each global batch and gradients
   are averaged with ``all_reduce`` before the step; rank 0 logs, evaluates and writes checkpoints.
 """
@@ -21,6 +24,7 @@ import contextlib
 import functools
 import json
 import math
+import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -400,15 +404,19 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig, ela
 # bookkeeping only: changing these does not change what a run trains
 # settings that change neither the numbers nor the data: a run may be resumed with them changed
 _BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task", "gradient_checkpointing")
+# settings that Stage 1 never reads: a branch from another run's Stage-1 checkpoint may change them
+STAGE2_ONLY = ("stage2_lr",)
+STAGE1_CHECKPOINT = "stage1_checkpoint"  # a LIVR run's full checkpoint at the end of Stage 1 (branch_from=)
 
 
-def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
-    """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping ignored."""
+def config_differences(saved: dict, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Settings in which ``cfg`` differs from a run's saved config (``name: saved -> new``), bookkeeping and
+    ``ignore`` left out."""
     new = cfg.to_dict()
     return [
         f"{k}: {saved.get(k)!r} -> {v!r}"
         for k, v in new.items()
-        if k not in _BOOKKEEPING and k in saved and saved[k] != v
+        if k not in _BOOKKEEPING and k not in ignore and k in saved and saved[k] != v
     ]
 
 
@@ -576,13 +584,62 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm
 
+    def _branch(self, source: Path) -> tuple[int, float | None]:
+        """Start this run at the end of Stage 1 of the LIVR run in ``source``: its Stage-1 checkpoint (weights,
+        AdamW moments, RNG), its log and its ``stage1_model``. Returns (step, training seconds so far)."""
+        cfg, source = self.cfg, Path(source)
+        if not (cfg.variant == "livr" and 0 < cfg.stage1_steps < cfg.steps):
+            raise LIVRError("branching from a Stage-1 checkpoint needs a LIVR run with both stages")
+        if source.resolve() == self.out.resolve():
+            raise LIVRError(f"a run cannot branch from its own folder ({source}); use a fresh --out")
+        ckpt = source / STAGE1_CHECKPOINT
+        recover_dir(ckpt)
+        if not (ckpt / "trainer_state.json").is_file():
+            raise LIVRError(
+                f"--branch-from: no Stage-1 checkpoint in {source} (a LIVR run writes {STAGE1_CHECKPOINT}/ when its "
+                "Stage 1 ends)"
+            )
+        if (self.out / "checkpoint").exists() or (self.out / "model").exists():
+            raise LIVRError(f"{self.out} already holds a run: --resume it, or branch into a fresh --out")
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        changed = config_differences(state["config"], cfg, ignore=STAGE2_ONLY)
+        if changed:
+            raise LIVRError(
+                f"--branch-from: {source}'s Stage 1 was trained with other settings ({'; '.join(changed)}); a branch "
+                f"may change only {', '.join(STAGE2_ONLY)}"
+            )
+        start = load_checkpoint(ckpt, self.lm, self.optimizer)
+        if start != cfg.stage1_steps:  # unreachable through the config check; a hand-edited checkpoint
+            raise LIVRError(f"{ckpt} is at step {start}, not at the end of Stage 1 ({cfg.stage1_steps})")
+        records = source / "log.jsonl"
+        lines = records.read_text().splitlines() if records.is_file() else []
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= start]
+        self.log_path.write_text("".join(k + "\n" for k in kept))
+        if (source / "stage1_model").is_dir():
+            shutil.copytree(source / "stage1_model", self.out / "stage1_model", dirs_exist_ok=True)
+        (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (self.out / "branch.json").write_text(
+            json.dumps({"branched_from": str(source.resolve()), "step": start, "config": state["config"]}, indent=2)
+        )
+        return start, state.get("elapsed_s")
+
     # -- main
-    def run(self, resume: bool = False) -> dict:
+    def run(self, resume: bool = False, branch_from: str | Path | None = None) -> dict:
+        """Train to ``cfg.steps``: from scratch, from this folder's checkpoint (``resume``), or from the end of Stage 1
+        of another LIVR run (``branch_from``, a run folder holding ``stage1_checkpoint/``)."""
         cfg, lm = self.cfg, self.lm
+        if resume and branch_from is not None:
+            raise LIVRError("resume continues this folder's run; branch_from starts a new one: give one of them")
         self._check_output_dir()
         start = 0
         prior_s: float | None = 0.0  # training wall time of the run's earlier parts (None: not recorded)
-        if resume:
+        if branch_from is not None:
+            if self.state.is_main_process:
+                start, prior_s = self._branch(Path(branch_from))
+            self.state.wait_for_everyone()
+            if not self.state.is_main_process:  # the other processes read the same checkpoint
+                start = load_checkpoint(Path(branch_from) / STAGE1_CHECKPOINT, lm, self.optimizer)
+        elif resume:
             if self.state.is_main_process:
                 recover_dir(self.checkpoint_dir)  # a kill between the two renames of a checkpoint swap
             self.state.wait_for_everyone()
@@ -590,6 +647,10 @@ class Trainer:
                 raise LIVRError(f"--resume: no checkpoint in {self.out}")
             start = load_checkpoint(self.checkpoint_dir, lm, self.optimizer, cfg)
             prior_s = json.loads((self.checkpoint_dir / "trainer_state.json").read_text()).get("elapsed_s")
+            if start == cfg.stage1_steps and start < cfg.steps and self.state.is_main_process:
+                stage1 = self.out / STAGE1_CHECKPOINT  # killed between the two saves at the end of Stage 1
+                if not (stage1 / "trainer_state.json").is_file() and not recover_dir(stage1):
+                    shutil.copytree(self.checkpoint_dir, stage1)
             if self.state.is_main_process and self.log_path.exists():  # drop log lines past the checkpoint
 
                 def kept(record: dict) -> bool:  # lines of the checkpoint's own step were written before it was;
@@ -649,6 +710,10 @@ class Trainer:
                 if self.state.is_main_process:
                     save_checkpoint(self.checkpoint_dir, lm, self.optimizer, done, cfg, elapsed_s())
                 self.state.wait_for_everyone()
+            if done == cfg.stage1_steps and done < cfg.steps:  # where Stage-2 choices can branch (branch_from=)
+                if self.state.is_main_process:
+                    save_checkpoint(self.out / STAGE1_CHECKPOINT, lm, self.optimizer, done, cfg, elapsed_s())
+                self.state.wait_for_everyone()
         if bar is not None:
             bar.close()
         metrics = self._evaluate(cfg.steps)
@@ -696,8 +761,15 @@ def build_model_for_training(backbone: str, cfg: TrainConfig):
         )
 
 
-def train(backbone: str, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True):
+def train(
+    backbone: str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    branch_from: str | Path | None = None,
+):
     """Build a fresh model on ``backbone`` and train it; returns (model, final val metrics)."""
     lm = build_model_for_training(backbone, cfg)
-    metrics = Trainer(lm, cfg, out_dir, progress).run(resume=resume)
+    metrics = Trainer(lm, cfg, out_dir, progress).run(resume=resume, branch_from=branch_from)
     return lm, metrics
