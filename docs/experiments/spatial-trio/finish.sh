@@ -23,7 +23,7 @@ fi
 
 # 2. evaluate (500 test questions per task, every condition of the paper's table) and install
 python -m tools.reproduce --out "$OUT" --preset full --finetune full --tower spatial --vision-compare \
-  --vision-markers --vision-steps 2400 --stage2-lr 6e-4 --n-test 500 --half-backbone --install
+  --vision-markers --vision-steps 2400 --stage2-lr 1e-4 --n-test 500 --half-backbone --install
 
 # 3. what describes the shipped models: the teaching example, the probes, the diagnosis, the app's picture
 python -m tools.pick_example --model demo-livr
