@@ -144,36 +144,8 @@ def stop_process(proc, timeout: float) -> None:
 def app_url(tmp_path_factory):
     """The real app, launched as a subprocess on a free port (its log in a temporary folder, not the checkout);
     stopped after the session."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
+    from tools.app_screenshot import running_app
 
-    port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    log = open(log_path, "w")  # noqa: SIM115 - the app writes to it for the whole session; closed at teardown
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)],
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}; see {log_path}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("the app did not start within 180 s")
-    yield url
-    stop_process(proc, 20)
-    log.close()
+    with open(log_path, "w") as log, running_app(log, timeout_s=180) as url:
+        yield url

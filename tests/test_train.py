@@ -167,9 +167,7 @@ def test_a_branch_from_stage_1_ends_where_a_straight_run_with_its_stage_2_rate_d
     assert not all(torch.equal(a[n], _final_weights(tmp_path / "first")[n]) for n in a)  # the rates differ
     straight, branch = _log_records(tmp_path / "straight"), _log_records(tmp_path / "branch")
     assert [r["step"] for r in branch] == [r["step"] for r in straight]
-    assert [r.get("loss") for r in branch] == [
-        r.get("loss") for r in straight
-    ]  # Stage 1 copied, Stage 2 trained
+    assert [r.get("loss") for r in branch] == [r.get("loss") for r in straight]  # Stage 1 copied, Stage 2 trained
     assert (tmp_path / "branch" / "stage1_model" / "livr_config.json").is_file()
     record = json.loads((tmp_path / "branch" / "branch.json").read_text())
     assert record["step"] == 3 and record["branched_from"] == str((tmp_path / "first").resolve())

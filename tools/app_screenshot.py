@@ -7,6 +7,7 @@ the bundled models or the page change, so the README shows what ships.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -27,33 +28,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running_app(log, timeout_s: float = 180):
+    """``app.py`` on a free port, its output in the open file ``log``; yields its URL once it answers, stops it
+    after (the browser tests' fixture and the screenshot share this). RuntimeError if it exits or stays silent."""
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
+    app = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + timeout_s
+        while True:
+            if app.poll() is not None:
+                raise RuntimeError(f"the app exited with {app.returncode}; see its log ({log.name})")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"the app did not answer at {url} in {timeout_s:.0f} s") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+
+
 def screenshot(out: Path, width: int = 1400, height: int = 1000, timeout_s: float = 300) -> Path:
     """Launch the app, wait until the opening example is answered and its tiles are drawn, save ``out``."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"error: {CHROMIUM} is missing (apt-get install chromium)")
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
-    with tempfile.TemporaryFile("w+") as log:
-        app = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
         try:
-            url = f"http://127.0.0.1:{port}/"
-            deadline = time.time() + timeout_s
-            while True:
-                if app.poll() is not None:
-                    log.seek(0)
-                    raise SystemExit(f"error: the app exited with {app.returncode}:\n{log.read()[-2000:]}")
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    if time.time() > deadline:
-                        raise SystemExit(f"error: the app did not answer at {url} in {timeout_s:.0f} s") from None
-                    time.sleep(0.5)
-            with sync_playwright() as p:
+            with running_app(log, timeout_s) as url, sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
                 page = browser.new_context(viewport={"width": width, "height": height}).new_page()
                 page.set_default_timeout(timeout_s * 1000)
@@ -64,9 +79,9 @@ def screenshot(out: Path, width: int = 1400, height: int = 1000, timeout_s: floa
                 out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out))
                 browser.close()
-        finally:
-            app.terminate()
-            app.wait(timeout=30)
+        except RuntimeError as exc:
+            log.seek(0)
+            raise SystemExit(f"error: {exc}\n{log.read()[-2000:]}") from None
     return out
 
 

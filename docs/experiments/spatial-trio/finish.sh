@@ -17,8 +17,14 @@ if [ -f docs/results-summary.md ]; then
   git mv docs/diagnostics/demo-trio.json docs/diagnostics/demo-trio.html "$R/diagnostics/"
   [ -f docs/mediation/demo-trio.html ] && cp docs/mediation/demo-trio.html "$R/mediation/"
   cp docs/app.png docs/results.png docs/training-*.png "$R/pictures/"
-  sed -e 's#](docs/diagnostics/)#](diagnostics/)#g' -e 's#](docs/mediation/#](mediation/#g' \
-    -e 's#](docs/results.png)#](pictures/results.png)#g' -e 's#](docs/#](../../../#g' RESULTS.md > "$R/RESULTS.md"
+  # links in RESULTS.md and in the summary and notes it embeds are relative to the repository root
+  relink() {
+    sed -e 's#](docs/diagnostics/)#](diagnostics/)#g' -e 's#](docs/mediation/#](mediation/#g' \
+      -e 's#](docs/results.png)#](pictures/results.png)#g' -e 's#](docs/#](../../../#g' "$@"
+  }
+  relink RESULTS.md > "$R/RESULTS.md"
+  for f in results-summary.md results-notes.md; do relink "$R/$f" > "$R/$f.new" && mv "$R/$f.new" "$R/$f"; done
+  sed -i 's#](results.png)#](pictures/results.png)#' "$R/RESULTS-generated.md"
 fi
 
 # 2. evaluate (500 test questions per task, every condition of the paper's table) and install
