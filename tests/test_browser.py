@@ -251,8 +251,8 @@ def test_upload_run_and_every_tab(page, shots):
 
 
 def test_a_quick_run_does_not_wait_behind_a_diagnosis(page, app_url):
-    """Long jobs have their own queue (livr_viz.ui.queues): while one user's diagnosis runs, another's Run is
-    answered at once, before the diagnosis ends, and the diagnosis still finishes."""
+    """Long jobs have their own queue (livr_viz.ui.queues): while one user's diagnosis runs, another's Run and map of
+    this image's tokens are answered at once, before the diagnosis ends, and the diagnosis still finishes."""
     context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
     other = context.new_page()
     other.set_default_timeout(120_000)
@@ -270,5 +270,10 @@ def test_a_quick_run_does_not_wait_behind_a_diagnosis(page, app_url):
     other.locator("#run").click()
     other.get_by_text("Answer:").wait_for()
     assert page.get_by_text("Redundancy:").count() == 0  # the diagnosis (tens of seconds) has not ended yet
+    # a map of this image is a quick view too (the dataset's is a long job)
+    other.get_by_role("tab", name="Token map").click()
+    other.locator("#token-map").click()
+    other.locator("#token-plot .js-plotly-plot").wait_for()
+    assert page.get_by_text("Redundancy:").count() == 0
     page.get_by_text("Redundancy:").first.wait_for(timeout=300_000)  # and ends (a training run may share the cores)
     context.close()

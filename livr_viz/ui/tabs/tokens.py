@@ -3,13 +3,14 @@ loads its sample), and the trio in one aligned embedding."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import gradio as gr
 
 from livr_viz import service as S
 from livr_viz.ui.common import Page, user_errors
-from livr_viz.ui.queues import LONG_EVENTS
+from livr_viz.ui.queues import LONG_EVENTS, QUICK_EVENTS
 
 # linked views: a click on a point of the token map writes its sample index into the hidden #token-pick box
 LINK_TOKEN_MAP = """() => {
@@ -49,6 +50,13 @@ def on_token_map(model, image, prompt, stage, method, layer, scope, n_samples, c
         {"token_map": fig},
     )
     return fig, views
+
+
+def route_token_map(scope):
+    """The draw button: a fresh value on the hidden trigger of the queue this scope belongs to (quick for this image,
+    long for dataset samples); the other trigger is left as it is."""
+    stamp = str(time.time_ns())
+    return (stamp, gr.skip()) if scope == "this image" else (gr.skip(), stamp)
 
 
 @user_errors
@@ -92,15 +100,18 @@ def build(page: Page) -> SimpleNamespace:
         api_name="aligned_token_map",
         **LONG_EVENTS,
     )
-    token_event = token_btn.click(
-        on_token_map,
-        [model, page.image, page.prompt, page.stage, method, tlayer, scope, n_samples, color_by, views],
-        [token_plot, views],
-        api_name="token_map",
-        **LONG_EVENTS,
-    )
-    token_cancel.click(None, None, None, cancels=[token_event], api_name=False)
-    token_event.then(None, None, None, js=LINK_TOKEN_MAP, api_name=False)  # a click on a point fills token_pick
+    # one image's map is a quick view (one forward pass); a dataset's runs a forward pass per sample, a long job:
+    # the button sends each to its queue through a hidden trigger, so a map of this image never waits behind a
+    # diagnosis. The API's /token_map takes any scope, in the long queue.
+    quick_go = gr.Textbox(visible="hidden", elem_id="token-map-quick")
+    long_go = gr.Textbox(visible="hidden", elem_id="token-map-long")
+    inputs = [model, page.image, page.prompt, page.stage, method, tlayer, scope, n_samples, color_by, views]
+    token_btn.click(route_token_map, [scope], [quick_go, long_go], queue=False, api_name=False)
+    quick_event = quick_go.change(on_token_map, inputs, [token_plot, views], api_name=False, **QUICK_EVENTS)
+    long_event = long_go.change(on_token_map, inputs, [token_plot, views], api_name="token_map", **LONG_EVENTS)
+    token_cancel.click(None, None, None, cancels=[quick_event, long_event], api_name=False)
+    for event in (quick_event, long_event):  # a click on a point fills token_pick
+        event.then(None, None, None, js=LINK_TOKEN_MAP, api_name=False)
     token_pick.change(on_token_pick, [token_pick, model], [page.image, page.prompt], api_name=False)
     page.results.append(token_plot)
     return SimpleNamespace(plot=token_plot, scope=scope)
