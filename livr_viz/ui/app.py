@@ -150,7 +150,9 @@ def input_column(default_model: str, first_image: str, first_prompt: str, templa
     with gr.Row():
         task = gr.Dropdown(S.example_tasks(), value=S.LEAD_TASK, label="task")
         new = gr.Button("new sample", elem_id="new-sample")
-    template = gr.Dropdown(list(templates), label="prompt template", value=None)
+    template = gr.Dropdown(
+        list(templates), label="prompt template", value=None, info="pick a task to put its question in the prompt"
+    )
     new.click(on_new_sample, [task, model], [image, prompt], api_name="new_sample")
     template.change(on_template, [template, model], [prompt], api_name=False)
     return model, prompt, stage, run, image, task
