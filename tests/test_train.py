@@ -432,9 +432,10 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     class Evaluating(Exception):
         pass
 
-    def fake_phase(backbone, cfg, out):
+    def fake_phase(backbone, cfg, out, branch_from=None):
         def run():
             seen.append(cfg)
+            branches[cfg.variant] = branch_from
             (out / "model").mkdir(parents=True)
 
         return run
@@ -442,7 +443,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     def stop(*args, **kwargs):
         raise Evaluating
 
-    seen = []
+    seen, branches = [], {}
     monkeypatch.setattr(rep, "_trainer_phase", fake_phase)
     monkeypatch.setattr(rep, "load_model", stop)
     (tmp_path / "pretrain" / "model").mkdir(parents=True)
@@ -492,6 +493,18 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     assert [(c.variant, c.full_finetune, c.lr, c.steps, c.n_train_per_task) for c in seen[1:]] == [
         (v, True, demo["lr"], demo["steps"], demo["n_train_per_task"]) for v in rep.VARIANTS
     ]
+    # --livr-branch-from: only LIVR's fine-tune starts from the other run's Stage 1, which must share the backbone
+    source = tmp_path / "stage2lr3e-4" / "livr"
+    source.mkdir(parents=True)
+    (source / "backbone.json").write_text(json.dumps({"backbone": "/elsewhere/model"}))
+    (tmp_path / "branch" / "pretrain" / "model").mkdir(parents=True)
+    with pytest.raises(LIVRError, match="was fine-tuned from /elsewhere/model"):
+        rep.reproduce(tmp_path / "branch", preset="quick", tasks="counting", livr_branch_from=source, log=print)
+    backbone = str((tmp_path / "branch" / "pretrain-words" / "model").resolve())
+    (source / "backbone.json").write_text(json.dumps({"backbone": backbone}))
+    with pytest.raises(Evaluating):
+        rep.reproduce(tmp_path / "branch", preset="quick", tasks="counting", livr_branch_from=source, log=print)
+    assert branches == {"sft": None, "latents_only": None, "livr": source}
 
 
 def test_reproduce_starts_from_a_backbone_given_in_out_init(tmp_path, monkeypatch):
