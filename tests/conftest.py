@@ -119,25 +119,7 @@ def run_cli(*argv: str) -> CliRun:
     return CliRun(status, out.getvalue(), err.getvalue())
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for an app started by a test)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc, timeout: float) -> None:
-    """Stop an app a test started: ask it to end, and kill it if it has not within ``timeout`` seconds."""
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from tools.app_screenshot import free_port, stop_process  # noqa: E402,F401 - shared with the app launcher
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -32,7 +33,7 @@ def _free_port() -> int:
 def running_app(log, timeout_s: float = 180):
     """``app.py`` on a free port, its output in the open file ``log``; yields its URL once it answers, stops it
     after (the browser tests' fixture and the screenshot share this). RuntimeError if it exits or stays silent."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TQDM_DISABLE": "1", "LIVR_VIZ_WARM_UMAP": "0"}
     app = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -52,12 +53,17 @@ def running_app(log, timeout_s: float = 180):
                 time.sleep(0.5)
         yield url
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            app.wait()
+        stop_process(app, 20)
+
+
+def stop_process(proc, timeout: float) -> None:
+    """Ask a started app to end, and kill it if it has not within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def screenshot(out: Path, width: int = 1400, height: int = 1000, timeout_s: float = 300) -> Path:
