@@ -173,6 +173,66 @@ def test_a_branch_from_stage_1_ends_where_a_straight_run_with_its_stage_2_rate_d
     assert record["step"] == 3 and record["branched_from"] == str((tmp_path / "first").resolve())
 
 
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_a_slower_stage_1_body_takes_that_fraction_of_the_step_except_in_the_latent_rows(
+    tmp_path, tiny_paths, finetune
+):
+    """``stage1_body_lr_scale``: in Stage 1 every trained parameter but the latent rows moves as at that fraction of
+    the rate (AdamW's step is linear in it); the latent rows take the full step."""
+    settings = dict(
+        finetune=finetune,
+        variant="livr",
+        tasks="counting",
+        steps=2,
+        stage1_fraction=0.5,
+        eval_every=0,
+        n_val_per_task=2,
+    )
+
+    def one_stage1_step(name, **extra):
+        cfg = preset_config("quick", **settings, **extra)
+        lm = build_model_for_training(tiny_paths["base"], cfg)
+        init = {n: p.detach().clone() for n, p in lm.model.named_parameters() if p.requires_grad}
+        Trainer(lm, cfg, tmp_path / name, progress=False).run()
+        return cfg, lm, init, load_file(str(tmp_path / name / "stage1_checkpoint" / "trainable.safetensors"))
+
+    cfg, lm, init, slow = one_stage1_step("slow", stage1_body_lr_scale=0.25)
+    _, _, _, scaled = one_stage1_step("scaled", lr=cfg.lr * 0.25)
+    _, _, _, full = one_stage1_step("full")
+    rows = lm.config.latent_token_ids
+    latent_names = [n for n in slow if "trainable_tokens" in n or "embed_tokens" in n]
+    assert latent_names, "the latent rows' parameter is among the trained ones"
+    for n in slow:
+        if "trainable_tokens" in n:  # LoRA: a parameter of latent rows only takes the full step
+            torch.testing.assert_close(slow[n], full[n])
+        elif "embed_tokens" in n and slow[n].shape[0] > max(rows):  # a full fine-tune's embedding matrix
+            torch.testing.assert_close(slow[n][rows], full[n][rows])
+            others = [i for i in range(slow[n].shape[0]) if i not in rows]
+            torch.testing.assert_close(slow[n][others], scaled[n][others])
+            assert not torch.equal(full[n][rows], init[n][rows])
+        else:
+            torch.testing.assert_close(slow[n], scaled[n], rtol=1e-5, atol=1e-7)
+    moved = [
+        n for n in slow if not torch.equal(full[n], init[n]) and "trainable_tokens" not in n and n not in latent_names
+    ]
+    assert moved and any(not torch.equal(slow[n], full[n]) for n in moved)  # the body really moved less
+    # scale 0: Stage 1 trains the latent rows alone
+    _, _, init0, frozen = one_stage1_step("frozen", stage1_body_lr_scale=0.0)
+    for n in frozen:
+        if n in latent_names and frozen[n].shape[0] > max(rows):
+            others = [i for i in range(frozen[n].shape[0]) if i not in rows]
+            assert torch.equal(frozen[n][others], init0[n][others]) and not torch.equal(frozen[n][rows], init0[n][rows])
+        elif n not in latent_names:
+            assert torch.equal(frozen[n], init0[n]), n
+
+
+def test_stage1_body_lr_scale_is_checked():
+    with pytest.raises(LIVRError, match="stage1_body_lr_scale"):
+        TrainConfig(variant="livr", stage1_body_lr_scale=1.5)
+    with pytest.raises(LIVRError, match="no Stage 1"):
+        TrainConfig(variant="latents_only", stage1_body_lr_scale=0.1)
+
+
 def test_a_branch_is_refused_where_stage_1_would_differ(tmp_path, tiny_paths):
     settings = dict(variant="livr", tasks="counting", stage1_fraction=0.5, eval_every=0, n_val_per_task=2)
     first = preset_config("quick", steps=4, **settings)

@@ -157,6 +157,7 @@ def reproduce(
     task_balance: str | None = None,
     task_weights: dict | None = None,
     stage2_lr: float | None = None,
+    stage1_body_lr_scale: float | None = None,
     vision_steps: int | None = None,
     vision_markers: bool = False,
     tower: str = "vit",
@@ -174,7 +175,8 @@ def reproduce(
     ``grad_accum`` multiplies the fine-tunes' batch (micro-batches per optimizer step; default: the preset's);
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``);
     ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1); ``stage2_lr`` sets the
-    LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr).
+    LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr); ``stage1_body_lr_scale`` its Stage-1 rate
+    for every parameter but the latent rows, as a fraction of the rate (default 1; see ``TrainConfig``).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``tower`` picks the fresh backbone's vision tower ("vit", the shipped one, or "spatial", the spatial reader);
@@ -226,6 +228,7 @@ def reproduce(
             task_balance=task_balance,
             task_weights=task_weights,
             stage2_lr=stage2_lr if variant == "livr" else None,
+            stage1_body_lr_scale=stage1_body_lr_scale if variant == "livr" else None,
         )
         for variant in VARIANTS
     }
@@ -506,7 +509,11 @@ def _batch(cfg: dict) -> str:
 
 
 def _stage2_lr(cfg: dict) -> str:
-    return "" if cfg.get("stage2_lr") is None else f" (Stage 2 at peak lr {cfg['stage2_lr']}, `--stage2-lr`)"
+    notes = [] if cfg.get("stage2_lr") is None else [f"Stage 2 at peak lr {cfg['stage2_lr']}, `--stage2-lr`"]
+    scale = cfg.get("stage1_body_lr_scale", 1.0)
+    if scale != 1.0:
+        notes.append(f"Stage 1 moves all but the latent rows at {scale:g} x the rate, `--stage1-body-lr-scale`")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _pct(v: float) -> str:
@@ -926,6 +933,11 @@ def build_parser() -> argparse.ArgumentParser:
             "the LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr, as the paper; the LoRA "
             "presets peak at 2e-3, the full fine-tunes at 3e-4)",
         ),
+        "--stage1-body-lr-scale": (
+            dict(type=float),
+            "LIVR's Stage-1 rate for every parameter but the latent rows, as a fraction of the rate (default 1, as "
+            "the paper; 0 trains the latent rows alone in Stage 1)",
+        ),
     }
     for flag, (settings, text) in fine_tune_options.items():
         p.add_argument(flag, default=None, help="fine-tunes: " + text, **settings)
@@ -989,6 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
             task_balance=args.task_balance,
             task_weights=None if args.task_weights is None else parse_task_weights(args.task_weights),
             stage2_lr=args.stage2_lr,
+            stage1_body_lr_scale=args.stage1_body_lr_scale,
             vision_steps=args.vision_steps,
             vision_markers=args.vision_markers,
             freeze_vision_tower=args.freeze_vision_tower,

@@ -49,6 +49,7 @@ def cmd_train(args) -> int:
         answer_format=getattr(args, "answer_format", None),
         stage1_fraction=getattr(args, "stage1_fraction", None),
         stage2_lr=getattr(args, "stage2_lr", None),
+        stage1_body_lr_scale=getattr(args, "stage1_body_lr_scale", None),
         task_balance=getattr(args, "task_balance", None),
         task_weights=_task_weights(getattr(args, "task_weights", None)),
         warmup_fraction=args.warmup_fraction,
@@ -162,6 +163,13 @@ def add_commands(sub) -> None:
     p.add_argument("--stage1-fraction", type=float, default=None, help="share of steps in Stage 1 (default 0.4)")
     p.add_argument(
         "--stage2-lr", type=float, default=None, help="LIVR: Stage 2's peak learning rate (default: --lr, as the paper)"
+    )
+    p.add_argument(
+        "--stage1-body-lr-scale",
+        type=float,
+        default=None,
+        help="LIVR: in Stage 1 every trained parameter but the latent rows learns at this fraction of the rate "
+        "(default 1, as the paper; 0 trains the latent rows alone in Stage 1)",
     )
     p.add_argument(
         "--branch-from",

@@ -73,6 +73,10 @@ class TrainConfig:
     # LIVR: Stage 2's peak learning rate (None = lr, as the paper). Stage 2 restarts its warmup + cosine; at the
     # full rate it can throw away the route Stage 1 built (docs/experiments/task-weights/)
     stage2_lr: float | None = None
+    # LIVR: in Stage 1 every trained parameter but the latent rows learns at this fraction of the rate (1 = the paper;
+    # 0 = Stage 1 trains the latent rows alone). A full-parameter Stage 1 unlearns reading the image with full
+    # attention, and Stage 2 opens with a loss shock (docs/experiments/spatial-trio/)
+    stage1_body_lr_scale: float = 1.0
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
@@ -121,6 +125,7 @@ class TrainConfig:
             "grad_accum": self.grad_accum >= 1,
             "lr": self.lr > 0,
             "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
+            "stage1_body_lr_scale": 0.0 <= self.stage1_body_lr_scale <= 1.0,
             "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
             "n_train_per_task": self.n_train_per_task >= 1,
             "precision": self.precision in PRECISIONS,
@@ -134,6 +139,11 @@ class TrainConfig:
             raise LIVRError("task_balance applies to task-suite fine-tunes, not to perception pretraining")
         if self.stage2_lr is not None and self.variant != "livr":
             raise LIVRError(f"stage2_lr is LIVR's Stage-2 learning rate; variant {self.variant} has one stage (use lr)")
+        if self.stage1_body_lr_scale != 1.0 and self.variant != "livr":
+            raise LIVRError(
+                f"stage1_body_lr_scale sets LIVR's Stage-1 rate for all but the latent rows; variant {self.variant} "
+                "has no Stage 1"
+            )
         if self.task_weights:
             check_task_weights(self.task_weights, self.tasks, self.task_balance)
         if self.freeze_vision_tower and not self.full_finetune:
@@ -361,6 +371,22 @@ def _trainable(lm) -> dict[str, torch.Tensor]:
     return {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
 
 
+def _latent_rows(lm) -> dict[int, torch.Tensor | None]:
+    """Trained parameters that hold the latent tokens' input embeddings, by ``id``: the rows of a trained input
+    embedding matrix (a full fine-tune), or ``None`` for a parameter that holds latent rows only (LoRA's
+    trainable-token delta)."""
+    ids = list(getattr(lm.config, "latent_token_ids", []) or [])
+    if not ids:
+        return {}
+    found: dict[int, torch.Tensor | None] = {
+        id(p): None for n, p in lm.model.named_parameters() if p.requires_grad and "trainable_tokens" in n
+    }
+    weight = getattr(lm.model.get_input_embeddings(), "weight", None)
+    if weight is not None and weight.requires_grad:
+        found[id(weight)] = torch.tensor(ids, dtype=torch.long, device=weight.device)
+    return found
+
+
 def save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig, elapsed_s: float | None = None) -> None:
     """Atomic: write ``path.tmp`` completely, then rename it over ``path``; a failure leaves ``path`` intact.
     ``elapsed_s``: the run's training wall time so far, over every resumed part (None: not known)."""
@@ -482,6 +508,21 @@ class Trainer:
         )
         self.checkpoint_dir = self.out / "checkpoint"
         self.log_path = self.out / "log.jsonl"
+        self._latent_rows = _latent_rows(lm)
+
+    def _scale_body_update(self, before: list[torch.Tensor], scale: float) -> None:
+        """Shrink the optimizer step just taken to ``scale`` of its size for every parameter but the latent rows.
+        AdamW's step (decoupled decay included) is linear in the learning rate, so this is the step at ``scale``
+        times the rate, while the moments still follow the gradients."""
+        with torch.no_grad():
+            for p, old in zip(self.params, before):
+                rows = self._latent_rows.get(id(p), ())
+                if rows is None:  # a parameter that holds only latent rows (LoRA's trainable-token delta)
+                    continue
+                stepped = p.detach().clone()
+                p.lerp_(old, 1.0 - scale)  # old + scale * (stepped - old)
+                if len(rows):
+                    p[rows] = stepped[rows]
 
     # -- helpers
     def _check_output_dir(self) -> None:
@@ -580,7 +621,11 @@ class Trainer:
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= self.state.num_processes
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+        scale = self.cfg.stage1_body_lr_scale if stage == "bottleneck" else 1.0
+        before = [p.detach().clone() for p in self.params] if scale != 1.0 else None
         self.optimizer.step()
+        if before is not None:
+            self._scale_body_update(before, scale)
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm
 
