@@ -226,7 +226,9 @@ def test_a_slower_stage_1_body_takes_that_fraction_of_the_step_except_in_the_lat
             assert torch.equal(frozen[n], init0[n]), n
 
 
-def test_stage1_body_lr_scale_is_checked():
+def test_stage1_body_lr_scale_is_checked(tmp_path, tiny_paths):
+    proc = run_cli(*_train_args(tiny_paths["base"], tmp_path / "cli", "--stage1-body-lr-scale", "-0.5"))
+    assert proc.returncode == 2 and "stage1_body_lr_scale" in proc.stderr and not (tmp_path / "cli").exists()
     with pytest.raises(LIVRError, match="stage1_body_lr_scale"):
         TrainConfig(variant="livr", stage1_body_lr_scale=1.5)
     with pytest.raises(LIVRError, match="no Stage 1"):
@@ -539,11 +541,13 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
             tasks="counting,jigsaw",
             task_weights={"jigsaw": 3},
             stage2_lr=1e-4,
+            stage1_body_lr_scale=0.1,
             log=lambda *a: None,
         )
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
+    assert [c.stage1_body_lr_scale for c in seen[1:]] == [0.1 if v == "livr" else 1.0 for v in rep.VARIANTS]
     (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
