@@ -21,6 +21,28 @@ from livr_viz.core.errors import LIVRError
 from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training
 
 
+def retrain(run: Path, out: Path, changes: dict, resume: bool = False, branch: bool = False) -> int:
+    """Train LIVR into ``out`` with ``run``'s backbone and settings, ``changes`` applied: from the start, from
+    ``out``'s own checkpoint (``resume``), or from ``run``'s end of Stage 1 (``branch``). Exit status (2: an error,
+    said on stderr)."""
+    try:
+        record = run / "backbone.json"
+        if not record.is_file():
+            raise LIVRError(f"{run} does not record its backbone (backbone.json)")
+        backbone = json.loads(record.read_text())["backbone"]
+        settings = json.loads((run / "train_config.json").read_text())
+        cfg = TrainConfig.from_dict({**settings, **changes})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "backbone.json").write_text(json.dumps({"backbone": backbone}) + "\n")
+        trainer = Trainer(build_model_for_training(backbone, cfg), cfg, out)
+        trainer.run(resume=True) if resume else trainer.run(branch_from=run if branch else None)
+    except LIVRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'model'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="the LIVR run folder (holds stage1_checkpoint/, backbone.json)")
@@ -28,26 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, help="the branch's folder (fresh, or --resume)")
     p.add_argument("--resume", action="store_true", help="continue the branch from its own checkpoint")
     args = p.parse_args(argv)
-    try:
-        record = args.run / "backbone.json"
-        if not record.is_file():
-            raise LIVRError(f"{args.run} does not record its backbone (backbone.json)")
-        backbone = json.loads(record.read_text())["backbone"]
-        settings = json.loads((args.run / "train_config.json").read_text())
-        cfg = TrainConfig.from_dict({**settings, "stage2_lr": args.stage2_lr})
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "backbone.json").write_text(json.dumps({"backbone": backbone}) + "\n")
-        lm = build_model_for_training(backbone, cfg)
-        trainer = Trainer(lm, cfg, args.out)
-        if args.resume:
-            trainer.run(resume=True)
-        else:
-            trainer.run(branch_from=args.run)
-    except LIVRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out / 'model'}")
-    return 0
+    return retrain(args.run, args.out, {"stage2_lr": args.stage2_lr}, resume=args.resume, branch=True)
 
 
 if __name__ == "__main__":

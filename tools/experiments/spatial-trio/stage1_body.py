@@ -14,12 +14,10 @@ same ``--stage1-body-lr-scale``: its settings check then matches the new ``train
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from livr_viz.core.errors import LIVRError
-from livr_viz.training.trainer import TrainConfig, Trainer, build_model_for_training
+from branch_stage2 import retrain  # this folder's sibling (a script's folder is on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,22 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, help="the new run's folder (fresh, or --resume)")
     p.add_argument("--resume", action="store_true", help="continue the new run from its own checkpoint")
     args = p.parse_args(argv)
-    try:
-        record = args.run / "backbone.json"
-        if not record.is_file():
-            raise LIVRError(f"{args.run} does not record its backbone (backbone.json)")
-        backbone = json.loads(record.read_text())["backbone"]
-        settings = json.loads((args.run / "train_config.json").read_text())
-        cfg = TrainConfig.from_dict({**settings, "stage1_body_lr_scale": args.scale})
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "backbone.json").write_text(json.dumps({"backbone": backbone}) + "\n")
-        lm = build_model_for_training(backbone, cfg)
-        Trainer(lm, cfg, args.out).run(resume=args.resume)
-    except LIVRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out / 'model'}")
-    return 0
+    return retrain(args.run, args.out, {"stage1_body_lr_scale": args.scale}, resume=args.resume)
 
 
 if __name__ == "__main__":
