@@ -486,6 +486,30 @@ def test_pretraining_can_keep_the_vision_tower_frozen(tiny_paths):
         TrainConfig(variant="sft", freeze_vision_tower=True)
 
 
+def test_reproduce_variants_none_trains_the_backbone_and_stops(tmp_path, monkeypatch):
+    """``--variants none``: the backbone's phases only, no fine-tune, no evaluation (a first check on a new backbone
+    before its trio)."""
+    from tools import reproduce as rep
+
+    seen = []
+
+    def fake_phase(backbone, cfg, out, branch_from=None):
+        def run():
+            seen.append(cfg)
+            (out / "model").mkdir(parents=True)
+
+        return run
+
+    monkeypatch.setattr(rep, "_trainer_phase", fake_phase)
+    (tmp_path / "pretrain" / "model").mkdir(parents=True)
+    assert rep.build_parser().parse_args(["--variants", "none"]).variants == []
+    with pytest.raises(SystemExit):
+        rep.build_parser().parse_args(["--variants", "sft,none"])
+    trained = rep.reproduce(tmp_path, preset="quick", tasks="counting", variants=[], log=lambda *a: None)
+    assert trained["trained"] == [] and [c.tasks for c in seen] == ["perception:words"]
+    assert not any((tmp_path / v).exists() for v in rep.VARIANTS) and not (tmp_path / "results.json").exists()
+
+
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):
     """``--seed`` reaches every fine-tune config as both seeds (init + dropout, and the training data draw), and
     ``--grad-accum`` as the fine-tunes' micro-batches per step, ``--task-balance`` as theirs."""

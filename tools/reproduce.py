@@ -290,7 +290,8 @@ def reproduce(
             phase = _trainer_phase(backbone, cfg, out / variant, branch if variant == "livr" else None)
             timings[variant] = run_phase(out / variant, phase, log, cfg)
     if variants is not None:
-        log(f"trained {', '.join(variants)}; run again without --variants to evaluate the trio")
+        done = ", ".join(variants) if variants else "the backbone"
+        log(f"trained {done}; run again without --variants to evaluate the trio")
         return {"trained": list(variants), "seconds": timings}
 
     t_eval = time.perf_counter()
@@ -857,10 +858,12 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
 
 
 def _variant_list(text: str) -> list[str]:
+    if text.strip() == "none":  # the backbone only
+        return []
     names = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"variants are {', '.join(VARIANTS)}; got {text!r}")
+        raise argparse.ArgumentTypeError(f"variants are {', '.join(VARIANTS)} (or none); got {text!r}")
     return names
 
 
@@ -945,9 +948,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variants",
         type=_variant_list,
-        help="train only these fine-tunes (comma list of " + ", ".join(VARIANTS) + ") after the backbone and stop "
-        "before the evaluation, so two processes can train the trio side by side on one --out; the command without "
-        "--variants then evaluates",
+        help="train only these fine-tunes (comma list of " + ", ".join(VARIANTS) + "; none: the backbone only) after "
+        "the backbone and stop before the evaluation, so two processes can train the trio side by side on one "
+        "--out; the command without --variants then evaluates",
     )
     p.add_argument(
         "--livr-branch-from",
