@@ -509,7 +509,7 @@ def _batch(cfg: dict) -> str:
     return text
 
 
-def _stage2_lr(cfg: dict) -> str:
+def _livr_rates(cfg: dict) -> str:
     notes = [] if cfg.get("stage2_lr") is None else [f"Stage 2 at peak lr {cfg['stage2_lr']}, `--stage2-lr`"]
     scale = cfg.get("stage1_body_lr_scale", 1.0)
     if scale != 1.0:
@@ -843,7 +843,7 @@ def write_results_md(results: dict, path: Path, out: Path) -> Path:
         f"- Fine-tunes ({tuned}, K = {cfg['n_latents']}, latents "
         f"`{cfg.get('latent_placement', 'before_answer')}`, answers `{cfg.get('answer_format', 'letter')}`): "
         f"{cfg['steps']} steps each, batch {_batch(cfg)}, lr {cfg['lr']}, LIVR stage 1 = "
-        f"{cfg['stage1_fraction']:.0%} of steps{_stage2_lr(cfg)}; seed {cfg['seed']}, "
+        f"{cfg['stage1_fraction']:.0%} of steps{_livr_rates(cfg)}; seed {cfg['seed']}, "
         f"data seed {cfg['data_seed']}; "
         f"{', '.join(f'{v} {took(v)}' for v in VARIANTS)}.",
         f"- Evaluation: {evaluation / 60:.1f} min. Sum of the phase times and the evaluation: "

@@ -74,8 +74,8 @@ class TrainConfig:
     # full rate it can throw away the route Stage 1 built (docs/experiments/task-weights/)
     stage2_lr: float | None = None
     # LIVR: in Stage 1 every trained parameter but the latent rows learns at this fraction of the rate (1 = the paper;
-    # 0 = Stage 1 trains the latent rows alone). A full-parameter Stage 1 unlearns reading the image with full
-    # attention, and Stage 2 opens with a loss shock (docs/experiments/spatial-trio/)
+    # 0 = Stage 1 trains the latent rows alone). At 0.1 Stage 1 routed less and Stage 2 still opened with a loss
+    # shock, a larger one (docs/experiments/spatial-trio/)
     stage1_body_lr_scale: float = 1.0
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
@@ -519,10 +519,10 @@ class Trainer:
                 rows = self._latent_rows.get(id(p), ())
                 if rows is None:  # a parameter that holds only latent rows (LoRA's trainable-token delta)
                     continue
-                stepped = p.detach().clone()
+                kept = p[rows].clone() if len(rows) else None  # the latent rows keep the whole step
                 p.lerp_(old, 1.0 - scale)  # old + scale * (stepped - old)
-                if len(rows):
-                    p[rows] = stepped[rows]
+                if kept is not None:
+                    p[rows] = kept
 
     # -- helpers
     def _check_output_dir(self) -> None:

@@ -35,7 +35,10 @@ def retrain(run: Path, out: Path, changes: dict, resume: bool = False, branch: b
         out.mkdir(parents=True, exist_ok=True)
         (out / "backbone.json").write_text(json.dumps({"backbone": backbone}) + "\n")
         trainer = Trainer(build_model_for_training(backbone, cfg), cfg, out)
-        trainer.run(resume=True) if resume else trainer.run(branch_from=run if branch else None)
+        if resume:
+            trainer.run(resume=True)
+        else:
+            trainer.run(branch_from=run if branch else None)
     except LIVRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Train a LIVR run again from its own backbone and settings, with Stage 1 moving every parameter but the latent rows
 at a fraction of the rate (``stage1_body_lr_scale``); data, seed, steps and both stages' rates stay the run's own,
 and validation (standard and under the bottleneck) is logged every ``eval_every`` steps, so the two Stage 1s and their
-Stage 2s compare on the same questions. Why: a full-parameter Stage 1 unlearns reading the image with full attention
-and Stage 2 opens with a loss shock (docs/experiments/spatial-trio/README.md).
+Stage 2s compare on the same questions. Built to test whether Stage 2's opening loss shock comes from a
+full-parameter Stage 1 unlearning the backbone's reading; at 0.1 the shock was larger (docs/experiments/spatial-trio/).
 
     python tools/experiments/spatial-trio/stage1_body.py /work/runs/spatial-trio/livr 0.1 \\
         /work/runs/spatial-trio/livr-s1body0.1 [--resume]
