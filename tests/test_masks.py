@@ -1,5 +1,7 @@
 """Mask builder properties: causality, padding, exactly the documented bottleneck rows/columns."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -99,3 +101,32 @@ def test_segment_ids_labels_every_kind():
     assert segs[0].tolist() == [T, I, I, T, L, L, A, A, P]
     assert segs[1].tolist() == [P, P, T, I, I, T, L, L, A]
     assert segment_ids(ids, pad, 9, [], None)[0].tolist() == [T, I, I, T, T, T, T, T, P]
+
+
+def test_image_bias_scales_the_text_rows_image_weights_and_nothing_else():
+    """A gradual Stage-2 opening: ``image_bias`` b lands on the TEXT/ANSWER rows' IMAGE keys only, so after the
+    softmax those keys' weights are e^b times the open mask's before renormalising; -inf is Stage 1's mask exactly."""
+    segs = torch.tensor([[T, I, I, T, L, A, P]])
+    full, bottleneck = attention_mask_4d(segs, "full"), attention_mask_4d(segs, "bottleneck")
+    assert torch.equal(attention_mask_4d(segs, "full", image_bias=-math.inf), bottleneck)
+    assert torch.equal(attention_mask_4d(segs, "full", image_bias=0.0), full)
+    half = attention_mask_4d(segs, "full", image_bias=math.log(0.5))[0, 0]
+    biased = torch.zeros(7, 7, dtype=torch.bool)
+    biased[3, 1:3] = biased[5, 1:3] = True  # text row 3 and answer row 5 × the two image keys; latent row 4 untouched
+    assert torch.allclose(half[biased], torch.tensor(math.log(0.5)))
+    assert torch.equal(half[~biased], full[0, 0][~biased])
+    scores = torch.randn(7, 7)
+    open_w, half_w = (torch.softmax(scores + m, -1) for m in (full[0, 0], half))
+    row = 3  # unnormalised weights: image keys halved, the rest unchanged
+    expected = open_w[row, :4].clone()
+    expected[1:3] *= 0.5
+    assert torch.allclose(half_w[row, :4], expected / expected.sum(), atol=1e-6)
+
+
+def test_image_bias_is_checked():
+    segs = torch.tensor([[T, I, T, A]])
+    for bad in (0.5, math.nan):
+        with pytest.raises(ValueError, match="image_bias must be <= 0"):
+            attention_mask_4d(segs, "full", image_bias=bad)
+    with pytest.raises(ValueError, match="stage 'bottleneck' takes none"):
+        attention_mask_4d(segs, "bottleneck", image_bias=-3.0)

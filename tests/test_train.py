@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from livr_viz.core.errors import LIVRError
 from livr_viz.training.trainer import (
     FULL_FINETUNE_PRESETS,
+    OPEN_FROM_BIAS,
     TrainConfig,
     Trainer,
     build_model_for_training,
@@ -171,6 +172,31 @@ def test_a_branch_from_stage_1_ends_where_a_straight_run_with_its_stage_2_rate_d
     assert (tmp_path / "branch" / "stage1_model" / "livr_config.json").is_file()
     record = json.loads((tmp_path / "branch" / "branch.json").read_text())
     assert record["step"] == 3 and record["branched_from"] == str((tmp_path / "first").resolve())
+
+
+def test_stage_2_can_open_the_image_gradually_and_a_branch_may_choose_to(tmp_path, tiny_paths):
+    """``stage2_open_steps``: the text rows' image keys carry a bias rising from ``OPEN_FROM_BIAS`` to 0 over the first
+    Stage-2 steps (logged), the model trains on that mask, and a branch from a plain run's Stage 1 may choose it."""
+    settings = dict(variant="livr", tasks="counting", steps=6, stage1_fraction=0.5, eval_every=0, n_val_per_task=2)
+    settings.update(log_every=1)
+    for name, open_steps in (("first", 0), ("ramp", 2)):
+        cfg = preset_config("quick", stage2_open_steps=open_steps, **settings)
+        Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / name, progress=False).run()
+    first, ramp = ([r for r in _log_records(tmp_path / n) if "loss" in r] for n in ("first", "ramp"))
+    assert [r.get("image_bias") for r in ramp] == [None] * 3 + [OPEN_FROM_BIAS, OPEN_FROM_BIAS / 2, None]
+    assert [r["loss"] for r in ramp][:3] == [r["loss"] for r in first][:3]  # Stage 1 is the same
+    assert ramp[3]["loss"] != first[3]["loss"]  # the first Stage-2 step sees the image at e^-50 of its weight
+    cfg = preset_config("quick", stage2_open_steps=2, **settings)
+    lm = build_model_for_training(tiny_paths["base"], cfg)
+    Trainer(lm, cfg, tmp_path / "branch", progress=False).run(branch_from=tmp_path / "first")
+    a, b = _final_weights(tmp_path / "ramp"), _final_weights(tmp_path / "branch")
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    with pytest.raises(LIVRError, match="no step of Stage 2 fully open"):
+        preset_config("quick", stage2_open_steps=3, **settings)
+    with pytest.raises(LIVRError, match="variant sft has no Stage 1"):
+        TrainConfig(variant="sft", stage2_open_steps=10)
+    proc = run_cli(*_train_args(tiny_paths["base"], tmp_path / "cli", "--stage2-open-steps", "-1"))
+    assert proc.returncode == 2 and "stage2_open_steps" in proc.stderr and not (tmp_path / "cli").exists()
 
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])

@@ -50,6 +50,7 @@ def cmd_train(args) -> int:
         stage1_fraction=getattr(args, "stage1_fraction", None),
         stage2_lr=getattr(args, "stage2_lr", None),
         stage1_body_lr_scale=getattr(args, "stage1_body_lr_scale", None),
+        stage2_open_steps=getattr(args, "stage2_open_steps", None),
         task_balance=getattr(args, "task_balance", None),
         task_weights=_task_weights(getattr(args, "task_weights", None)),
         warmup_fraction=args.warmup_fraction,
@@ -170,6 +171,13 @@ def add_commands(sub) -> None:
         default=None,
         help="LIVR: in Stage 1 every trained parameter but the latent rows learns at this fraction of the rate "
         "(default 1, as the paper; 0 trains the latent rows alone in Stage 1)",
+    )
+    p.add_argument(
+        "--stage2-open-steps",
+        type=int,
+        default=None,
+        help="LIVR: open the text rows' view of the image over this many Stage-2 steps (their image keys' attention "
+        "weights scaled from 0 up to 1) instead of at once (default 0, as the paper)",
     )
     p.add_argument(
         "--branch-from",

@@ -486,11 +486,14 @@ class LIVRModel:
         return LIVRBatch(inputs, padding_mask, segs, answer_start.long(), labels, list(clean), notes).to(self.device)
 
     # ------------------------------------------------------------------ forward
-    def model_kwargs(self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False) -> dict[str, Any]:
-        """Keyword arguments for the HF forward: inputs + float 4D mask + explicit position ids."""
+    def model_kwargs(
+        self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False, image_bias: float = 0.0
+    ) -> dict[str, Any]:
+        """Keyword arguments for the HF forward: inputs + float 4D mask + explicit position ids (``image_bias``: see
+        :func:`~livr_viz.core.masks.attention_mask_4d`)."""
         check_one_of("stage", stage, STAGES)
         kwargs = dict(batch.inputs)
-        kwargs["attention_mask"] = attention_mask_4d(batch.segments, stage, block_latent_image, self.dtype)
+        kwargs["attention_mask"] = attention_mask_4d(batch.segments, stage, block_latent_image, self.dtype, image_bias)
         kwargs["position_ids"] = self.family.position_ids(self.base_model, batch.inputs, batch.padding_mask)
         return kwargs
 
@@ -500,10 +503,12 @@ class LIVRModel:
 
     __call__ = forward
 
-    def hidden_states(self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False, **kwargs):
+    def hidden_states(
+        self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False, image_bias: float = 0.0, **kwargs
+    ):
         """Output of the inner VLM (no lm_head): ``last_hidden_state`` [B, T, D] and, on request, all layers."""
         inner = self.base_model.model
-        return inner(**self.model_kwargs(batch, stage, block_latent_image), **kwargs)
+        return inner(**self.model_kwargs(batch, stage, block_latent_image, image_bias), **kwargs)
 
     def answer_logits(self, batch: LIVRBatch, stage: str = "full", block_latent_image: bool = False) -> torch.Tensor:
         """``[B, V]`` logits predicting the first answer token (read at ``answer_start - 1``)."""
@@ -518,11 +523,12 @@ class LIVRModel:
             logits[:, self.latent_token_ids] = torch.finfo(logits.dtype).min
         return logits
 
-    def loss(self, batch: LIVRBatch, stage: str = "full") -> torch.Tensor:
-        """Mean next-token NLL over answer tokens only (the paper's loss, both stages)."""
+    def loss(self, batch: LIVRBatch, stage: str = "full", image_bias: float = 0.0) -> torch.Tensor:
+        """Mean next-token NLL over answer tokens only (the paper's loss, both stages; ``image_bias`` < 0: Stage 2
+        still opening, see :func:`~livr_viz.core.masks.attention_mask_4d`)."""
         if batch.labels is None:
             raise LIVRError("loss needs a batch built with answers")
-        hidden = self.hidden_states(batch, stage).last_hidden_state  # [B, T, D]
+        hidden = self.hidden_states(batch, stage, image_bias=image_bias).last_hidden_state  # [B, T, D]
         targets = batch.labels[:, 1:]  # position t predicts token t+1
         keep = targets != -100
         logits = self.base_model.lm_head(hidden[:, :-1][keep])  # [N, V]

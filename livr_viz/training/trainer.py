@@ -53,6 +53,9 @@ from livr_viz.views.training import plot_training
 # the model settings a TrainConfig carries in its LIVRConfig (read from LIVRConfig's fields); every other field is how
 # to train
 MODEL_FIELDS = model_settings()
+# where a gradual Stage-2 opening (stage2_open_steps) starts: the spatial trio's Stage-1 model keeps its closed loss
+# (0.506 against 0.498) with a -46 bias on the text rows' image keys and loses it (0.79) at -30 (measured)
+OPEN_FROM_BIAS = -50.0
 
 
 @dataclass(init=False)
@@ -77,6 +80,11 @@ class TrainConfig:
     # 0 = Stage 1 trains the latent rows alone). At 0.1 Stage 1 routed less and Stage 2 still opened with a loss
     # shock, a larger one (docs/experiments/spatial-trio/)
     stage1_body_lr_scale: float = 1.0
+    # LIVR: Stage 2 opens the text rows' view of the image over this many steps instead of at once (0 = the paper):
+    # at Stage-2 step j < N a bias OPEN_FROM_BIAS * (1 - j / N) is added to the TEXT/ANSWER rows' image keys. After
+    # Stage 1 those rows score image keys up to ~40 nats above their own: any opening shocks them (docs/experiments/
+    # spatial-trio/, "The stage switch")
+    stage2_open_steps: int = 0
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
@@ -126,6 +134,7 @@ class TrainConfig:
             "lr": self.lr > 0,
             "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
             "stage1_body_lr_scale": 0.0 <= self.stage1_body_lr_scale <= 1.0,
+            "stage2_open_steps": self.stage2_open_steps >= 0,
             "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
             "n_train_per_task": self.n_train_per_task >= 1,
             "precision": self.precision in PRECISIONS,
@@ -143,6 +152,15 @@ class TrainConfig:
             raise LIVRError(
                 f"stage1_body_lr_scale sets LIVR's Stage-1 rate for all but the latent rows; variant {self.variant} "
                 "has no Stage 1"
+            )
+        if self.stage2_open_steps and self.variant != "livr":
+            raise LIVRError(
+                f"stage2_open_steps opens LIVR's Stage-2 mask gradually; variant {self.variant} has no Stage 1 to open"
+            )
+        if self.stage2_open_steps and self.stage2_open_steps >= self.steps - self.stage1_steps:
+            raise LIVRError(
+                f"stage2_open_steps={self.stage2_open_steps} leaves no step of Stage 2 fully open "
+                f"(Stage 2 has {self.steps - self.stage1_steps} steps)"
             )
         if self.task_weights:
             check_task_weights(self.task_weights, self.tasks, self.task_balance)
@@ -169,6 +187,14 @@ class TrainConfig:
 
     def stage_at(self, step: int) -> str:
         return "bottleneck" if step < self.stage1_steps else "full"
+
+    def image_bias_at(self, step: int) -> float:
+        """The bias on the text rows' image keys at ``step`` (:func:`~livr_viz.core.masks.attention_mask_4d`): -inf
+        in Stage 1, then from ``OPEN_FROM_BIAS`` linearly up to 0 over ``stage2_open_steps``, then 0."""
+        if step < self.stage1_steps:
+            return -math.inf
+        j = step - self.stage1_steps
+        return OPEN_FROM_BIAS * (1 - j / self.stage2_open_steps) if j < self.stage2_open_steps else 0.0
 
     def lr_at(self, step: int) -> float:
         """Warmup + cosine within the stage that ``step`` belongs to."""
@@ -431,7 +457,7 @@ def _save_checkpoint(path: Path, lm, optimizer, step: int, cfg: TrainConfig, ela
 # settings that change neither the numbers nor the data: a run may be resumed with them changed
 _BOOKKEEPING = ("eval_every", "checkpoint_every", "log_every", "n_val_per_task", "gradient_checkpointing")
 # settings that Stage 1 never reads: a branch from another run's Stage-1 checkpoint may change them
-STAGE2_ONLY = ("stage2_lr",)
+STAGE2_ONLY = ("stage2_lr", "stage2_open_steps")
 STAGE1_CHECKPOINT = "stage1_checkpoint"  # a LIVR run's full checkpoint at the end of Stage 1 (branch_from=)
 
 
@@ -592,7 +618,7 @@ class Trainer:
         self._log(record)
         return metrics
 
-    def train_step(self, batches: list, stage: str, autocast=None) -> tuple[float, float]:
+    def train_step(self, batches: list, stage: str, autocast=None, image_bias: float = 0.0) -> tuple[float, float]:
         """One optimizer step over ``batches`` (gradient accumulation): loss, all-reduce, clip, AdamW."""
         loss_sum = 0.0
         balanced = self.cfg.task_balance == "grad_norm"
@@ -600,7 +626,7 @@ class Trainer:
         norms = []
         for batch in batches:
             with autocast or contextlib.nullcontext():
-                loss = self.lm.loss(batch, stage) / len(batches)
+                loss = self.lm.loss(batch, stage, image_bias=image_bias) / len(batches)
             loss.backward()
             loss_sum += float(loss.detach())
             if balanced:  # set this micro-batch's (one task's) gradient aside at unit norm
@@ -730,7 +756,8 @@ class Trainer:
                 group["lr"] = lr
             batches = [self._micro_batch(step, micro) for micro in range(cfg.grad_accum)]
             tokens += sum(int(b.padding_mask.sum()) for b in batches)
-            loss_sum, grad_norm = self.train_step(batches, stage, autocast)
+            bias = cfg.image_bias_at(step) if stage == "full" else 0.0
+            loss_sum, grad_norm = self.train_step(batches, stage, autocast, bias)
             done = step + 1
             if bar is not None:
                 bar.update(1)
@@ -745,6 +772,7 @@ class Trainer:
                         "lr": lr,
                         "grad_norm": grad_norm,
                         "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9),
+                        **({"image_bias": bias} if bias < 0.0 else {}),
                     }
                 )
             if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check

@@ -4,7 +4,7 @@ and under the bottleneck) every ``eval_every`` steps, as the run did, so the two
 questions; it ends bit for bit where a straight run at that rate would (``Trainer.run(branch_from=...)``, tested).
 
     python tools/experiments/spatial-trio/branch_stage2.py /work/runs/spatial-trio/livr 3e-4 \\
-        /work/runs/spatial-trio/livr-stage2lr3e-4 [--resume]
+        /work/runs/spatial-trio/livr-stage2lr3e-4 [--open-steps N] [--resume]
 
 To ship the branch instead of the run, swap the folders (``OUT/livr`` is what ``reproduce`` evaluates) and give
 reproduce the branch's ``--stage2-lr``: its settings check then matches the branch's ``train_config.json``.
@@ -51,9 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="the LIVR run folder (holds stage1_checkpoint/, backbone.json)")
     p.add_argument("stage2_lr", type=float, help="the branch's Stage-2 peak learning rate")
     p.add_argument("out", type=Path, help="the branch's folder (fresh, or --resume)")
+    p.add_argument(
+        "--open-steps",
+        type=int,
+        default=0,
+        help="open the text rows' view of the image over this many Stage-2 steps (stage2_open_steps; default 0: at once)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the branch from its own checkpoint")
     args = p.parse_args(argv)
-    return retrain(args.run, args.out, {"stage2_lr": args.stage2_lr}, resume=args.resume, branch=True)
+    changes = {"stage2_lr": args.stage2_lr, "stage2_open_steps": args.open_steps}
+    return retrain(args.run, args.out, changes, resume=args.resume, branch=True)
 
 
 if __name__ == "__main__":
