@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "--open-steps",
         type=int,
         default=0,
-        help="open the text rows' view of the image over this many Stage-2 steps (stage2_open_steps; default 0: at once)",
+        help="open the text rows' view of the image over this many Stage-2 steps (stage2_open_steps; 0: at once)",
     )
     p.add_argument("--resume", action="store_true", help="continue the branch from its own checkpoint")
     args = p.parse_args(argv)
