@@ -592,12 +592,14 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
             task_weights={"jigsaw": 3},
             stage2_lr=1e-4,
             stage1_body_lr_scale=0.1,
+            stage2_open_steps=2,
             log=lambda *a: None,
         )
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
     assert [c.stage1_body_lr_scale for c in seen[1:]] == [0.1 if v == "livr" else 1.0 for v in rep.VARIANTS]
+    assert [c.stage2_open_steps for c in seen[1:]] == [2 if v == "livr" else 0 for v in rep.VARIANTS]
     (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):

@@ -158,6 +158,7 @@ def reproduce(
     task_weights: dict | None = None,
     stage2_lr: float | None = None,
     stage1_body_lr_scale: float | None = None,
+    stage2_open_steps: int | None = None,
     vision_steps: int | None = None,
     vision_markers: bool = False,
     tower: str = "vit",
@@ -176,7 +177,8 @@ def reproduce(
     ``task_balance="grad_norm"`` gives every task of a fine-tune the same gradient norm (see ``TrainConfig``);
     ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1); ``stage2_lr`` sets the
     LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr); ``stage1_body_lr_scale`` its Stage-1 rate
-    for every parameter but the latent rows, as a fraction of the rate (default 1; see ``TrainConfig``).
+    for every parameter but the latent rows, as a fraction of the rate (default 1; see ``TrainConfig``);
+    ``stage2_open_steps`` opens its Stage 2's text->image attention over that many steps (default 0: at once).
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``tower`` picks the fresh backbone's vision tower ("vit", the shipped one, or "spatial", the spatial reader);
@@ -192,7 +194,7 @@ def reproduce(
     bit, what the trio started from (the models load in float32 either way).
     ``livr_branch_from`` (a LIVR run folder with ``stage1_checkpoint/``, e.g. one trained with another
     ``stage2_lr``) gives the LIVR fine-tune that run's Stage 1 and trains only its Stage 2; the settings must agree
-    except for ``stage2_lr``, and the backbone must be the same."""
+    except for Stage 2's (``stage2_lr``, ``stage2_open_steps``), and the backbone must be the same."""
     if preset not in REPRODUCE_PRESETS:
         raise LIVRError(f"reproduce presets: {', '.join(REPRODUCE_PRESETS)}; got {preset!r}")
     if preset == "full" and finetune != "full":
@@ -229,6 +231,7 @@ def reproduce(
             task_weights=task_weights,
             stage2_lr=stage2_lr if variant == "livr" else None,
             stage1_body_lr_scale=stage1_body_lr_scale if variant == "livr" else None,
+            stage2_open_steps=stage2_open_steps if variant == "livr" else None,
         )
         for variant in VARIANTS
     }
@@ -514,6 +517,11 @@ def _livr_rates(cfg: dict) -> str:
     scale = cfg.get("stage1_body_lr_scale", 1.0)
     if scale != 1.0:
         notes.append(f"Stage 1 moves all but the latent rows at {scale:g} x the rate, `--stage1-body-lr-scale`")
+    if cfg.get("stage2_open_steps"):
+        notes.append(
+            f"Stage 2 opens the text rows' view of the image over {cfg['stage2_open_steps']} steps, "
+            "`--stage2-open-steps`"
+        )
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -941,6 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
             "LIVR's Stage-1 rate for every parameter but the latent rows, as a fraction of the rate (default 1, as "
             "the paper; 0 trains the latent rows alone in Stage 1)",
         ),
+        "--stage2-open-steps": (
+            dict(type=int),
+            "LIVR's Stage 2 opens the text rows' view of the image over this many steps (a bias on their image "
+            "keys from -50 up to 0) instead of at once (default 0, as the paper)",
+        ),
     }
     for flag, (settings, text) in fine_tune_options.items():
         p.add_argument(flag, default=None, help="fine-tunes: " + text, **settings)
@@ -957,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         default=None,
         help="give the LIVR fine-tune the Stage 1 of the LIVR run in RUN (its stage1_checkpoint/) and train only "
-        "its Stage 2, e.g. to try another --stage2-lr; every other setting and the backbone must match",
+        "its Stage 2, e.g. another --stage2-lr or --stage2-open-steps; every other setting and the backbone must match",
     )
     p.add_argument(
         "--half-backbone",
@@ -1005,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
             task_weights=None if args.task_weights is None else parse_task_weights(args.task_weights),
             stage2_lr=args.stage2_lr,
             stage1_body_lr_scale=args.stage1_body_lr_scale,
+            stage2_open_steps=args.stage2_open_steps,
             vision_steps=args.vision_steps,
             vision_markers=args.vision_markers,
             freeze_vision_tower=args.freeze_vision_tower,
