@@ -772,7 +772,7 @@ class Trainer:
                         "lr": lr,
                         "grad_norm": grad_norm,
                         "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9),
-                        **({"image_bias": bias} if bias < 0.0 else {}),
+                        **({"image_bias": round(bias, 4)} if bias < 0.0 else {}),
                     }
                 )
             if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check
