@@ -593,6 +593,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
             stage2_lr=1e-4,
             stage1_body_lr_scale=0.1,
             stage2_open_steps=2,
+            stage1_fraction=0.5,
             log=lambda *a: None,
         )
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
@@ -600,6 +601,7 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
     assert [c.stage1_body_lr_scale for c in seen[1:]] == [0.1 if v == "livr" else 1.0 for v in rep.VARIANTS]
     assert [c.stage2_open_steps for c in seen[1:]] == [2 if v == "livr" else 0 for v in rep.VARIANTS]
+    assert [c.stage1_fraction for c in seen[1:]] == [0.5 if v == "livr" else 0.0 for v in rep.VARIANTS]
     (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
@@ -786,6 +788,10 @@ def test_reproduce_rejects_bad_fine_tune_settings_before_any_work(tmp_path):
         reproduce(tmp_path / "run", preset="quick", tasks="counting", grad_accum=0, log=lambda *a: None)
     with pytest.raises(LIVRError, match="finetune must be one of lora, full"):
         reproduce(tmp_path / "run", preset="quick", tasks="counting", finetune="qlora", log=lambda *a: None)
+    with pytest.raises(LIVRError, match="stage1_fraction must be in"):
+        reproduce(tmp_path / "run", preset="quick", tasks="counting", stage1_fraction=1.5, log=lambda *a: None)
+    with pytest.raises(LIVRError, match="leaves no step of Stage 2 fully open"):
+        reproduce(tmp_path / "run", preset="quick", tasks="counting", stage2_open_steps=10**6, log=lambda *a: None)
     assert not (tmp_path / "run").exists()
 
 

@@ -159,6 +159,7 @@ def reproduce(
     stage2_lr: float | None = None,
     stage1_body_lr_scale: float | None = None,
     stage2_open_steps: int | None = None,
+    stage1_fraction: float | None = None,
     vision_steps: int | None = None,
     vision_markers: bool = False,
     tower: str = "vit",
@@ -178,7 +179,8 @@ def reproduce(
     ``task_weights`` ({task: w}) gives a task w shares of every fine-tune batch (others 1); ``stage2_lr`` sets the
     LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr); ``stage1_body_lr_scale`` its Stage-1 rate
     for every parameter but the latent rows, as a fraction of the rate (default 1; see ``TrainConfig``);
-    ``stage2_open_steps`` opens its Stage 2's text->image attention over that many steps (default 0: at once).
+    ``stage2_open_steps`` opens its Stage 2's text->image attention over that many steps (default 0: at once);
+    ``stage1_fraction`` its share of steps in Stage 1 (default 0.4, the paper's "4/6").
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``tower`` picks the fresh backbone's vision tower ("vit", the shipped one, or "spatial", the spatial reader);
@@ -232,6 +234,7 @@ def reproduce(
             stage2_lr=stage2_lr if variant == "livr" else None,
             stage1_body_lr_scale=stage1_body_lr_scale if variant == "livr" else None,
             stage2_open_steps=stage2_open_steps if variant == "livr" else None,
+            stage1_fraction=stage1_fraction if variant == "livr" else None,
         )
         for variant in VARIANTS
     }
@@ -949,6 +952,10 @@ def build_parser() -> argparse.ArgumentParser:
             "LIVR's Stage-1 rate for every parameter but the latent rows, as a fraction of the rate (default 1, as "
             "the paper; 0 trains the latent rows alone in Stage 1)",
         ),
+        "--stage1-fraction": (
+            dict(type=float),
+            "LIVR's share of steps in Stage 1 (default 0.4, the paper's 4/6); the controls have one stage",
+        ),
         "--stage2-open-steps": (
             dict(type=int),
             "LIVR's Stage 2 opens the text rows' view of the image over this many steps (a bias on their image "
@@ -1019,6 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
             stage2_lr=args.stage2_lr,
             stage1_body_lr_scale=args.stage1_body_lr_scale,
             stage2_open_steps=args.stage2_open_steps,
+            stage1_fraction=args.stage1_fraction,
             vision_steps=args.vision_steps,
             vision_markers=args.vision_markers,
             freeze_vision_tower=args.freeze_vision_tower,

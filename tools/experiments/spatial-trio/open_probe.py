@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(json.loads((args.run / "train_config.json").read_text()))
     train, _ = build_datasets(cfg)
-    items = [train[i] for i in torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.n].tolist()]
+    items = [
+        train[i] for i in torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.n].tolist()
+    ]
     lm = LIVRModel.load(args.model, attn_implementation="eager")
     lm.model.eval()
     batches = [
