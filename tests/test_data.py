@@ -331,3 +331,21 @@ def test_placement_starts_over_instead_of_failing_and_keeps_what_it_drew():
     for seed in range(20):  # a placement that succeeded first time is unchanged
         once = D.place_disjoint(np.random.default_rng(seed), 2, (96, 96), 18.5, margin=3, restarts=1)
         assert D.place_disjoint(np.random.default_rng(seed), 2, (96, 96), 18.5, margin=3) == once
+
+
+def test_synthetic_dataset_takes_any_integer_index_and_refuses_others():
+    """A sampler's index may be a numpy integer or a 0-d tensor (torch.randperm(...)[k]); each gives the same item as
+    the int, and a float or an index past the end is a clear error, not a crash deep in the seeding."""
+    import torch
+
+    from livr_viz.data.dataset import SyntheticTaskDataset
+
+    data = SyntheticTaskDataset(["counting", "jigsaw"], "val", 2, 3, answer_format="word")
+    want = data[3]
+    for index in (np.int64(3), torch.tensor(3)):
+        got = data[index]
+        assert (got.task, got.prompt, got.target) == (want.task, want.prompt, want.target)
+    with pytest.raises(TypeError):
+        data[1.0]
+    with pytest.raises(IndexError):
+        data[len(data)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class SyntheticTaskDataset(Dataset):
         return len(self.tasks) * self.n_per_task
 
     def __getitem__(self, i: int):
+        i = operator.index(i)  # an int, numpy integer or 0-d integer tensor (a sampler's index); a float is a TypeError
         if not 0 <= i < len(self):
             raise IndexError(i)
         task = self.tasks[i % len(self.tasks)]
