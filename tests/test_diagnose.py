@@ -89,7 +89,11 @@ def test_blinding_a_latent_that_is_already_blind_changes_nothing(livr, items, mo
     assert live["spearman"]["image"]["n"] == 3 and live["latents"]["evidence"] is not None
     model_kwargs = livr.model_kwargs  # a model whose latents never see the image
     monkeypatch.setattr(
-        livr, "model_kwargs", lambda batch, stage="full", block_latent_image=False: model_kwargs(batch, stage, True)
+        livr,
+        "model_kwargs",
+        lambda batch, stage="full", block_latent_image=False, image_bias=0.0: model_kwargs(
+            batch, stage, True, image_bias
+        ),
     )
     blind = D.diagnose({"livr": livr}, items)
     effects = blind.section("livr", "per_latent")

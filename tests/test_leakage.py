@@ -91,7 +91,7 @@ def test_a_boolean_mask_would_leak_in_eager_and_the_test_catches_it(monkeypatch)
     """The measured transformers-5 gotcha: eager *adds* a bool mask. Our invariance check must fail then."""
     lm = _wrap("llava")
 
-    def bool_mask(segments, stage="full", block_latent_image=False, dtype=torch.float32):
+    def bool_mask(segments, stage="full", block_latent_image=False, dtype=torch.float32, image_bias=0.0):
         return masks_module.allowed_attention(segments, stage, block_latent_image).unsqueeze(1)
 
     monkeypatch.setattr("livr_viz.core.model.attention_mask_4d", bool_mask)
