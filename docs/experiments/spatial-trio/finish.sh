@@ -2,7 +2,8 @@
 # After the trio has trained (run.sh / run-trio.sh): retire the ViT trio's write-up, evaluate the spatial trio on the
 # test split and install it as the bundled demo set, then refresh everything that describes the shipped models.
 # Run from anywhere; it works in the clone that holds this file (not a snapshot: --install writes its assets/).
-#   bash finish.sh [OUT]
+#   bash finish.sh [OUT [MORE REPRODUCE OPTIONS: the LIVR flags its run trained with, e.g.
+#                        --stage1-fraction 0.8 --stage2-open-steps 300]]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${1:-/work/runs/spatial-trio}
@@ -29,7 +30,7 @@ fi
 
 # 2. evaluate (500 test questions per task, every condition of the paper's table) and install
 python -m tools.reproduce --out "$OUT" --preset full --finetune full --tower spatial --vision-compare \
-  --vision-markers --vision-steps 2400 --stage2-lr 1e-4 --n-test 500 --half-backbone --install
+  --vision-markers --vision-steps 2400 --stage2-lr 1e-4 --n-test 500 --half-backbone --install "${@:2}"
 
 # 3. what describes the shipped models: the teaching example, the probes, the diagnosis, the app's picture
 python -m tools.pick_example --model demo-livr
