@@ -189,12 +189,11 @@ class TrainConfig:
         return "bottleneck" if step < self.stage1_steps else "full"
 
     def image_bias_at(self, step: int) -> float:
-        """The bias on the text rows' image keys at ``step`` (:func:`~livr_viz.core.masks.attention_mask_4d`): -inf
-        in Stage 1, then from ``OPEN_FROM_BIAS`` linearly up to 0 over ``stage2_open_steps``, then 0."""
-        if step < self.stage1_steps:
-            return -math.inf
+        """The bias on the text rows' image keys at ``step`` (:func:`~livr_viz.core.masks.attention_mask_4d`): from
+        ``OPEN_FROM_BIAS`` linearly up to 0 over Stage 2's first ``stage2_open_steps``, else 0 (in Stage 1 the
+        bottleneck mask itself closes the image)."""
         j = step - self.stage1_steps
-        return OPEN_FROM_BIAS * (1 - j / self.stage2_open_steps) if j < self.stage2_open_steps else 0.0
+        return OPEN_FROM_BIAS * (1 - j / self.stage2_open_steps) if 0 <= j < self.stage2_open_steps else 0.0
 
     def lr_at(self, step: int) -> float:
         """Warmup + cosine within the stage that ``step`` belongs to."""
@@ -756,7 +755,7 @@ class Trainer:
                 group["lr"] = lr
             batches = [self._micro_batch(step, micro) for micro in range(cfg.grad_accum)]
             tokens += sum(int(b.padding_mask.sum()) for b in batches)
-            bias = cfg.image_bias_at(step) if stage == "full" else 0.0
+            bias = cfg.image_bias_at(step)
             loss_sum, grad_norm = self.train_step(batches, stage, autocast, bias)
             done = step + 1
             if bar is not None:

@@ -31,7 +31,8 @@ def copy_answer_token(lm, cfg: TrainConfig, noise: float, seed: int) -> int:
     ids = list(lm.latent_token_ids)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        keep = [i for i in range(emb.num_embeddings) if i not in set(ids)]
+        latent = set(ids)
+        keep = [i for i in range(emb.num_embeddings) if i not in latent]
         std = emb.weight[keep].float().std(0)
         z = torch.randn(len(ids), emb.weight.shape[1], generator=gen)
         emb.weight[ids] = (emb.weight[token].float() + noise * std * z).to(emb.weight.dtype)
