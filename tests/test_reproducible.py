@@ -5,8 +5,10 @@ Why a digest and not a comparison of two runs: two runs of today's code agree wi
 only a value recorded before a change shows that the change moved nothing.
 
 Float kernels differ between CPU instruction sets and torch releases, so each digest is stored under the platform it
-was measured on (torch version and CPU capability, one thread); on a platform with no recorded digest the weights test
-is skipped and says so. When a change is MEANT to move numbers (a new default, a new sampler), record the new digests
+was measured on (torch version, CPU capability and CPU model, one thread); on a platform with no recorded digest the
+weights test is skipped and says so. The CPU model is part of the key because MKL picks its kernels per processor:
+two machines that torch both calls AVX512 trained the quick preset to different weights (measured, 2026-12-08).
+When a change is MEANT to move numbers (a new default, a new sampler), record the new digests
 and say why in the commit:
 
     LIVR_VIZ_RECORD_DIGESTS=1 OMP_NUM_THREADS=1 python -m pytest -q tests/test_reproducible.py
@@ -17,6 +19,7 @@ which rewrites this platform's entries in tests/data/digests.json (the data dige
 import hashlib
 import json
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,22 @@ RECORD = os.environ.get("LIVR_VIZ_RECORD_DIGESTS") == "1"
 
 
 def _platform() -> str:
-    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, 1 thread"
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {_cpu_model()}, 1 thread"
+
+
+def _cpu_model() -> str:
+    """``cpu family/model`` of the first processor in /proc/cpuinfo (Linux), else Python's word for the processor."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "cpu family" in fields and "model" in fields:
+        return f"{fields.get('vendor_id', 'cpu')} {fields['cpu family']}/{fields['model']}"
+    return platform.processor() or platform.machine()
 
 
 def _stored() -> dict:
