@@ -602,6 +602,20 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
     assert [c.stage1_body_lr_scale for c in seen[1:]] == [0.1 if v == "livr" else 1.0 for v in rep.VARIANTS]
     assert [c.stage2_open_steps for c in seen[1:]] == [2 if v == "livr" else 0 for v in rep.VARIANTS]
     assert [c.stage1_fraction for c in seen[1:]] == [0.5 if v == "livr" else 0.0 for v in rep.VARIANTS]
+    (tmp_path / "focus" / "pretrain" / "model").mkdir(parents=True)
+    seen.clear()
+    with pytest.raises(Evaluating):
+        rep.reproduce(
+            tmp_path / "focus",
+            preset="quick",
+            tasks="counting,jigsaw",
+            stage1_focus="jigsaw",
+            stage1_focus_steps=3,
+            stage1_focus_share=0.75,
+            log=lambda *a: None,
+        )
+    focus = [(c.stage1_focus, c.stage1_focus_steps, c.stage1_focus_share) for c in seen[1:]]
+    assert focus == [("jigsaw", 3, 0.75) if v == "livr" else ("", 0, 0.5) for v in rep.VARIANTS]
     (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
     seen.clear()
     with pytest.raises(Evaluating):
@@ -849,6 +863,69 @@ def test_task_weights_give_each_task_its_share_from_its_own_question_order():
     # a pure function of the slot: any window equals the same slots of the whole stream (exact resume)
     assert weighted_indices(weights, 50, 3, 37, 29) == stream[37:66]
     assert weighted_indices(weights, 50, 4, 0, 64) != stream[:64]  # the data seed draws other orders
+
+
+def test_stage1_focus_blocks_fill_their_share_from_the_task_then_the_plain_mix_takes_over():
+    """``stage1_focus``: block k of Stage 1 gives its task ``share`` of every micro-batch, drawn from that task's own
+    seeded order (each block a fresh run through it), the rest from the plain mix's slots; a pure function of the
+    step; after the last block (and in Stage 2) the batches are the plain mix's."""
+    from livr_viz.training.trainer import focus_indices
+
+    cfg = TrainConfig(
+        variant="livr", tasks="all", steps=100, batch_size=8, stage1_focus="jigsaw,art_style", stage1_focus_steps=10
+    )
+    assert cfg.stage1_steps == 40 and cfg.focus_tasks == ["jigsaw", "art_style"]
+    assert [cfg.focus_at(s) for s in (0, 9, 10, 19, 20, 39, 40)] == [(0, "jigsaw")] * 2 + [(1, "art_style")] * 2 + [
+        None
+    ] * 3
+    n_tasks, n = 9, 50
+    batch = focus_indices(4, n_tasks, n, 0, turn=3, mix_start=24, count=8, share=0.5)
+    assert [i % n_tasks for i in batch[:4]] == [4] * 4  # the focus task's items first
+    assert batch[4:] == sample_indices(n * n_tasks, 0, 24, 4)  # then the plain mix's own slots
+    own = [focus_indices(4, n_tasks, n, 0, turn, 0, 8, 0.5)[:4] for turn in range(n // 4 + 1)]
+    seen = [i // n_tasks for part in own for i in part]
+    assert sorted(seen[:n]) == list(range(n))  # one pass through the task's questions before any repeats
+    assert focus_indices(4, n_tasks, n, 0, 3, 24, 8, 0.5) == batch  # the same step draws the same batch
+    assert len(focus_indices(4, n_tasks, n, 0, 0, 0, 8, 1.0)) == 8  # share 1: the task alone
+    bad = dict(variant="livr", tasks="counting,jigsaw", steps=100, stage1_focus_steps=10)
+    for settings, message in (
+        (dict(bad, stage1_focus="art_style"), "not among this fine-tune's tasks"),
+        (dict(bad, stage1_focus="jigsaw,jigsaw"), "twice"),
+        (dict(bad, stage1_focus="jigsaw,counting", stage1_focus_steps=21), "do not fit in Stage 1"),
+        (dict(bad, stage1_focus="jigsaw", stage1_focus_steps=0), "needs both"),
+        (dict(bad, stage1_focus="", stage1_focus_steps=10), "needs both"),
+        (dict(bad, stage1_focus="jigsaw", stage1_focus_share=0.0), "stage1_focus_share"),
+        (dict(bad, stage1_focus="jigsaw", stage1_focus_share=0.01, batch_size=8), "no item"),
+        (dict(bad, stage1_focus="jigsaw", task_weights={"jigsaw": 2}), "both set the mix"),
+        (dict(bad, stage1_focus="jigsaw", variant="sft"), "variant sft has no Stage 1"),
+    ):
+        with pytest.raises(LIVRError, match=message):
+            TrainConfig(**settings)
+
+
+@pytest.mark.slow
+def test_stage1_focus_reaches_the_trainer_and_logs_its_task(tmp_path, tiny_paths):
+    from collections import Counter
+
+    from livr_viz.cli import main
+
+    cfg = preset_config(
+        "quick", tasks="counting,art_style,jigsaw", variant="livr", stage1_focus="art_style", stage1_focus_steps=2
+    )
+    trainer = Trainer(build_model_for_training(tiny_paths["base"], cfg), cfg, tmp_path / "t", progress=False)
+    tasks = [Counter(trainer.train_set[i].task for i in trainer._micro_batch_indices(s, 0)) for s in (0, 1, 2)]
+    assert all(c["art_style"] >= 4 for c in tasks[:2])  # half of every batch, and some of the mix's half
+    assert tasks[2]["art_style"] < 8 and sum(tasks[2].values()) == 8
+    base = tiny_paths["base"]
+    args = ("--stage1-focus", "art_style", "--stage1-focus-steps", "2")
+    assert main(_train_args(base, tmp_path / "cli", *args, tasks="counting,art_style", steps=6)) == 0
+    saved = json.loads((tmp_path / "cli" / "train_config.json").read_text())
+    assert (saved["stage1_focus"], saved["stage1_focus_steps"], saved["stage1_focus_share"]) == ("art_style", 2, 0.5)
+    log = [r for r in _log_records(tmp_path / "cli") if "loss" in r]
+    assert [r.get("focus") for r in log if r["step"] <= 2] == ["art_style"] * len([r for r in log if r["step"] <= 2])
+    assert all("focus" not in r for r in log if r["step"] > 2)
+    bad = _train_args(base, tmp_path / "bad", "--stage1-focus", "jigsaw", "--stage1-focus-steps", "2", tasks="counting")
+    assert main(bad) == 2 and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

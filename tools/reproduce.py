@@ -159,6 +159,9 @@ def reproduce(
     stage2_lr: float | None = None,
     stage1_body_lr_scale: float | None = None,
     stage2_open_steps: int | None = None,
+    stage1_focus: str | None = None,
+    stage1_focus_steps: int | None = None,
+    stage1_focus_share: float | None = None,
     stage1_fraction: float | None = None,
     vision_steps: int | None = None,
     vision_markers: bool = False,
@@ -180,7 +183,8 @@ def reproduce(
     LIVR fine-tune's Stage-2 peak learning rate (default: the preset's lr); ``stage1_body_lr_scale`` its Stage-1 rate
     for every parameter but the latent rows, as a fraction of the rate (default 1; see ``TrainConfig``);
     ``stage2_open_steps`` opens its Stage 2's text->image attention over that many steps (default 0: at once);
-    ``stage1_fraction`` its share of steps in Stage 1 (default 0.4, the paper's "4/6").
+    ``stage1_focus`` / ``stage1_focus_steps`` / ``stage1_focus_share`` open its Stage 1 with one focus block per named
+    task (see ``TrainConfig``); ``stage1_fraction`` its share of steps in Stage 1 (default 0.4, the paper's "4/6").
     ``vision_steps`` sets stage 0's length (default: the preset's; the tower's shape head needs ~1,200, measured);
     ``vision_markers`` gives stage 0 the word format's images and the every-colour head (``--markers``).
     ``tower`` picks the fresh backbone's vision tower ("vit", the shipped one, or "spatial", the spatial reader);
@@ -234,6 +238,9 @@ def reproduce(
             stage2_lr=stage2_lr if variant == "livr" else None,
             stage1_body_lr_scale=stage1_body_lr_scale if variant == "livr" else None,
             stage2_open_steps=stage2_open_steps if variant == "livr" else None,
+            stage1_focus=stage1_focus if variant == "livr" else None,
+            stage1_focus_steps=stage1_focus_steps if variant == "livr" else None,
+            stage1_focus_share=stage1_focus_share if variant == "livr" else None,
             stage1_fraction=stage1_fraction if variant == "livr" else None,
         )
         for variant in VARIANTS
@@ -520,6 +527,12 @@ def _livr_rates(cfg: dict) -> str:
     scale = cfg.get("stage1_body_lr_scale", 1.0)
     if scale != 1.0:
         notes.append(f"Stage 1 moves all but the latent rows at {scale:g} x the rate, `--stage1-body-lr-scale`")
+    if cfg.get("stage1_focus"):
+        notes.append(
+            f"Stage 1 opens with {cfg['stage1_focus_steps']}-step focus blocks "
+            f"({cfg['stage1_focus'].replace(',', ', ')}; {cfg.get('stage1_focus_share', 0.5):g} of every batch), "
+            "`--stage1-focus`"
+        )
     if cfg.get("stage2_open_steps"):
         notes.append(
             f"Stage 2 opens the text rows' view of the image over {cfg['stage2_open_steps']} steps, "
@@ -961,6 +974,13 @@ def build_parser() -> argparse.ArgumentParser:
             "LIVR's Stage 2 opens the text rows' view of the image over this many steps (a bias on their image "
             "keys from -50 up to 0) instead of at once (default 0, as the paper)",
         ),
+        "--stage1-focus": (
+            dict(metavar="TASK,..."),
+            "LIVR's Stage 1 opens with one focus block per task named, in order: for --stage1-focus-steps steps the "
+            "task fills --stage1-focus-share of every batch, the rest is the plain mix (default: the plain mix)",
+        ),
+        "--stage1-focus-steps": (dict(type=int), "steps of each of LIVR's Stage-1 focus blocks"),
+        "--stage1-focus-share": (dict(type=float), "the focus task's share of every batch in its block (default 0.5)"),
     }
     for flag, (settings, text) in fine_tune_options.items():
         p.add_argument(flag, default=None, help="fine-tunes: " + text, **settings)
@@ -1026,6 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
             stage2_lr=args.stage2_lr,
             stage1_body_lr_scale=args.stage1_body_lr_scale,
             stage2_open_steps=args.stage2_open_steps,
+            stage1_focus=args.stage1_focus,
+            stage1_focus_steps=args.stage1_focus_steps,
+            stage1_focus_share=args.stage1_focus_share,
             stage1_fraction=args.stage1_fraction,
             vision_steps=args.vision_steps,
             vision_markers=args.vision_markers,

@@ -51,6 +51,9 @@ def cmd_train(args) -> int:
         stage2_lr=getattr(args, "stage2_lr", None),
         stage1_body_lr_scale=getattr(args, "stage1_body_lr_scale", None),
         stage2_open_steps=getattr(args, "stage2_open_steps", None),
+        stage1_focus=getattr(args, "stage1_focus", None),
+        stage1_focus_steps=getattr(args, "stage1_focus_steps", None),
+        stage1_focus_share=getattr(args, "stage1_focus_share", None),
         task_balance=getattr(args, "task_balance", None),
         task_weights=_task_weights(getattr(args, "task_weights", None)),
         warmup_fraction=args.warmup_fraction,
@@ -178,6 +181,21 @@ def add_commands(sub) -> None:
         default=None,
         help="LIVR: open the text rows' view of the image over this many Stage-2 steps (their image keys' attention "
         "weights scaled from 0 up to 1) instead of at once (default 0, as the paper)",
+    )
+    p.add_argument(
+        "--stage1-focus",
+        default=None,
+        metavar="TASK,...",
+        help="LIVR: Stage 1 opens with one focus block per task named, in order: for --stage1-focus-steps steps the "
+        "task fills --stage1-focus-share of every batch, the rest is the plain mix (default: the plain mix, as the "
+        "paper)",
+    )
+    p.add_argument("--stage1-focus-steps", type=int, default=None, help="LIVR: steps of each Stage-1 focus block")
+    p.add_argument(
+        "--stage1-focus-share",
+        type=float,
+        default=None,
+        help="LIVR: the focus task's share of every batch in its block (default 0.5)",
     )
     p.add_argument(
         "--branch-from",

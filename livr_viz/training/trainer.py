@@ -85,6 +85,14 @@ class TrainConfig:
     # Stage 1 those rows score image keys up to ~40 nats above their own: any opening shocks them (docs/experiments/
     # spatial-trio/, "The stage switch")
     stage2_open_steps: int = 0
+    # LIVR: Stage 1 opens with one focus block per task named here, in this order (comma list; "" = the plain mix, as
+    # the paper): for stage1_focus_steps steps the named task fills stage1_focus_share of every micro-batch and the
+    # rest is the fine-tune's plain mix of all tasks (replay); the Stage-1 steps after the last block are the plain
+    # mix. Alone, near the peak rate, a task routes image -> latents -> answer in ~300 steps; in the nine-task mix
+    # only counting did, in 2,000 Stage-1 steps (docs/experiments/spatial-trio/, "Stage 1 alone on one task")
+    stage1_focus: str = ""
+    stage1_focus_steps: int = 0
+    stage1_focus_share: float = 0.5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # of each stage
     max_grad_norm: float = 1.0
@@ -135,6 +143,8 @@ class TrainConfig:
             "stage2_lr": self.stage2_lr is None or self.stage2_lr > 0,
             "stage1_body_lr_scale": 0.0 <= self.stage1_body_lr_scale <= 1.0,
             "stage2_open_steps": self.stage2_open_steps >= 0,
+            "stage1_focus_steps": self.stage1_focus_steps >= 0,
+            "stage1_focus_share": 0.0 < self.stage1_focus_share <= 1.0,
             "warmup_fraction": 0.0 <= self.warmup_fraction < 1.0,
             "n_train_per_task": self.n_train_per_task >= 1,
             "precision": self.precision in PRECISIONS,
@@ -164,12 +174,58 @@ class TrainConfig:
             )
         if self.task_weights:
             check_task_weights(self.task_weights, self.tasks, self.task_balance)
+        if self.stage1_focus or self.stage1_focus_steps:
+            self._check_stage1_focus()
         if self.freeze_vision_tower and not self.full_finetune:
             raise LIVRError("freeze_vision_tower needs full_finetune (LoRA fine-tunes never touch the vision tower)")
         if self.full_finetune and self.variant != "sft" and perception_kinds(self.tasks) is not None:
             raise LIVRError(
                 "full_finetune on perception (backbone pretraining) trains without latents: use variant sft"
             )
+
+    def _check_stage1_focus(self) -> None:
+        where = "stage1_focus (LIVR's Stage-1 focus blocks)"
+        if self.variant != "livr":
+            raise LIVRError(f"{where} shapes LIVR's Stage 1; variant {self.variant} has no Stage 1")
+        if perception_kinds(self.tasks) is not None:
+            raise LIVRError(f"{where} applies to task-suite fine-tunes, not to perception pretraining")
+        if self.task_weights or self.task_balance != "none":
+            raise LIVRError(f"{where} and {'task_weights' if self.task_weights else 'task_balance'} both set the mix")
+        focus = self.focus_tasks
+        if not focus or not self.stage1_focus_steps:
+            raise LIVRError(f"{where} needs both the tasks (stage1_focus) and a block length (stage1_focus_steps)")
+        names = resolve_tasks(self.tasks)
+        unknown = [t for t in focus if t not in names]
+        if unknown:
+            raise LIVRError(
+                f"stage1_focus names {', '.join(map(repr, unknown))}, not among this fine-tune's tasks "
+                f"({', '.join(names)})"
+            )
+        if len(set(focus)) < len(focus):
+            raise LIVRError(f"stage1_focus names a task twice: {self.stage1_focus!r}")
+        if len(focus) * self.stage1_focus_steps > self.stage1_steps:
+            raise LIVRError(
+                f"{len(focus)} focus blocks of {self.stage1_focus_steps} steps do not fit in Stage 1 "
+                f"({self.stage1_steps} steps)"
+            )
+        if round(self.stage1_focus_share * self.batch_size) < 1:
+            raise LIVRError(
+                f"stage1_focus_share={self.stage1_focus_share} gives the focus task no item of a "
+                f"{self.batch_size}-item micro-batch"
+            )
+
+    @property
+    def focus_tasks(self) -> list[str]:
+        """The Stage-1 focus blocks' tasks, in order (empty: the plain mix throughout)."""
+        return [t.strip() for t in self.stage1_focus.split(",") if t.strip()]
+
+    def focus_at(self, step: int) -> tuple[int, str] | None:
+        """(block, task) of the Stage-1 focus block that ``step`` falls in, else None."""
+        focus = self.focus_tasks
+        if not focus or not self.stage1_focus_steps:
+            return None
+        block = step // self.stage1_focus_steps
+        return (block, focus[block]) if 0 <= block < len(focus) and step < self.stage1_steps else None
 
     def to_dict(self) -> dict:
         """The flat form (``train_config.json``, ``results.json``): the model's fields, then the training ones."""
@@ -268,6 +324,19 @@ def weighted_indices(weights: list[int], n_per_task: int, data_seed: int, start:
         j = sample_indices(n_per_task, data_seed * 1_009 + task, cycle * weights[task] + seen[k][task], 1)[0]
         out.append(j * n_tasks + task)
     return out
+
+
+def focus_indices(
+    task: int, n_tasks: int, n_per_task: int, data_seed: int, turn: int, mix_start: int, count: int, share: float
+) -> list[int]:
+    """A micro-batch of a Stage-1 focus block over an interleaved task dataset (item ``j * T + t`` is question ``j``
+    of task ``t``): ``round(share * count)`` questions of ``task``, the block's ``turn``-th draw from that task's own
+    seeded order, then the rest of the plain mix's slots ``mix_start ..``. A pure function of its arguments, so a
+    resumed run draws the same batches."""
+    n_focus = round(share * count)
+    own = sample_indices(n_per_task, data_seed * 1_009 + task, turn * n_focus, n_focus)
+    rest = sample_indices(n_per_task * n_tasks, data_seed, mix_start, count - n_focus)
+    return [j * n_tasks + task for j in own] + rest
 
 
 def warmup_cosine(i: int, length: int, warm: int, peak: float) -> float:
@@ -575,6 +644,18 @@ class Trainer:
         cfg, world, rank = self.cfg, self.state.num_processes, self.state.process_index
         global_batch = cfg.batch_size * world
         index = step * cfg.grad_accum + micro  # micro-batches so far
+        focus = cfg.focus_at(step)
+        if focus is not None:
+            return focus_indices(
+                self.train_set.tasks.index(focus[1]),
+                len(self.train_set.tasks),
+                self.train_set.n_per_task,
+                cfg.data_seed,
+                (index - focus[0] * cfg.stage1_focus_steps * cfg.grad_accum) * world + rank,
+                index * global_batch + rank * cfg.batch_size,
+                cfg.batch_size,
+                cfg.stage1_focus_share,
+            )
         if cfg.task_weights:
             weights = [cfg.task_weights.get(t, 1) for t in self.train_set.tasks]
             return weighted_indices(
@@ -772,6 +853,7 @@ class Trainer:
                         "grad_norm": grad_norm,
                         "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9),
                         **({"image_bias": round(bias, 4)} if bias < 0.0 else {}),
+                        **({"focus": focus[1]} if (focus := cfg.focus_at(step)) is not None else {}),
                     }
                 )
             if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check
