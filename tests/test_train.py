@@ -534,6 +534,8 @@ def test_reproduce_variants_none_trains_the_backbone_and_stops(tmp_path, monkeyp
     trained = rep.reproduce(tmp_path, preset="quick", tasks="counting", variants=[], log=lambda *a: None)
     assert trained["trained"] == [] and [c.tasks for c in seen] == ["perception:words"]
     assert not any((tmp_path / v).exists() for v in rep.VARIANTS) and not (tmp_path / "results.json").exists()
+    # the command line ends with 0 after it, not with a crash on the evaluation's missing total time
+    assert rep.main(["--out", str(tmp_path), "--preset", "quick", "--tasks", "counting", "--variants", "none"]) == 0
 
 
 def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_path, monkeypatch):

@@ -1063,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
     except LIVRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.variants:
+    if args.variants is not None:  # [] is --variants none: the backbone only, nothing evaluated
         return 0
     print(f"wrote {Path(out) / 'RESULTS.md'} ({results['seconds']['total'] / 60:.1f} min)")
     return 0
