@@ -584,38 +584,28 @@ def test_reproduce_seed_grad_accum_and_task_balance_reach_the_fine_tunes(tmp_pat
             tmp_path / "again", preset="quick", tasks="counting", freeze_vision_tower=True, log=lambda *a: None
         )
     assert seen[0].tasks == "perception:words" and seen[0].freeze_vision_tower
-    (tmp_path / "weighted" / "pretrain" / "model").mkdir(parents=True)
-    seen.clear()
-    with pytest.raises(Evaluating):
-        rep.reproduce(
-            tmp_path / "weighted",
-            preset="quick",
-            tasks="counting,jigsaw",
-            task_weights={"jigsaw": 3},
-            stage2_lr=1e-4,
-            stage1_body_lr_scale=0.1,
-            stage2_open_steps=2,
-            stage1_fraction=0.5,
-            log=lambda *a: None,
-        )
+
+    def configs_of(name: str, **settings) -> None:  # a run with a backbone in place: the configs it trains
+        (tmp_path / name / "pretrain" / "model").mkdir(parents=True)
+        seen.clear()
+        with pytest.raises(Evaluating):
+            rep.reproduce(tmp_path / name, preset="quick", tasks="counting,jigsaw", log=lambda *a: None, **settings)
+
+    configs_of(
+        "weighted",
+        task_weights={"jigsaw": 3},
+        stage2_lr=1e-4,
+        stage1_body_lr_scale=0.1,
+        stage2_open_steps=2,
+        stage1_fraction=0.5,
+    )
     assert not seen[0].task_weights  # the word curriculum is not a task-suite fine-tune
     assert [c.task_weights for c in seen[1:]] == [{"jigsaw": 3}] * len(rep.VARIANTS)
     assert [(c.variant, c.stage2_lr) for c in seen[1:]] == [(v, 1e-4 if v == "livr" else None) for v in rep.VARIANTS]
     assert [c.stage1_body_lr_scale for c in seen[1:]] == [0.1 if v == "livr" else 1.0 for v in rep.VARIANTS]
     assert [c.stage2_open_steps for c in seen[1:]] == [2 if v == "livr" else 0 for v in rep.VARIANTS]
     assert [c.stage1_fraction for c in seen[1:]] == [0.5 if v == "livr" else 0.0 for v in rep.VARIANTS]
-    (tmp_path / "focus" / "pretrain" / "model").mkdir(parents=True)
-    seen.clear()
-    with pytest.raises(Evaluating):
-        rep.reproduce(
-            tmp_path / "focus",
-            preset="quick",
-            tasks="counting,jigsaw",
-            stage1_focus="jigsaw",
-            stage1_focus_steps=3,
-            stage1_focus_share=0.75,
-            log=lambda *a: None,
-        )
+    configs_of("focus", stage1_focus="jigsaw", stage1_focus_steps=3, stage1_focus_share=0.75)
     focus = [(c.stage1_focus, c.stage1_focus_steps, c.stage1_focus_share) for c in seen[1:]]
     assert focus == [("jigsaw", 3, 0.75) if v == "livr" else ("", 0, 0.5) for v in rep.VARIANTS]
     (tmp_path / "full" / "pretrain" / "model").mkdir(parents=True)
