@@ -221,10 +221,9 @@ class TrainConfig:
 
     def focus_at(self, step: int) -> tuple[int, str] | None:
         """(block, task) of the Stage-1 focus block that ``step`` falls in, else None."""
-        focus = self.focus_tasks
-        if not focus or not self.stage1_focus_steps:
+        if not self.stage1_focus_steps:  # set together with stage1_focus (checked), else no blocks
             return None
-        block = step // self.stage1_focus_steps
+        focus, block = self.focus_tasks, step // self.stage1_focus_steps
         return (block, focus[block]) if 0 <= block < len(focus) and step < self.stage1_steps else None
 
     def to_dict(self) -> dict:
@@ -836,7 +835,7 @@ class Trainer:
                 group["lr"] = lr
             batches = [self._micro_batch(step, micro) for micro in range(cfg.grad_accum)]
             tokens += sum(int(b.padding_mask.sum()) for b in batches)
-            bias = cfg.image_bias_at(step)
+            bias, focus = cfg.image_bias_at(step), cfg.focus_at(step)
             loss_sum, grad_norm = self.train_step(batches, stage, autocast, bias)
             done = step + 1
             if bar is not None:
@@ -853,7 +852,7 @@ class Trainer:
                         "grad_norm": grad_norm,
                         "tokens_per_s": tokens * self.state.num_processes / max(elapsed, 1e-9),
                         **({"image_bias": round(bias, 4)} if bias < 0.0 else {}),
-                        **({"focus": focus[1]} if (focus := cfg.focus_at(step)) is not None else {}),
+                        **({"focus": focus[1]} if focus is not None else {}),
                     }
                 )
             if done == cfg.stage1_steps and self.state.is_main_process:  # for the Stage-1-only sanity check
